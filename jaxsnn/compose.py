@@ -29,6 +29,11 @@ def leaf_count(layer: Any) -> int:
     return int(getattr(layer[0], _LEAVES_ATTR, 1))
 
 
+def _is_composite(layer: Any) -> bool:
+    """A composite (a ``serial``) takes and returns flat lists, even with a single leaf."""
+    return hasattr(layer[0], _LEAVES_ATTR)
+
+
 def _check_layer(position: int, layer: Any) -> None:
     if not (isinstance(layer, tuple) and len(layer) == 2 and all(map(callable, layer))):
         raise TypeError(
@@ -51,6 +56,24 @@ def _check_flat(kind: str, value: Optional[Sequence[Any]], n_leaves: int) -> Non
         )
 
 
+def _shape_error(error: Exception, position: int, layer: Any, shape: Shape) -> Exception:
+    """Wrap an init error with the position of the failing leaf, e.g. ``layer 1.0``."""
+    inner = getattr(error, "jaxsnn_init_failure", None)
+    if inner is None:
+        path, name, failing_shape, detail = [position], layer_name(layer), shape, str(error)
+    else:
+        path = [position] + inner["path"]
+        name, failing_shape, detail = inner["name"], inner["shape"], inner["detail"]
+    location = ".".join(map(str, path))
+    wrapped = type(error)(
+        f"serial: layer {location} ({name}) cannot take input shape {failing_shape}: {detail}"
+    )
+    wrapped.jaxsnn_init_failure = {  # type: ignore[attr-defined]
+        "path": path, "name": name, "shape": failing_shape, "detail": detail,
+    }
+    return wrapped
+
+
 def serial(*layers: Any) -> Layer:
     """Compose layers (and nested ``serial``s) in sequence.
 
@@ -68,14 +91,16 @@ def serial(*layers: Any) -> Layer:
     Raises:
         TypeError: if an argument is not an ``(init, apply)`` pair.
         ValueError: at ``init``, if a layer cannot take the shape produced by the layer before
-            it (the message names the layer, its position, and the shape); at ``apply``, if a
-            flat list has the wrong length.
+            it (the message names the layer, its position, e.g. ``layer 1.0`` for the first leaf
+            of a nested ``serial`` in position 1, and the shape); at ``apply``, if a flat list
+            has the wrong length.
     """
     if not layers:
         raise ValueError("serial needs at least one layer")
     for position, layer in enumerate(layers):
         _check_layer(position, layer)
     counts = [leaf_count(layer) for layer in layers]
+    composite = [_is_composite(layer) for layer in layers]
     n_leaves = sum(counts)
     offsets = [sum(counts[:k]) for k in range(len(layers))]
 
@@ -87,18 +112,11 @@ def serial(*layers: Any) -> Layer:
             try:
                 new_shape, layer_params = layer[0](key, shape)
             except (ValueError, TypeError) as error:
-                if getattr(error, "jaxsnn_from_serial", False):
-                    raise
-                wrapped = type(error)(
-                    f"serial: layer {position} ({layer_name(layer)}) cannot take input shape "
-                    f"{shape}: {error}"
-                )
-                wrapped.jaxsnn_from_serial = True  # type: ignore[attr-defined]
-                raise wrapped from error
-            if counts[position] == 1:
-                params.append(layer_params)
-            else:
+                raise _shape_error(error, position, layer, shape) from error
+            if composite[position]:
                 params.extend(layer_params)
+            else:
+                params.append(layer_params)
             shape = tuple(new_shape)
         return shape, params
 
@@ -114,25 +132,25 @@ def serial(*layers: Any) -> Layer:
         new_carry: List[Any] = []
         recording: List[Any] = []
         outputs = inputs
-        for layer, start, count in zip(layers, offsets, counts):
+        for layer, start, count, is_composite in zip(layers, offsets, counts, composite):
             stop = start + count
-            if count == 1:
-                layer_params = params[start]
-                layer_external = None if external is None else external[start]
-                layer_carry = None if carry is None else carry[start]
-            else:
+            if is_composite:
                 layer_params = list(params[start:stop])
                 layer_external = None if external is None else list(external[start:stop])
                 layer_carry = None if carry is None else list(carry[start:stop])
+            else:
+                layer_params = params[start]
+                layer_external = None if external is None else external[start]
+                layer_carry = None if carry is None else carry[start]
             state, outputs, record = layer[1](
                 layer_params, outputs, external=layer_external, carry=layer_carry
             )
-            if count == 1:
-                new_carry.append(state)
-                recording.append(record)
-            else:
+            if is_composite:
                 new_carry.extend(state)
                 recording.extend(record)
+            else:
+                new_carry.append(state)
+                recording.append(record)
         return new_carry, outputs, recording
 
     setattr(init, _LEAVES_ATTR, n_leaves)

@@ -1,0 +1,260 @@
+"""Timing and machine-information helpers shared by every benchmark worker.
+
+This module uses only the standard library and NumPy so that it can be imported by the
+workers running inside the peers' virtual environments (which do not have jaxsnn).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from typing import Any, Callable, Dict, Optional
+
+import numpy as np
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (or platform.processor() elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def load_average() -> Optional[list]:
+    """The 1, 5 and 15 minute load averages, or None where unavailable."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def machine_info() -> Dict[str, Any]:
+    """CPU model, logical cores, memory, OS and Python version, and the current load average."""
+    try:
+        mem_gib = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError):
+        mem_gib = None
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "memory_gib": mem_gib,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "load_average": load_average(),
+    }
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process so far, in MiB (Linux reports KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
+
+
+def time_call(
+    fn: Callable[[], Any],
+    block: Callable[[Any], Any],
+    iterations: int = 10,
+    warmup: int = 2,
+    max_seconds: Optional[float] = None,
+) -> Dict[str, Any]:
+    """Time ``fn`` the way a user would experience it.
+
+    The first call (which includes tracing and compilation for JAX) is timed separately as
+    ``first_call_s``; then ``warmup - 1`` further untimed calls; then ``iterations`` timed calls.
+    ``block`` waits until the result is ready (``jax.block_until_ready`` or a no-op for torch).
+
+    Args:
+        fn: the zero-argument callable to time.
+        block: makes asynchronous results concrete.
+        iterations: number of timed calls (at least 1).
+        warmup: number of calls before timing starts, including the first one (at least 1).
+        max_seconds: optional budget: stop timing early (but after at least 3 timed calls).
+
+    Returns:
+        dict with ``first_call_s``, ``median_s``, ``min_s``, ``max_s``, ``mean_s``,
+        ``iterations`` (actually timed), ``times_s`` (all timed calls) and the last result
+        under the key ``"result"``.
+    """
+    start = time.perf_counter()
+    out = block(fn())
+    first = time.perf_counter() - start
+    for _ in range(max(warmup, 1) - 1):
+        out = block(fn())
+    times = []
+    budget_start = time.perf_counter()
+    for i in range(max(iterations, 1)):
+        t0 = time.perf_counter()
+        out = block(fn())
+        times.append(time.perf_counter() - t0)
+        if max_seconds is not None and i >= 2 and time.perf_counter() - budget_start > max_seconds:
+            break
+    return {
+        "first_call_s": first,
+        "median_s": statistics.median(times),
+        "min_s": min(times),
+        "max_s": max(times),
+        "mean_s": statistics.fmean(times),
+        "iterations": len(times),
+        "times_s": [round(t, 6) for t in times],
+        "result": out,
+    }
+
+
+# ----------------------------------------------------------------------------------------
+# Workload data: identical inputs and weights for every library (NumPy, fixed seed)
+# ----------------------------------------------------------------------------------------
+
+DECAY = 0.9  # membrane decay per step where a library takes a decay
+THRESHOLD = 1.0
+
+
+def mlp_data(cfg: Dict[str, Any]) -> Dict[str, np.ndarray]:
+    """Inputs ``(T, B, n_in)`` Bernoulli(p) spikes and the two weight matrices ``(n_in, n_out)``.
+
+    The neuron every library implements is ``v_t = DECAY * v_{t-1} + x_t @ W``, spike when
+    ``v_t > THRESHOLD``, reset by subtraction. Weights are Gaussian with a positive mean chosen
+    so that both layers spike at a moderate rate (the run records the measured rate).
+    """
+    rng = np.random.default_rng(cfg.get("seed", 0))
+    T, B, n_in, hidden = cfg["T"], cfg["batch"], cfg["n_in"], cfg["hidden"]
+    p = cfg.get("p_in", 0.1)
+    x = (rng.random((T, B, n_in)) < p).astype(np.float32)
+    # Mean drive per step of layer 1: n_in * p * mean; a stationary v of mean/(1-DECAY)
+    # about 1.2 * THRESHOLD with fluctuations of the same order makes neurons fire often
+    # but not every step.
+    gain = cfg.get("gain", 1.0)
+    w1 = _spiking_weights(rng, n_in, hidden, p, gain)
+    w2 = _spiking_weights(rng, hidden, hidden, cfg.get("p_hidden_guess", 0.15), gain)
+    return {"x": x, "w1": w1, "w2": w2}
+
+
+def _spiking_weights(rng, n_in: int, n_out: int, rate: float, gain: float) -> np.ndarray:
+    active = max(n_in * rate, 1.0)
+    target_drive = 0.12 * THRESHOLD * (1 - DECAY) / (1 - DECAY) * gain  # per-step mean input
+    mean = target_drive / active
+    std = 2.0 * target_drive / np.sqrt(active)
+    return (mean + std * rng.standard_normal((n_in, n_out))).astype(np.float32)
+
+
+def mlp_flops(cfg: Dict[str, Any], backward: bool) -> float:
+    """Multiply-add FLOPs of the two dense layers (2 per MAC); backward adds two matmuls per layer
+    (input gradient and weight gradient), except that the input gradient of the first layer
+    is not needed."""
+    T, B, n_in, hidden = cfg["T"], cfg["batch"], cfg["n_in"], cfg["hidden"]
+    fwd = 2.0 * T * B * (n_in * hidden + hidden * hidden)
+    if not backward:
+        return fwd
+    # weight gradients of both layers + input gradient of layer 2 only
+    return fwd + 2.0 * T * B * (n_in * hidden + hidden * hidden) + 2.0 * T * B * hidden * hidden
+
+
+def cnn_data(cfg: Dict[str, Any]) -> Dict[str, np.ndarray]:
+    """Inputs ``(T, B, C, H, W)`` Bernoulli(p) spikes and conv kernels in OIHW layout."""
+    rng = np.random.default_rng(cfg.get("seed", 0))
+    T, B, C, H = cfg["T"], cfg["batch"], cfg["channels_in"], cfg["size"]
+    c1, c2, k = cfg["channels"], cfg["channels"], cfg["kernel"]
+    p = cfg.get("p_in", 0.1)
+    x = (rng.random((T, B, C, H, H)) < p).astype(np.float32)
+    gain = cfg.get("gain", 1.0)
+    k1 = _spiking_weights(rng, C * k * k, c1, p, gain).T.reshape(c1, C, k, k)
+    k2 = _spiking_weights(rng, c1 * k * k, c2, cfg.get("p_hidden_guess", 0.15), gain).T.reshape(
+        c2, c1, k, k
+    )
+    return {"x": x, "k1": np.ascontiguousarray(k1), "k2": np.ascontiguousarray(k2)}
+
+
+def cnn_flops(cfg: Dict[str, Any], backward: bool) -> float:
+    """FLOPs of the two 'same'-padded convolutions (2 per MAC), backward as for ``mlp_flops``."""
+    T, B, C, H = cfg["T"], cfg["batch"], cfg["channels_in"], cfg["size"]
+    c, k = cfg["channels"], cfg["kernel"]
+    l1 = 2.0 * T * B * H * H * C * c * k * k
+    l2 = 2.0 * T * B * H * H * c * c * k * k
+    fwd = l1 + l2
+    return fwd if not backward else fwd + (l1 + l2) + l2
+
+
+def emit(result: Dict[str, Any]) -> None:
+    """Print a worker's result as the last line of stdout, prefixed so the runner finds it."""
+    sys.stdout.write("\nBENCH_RESULT " + json.dumps(result) + "\n")
+    sys.stdout.flush()
+
+
+def parse_worker_args(argv=None) -> Dict[str, Any]:
+    """Workers take ``--workload NAME --config JSON``."""
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workload", required=True)
+    ap.add_argument("--config", required=True, help="JSON dict")
+    args = ap.parse_args(argv)
+    return {"workload": args.workload, "config": json.loads(args.config)}
+
+
+def run_worker(build: Callable[[str, Dict[str, Any]], Dict[str, Any]], argv=None) -> None:
+    """Common main of a worker: build the workload's callables, time each mode, print JSON.
+
+    ``build(workload, cfg)`` returns a dict with ``forward`` and/or ``backward`` (zero-argument
+    callables), ``block`` (waits for a result), ``rates`` (zero-argument callable returning the
+    mean spike rate of each layer) and ``versions`` (dict). A mode a library cannot run is left
+    out of the dict and reported as unsupported.
+    """
+    import traceback
+
+    args = parse_worker_args(argv)
+    cfg = args["config"]
+    result: Dict[str, Any] = {"workload": args["workload"], "config": cfg, "modes": {}}
+    result["load_average_start"] = load_average()
+    try:
+        built = build(args["workload"], cfg)
+        result["versions"] = built.get("versions", {})
+        result["implementation"] = built.get("implementation", "")
+        for mode in cfg.get("modes", ["forward", "backward"]):
+            fn = built.get(mode)
+            if fn is None:
+                result["modes"][mode] = {"error": "unsupported by this library"}
+                continue
+            try:
+                timing = time_call(
+                    fn,
+                    built["block"],
+                    iterations=cfg.get("iterations", 10),
+                    warmup=cfg.get("warmup", 2),
+                    max_seconds=cfg.get("max_seconds"),
+                )
+                timing.pop("result")
+                result["modes"][mode] = timing
+            except Exception as exc:  # recorded, the run goes on with the next mode
+                result["modes"][mode] = {
+                    "error": f"{type(exc).__name__}: {exc}",
+                    "traceback": traceback.format_exc()[-2000:],
+                }
+        if "rates" in built:
+            result["spike_rates"] = [float(r) for r in built["rates"]()]
+    except Exception as exc:
+        result["error"] = f"{type(exc).__name__}: {exc}"
+        result["traceback"] = traceback.format_exc()[-3000:]
+    result["peak_rss_mib"] = peak_rss_mib()
+    result["load_average_end"] = load_average()
+    emit(result)
+
+
+def package_versions(*names: str) -> Dict[str, str]:
+    """Installed versions of the given distributions (missing ones are skipped)."""
+    import importlib.metadata as md
+
+    out = {}
+    for n in names:
+        try:
+            out[n] = md.version(n)
+        except md.PackageNotFoundError:
+            pass
+    return out
