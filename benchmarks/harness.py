@@ -258,3 +258,74 @@ def package_versions(*names: str) -> Dict[str, str]:
         except md.PackageNotFoundError:
             pass
     return out
+
+
+# ----------------------------------------------------------------------------------------
+# Event-based Yin-Yang workload: identical input spikes and weights for every library
+# ----------------------------------------------------------------------------------------
+
+EVENT_DEFAULTS = {
+    "tau_syn": 5e-3,
+    "tau_mem": 1e-2,  # tau_mem = 2 tau_syn: both libraries use their analytic kernel
+    "v_th": 1.0,
+    "v_reset": -1000.0,  # as upstream's EventProp example: one spike per neuron
+    "t_late": 2 * 5e-3,
+    "t_max": 4 * 5e-3,
+    "correct_target_time": 0.8 * 5e-3,
+    "wrong_target_time": 1.2 * 5e-3,
+}
+
+
+def yinyang_dir():
+    """The published Yin-Yang arrays: ``$JAXSNN_YINYANG_DIR`` or ``<repo>/../shared/data/yin_yang``."""
+    from pathlib import Path
+
+    env = os.environ.get("JAXSNN_YINYANG_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "shared" / "data" / "yin_yang"
+
+
+def event_data(cfg: Dict[str, Any]) -> Dict[str, np.ndarray]:
+    """Input spikes and weights of the Yin-Yang event network ``5 * dup -> hidden -> 3``.
+
+    Each sample's inputs ``(x, y, 1 - x, 1 - y)`` and a bias spike at t = 0 become latency spikes
+    ``value * t_late``; with ``dup > 1`` every input neuron is replicated ``dup`` times (more
+    input events per sample) and its weights divided by ``dup`` (the same total drive).
+    Samples are the published Yin-Yang training set (random points if it is missing).
+
+    Returns:
+        dict with ``times``/``idx`` ``(n_samples, 5 * dup)`` sorted by time, ``labels``,
+        ``targets`` ``(n_samples, 3)`` target spike times, ``w1`` ``(5 * dup, hidden)``,
+        ``w2`` ``(hidden, 3)`` (float32).
+    """
+    p = dict(EVENT_DEFAULTS, **cfg)
+    rng = np.random.default_rng(cfg.get("seed", 0))
+    n, dup, hidden = cfg["n_samples"], cfg.get("dup", 1), cfg["hidden"]
+    path = yinyang_dir()
+    if (path / "train_samples.npy").exists():
+        samples = np.load(path / "train_samples.npy")
+        labels = np.load(path / "train_labels.npy")
+        reps = -(-n // len(samples))
+        samples, labels = np.tile(samples, (reps, 1))[:n], np.tile(labels, reps)[:n]
+    else:
+        xy = rng.random((n, 2))
+        samples, labels = np.concatenate([xy, 1 - xy], axis=1), rng.integers(0, 3, n)
+    values = np.concatenate([samples, np.zeros((n, 1))], axis=1)  # bias spike at t = 0
+    values = np.repeat(values, dup, axis=1)
+    idx = np.tile(np.arange(5 * dup), (n, 1))
+    order = np.argsort(values, axis=1, kind="stable")
+    times = np.take_along_axis(values, order, axis=1) * p["t_late"]
+    idx = np.take_along_axis(idx, order, axis=1)
+    w1 = rng.normal(3.0 / dup, 0.72 / np.sqrt(dup), (5 * dup, hidden))
+    w2 = rng.normal(0.5, 0.8, (hidden, 3)) * (100.0 / hidden)
+    targets = np.full((n, 3), p["wrong_target_time"])
+    targets[np.arange(n), labels] = p["correct_target_time"]
+    return {"times": times.astype(np.float32), "idx": idx.astype(np.int32),
+            "labels": labels.astype(np.int32), "targets": targets.astype(np.float32),
+            "w1": w1.astype(np.float32), "w2": w2.astype(np.float32)}
+
+
+def event_params(cfg: Dict[str, Any]) -> Dict[str, float]:
+    """The neuron constants of the event workload (defaults overridden by ``cfg``)."""
+    return {k: cfg.get(k, v) for k, v in EVENT_DEFAULTS.items()}

@@ -25,7 +25,9 @@ TORCH_WHEEL = os.environ.get(
 PEERS: Dict[str, Dict] = {
     "jaxsnn-0.3.0": {"pip": ["jaxsnn==0.3.0"], "torch": False, "module": "jaxsnn"},
     "spyx": {"pip": ["spyx"], "torch": False, "module": "spyx"},
-    "snnax": {"pip": ["snnax"], "torch": False, "module": "snnax"},
+    # snnax 0.0.1 declares no dependencies; its imports need jax, equinox, chex, jaxtyping
+    "snnax": {"pip": ["snnax", "jax", "equinox", "chex", "jaxtyping"], "torch": False,
+              "module": "snnax"},
     "slax": {"pip": ["slax"], "torch": False, "module": "slax"},
     "norse": {"pip": ["norse"], "torch": True, "module": "norse"},
     "snntorch": {"pip": ["snntorch"], "torch": True, "module": "snntorch"},
@@ -69,17 +71,33 @@ def setup_peer(name: str, force: bool = False) -> Dict:
             _run([sys.executable, "-m", "venv", "--clear", str(VENV_DIR / name)], log)
             py = str(venv_python(name))
             _run([py, "-m", "pip", "install", "--quiet", "--upgrade", "pip"], log)
+            extra: List[str] = []
             if spec["torch"]:
                 _run([py, "-m", "pip", "install", "--quiet", TORCH_WHEEL], log)
-            _run([py, "-m", "pip", "install", "--quiet", *spec["pip"], "numpy", "psutil"], log)
+                # Keep the offline CPU build: without the pin a dependency such as torchvision
+                # pulls the newest torch (a multi-GB CUDA build) from the registry.
+                constraints = VENV_DIR / f"{name}.constraints.txt"
+                constraints.write_text(f"torch=={_wheel_version(TORCH_WHEEL)}\n")
+                extra = ["-c", str(constraints)]
+            _run([py, "-m", "pip", "install", "--quiet", *extra, *spec["pip"], "numpy", "psutil"],
+                 log)
             status["versions"] = installed_versions(name)
             status["ok"] = True
+            probe = subprocess.run([py, "-c", f"import {spec['module']}"], capture_output=True,
+                                   text=True, cwd=str(VENV_DIR))
+            if probe.returncode != 0:  # installed, but the workers will record the failure
+                status["import_error"] = probe.stderr.strip().splitlines()[-1][:500]
         except Exception as exc:  # recorded, never dropped: the run reports the failure
             status["error"] = f"{type(exc).__name__}: {exc}; tail of log: {_tail(log_path)}"
     status["seconds"] = round(time.time() - start, 1)
     status["log"] = str(log_path.relative_to(BENCH_DIR))
     out.write_text(json.dumps(status, indent=1))
     return status
+
+
+def _wheel_version(path: str) -> str:
+    """``torch-2.13.0+cpu-cp311-...whl`` -> ``2.13.0`` (the local label is matched by ==)."""
+    return Path(path).name.split("-")[1].split("+")[0]
 
 
 def _tail(path: Path, lines: int = 8) -> str:

@@ -6,7 +6,8 @@ Event-based layers take ``jaxsnn.Spikes``; discrete-time layers take dense ``(T,
 
 from __future__ import annotations
 
-from typing import Any, Optional
+import functools
+from typing import Any, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -86,6 +87,15 @@ def latency_times(
     v_max = _check_scalar("v_max", v_max)
     if v_min >= v_max:
         raise ValueError(f"v_min must be < v_max, got v_min={v_min}, v_max={v_max}")
+    return _latency(array, t_min, t_max, v_min, v_max, bool(larger_first))
+
+
+# Module-level jit of the numeric cores: validation stays eager (outside), eager callers get
+# one compiled program instead of op-by-op dispatch, and inside a user's jit they are inlined.
+@functools.partial(jax.jit, static_argnums=(5,))
+def _latency(
+    array: jax.Array, t_min: Any, t_max: Any, v_min: Any, v_max: Any, larger_first: bool
+) -> jax.Array:
     fraction = jnp.clip((array - v_min) / (v_max - v_min), 0.0, 1.0)
     if larger_first:
         return t_max - fraction * (t_max - t_min)
@@ -136,6 +146,11 @@ def latency_spikes(
     if jnp.ndim(values) < 1:
         raise ValueError("values must have a feature axis: shape (n,) or (..., n), got a scalar")
     times = _with_bias(latency_times(values, t_min, t_max, v_min, v_max, larger_first), bias_time)
+    return _events(times)
+
+
+@jax.jit
+def _events(times: jax.Array) -> Spikes:
     neuron = jnp.broadcast_to(jnp.arange(times.shape[-1], dtype=jnp.int32), times.shape)
     order = jnp.argsort(times, axis=-1, stable=True)
     return Spikes(
@@ -204,7 +219,14 @@ def latency_dense(
     if jnp.ndim(values) < 1:
         raise ValueError("values must have a feature axis: shape (n,) or (..., n), got a scalar")
     times = _with_bias(latency_times(values, t_min, t_max, v_min, v_max, larger_first), bias_time)
-    step = jnp.floor(times / dt).astype(jnp.int32)
+    return _one_hot_steps(times, dt, n_steps)
+
+
+@functools.partial(jax.jit, static_argnums=(2,))
+def _one_hot_steps(times: jax.Array, dt: Any, n_steps: int) -> jax.Array:
+    # Validation guarantees t < n_steps * dt in float64; rounding in a lower precision may still
+    # land on step n_steps, which would silently drop the spike, so clamp to the last step.
+    step = jnp.minimum(jnp.floor(times / dt).astype(jnp.int32), n_steps - 1)
     grid = jnp.arange(n_steps, dtype=jnp.int32)[:, None]
     return (grid == step[..., None, :]).astype(times.dtype)
 
@@ -231,6 +253,11 @@ def bernoulli_spike_train(key: jax.Array, probabilities: Any, n_steps: int) -> j
         p = np.asarray(probs)
         if np.any(np.isnan(p)) or np.any(p < 0) or np.any(p > 1):
             raise ValueError("probabilities must lie in [0, 1] (no NaN)")
+    return _bernoulli(key, probs, n_steps)
+
+
+@functools.partial(jax.jit, static_argnums=(2,))
+def _bernoulli(key: jax.Array, probs: jax.Array, n_steps: int) -> jax.Array:
     shape = probs.shape[:-1] + (n_steps,) + probs.shape[-1:]
     draws = jax.random.uniform(key, shape, dtype=probs.dtype)
     return (draws < jnp.expand_dims(probs, -2)).astype(probs.dtype)
@@ -262,6 +289,66 @@ def rate_spike_train(key: jax.Array, rates: Any, n_steps: int, dt: float) -> jax
                 f"rate * dt must be <= 1 (max rate {r.max()} with dt {dt}); use a smaller dt"
             )
     return bernoulli_spike_train(key, rates * dt, n_steps)
+
+
+def poisson_spikes(
+    key: jax.Array, rates: Any, t_max: float, capacity: int
+) -> Tuple[Spikes, jax.Array]:
+    """Independent Poisson spike trains on ``[0, t_max]`` as an event buffer.
+
+    Exact sampling of the superposition: the events of all neurons form one Poisson process of
+    rate ``R = sum_j r_j``; its inter-event intervals are exponential with mean ``1 / R`` and
+    each event belongs to neuron ``j`` with probability ``r_j / R``. The first ``capacity``
+    events are drawn; those after ``t_max`` become padding.
+
+    Args:
+        key: PRNG key.
+        rates: ``(n,)`` firing rates (per time unit), >= 0.
+        t_max: end of the window, > 0.
+        capacity: slots of the buffer, >= 1.
+
+    Returns:
+        ``(spikes, overflow)``: a sorted ``Spikes`` buffer and a bool that is True when the
+        buffer is full before ``t_max`` (further events were not drawn; raise the capacity).
+
+    Raises:
+        TypeError: non-int ``capacity``.
+        ValueError: negative or NaN rates, wrong ``rates`` shape, ``t_max <= 0``,
+            ``capacity < 1``.
+    """
+    rates = _as_float("rates", rates)
+    if rates.ndim != 1:
+        raise ValueError(f"rates must be 1-d (n_neurons,), got shape {rates.shape}; vmap batches")
+    if is_concrete(rates) and not np.all(np.asarray(rates) >= 0):  # also catches NaN
+        raise ValueError("rates must be >= 0 (no NaN)")
+    t_max = _check_scalar("t_max", t_max)
+    if t_max <= 0:
+        raise ValueError(f"t_max must be > 0, got {t_max}")
+    if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)):
+        raise TypeError(f"capacity must be an int, got {type(capacity).__name__}")
+    if capacity < 1:
+        raise ValueError(f"capacity must be >= 1, got {capacity}")
+    return _poisson(key, rates, t_max, capacity)
+
+
+@functools.partial(jax.jit, static_argnums=(3,))
+def _poisson(
+    key: jax.Array, rates: jax.Array, t_max: Any, capacity: int
+) -> Tuple[Spikes, jax.Array]:
+    key_time, key_neuron = jax.random.split(key)
+    total = jnp.sum(rates)
+    silent = total <= 0
+    safe_total = jnp.where(silent, 1.0, total)
+    intervals = jax.random.exponential(key_time, (capacity,), dtype=rates.dtype) / safe_total
+    times = jnp.cumsum(intervals)
+    logits = jnp.log(jnp.where(silent, 1.0, rates / safe_total))
+    neuron = jax.random.categorical(key_neuron, logits, shape=(capacity,)).astype(jnp.int32)
+    valid = (times <= t_max) & ~silent
+    overflow = valid[-1]
+    return (
+        Spikes(jnp.where(valid, times, jnp.inf), jnp.where(valid, neuron, -1).astype(jnp.int32)),
+        overflow,
+    )
 
 
 def target_times(
@@ -313,6 +400,7 @@ __all__ = [
     "latency_dense",
     "latency_spikes",
     "latency_times",
+    "poisson_spikes",
     "rate_spike_train",
     "target_times",
 ]

@@ -8,6 +8,7 @@ Both shuffle with a JAX key (``None`` keeps the stored order).
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Iterator, Optional, Tuple
 
 import jax
@@ -112,15 +113,21 @@ def epoch_batches(
             f"no batch: {n_samples} samples with batch_size {batch_size} and drop_last=True; "
             "use a smaller batch_size or drop_last=False"
         )
+    return _epoch(data, key, n_samples, n_batches, batch_size)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def _epoch(
+    data: Any, key: Optional[jax.Array], n_samples: int, n_batches: int, batch_size: int
+) -> Tuple[Any, jax.Array]:
     order = _order(key, n_samples)
-    slots = n_batches * batch_size
-    positions = jnp.arange(slots)
+    positions = jnp.arange(n_batches * batch_size)
     # Positions beyond the data wrap around to the start of the permutation (fillers).
     take = order[positions % n_samples]
     mask = (positions < n_samples).reshape(n_batches, batch_size)
 
     def gather(leaf: Any) -> jax.Array:
-        picked = jnp.take(jnp.asarray(leaf), take, axis=0)
+        picked = jnp.take(leaf, take, axis=0)
         return picked.reshape((n_batches, batch_size) + tuple(jnp.shape(leaf)[1:]))
 
     return jax.tree_util.tree_map(gather, data), mask

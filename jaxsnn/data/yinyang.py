@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Dict, NamedTuple, Optional, Tuple, Union
+from typing import Any, Dict, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
@@ -38,13 +38,16 @@ N_FEATURES = 4
 class Dataset(NamedTuple):
     """Samples and integer labels of a classification dataset (unpacks as ``inputs, labels``).
 
+    Yin-Yang returns float64/int64 NumPy arrays (exactly the published values); the synthetic
+    datasets return JAX arrays. Either works with ``jaxsnn.data.epoch_batches``.
+
     Attributes:
         inputs: ``(n_samples, n_features)`` array.
         labels: ``(n_samples,)`` integer class indices.
     """
 
-    inputs: np.ndarray
-    labels: np.ndarray
+    inputs: Any
+    labels: Any
 
 
 def yinyang_class(x: float, y: float, r_small: float = 0.1, r_big: float = 0.5) -> int:
@@ -78,7 +81,8 @@ def yinyang_class(x: float, y: float, r_small: float = 0.1, r_big: float = 0.5) 
 
 def _check_geometry(r_small: float, r_big: float) -> None:
     for name, value in (("r_small", r_small), ("r_big", r_big)):
-        if not (isinstance(value, (int, float, np.floating)) and math.isfinite(value) and value > 0):
+        is_number = isinstance(value, (int, float, np.floating))
+        if not (is_number and math.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     if r_small >= 0.5 * r_big:
         raise ValueError(

@@ -1,0 +1,370 @@
+"""Yin-Yang classification with exact event-based LIF neurons trained by EventProp.
+
+Network: 5 input spikes (x, y, 1-x, 1-y latency coded, plus a bias spike) -> 120 LIF -> 3 LIF,
+``tau_syn = 5 ms``, ``tau_mem = 10 ms`` (``--tau-mem`` for other ratios: 5 ms uses the Lambert W
+kernel, anything but 5 or 10 ms the root solver). The class is the output neuron that spikes
+first; the loss is a softmax cross-entropy over negative first-spike times plus a small term
+that pulls the correct neuron's spike early (and a silent output into firing). Gradients are
+exact, computed by EventProp (``jaxsnn.event.eventprop``), and Adam with an exponentially
+decaying learning rate trains all seeds at once (``vmap`` over seeds, ``lax.scan`` over an
+epoch's batches, one jitted program per epoch).
+
+Run ``python examples/yinyang_eventprop.py`` (defaults: 5 seeds); results go to
+``benchmarks/results/yinyang_eventprop.json`` and plots to ``examples/figures/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import jaxsnn
+from jaxsnn import spikes as spikes_lib
+from jaxsnn.data import epoch_batches, load_yinyang
+from jaxsnn.encode import latency_spikes
+from jaxsnn.event import LIF
+from jaxsnn.loss import first_spike_cross_entropy
+
+REPO = Path(__file__).resolve().parents[1]
+N_CLASSES = 3
+
+
+class Config(NamedTuple):
+    """Everything that defines one training run (all times in seconds)."""
+
+    seeds: int = 5
+    epochs: int = 60
+    batch_size: int = 64
+    hidden: int = 120
+    tau_syn: float = 5e-3
+    tau_mem: float = 1e-2
+    t_late: float = 1.5e-2  # inputs are latency coded into [0, t_late]
+    bias_time: float = 0.0
+    t_max: float = 3e-2
+    hidden_capacity: int = 160
+    output_capacity: int = 3
+    output_t_ref: float = 3e-2  # a whole window: each output neuron spikes at most once
+    lr: float = 3e-3
+    lr_decay: float = 0.97  # per epoch
+    temperature: float = 2e-3  # softmax time scale of the first-spike cross-entropy
+    early_weight: float = 0.01  # weight of the "correct neuron early" term
+    bump: float = 1e-2  # weight bumping of silent neurons (see bump_loss)
+    hidden_mean: float = 1.0
+    hidden_std: float = 1.2
+    output_mean: float = 0.3
+    output_std: float = 0.3
+    train_samples: int = 0  # 0 = the whole published training split
+    first_seed: int = 0
+
+
+def encode(inputs: np.ndarray, config: Config) -> jaxsnn.Spikes:
+    """Latency-code ``(n, 4)`` Yin-Yang features (small values first) plus a bias spike."""
+    return latency_spikes(
+        jnp.asarray(inputs, jnp.float32), t_min=0.0, t_max=config.t_late, bias_time=config.bias_time
+    )
+
+
+def build_network(config: Config) -> jaxsnn.Layer:
+    """``serial(LIF(hidden), LIF(3))`` with EventProp gradients."""
+    common = dict(tau_syn=config.tau_syn, tau_mem=config.tau_mem, t_max=config.t_max, gradient="eventprop")
+    return jaxsnn.serial(
+        LIF(config.hidden, capacity=config.hidden_capacity, weight_mean=config.hidden_mean,
+            weight_std=config.hidden_std, **common),
+        LIF(N_CLASSES, capacity=config.output_capacity, weight_mean=config.output_mean,
+            weight_std=config.output_std, t_ref=config.output_t_ref, **common),
+    )
+
+
+def make_functions(config: Config):
+    """Jitted ``init``, ``train_epoch`` and ``evaluate`` for a batch of seeds."""
+    init_net, apply_net = build_network(config)
+    steps_per_epoch = None  # set by train_epoch's input shape
+    schedule_cache: Dict[int, Any] = {}
+
+    def forward(params, sample):
+        _, out_spikes, recording = apply_net(params, sample)
+        first = spikes_lib.first_spike_times(out_spikes, N_CLASSES)
+        return first, recording
+
+    def sample_loss_terms(params, sample, label):
+        first, recording = forward(params, sample)
+        ce = first_spike_cross_entropy(
+            first, label, temperature=config.temperature, t_missing=config.t_max
+        )
+        safe = jnp.where(jnp.isfinite(first), first, config.t_max)
+        early = safe[label] / config.t_max
+        return ce + config.early_weight * early, (first, recording)
+
+    def batch_loss(params, samples, labels):
+        losses, (first, recording) = jax.vmap(sample_loss_terms, in_axes=(None, 0, 0))(params, samples, labels)
+        correct = jnp.argmin(first, axis=-1) == labels
+        correct &= jnp.isfinite(jnp.min(first, axis=-1))
+        return jnp.mean(losses), (jnp.mean(correct), recording, first)
+
+    def bump_loss(params, recording, first):
+        # Weight bumping (Goeltz et al. 2021): a silent neuron gets no spike-time gradient, so
+        # its input weights are pushed up in proportion to how often it was silent: output
+        # neurons per sample, hidden neurons when silent for the whole batch.
+        silent_out = jax.lax.stop_gradient(jnp.mean(~jnp.isfinite(first), axis=0))
+        hidden_counts = jax.vmap(lambda s: spikes_lib.spike_counts(s, config.hidden))(recording[0].spikes)
+        silent_hidden = jax.lax.stop_gradient(jnp.all(hidden_counts == 0, axis=0).astype(first.dtype))
+        return -config.bump * (
+            jnp.sum(silent_out * jnp.mean(params[1]["weights"], axis=0))
+            + jnp.sum(silent_hidden * jnp.mean(params[0]["weights"], axis=0))
+        )
+
+    def train_loss(params, samples, labels):
+        loss, (acc, recording, first) = batch_loss(params, samples, labels)
+        return loss + bump_loss(params, recording, first), (loss, acc, recording)
+
+    def optimizer(n_batches: int):
+        if n_batches not in schedule_cache:
+            schedule = optax.exponential_decay(config.lr, transition_steps=n_batches, decay_rate=config.lr_decay)
+            schedule_cache[n_batches] = optax.adam(schedule)
+        return schedule_cache[n_batches]
+
+    def init(seed: int, input_shape=(5,)):
+        _, params = init_net(jax.random.PRNGKey(seed), input_shape)
+        return params
+
+    def train_epoch(params, opt_state, samples, labels, n_batches: int):
+        opt = optimizer(n_batches)
+
+        def step(carry, batch):
+            params, opt_state = carry
+            batch_samples, batch_labels = batch
+            (_, (loss, acc, recording)), grads = jax.value_and_grad(train_loss, has_aux=True)(
+                params, batch_samples, batch_labels
+            )
+            updates, opt_state = opt.update(grads, opt_state, params)
+            params = optax.apply_updates(params, updates)
+            overflow = jnp.mean(jnp.stack([jnp.mean(r.overflow) for r in recording]))
+            return (params, opt_state), (loss, acc, overflow)
+
+        (params, opt_state), (loss, acc, overflow) = jax.lax.scan(step, (params, opt_state), (samples, labels))
+        return params, opt_state, jnp.mean(loss), jnp.mean(acc), jnp.max(overflow)
+
+    def evaluate(params, samples, labels):
+        loss, (acc, _, _) = batch_loss(params, samples, labels)
+        return loss, acc
+
+    return init, optimizer, train_epoch, evaluate, forward
+
+
+def train(config: Config, progress: bool = True, data_dir: Optional[str] = None) -> Dict[str, Any]:
+    """Train ``config.seeds`` networks (in parallel) and evaluate them on the published test split.
+
+    Args:
+        config: the run's settings.
+        progress: show a tqdm progress bar over epochs.
+        data_dir: directory of the published Yin-Yang arrays (default: found automatically).
+
+    Returns:
+        A dict with per-epoch curves (``train_loss``, ``train_acc``, ``test_loss``,
+        ``test_acc``: lists over epochs of per-seed lists), the final per-seed test accuracies,
+        the trained parameters of every seed and the wall time.
+    """
+    train_set = load_yinyang("train", directory=data_dir)
+    test_set = load_yinyang("test", directory=data_dir)
+    n_train = config.train_samples or len(train_set.labels)
+    train_inputs = encode(train_set.inputs[:n_train], config)
+    train_labels = jnp.asarray(train_set.labels[:n_train], jnp.int32)
+    test_inputs = encode(test_set.inputs, config)
+    test_labels = jnp.asarray(test_set.labels, jnp.int32)
+
+    init, optimizer, train_epoch, evaluate, _ = make_functions(config)
+    seeds = list(range(config.first_seed, config.first_seed + config.seeds))
+    params = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *[init(s) for s in seeds])
+    n_batches = n_train // config.batch_size
+    opt = optimizer(n_batches)
+    opt_state = jax.vmap(opt.init)(params)
+
+    @jax.jit
+    def run_epoch(params, opt_state, keys):
+        def one_seed(params, opt_state, key):
+            (samples, labels), _ = epoch_batches((train_inputs, train_labels), config.batch_size, key)
+            return train_epoch(params, opt_state, samples, labels, n_batches)
+
+        return jax.vmap(one_seed)(params, opt_state, keys)
+
+    @jax.jit
+    def run_eval(params):
+        return jax.vmap(evaluate, in_axes=(0, None, None))(params, test_inputs, test_labels)
+
+    history = {key: [] for key in ("train_loss", "train_acc", "test_loss", "test_acc", "overflow")}
+    keys = jnp.stack([jax.random.PRNGKey(1000 + s) for s in seeds])
+    epochs = range(config.epochs)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(epochs, desc="epochs", unit="epoch")
+        epochs = bar
+    start = time.perf_counter()
+    for _ in epochs:
+        keys, epoch_keys = _split_all(keys)
+        params, opt_state, loss, acc, overflow = run_epoch(params, opt_state, epoch_keys)
+        test_loss, test_acc = run_eval(params)
+        for name, value in zip(history, (loss, acc, test_loss, test_acc, overflow)):
+            history[name].append(np.asarray(value).tolist())
+        if bar is not None:
+            bar.set_postfix(train_acc=f"{np.mean(acc):.3f}", test_acc=f"{np.mean(test_acc):.4f}")
+    wall = time.perf_counter() - start
+    final = np.asarray(history["test_acc"][-1])
+    return {
+        "history": history,
+        "test_accuracy": final.tolist(),
+        "params": params,
+        "seeds": seeds,
+        "wall_time_s": wall,
+        "test_inputs": test_inputs,
+        "test_set": test_set,
+    }
+
+
+def _split_all(keys):
+    pairs = jax.vmap(jax.random.split)(keys)
+    return pairs[:, 0], pairs[:, 1]
+
+
+def save_plots(result: Dict[str, Any], config: Config, prefix: Path) -> list:
+    """Loss/accuracy curves, output first-spike times over the input plane, one sample's raster."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    history = result["history"]
+    epochs = np.arange(1, len(history["train_loss"]) + 1)
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.5))
+    for name, style in (("train", "-"), ("test", "--")):
+        loss = np.asarray(history[f"{name}_loss"])
+        acc = np.asarray(history[f"{name}_acc"])
+        ax_loss.plot(epochs, loss.mean(1), style, label=name)
+        ax_loss.fill_between(epochs, loss.min(1), loss.max(1), alpha=0.2)
+        ax_acc.plot(epochs, 100 * acc.mean(1), style, label=name)
+        ax_acc.fill_between(epochs, 100 * acc.min(1), 100 * acc.max(1), alpha=0.2)
+    ax_loss.set(xlabel="epoch", ylabel="loss", yscale="log")
+    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", ylim=(80, 100))
+    ax_acc.legend()
+    ax_acc.grid(alpha=0.3)
+    fig.suptitle(f"Yin-Yang, EventProp, {len(result['seeds'])} seeds (min-max band)")
+    fig.tight_layout()
+    paths.append(prefix.with_name(prefix.name + "_curves.png"))
+    fig.savefig(paths[-1], dpi=90)
+    plt.close(fig)
+
+    _, _, _, _, forward = make_functions(config)
+    params0 = jax.tree_util.tree_map(lambda leaf: leaf[0], result["params"])
+    first, recording = jax.jit(jax.vmap(forward, in_axes=(None, 0)))(params0, result["test_inputs"])
+    first = np.asarray(first)
+    xy = result["test_set"].inputs[:, :2]
+    labels = result["test_set"].labels
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.4))
+    predicted = np.argmin(first, axis=1)
+    axes[0].scatter(xy[:, 0], xy[:, 1], c=predicted, cmap="viridis", s=6, vmin=0, vmax=2)
+    wrong = predicted != labels
+    axes[0].scatter(xy[wrong, 0], xy[wrong, 1], facecolors="none", edgecolors="red", s=25, lw=0.8)
+    axes[0].set_title(f"prediction (red: wrong, {wrong.sum()})")
+    for k in range(N_CLASSES):
+        shown = np.where(np.isfinite(first[:, k]), first[:, k] * 1e3, np.nan)
+        points = axes[k + 1].scatter(xy[:, 0], xy[:, 1], c=shown, cmap="magma", s=6)
+        axes[k + 1].set_title(f"output {k}: first spike (ms)")
+        fig.colorbar(points, ax=axes[k + 1])
+    for ax in axes:
+        ax.set(aspect="equal", xlabel="x", ylabel="y")
+    fig.tight_layout()
+    paths.append(prefix.with_name(prefix.name + "_spike_times.png"))
+    fig.savefig(paths[-1], dpi=80)
+    plt.close(fig)
+
+    sample = jax.tree_util.tree_map(lambda leaf: leaf[0], result["test_inputs"])
+    _, rec = jax.jit(forward)(params0, sample)
+    fig, axes = plt.subplots(3, 1, figsize=(6, 6), sharex=True, gridspec_kw={"height_ratios": [1, 4, 1]})
+    titles = ("input", "hidden", "output")
+    layers = [sample] + [r.spikes for r in rec]
+    for ax, title, layer in zip(axes, titles, layers):
+        valid = np.asarray(layer.idx) >= 0
+        ax.scatter(np.asarray(layer.time)[valid] * 1e3, np.asarray(layer.idx)[valid], s=8, marker="|")
+        ax.set_ylabel(title)
+    axes[-1].set_xlabel("time (ms)")
+    axes[0].set_title(f"one test sample (label {int(labels[0])})")
+    fig.tight_layout()
+    paths.append(prefix.with_name(prefix.name + "_raster.png"))
+    fig.savefig(paths[-1], dpi=90)
+    plt.close(fig)
+    return paths
+
+
+def main(argv=None) -> Dict[str, Any]:
+    defaults = Config()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, default=defaults.seeds, help="number of seeds (trained in parallel)")
+    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--hidden", type=int, default=defaults.hidden)
+    parser.add_argument("--tau-mem", type=float, default=defaults.tau_mem, help="membrane time constant (s)")
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--lr-decay", type=float, default=defaults.lr_decay, help="per-epoch factor")
+    parser.add_argument("--hidden-capacity", type=int, default=defaults.hidden_capacity)
+    parser.add_argument("--first-seed", type=int, default=defaults.first_seed)
+    parser.add_argument("--data-dir", default=None, help="directory of the published Yin-Yang arrays")
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "yinyang_eventprop.json"))
+    parser.add_argument("--figures", default=str(REPO / "examples" / "figures"))
+    parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    config = defaults._replace(
+        seeds=args.seeds, epochs=args.epochs, batch_size=args.batch_size, hidden=args.hidden,
+        tau_mem=args.tau_mem, lr=args.lr, lr_decay=args.lr_decay,
+        hidden_capacity=args.hidden_capacity, first_seed=args.first_seed,
+    )
+    result = train(config, progress=not args.no_progress, data_dir=args.data_dir)
+    accuracy = np.asarray(result["test_accuracy"])
+    print(f"test accuracy over {len(accuracy)} seeds: {100 * accuracy.mean():.2f} +- {100 * accuracy.std():.2f} % "
+          f"(per seed {np.round(100 * accuracy, 2).tolist()}), {result['wall_time_s']:.0f} s")
+    record = {
+        "name": "yinyang_eventprop",
+        "test_accuracy_mean": float(accuracy.mean()),
+        "test_accuracy_std": float(accuracy.std()),
+        "test_accuracy_per_seed": accuracy.tolist(),
+        "seeds": result["seeds"],
+        "epochs": config.epochs,
+        "wall_time_s": result["wall_time_s"],
+        "max_overflow_fraction": float(np.max(result["history"]["overflow"])),
+        "config": config._asdict(),
+        "history": {k: v for k, v in result["history"].items()},
+        "command": " ".join(["python"] + [os.path.relpath(sys.argv[0], REPO) if argv is None else "examples/yinyang_eventprop.py"] + (sys.argv[1:] if argv is None else list(argv))),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "jax": jax.__version__,
+            "device": str(jax.devices()[0]),
+        },
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1))
+    if not args.no_plots:
+        figures = Path(args.figures)
+        figures.mkdir(parents=True, exist_ok=True)
+        for path in save_plots(result, config, figures / "yinyang_eventprop"):
+            print("saved", path)
+    return record
+
+
+if __name__ == "__main__":
+    main()

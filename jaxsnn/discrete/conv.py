@@ -1,0 +1,169 @@
+"""2-D convolution applied to every time step at once: ``Conv``."""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence, Tuple, Union
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jaxsnn.discrete._common import (
+    WeightInit,
+    check_finite,
+    check_float_dtype,
+    check_inputs,
+    check_no_external,
+    default_dtype,
+    init_weight,
+    input_shape_tuple,
+    make_weight_init,
+    positive_int,
+)
+from jaxsnn.types import Layer, named_layer
+
+Array = jax.Array
+
+__all__ = ["Conv"]
+
+_DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
+
+
+def _pair(name: str, value: Union[int, Sequence[int]]) -> Tuple[int, int]:
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+        return positive_int(f"{name}[0]", value[0]), positive_int(f"{name}[1]", value[1])
+    value = positive_int(name, value)
+    return value, value
+
+
+def _padding(padding: Any) -> Any:
+    if isinstance(padding, str):
+        if padding.upper() not in ("SAME", "VALID", "SAME_LOWER"):
+            raise ValueError(f"padding must be 'SAME', 'VALID', 'SAME_LOWER' or ((lo, hi), (lo, hi)), got {padding!r}")
+        return padding.upper()
+    try:
+        pairs = tuple((int(lo), int(hi)) for lo, hi in padding)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"padding must be 'SAME', 'VALID' or ((lo, hi), (lo, hi)), got {padding!r}"
+        ) from None
+    if len(pairs) != 2:
+        raise ValueError(f"explicit padding needs one (lo, hi) pair per spatial dimension, got {padding!r}")
+    return pairs
+
+
+def Conv(
+    out_channels: int,
+    kernel_size: Union[int, Sequence[int]],
+    stride: Union[int, Sequence[int]] = 1,
+    padding: Any = "SAME",
+    *,
+    bias: bool = False,
+    weight_init: Optional[WeightInit] = None,
+    weight_scale: float = 1.0,
+    weight_mean: float = 0.0,
+    bias_init: Optional[WeightInit] = None,
+    dtype: Any = None,
+) -> Layer:
+    """2-D convolution of every time step, with stax's layout (``NHWC`` inputs, ``HWIO`` kernel).
+
+    Per sample the input is ``(time, height, width, channels)``; time is folded into the batch
+    dimension of ``lax.conv_general_dilated``, so the whole window (and, under ``jax.vmap``,
+    the whole batch) is one convolution. Follow it with ``LIF((H, W, C), project=False)``.
+
+    Args:
+        out_channels: number of output channels.
+        kernel_size: ``k`` or ``(kh, kw)``.
+        stride: ``s`` or ``(sh, sw)``.
+        padding: ``"SAME"``, ``"VALID"``, ``"SAME_LOWER"`` or ``((top, bottom), (left, right))``.
+        bias: add a learnable bias per output channel (zero-initialised unless ``bias_init``).
+        weight_init: ``(key, shape, dtype) -> W`` with shape ``(kh, kw, C_in, out_channels)``;
+            default ``weight_mean + weight_scale * N(0, 1) / sqrt(kh * kw * C_in)``.
+        weight_scale, weight_mean: parameters of the default initialiser.
+        bias_init: ``(key, (out_channels,), dtype) -> b``; default zeros.
+        dtype: parameter dtype (default float32, float64 under x64).
+
+    Returns:
+        A stateless ``Layer``: params ``{"weight": (kh, kw, C_in, C_out)[, "bias": (C_out,)]}``;
+        ``apply(params, inputs (time, H, W, C_in))`` returns ``(None, (time, H', W', C_out), None)``.
+
+    Raises:
+        ValueError: bad sizes/padding; at ``init`` an input shape that is not
+            ``(time, H, W, C)`` or too small for the kernel; at ``apply`` inputs whose channels
+            or rank do not match, or NaN/inf.
+        TypeError: non-float inputs or params.
+    """
+    out_channels = positive_int("out_channels", out_channels)
+    kernel = _pair("kernel_size", kernel_size)
+    strides = _pair("stride", stride)
+    pad = _padding(padding)
+    if not isinstance(bias, bool):
+        raise TypeError(f"bias must be a bool, got {type(bias).__name__}")
+    label = f"Conv({out_channels}, {kernel[0] if kernel[0] == kernel[1] else kernel})"
+    w_init = make_weight_init(weight_init, weight_scale, weight_mean)
+    param_dtype = default_dtype(dtype)
+
+    def convolve(inputs: Array, weight: Array) -> Array:
+        return lax.conv_general_dilated(
+            inputs, weight, strides, pad, dimension_numbers=_DIMENSION_NUMBERS
+        )
+
+    def init(rng: jax.Array, input_shape):
+        shape = input_shape_tuple(input_shape, 4)
+        if len(shape) != 4:
+            raise ValueError(f"{label} takes (time, height, width, channels) inputs, got {shape}")
+        weight_shape = kernel + (shape[3], out_channels)
+        try:
+            out = jax.eval_shape(
+                convolve,
+                jax.ShapeDtypeStruct(shape, param_dtype),
+                jax.ShapeDtypeStruct(weight_shape, param_dtype),
+            )
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{label}: kernel {kernel} cannot be applied to input {shape}: {error}") from None
+        if any(s <= 0 for s in out.shape):
+            raise ValueError(
+                f"{label}: kernel {kernel} with padding {pad!r} is larger than the input {shape[1:3]}"
+            )
+        key_w, key_b = jax.random.split(rng)
+        params = {"weight": init_weight(label, key_w, weight_shape, param_dtype, w_init)}
+        if bias:
+            if bias_init is None:
+                params["bias"] = jnp.zeros((out_channels,), param_dtype)
+            else:
+                params["bias"] = init_weight(label, key_b, (out_channels,), param_dtype, bias_init)
+        return tuple(out.shape), params
+
+    def apply(params, inputs, external=None, carry=None):
+        del carry
+        check_no_external(label, external)
+        if not isinstance(params, dict) or "weight" not in params:
+            raise ValueError(f"{label}: params must be the dict returned by init (key 'weight')")
+        if bias != ("bias" in params):
+            raise ValueError(
+                f"{label}: built with bias={bias} but params "
+                f"{'has' if 'bias' in params else 'has no'} 'bias'"
+            )
+        weight = params["weight"]
+        check_float_dtype(f"{label}: params['weight']", weight)
+        if tuple(jnp.shape(weight)[:2]) != kernel or jnp.ndim(weight) != 4 or jnp.shape(weight)[3] != out_channels:
+            raise ValueError(
+                f"{label}: params['weight'] has shape {tuple(jnp.shape(weight))}, expected "
+                f"({kernel[0]}, {kernel[1]}, C_in, {out_channels})"
+            )
+        check_finite(f"{label}: params", params)
+        if not hasattr(inputs, "shape") or len(inputs.shape) != 4:
+            raise ValueError(
+                f"{label}: inputs must be 4-dimensional (time, height, width, channels) per sample, "
+                f"got shape {tuple(getattr(inputs, 'shape', ()))}; batch with jax.vmap"
+            )
+        inputs = check_inputs(label, inputs, tuple(inputs.shape[1:3]) + (jnp.shape(weight)[2],))
+        dtype = jnp.result_type(inputs.dtype, weight.dtype)
+        outputs = convolve(inputs.astype(dtype), weight.astype(dtype))
+        if bias:
+            outputs = outputs + params["bias"]
+        return None, outputs, None
+
+    return named_layer(init, apply, label)

@@ -1,0 +1,200 @@
+"""Closed-form evolution of the current-based LIF neuron between events.
+
+With ``u = v - v_leak`` and ``s`` the time elapsed since the start of an event-free interval::
+
+    I(s) = I0 exp(-s / tau_syn)
+    u(s) = u0 exp(-s / tau_mem) + I0 K(s)
+    K(s) = tau_syn / (tau_syn - tau_mem) (exp(-s / tau_syn) - exp(-s / tau_mem))
+
+which for every ratio of the time constants, ``tau_mem == tau_syn`` included, is evaluated as::
+
+    K(s) = (s / tau_mem) exp(-s / tau_mem) phi(s (1/tau_mem - 1/tau_syn)),   phi(x) = expm1(x) / x
+
+(``phi(0) = 1`` gives the equal-tau kernel ``(s/tau) exp(-s/tau)``). ``phi`` is evaluated with a
+series near 0, so nearly equal time constants lose no precision and gradients stay finite.
+
+``u`` has at most one interior extremum on ``s > 0``, at::
+
+    s_ext = tau_syn c L(c (tau_syn - tau_mem) / tau_mem),   c = 1 - u0 / I0,   L(x) = log1p(x) / x
+
+(a real extremum exists when ``I0 != 0``, ``1 + c (tau_syn - tau_mem)/tau_mem > 0`` and ``s_ext > 0``).
+Every function here is elementwise, pure and differentiable by plain autodiff.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Tuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxsnn.event.neuron import LIFParameters, LIFState
+
+__all__ = [
+    "expm1_ratio",
+    "log1p_ratio",
+    "psp_kernel",
+    "free_membrane",
+    "membrane_slope",
+    "extremum_time",
+    "evolve",
+    "rest_state",
+]
+
+# |x| below which expm1(x)/x and log1p(x)/x are evaluated by their Taylor series: the series
+# truncated after x^4 has a relative error below x^5/120 < 1e-17 at x = 1e-3.
+_SERIES_RADIUS = 1e-3
+
+
+def expm1_ratio(x: jax.Array) -> jax.Array:
+    """``phi(x) = expm1(x) / x`` with ``phi(0) = 1``, accurate and differentiable near 0.
+
+    Args:
+        x: any float array.
+
+    Returns:
+        ``phi(x)`` elementwise.
+    """
+    small = jnp.abs(x) < _SERIES_RADIUS
+    safe = jnp.where(small, 1.0, x)
+    series = 1.0 + x * (1.0 / 2 + x * (1.0 / 6 + x * (1.0 / 24 + x / 120)))
+    return jnp.where(small, series, jnp.expm1(safe) / safe)
+
+
+def log1p_ratio(x: jax.Array) -> jax.Array:
+    """``L(x) = log1p(x) / x`` with ``L(0) = 1``, for ``x > -1``; accurate and differentiable near 0.
+
+    Args:
+        x: float array with ``x > -1`` (other entries give NaN or inf; mask them first).
+
+    Returns:
+        ``L(x)`` elementwise.
+    """
+    small = jnp.abs(x) < _SERIES_RADIUS
+    safe = jnp.where(small, 1.0, x)
+    series = 1.0 - x * (1.0 / 2 - x * (1.0 / 3 - x * (1.0 / 4 - x / 5)))
+    return jnp.where(small, series, jnp.log1p(safe) / safe)
+
+
+def psp_kernel(s: jax.Array, tau_mem: Any, tau_syn: Any) -> jax.Array:
+    """Response ``K(s)`` of ``u`` to a unit current step at ``s = 0`` (see module docstring).
+
+    Args:
+        s: elapsed time, >= 0.
+        tau_mem: membrane time constant.
+        tau_syn: synaptic time constant.
+
+    Returns:
+        ``K(s)``; exact for any ratio, including ``tau_mem == tau_syn``.
+    """
+    rate_gap = 1.0 / tau_mem - 1.0 / tau_syn
+    return (s / tau_mem) * jnp.exp(-s / tau_mem) * expm1_ratio(s * rate_gap)
+
+
+def free_membrane(s: jax.Array, u0: jax.Array, current0: jax.Array, tau_mem: Any, tau_syn: Any) -> jax.Array:
+    """``u(s) = u0 exp(-s/tau_mem) + I0 K(s)``: membrane (relative to ``v_leak``) after ``s``.
+
+    Args:
+        s: elapsed time, >= 0.
+        u0: ``v - v_leak`` at ``s = 0``.
+        current0: synaptic current at ``s = 0``.
+        tau_mem: membrane time constant.
+        tau_syn: synaptic time constant.
+
+    Returns:
+        ``u(s)``.
+    """
+    return u0 * jnp.exp(-s / tau_mem) + current0 * psp_kernel(s, tau_mem, tau_syn)
+
+
+def membrane_slope(s: jax.Array, u0: jax.Array, current0: jax.Array, tau_mem: Any, tau_syn: Any) -> jax.Array:
+    """``du/ds = (I(s) - u(s)) / tau_mem``.
+
+    Args:
+        s: elapsed time, >= 0.
+        u0: ``v - v_leak`` at ``s = 0``.
+        current0: synaptic current at ``s = 0``.
+        tau_mem: membrane time constant.
+        tau_syn: synaptic time constant.
+
+    Returns:
+        The time derivative of ``u`` at ``s``.
+    """
+    u = free_membrane(s, u0, current0, tau_mem, tau_syn)
+    return (current0 * jnp.exp(-s / tau_syn) - u) / tau_mem
+
+
+def extremum_time(u0: jax.Array, current0: jax.Array, tau_mem: Any, tau_syn: Any) -> Tuple[jax.Array, jax.Array]:
+    """Time of the single interior extremum of ``u`` on ``s > 0``, in closed form.
+
+    Setting ``du/ds = 0`` gives ``exp(s (1/tau_syn - 1/tau_mem)) = I0 tau_mem / (I0 tau_syn - u0 (tau_syn - tau_mem))``,
+    i.e. ``s_ext = tau_syn c L(c (tau_syn - tau_mem) / tau_mem)`` with ``c = 1 - u0/I0``.
+
+    Args:
+        u0: ``v - v_leak`` at ``s = 0``.
+        current0: synaptic current at ``s = 0``.
+        tau_mem: membrane time constant.
+        tau_syn: synaptic time constant.
+
+    Returns:
+        ``(s_ext, exists)``: ``exists`` is True where an extremum lies at ``s > 0``; ``s_ext`` is
+        finite everywhere (``0`` where it does not exist) so it is safe to differentiate.
+    """
+    nonzero = current0 != 0
+    safe_current = jnp.where(nonzero, current0, 1.0)
+    c = 1.0 - u0 / safe_current
+    x = c * (tau_syn - tau_mem) / tau_mem
+    valid = nonzero & (x > -1.0) & (c > 0)
+    s_ext = tau_syn * c * log1p_ratio(jnp.where(valid, x, 0.0))
+    exists = valid & (s_ext > 0) & jnp.isfinite(s_ext)
+    return jnp.where(exists, s_ext, 0.0), exists
+
+
+def rest_state(size: int, neuron: LIFParameters, dtype: Any = None) -> LIFState:
+    """The state at rest: ``v = v_leak``, ``I = 0``, not refractory.
+
+    Args:
+        size: number of neurons.
+        neuron: parameters (``v_leak`` may be per neuron).
+        dtype: float dtype (default: JAX's default float).
+
+    Returns:
+        A ``LIFState`` with fields of shape ``(size,)``.
+    """
+    dtype = dtype or jnp.zeros(()).dtype
+    v = jnp.broadcast_to(jnp.asarray(neuron.v_leak, dtype), (size,))
+    return LIFState(
+        v=v,
+        current=jnp.zeros((size,), dtype),
+        refractory_until=jnp.full((size,), -jnp.inf, dtype),
+    )
+
+
+def evolve(state: LIFState, t_from: jax.Array, t_to: jax.Array, neuron: LIFParameters) -> LIFState:
+    """Advance the state from ``t_from`` to ``t_to >= t_from`` without events, refractoriness included.
+
+    While ``t < refractory_until`` the membrane is clamped at ``v_reset`` and only ``I`` decays;
+    from ``max(t_from, refractory_until)`` on, ``v`` evolves freely (closed form above).
+
+    Args:
+        state: state at ``t_from`` (``refractory_until`` is an absolute time).
+        t_from: current time (finite).
+        t_to: target time (finite, ``>= t_from``).
+        neuron: parameters.
+
+    Returns:
+        The state at ``t_to``.
+    """
+    tau_mem, tau_syn = neuron.tau_mem, neuron.tau_syn
+    clamped = state.refractory_until > t_from
+    start = jnp.where(clamped, jnp.minimum(state.refractory_until, t_to), t_from)
+    current_start = state.current * jnp.exp(-(start - t_from) / tau_syn)
+    v_start = jnp.where(clamped, jnp.asarray(neuron.v_reset, state.v.dtype), state.v)
+    s_free = t_to - start
+    u_end = free_membrane(s_free, v_start - neuron.v_leak, current_start, tau_mem, tau_syn)
+    current_end = state.current * jnp.exp(-(t_to - t_from) / tau_syn)
+    return LIFState(
+        v=(neuron.v_leak + u_end).astype(state.v.dtype),
+        current=current_end.astype(state.current.dtype),
+        refractory_until=state.refractory_until,
+    )

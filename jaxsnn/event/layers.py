@@ -1,0 +1,433 @@
+"""Event-based layers: ``LIF``, ``RecurrentLIF`` (spiking) and ``LI`` (non-spiking readout).
+
+Each factory returns a ``jaxsnn.Layer`` ``(init, apply)`` pair usable inside ``jaxsnn.serial``:
+
+* input shape ``(n_in,)``, output shape ``(size,)`` (``LI`` with ``readout="times"``:
+  ``(n_times, size)``); inputs are one sample's ``Spikes`` (batch with ``jax.vmap``);
+* ``params = {"weights": (n_in, size)}`` (``RecurrentLIF`` adds ``"recurrent_weights"``);
+* ``carry`` is a ``LIFState`` at the end of the window (``None`` = start at rest), whose
+  ``refractory_until`` is relative to the window end, so chunks can be chained;
+* spiking layers record ``LIFRecording(spikes, overflow)``.
+
+Two gradient paths: ``gradient="analytic"`` differentiates through the exact simulation (spike
+times are differentiated through the next-spike kernels); ``gradient="eventprop"`` (default)
+uses ``jaxsnn.event.eventprop.simulate_eventprop``, which also accepts ``external`` spikes
+(measured on hardware) as this layer's forward output.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, NamedTuple, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import checkify
+
+from jaxsnn._validate import check_positive, is_concrete
+from jaxsnn.event.dynamics import evolve, extremum_time, free_membrane, psp_kernel, rest_state
+from jaxsnn.event.kernels import KERNELS
+from jaxsnn.event.neuron import LIFParameters, LIFState, validate_parameters
+from jaxsnn.event.simulate import (
+    SimulationResult,
+    _check_capacity,
+    checked_inputs,
+    required_capacity,
+    simulate,
+)
+from jaxsnn.spikes import Spikes
+from jaxsnn.spikes import validate as validate_spikes
+from jaxsnn.types import Layer, named_layer
+
+__all__ = ["LIF", "RecurrentLIF", "LI", "LIFRecording", "LIRecording", "psp_peak"]
+
+WeightInit = Callable[[jax.Array, Tuple[int, int]], jax.Array]
+GRADIENTS = ("eventprop", "analytic")
+READOUTS = ("max", "times")
+
+
+class LIFRecording(NamedTuple):
+    """What a spiking event layer records.
+
+    Attributes:
+        spikes: the layer's output spikes (same as its output).
+        overflow: bool, True if more spikes would have occurred than ``capacity``.
+    """
+
+    spikes: Spikes
+    overflow: jax.Array
+
+
+class LIRecording(NamedTuple):
+    """What an ``LI`` readout records.
+
+    Attributes:
+        membrane: the readout value (the layer's output).
+    """
+
+    membrane: jax.Array
+
+
+def psp_peak(tau_mem: float, tau_syn: float) -> float:
+    """Peak of ``u`` after a unit weight input at rest: ``max_s K(s)``.
+
+    Args:
+        tau_mem: membrane time constant, > 0.
+        tau_syn: synaptic time constant, > 0.
+
+    Returns:
+        The peak value (e.g. 0.25 for ``tau_mem = 2 tau_syn``, ``1/e`` for equal taus).
+    """
+    s_ext, _ = extremum_time(jnp.asarray(0.0), jnp.asarray(1.0), tau_mem, tau_syn)
+    return float(psp_kernel(s_ext, tau_mem, tau_syn))
+
+
+def _neuron(tau_syn, tau_mem, v_th, v_reset, v_leak, t_ref) -> LIFParameters:
+    return validate_parameters(
+        LIFParameters(tau_syn=tau_syn, tau_mem=tau_mem, v_th=v_th, v_reset=v_reset, v_leak=v_leak, t_ref=t_ref)
+    )
+
+
+def _check_size(size: Any) -> int:
+    if not isinstance(size, (int, np.integer)) or isinstance(size, bool):
+        raise TypeError(f"size must be an int, got {type(size).__name__}")
+    if size < 1:
+        raise ValueError(f"size must be >= 1, got {size}")
+    return int(size)
+
+
+def _input_size(label: str, input_shape: Any) -> int:
+    try:
+        shape = tuple(int(s) for s in input_shape)
+    except TypeError:
+        raise TypeError(f"input_shape must be a tuple of ints, got {input_shape!r}") from None
+    if len(shape) != 1 or shape[0] < 1:
+        raise ValueError(
+            f"{label} takes Spikes of shape (n_inputs,), got input shape {shape}; "
+            "use jaxsnn.event.ToSpikes after a dense (time, features) layer"
+        )
+    return shape[0]
+
+
+def _normal_init(mean: float, std: Optional[float], scale_reference: float) -> WeightInit:
+    def init(rng: jax.Array, shape: Tuple[int, int]) -> jax.Array:
+        n_in = shape[0]
+        scale = std if std is not None else scale_reference / math.sqrt(n_in)
+        return mean + scale * jax.random.normal(rng, shape)
+
+    return init
+
+
+def _check_common(capacity, t_max, kernel, gradient) -> None:
+    _check_capacity(capacity)
+    check_positive("t_max", t_max)
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+    if gradient not in GRADIENTS:
+        raise ValueError(f"gradient must be one of {GRADIENTS}, got {gradient!r}")
+
+
+def _spiking_layer(
+    label: str,
+    size: int,
+    neuron: LIFParameters,
+    capacity: int,
+    t_max: float,
+    kernel: str,
+    gradient: str,
+    weight_init: WeightInit,
+    recurrent_init: Optional[WeightInit],
+    checked: bool,
+) -> Layer:
+    def init(rng: jax.Array, input_shape: Any) -> Tuple[Tuple[int, ...], Any]:
+        n_in = _input_size(label, input_shape)
+        key_in, key_rec = jax.random.split(rng)
+        params = {"weights": jnp.asarray(weight_init(key_in, (n_in, size)))}
+        if recurrent_init is not None:
+            params["recurrent_weights"] = jnp.asarray(recurrent_init(key_rec, (size, size)))
+        return (size,), params
+
+    def run(params, inputs, external, carry, layer_capacity):
+        recurrent = params.get("recurrent_weights") if recurrent_init is not None else None
+        kwargs = dict(
+            capacity=layer_capacity, t_max=t_max, kernel=kernel, recurrent_weights=recurrent,
+            initial_state=carry,
+        )
+        if gradient == "analytic":
+            if external is not None:
+                raise ValueError(
+                    f"{label}: external spikes (measured outputs) need gradient='eventprop'; "
+                    "the analytic gradient differentiates the simulated spike times"
+                )
+            return simulate(params["weights"], inputs, neuron, **kwargs)
+        # Imported here so the module works before (and without) the EventProp implementation.
+        from jaxsnn.event.eventprop import simulate_eventprop
+
+        return simulate_eventprop(params["weights"], inputs, neuron, external_spikes=external, **kwargs)
+
+    def apply(params: Any, inputs: Spikes, external: Optional[Spikes] = None, carry: Optional[LIFState] = None):
+        if not isinstance(params, dict) or "weights" not in params:
+            raise TypeError(f"{label}: params must be a dict with 'weights', got {type(params).__name__}")
+        if recurrent_init is not None and "recurrent_weights" not in params:
+            raise TypeError(f"{label}: params must contain 'recurrent_weights'")
+        validate_spikes(inputs, n_neurons=jnp.shape(params["weights"])[0], name=f"{label} input spikes")
+        if checked and not is_concrete((params, inputs)):
+            checked_inputs(
+                params["weights"], inputs, neuron, t_max=t_max,
+                recurrent_weights=params.get("recurrent_weights") if recurrent_init is not None else None,
+            )
+        result: SimulationResult = run(params, inputs, external, carry, capacity)
+        if checked:
+            _check_overflow(label, result, params, inputs, carry)
+        record = LIFRecording(spikes=result.spikes, overflow=result.overflow)
+        return result.final_state, result.spikes, record
+
+    def _check_overflow(label, result, params, inputs, carry):
+        if is_concrete(result.overflow):
+            if bool(result.overflow):
+                needed = required_capacity(
+                    params["weights"], inputs, neuron, t_max=t_max, kernel=kernel,
+                    recurrent_weights=params.get("recurrent_weights") if recurrent_init is not None else None,
+                    initial_state=carry, start=2 * capacity,
+                )
+                raise ValueError(
+                    f"{label}: capacity {capacity} is too small: the layer emits {needed} spikes; "
+                    f"use capacity >= {needed}"
+                )
+        else:
+            checkify.check(
+                ~result.overflow,
+                f"{label}: more output spikes than capacity {capacity}; increase capacity",
+            )
+
+    return named_layer(init, apply, label)
+
+
+def LIF(
+    size: int,
+    *,
+    tau_syn: Any = 5e-3,
+    tau_mem: Any = 1e-2,
+    v_th: Any = 1.0,
+    v_reset: Any = 0.0,
+    v_leak: Any = 0.0,
+    t_ref: Any = 0.0,
+    capacity: int,
+    t_max: float,
+    kernel: str = "auto",
+    gradient: str = "eventprop",
+    weight_mean: float = 0.0,
+    weight_std: Optional[float] = None,
+    weight_init: Optional[WeightInit] = None,
+    checked: bool = False,
+) -> Layer:
+    """Feed-forward layer of event-based LIF neurons with exact spike times.
+
+    Args:
+        size: number of neurons.
+        tau_syn, tau_mem, v_th, v_reset, v_leak, t_ref: neuron parameters (see
+            ``jaxsnn.event.LIFParameters``), scalars or ``(size,)`` arrays.
+        capacity: maximum number of output spikes per sample.
+        t_max: end of the simulation window.
+        kernel: next-spike kernel, ``"auto"`` (analytic when ``tau_mem/tau_syn`` is exactly 1 or
+            2, else the root solver), ``"lambertw"``, ``"quadratic"`` or ``"root"``.
+        gradient: ``"eventprop"`` (adjoint method, default) or ``"analytic"`` (autodiff through
+            the exact spike times).
+        weight_mean: mean of the normal weight init.
+        weight_std: std of the normal weight init; default
+            ``(v_th - v_leak) / (psp_peak * sqrt(n_in))`` (a unit-variance drive in threshold units).
+        weight_init: ``(rng, (n_in, size)) -> weights``, overrides mean/std.
+        checked: raise when the capacity overflows: eagerly with the required capacity when
+            values are concrete, through ``checkify`` under ``jax.jit``.
+
+    Returns:
+        A ``Layer``: ``apply(params, spikes, external=None, carry=None) ->
+        (final LIFState, output Spikes, LIFRecording)``.
+
+    Raises:
+        ValueError: on invalid parameters (tau <= 0, v_th <= v_reset, capacity < 1, ...).
+    """
+    size = _check_size(size)
+    neuron = _neuron(tau_syn, tau_mem, v_th, v_reset, v_leak, t_ref)
+    _check_common(capacity, t_max, kernel, gradient)
+    reference = float(np.max(np.asarray(v_th) - np.asarray(v_leak))) / psp_peak(
+        float(np.mean(tau_mem)), float(np.mean(tau_syn))
+    )
+    init = weight_init or _normal_init(weight_mean, weight_std, reference)
+    return _spiking_layer(
+        f"LIF({size})", size, neuron, capacity, t_max, kernel, gradient, init, None, checked
+    )
+
+
+def RecurrentLIF(
+    size: int,
+    *,
+    tau_syn: Any = 5e-3,
+    tau_mem: Any = 1e-2,
+    v_th: Any = 1.0,
+    v_reset: Any = 0.0,
+    v_leak: Any = 0.0,
+    t_ref: Any = 0.0,
+    capacity: int,
+    t_max: float,
+    kernel: str = "auto",
+    gradient: str = "eventprop",
+    weight_mean: float = 0.0,
+    weight_std: Optional[float] = None,
+    weight_init: Optional[WeightInit] = None,
+    recurrent_mean: float = 0.0,
+    recurrent_std: Optional[float] = None,
+    recurrent_init: Optional[WeightInit] = None,
+    checked: bool = False,
+) -> Layer:
+    """LIF layer whose output spikes also feed back: spike of neuron ``i`` adds ``W_rec[i]`` to ``I``.
+
+    Args:
+        size, tau_syn, tau_mem, v_th, v_reset, v_leak, t_ref, capacity, t_max, kernel, gradient,
+            weight_mean, weight_std, weight_init, checked: as for ``LIF``.
+        recurrent_mean: mean of the normal recurrent weight init.
+        recurrent_std: std of the recurrent init (default: half the input default's scale).
+        recurrent_init: ``(rng, (size, size)) -> recurrent weights``, overrides mean/std.
+
+    Returns:
+        A ``Layer`` with params ``{"weights", "recurrent_weights"}``.
+
+    Raises:
+        ValueError: as ``LIF``.
+    """
+    size = _check_size(size)
+    neuron = _neuron(tau_syn, tau_mem, v_th, v_reset, v_leak, t_ref)
+    _check_common(capacity, t_max, kernel, gradient)
+    reference = float(np.max(np.asarray(v_th) - np.asarray(v_leak))) / psp_peak(
+        float(np.mean(tau_mem)), float(np.mean(tau_syn))
+    )
+    init = weight_init or _normal_init(weight_mean, weight_std, reference)
+    rec_init = recurrent_init or _normal_init(recurrent_mean, recurrent_std, 0.5 * reference)
+    return _spiking_layer(
+        f"RecurrentLIF({size})", size, neuron, capacity, t_max, kernel, gradient, init, rec_init, checked
+    )
+
+
+def _li_max(weights, inputs: Spikes, neuron: LIFParameters, t_max, state: LIFState):
+    """Exact maximum of ``v`` over ``[0, t_max]``: per inter-event interval, the larger of the
+    interval's end values and, if it lies inside, the value at the interval's single extremum."""
+    dtype = weights.dtype
+    in_time = jnp.where((inputs.idx >= 0) & (inputs.time <= t_max), inputs.time, jnp.inf).astype(dtype)
+    rows = weights[jnp.clip(inputs.idx, 0, weights.shape[0] - 1)]
+
+    def interval_max(t, state, t_end):
+        u0 = state.v - neuron.v_leak
+        s_ext, exists = extremum_time(u0, state.current, neuron.tau_mem, neuron.tau_syn)
+        inside = exists & (s_ext < t_end - t)
+        u_ext = free_membrane(jnp.where(inside, s_ext, 0.0), u0, state.current, neuron.tau_mem, neuron.tau_syn)
+        end = evolve(state, t, t_end, neuron)
+        best = jnp.maximum(end.v, jnp.where(inside, neuron.v_leak + u_ext, -jnp.inf))
+        return end, best
+
+    def step(carry, event):
+        t, state, vmax = carry
+        t_event, row = event
+        active = jnp.isfinite(t_event)
+        t_end = jnp.where(active, t_event, t)
+        end, best = interval_max(t, state, t_end)
+        vmax = jnp.where(active, jnp.maximum(vmax, best), vmax)
+        current = end.current + jnp.where(active, row, jnp.zeros_like(row))
+        return (t_end, end._replace(current=current), vmax), None
+
+    (t, state_end, vmax), _ = jax.lax.scan(step, (jnp.zeros((), dtype), state, state.v), (in_time, rows))
+    final, best = interval_max(t, state_end, t_max)
+    return final, jnp.maximum(vmax, best)
+
+
+def _li_times(weights, inputs: Spikes, neuron: LIFParameters, state: LIFState, times):
+    """Membrane at each query time by superposition (the LI neuron is linear)."""
+    valid = inputs.idx >= 0
+    rows = jnp.where(valid[:, None], weights[jnp.clip(inputs.idx, 0, weights.shape[0] - 1)], 0.0)
+    lag = times[:, None] - jnp.where(valid, inputs.time, 0.0)[None, :]  # (n_times, n_slots)
+    active = valid[None, :] & (lag >= 0)
+    response = jnp.where(active, psp_kernel(jnp.where(active, lag, 0.0), neuron.tau_mem, neuron.tau_syn), 0.0)
+    drive = response @ rows  # (n_times, size)
+    u0 = state.v - neuron.v_leak
+    free = free_membrane(times[:, None], u0[None, :], state.current[None, :], neuron.tau_mem, neuron.tau_syn)
+    return neuron.v_leak + free + drive
+
+
+def LI(
+    size: int,
+    *,
+    tau_syn: Any = 5e-3,
+    tau_mem: Any = 1e-2,
+    v_leak: Any = 0.0,
+    t_max: float,
+    readout: str = "max",
+    times: Any = None,
+    weight_mean: float = 0.0,
+    weight_std: Optional[float] = None,
+    weight_init: Optional[WeightInit] = None,
+) -> Layer:
+    """Non-spiking leaky-integrator readout driven by input spikes.
+
+    ``v`` follows the LIF dynamics without threshold. ``readout="max"`` outputs the exact
+    maximum of ``v`` over ``[0, t_max]`` (closed form: on each inter-event interval ``v`` has at
+    most one extremum, ``jaxsnn.event.dynamics.extremum_time``); ``readout="times"`` outputs ``v``
+    at the given times. Both are differentiable by plain autodiff.
+
+    Args:
+        size: number of readout neurons.
+        tau_syn, tau_mem, v_leak: neuron parameters.
+        t_max: end of the window.
+        readout: ``"max"`` (output ``(size,)``) or ``"times"`` (output ``(n_times, size)``).
+        times: 1-d array of times in ``[0, t_max]``, required for ``readout="times"``.
+        weight_mean, weight_std, weight_init: weight initialisation as for ``LIF``.
+
+    Returns:
+        A ``Layer``: ``apply(params, spikes, external=None, carry=None) -> (state at t_max,
+        readout, LIRecording)``.
+
+    Raises:
+        ValueError: on invalid parameters, unknown readout, or missing/invalid ``times``.
+    """
+    size = _check_size(size)
+    # Threshold irrelevant for a readout; v_th is set above v_leak only to pass validation.
+    neuron = _neuron(tau_syn, tau_mem, np.asarray(v_leak) + 1.0, v_leak, v_leak, 0.0)
+    check_positive("t_max", t_max)
+    if readout not in READOUTS:
+        raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
+    if readout == "times":
+        if times is None:
+            raise ValueError("readout='times' needs times (1-d array of readout times in [0, t_max])")
+        times_np = np.asarray(times, dtype=np.float64)
+        if times_np.ndim != 1 or times_np.size == 0:
+            raise ValueError(f"times must be a non-empty 1-d array, got shape {times_np.shape}")
+        if not np.all(np.isfinite(times_np)) or np.any(times_np < 0) or np.any(times_np > t_max):
+            raise ValueError("times must be finite and within [0, t_max]")
+    reference = 1.0 / psp_peak(float(np.mean(tau_mem)), float(np.mean(tau_syn)))
+    init_weights = weight_init or _normal_init(weight_mean, weight_std, reference)
+    label = f"LI({size})"
+
+    def init(rng: jax.Array, input_shape: Any):
+        n_in = _input_size(label, input_shape)
+        params = {"weights": jnp.asarray(init_weights(rng, (n_in, size)))}
+        out_shape = (size,) if readout == "max" else (len(times_np), size)
+        return out_shape, params
+
+    def apply(params: Any, inputs: Spikes, external: Any = None, carry: Optional[LIFState] = None):
+        if external is not None:
+            raise ValueError(f"{label} is a readout and takes no external data")
+        weights = jnp.asarray(params["weights"])
+        validate_spikes(inputs, n_neurons=weights.shape[0], name=f"{label} input spikes")
+        dtype = jnp.result_type(weights, inputs.time)
+        weights = weights.astype(dtype)
+        local = LIFParameters(*[jnp.asarray(value, dtype) for value in neuron])
+        state = rest_state(size, local, dtype) if carry is None else LIFState(*[jnp.asarray(x, dtype) for x in carry])
+        t_end = jnp.asarray(t_max, dtype)
+        final, vmax = _li_max(weights, inputs, local, t_end, state)
+        if readout == "max":
+            output = vmax
+        else:
+            output = _li_times(weights, inputs, local, state, jnp.asarray(times_np, dtype))
+        final = final._replace(refractory_until=jnp.full((size,), -jnp.inf, dtype))
+        return final, output, LIRecording(membrane=output)
+
+    return named_layer(init, apply, label)

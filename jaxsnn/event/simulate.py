@@ -1,0 +1,329 @@
+"""Exact event-driven simulation of one layer of current-based LIF neurons.
+
+``simulate`` is a ``lax.scan`` over ``n_input_slots + capacity`` steps. Each step
+
+1. computes, for every neuron, its next threshold crossing from the current state in closed
+   form or by the bracketed root solver (``jaxsnn.event.kernels``): O(neurons) work;
+2. takes the earliest event: the earliest crossing if it is not later than the next input spike
+   (crossings win ties, as in the model definition), otherwise the next input spike;
+3. advances all neurons to that time in closed form and applies the event: an input spike adds
+   ``weights[j]`` to the current; a crossing resets every neuron that crosses at that instant
+   (all of them are emitted in the same step, in ascending index order) and, for recurrent
+   layers, adds their rows of ``recurrent_weights`` to the current.
+
+Every step consumes one input slot or emits at least one spike, so the scan length bounds the
+work and the result is exact as long as no more than ``capacity`` spikes occur; otherwise the
+``overflow`` flag is set (checked once more after the scan, so even a spike that would follow a
+full buffer is detected). Gradients with ``jax.grad`` flow through the kernels (implicit function
+theorem) into the spike times: the "analytic" gradient path.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import checkify
+
+from jaxsnn import spikes as spikes_lib
+from jaxsnn._validate import check_finite, check_positive, is_concrete
+from jaxsnn.event.dynamics import evolve, rest_state
+from jaxsnn.event.kernels import next_crossing, resolve_kernel
+from jaxsnn.event.neuron import LIFParameters, LIFState, validate_parameters
+from jaxsnn.spikes import Spikes
+
+__all__ = ["SimulationResult", "simulate", "validate_inputs", "checked_inputs", "required_capacity"]
+
+
+class SimulationResult(NamedTuple):
+    """Result of ``simulate``.
+
+    Attributes:
+        spikes: output spikes (``capacity`` slots, local indices, sorted by time then index).
+        final_state: state at ``t_max``; its ``refractory_until`` is relative to ``t_max``, so it
+            can be passed as ``initial_state`` of the next window (streaming).
+        overflow: bool scalar, True if more output spikes would have occurred than ``capacity``.
+    """
+
+    spikes: Spikes
+    final_state: LIFState
+    overflow: jax.Array
+
+
+def _check_capacity(capacity: Any) -> None:
+    if not isinstance(capacity, (int, np.integer)) or isinstance(capacity, bool):
+        raise TypeError(f"capacity must be an int, got {type(capacity).__name__}")
+    if capacity < 1:
+        raise ValueError(f"capacity must be >= 1, got {capacity}")
+
+
+def validate_inputs(
+    weights: Any,
+    input_spikes: Any,
+    neuron: LIFParameters,
+    *,
+    capacity: Any,
+    t_max: Any,
+    recurrent_weights: Any = None,
+    initial_state: Optional[LIFState] = None,
+) -> None:
+    """Eager checks of every ``simulate`` argument (value checks skip traced values).
+
+    Args:
+        weights, input_spikes, neuron, capacity, t_max, recurrent_weights, initial_state: as
+            for ``simulate``.
+
+    Raises:
+        TypeError: wrong types or dtypes.
+        ValueError: bad shapes or values, naming the argument (unsorted, negative or non-finite
+            input times, input indices outside ``[0, weights.shape[0])``, ``capacity < 1``,
+            ``t_max`` not finite and > 0, invalid neuron parameters, non-finite weights).
+    """
+    _check_capacity(capacity)
+    if jnp.ndim(weights) != 2:
+        raise ValueError(f"weights must be 2-dimensional (n_inputs, size), got shape {jnp.shape(weights)}")
+    if not jnp.issubdtype(jnp.result_type(weights), jnp.floating):
+        raise TypeError(f"weights must have a floating-point dtype, got {jnp.result_type(weights)}")
+    n_inputs, size = jnp.shape(weights)
+    check_finite("weights", weights)
+    spikes_lib.validate(input_spikes, n_neurons=n_inputs, name="input_spikes")
+    if jnp.ndim(input_spikes.time) != 1:
+        raise ValueError(
+            f"input_spikes must hold one sample (shape (capacity,)), got shape {jnp.shape(input_spikes.time)}; "
+            "use jax.vmap for batches"
+        )
+    check_positive("t_max", t_max)
+    validate_parameters(neuron)
+    for name in LIFParameters._fields:
+        value = getattr(neuron, name)
+        if jnp.ndim(value) > 1 or (jnp.ndim(value) == 1 and jnp.shape(value)[0] != size):
+            raise ValueError(
+                f"neuron.{name} must be a scalar or have shape ({size},), got shape {jnp.shape(value)}"
+            )
+    if recurrent_weights is not None:
+        if jnp.shape(recurrent_weights) != (size, size):
+            raise ValueError(
+                f"recurrent_weights must have shape ({size}, {size}), got {jnp.shape(recurrent_weights)}"
+            )
+        check_finite("recurrent_weights", recurrent_weights)
+    if initial_state is not None:
+        if not isinstance(initial_state, LIFState):
+            raise TypeError(f"initial_state must be a LIFState, got {type(initial_state).__name__}")
+        for name, value in zip(LIFState._fields, initial_state):
+            if jnp.shape(value) != (size,):
+                raise ValueError(f"initial_state.{name} must have shape ({size},), got {jnp.shape(value)}")
+        check_finite("initial_state.v", initial_state.v)
+        check_finite("initial_state.current", initial_state.current)
+        if is_concrete((initial_state.v, neuron.v_th)) and np.any(
+            np.asarray(initial_state.v) >= np.asarray(neuron.v_th)
+        ):
+            raise ValueError("initial_state.v must be below v_th for every neuron")
+
+
+def checked_inputs(
+    weights: jax.Array,
+    input_spikes: Spikes,
+    neuron: LIFParameters,
+    *,
+    t_max: Any,
+    recurrent_weights: Optional[jax.Array] = None,
+) -> None:
+    """The value checks of ``validate_inputs`` as ``checkify`` checks, for use under ``jax.jit``.
+
+    Call inside a function transformed by ``jax.experimental.checkify.checkify`` and
+    ``err.throw()`` its error to raise.
+
+    Args:
+        weights, input_spikes, neuron, t_max, recurrent_weights: as for ``simulate`` (may be traced).
+    """
+    spikes_lib.checked_validate(input_spikes, n_neurons=jnp.shape(weights)[0], name="input_spikes")
+    checkify.check(jnp.all(jnp.isfinite(weights)), "weights contains NaN/inf values")
+    if recurrent_weights is not None:
+        checkify.check(jnp.all(jnp.isfinite(recurrent_weights)), "recurrent_weights contains NaN/inf values")
+    checkify.check(jnp.all(jnp.isfinite(t_max) & (t_max > 0)), "t_max must be finite and > 0")
+    checkify.check(jnp.all(neuron.tau_syn > 0), "tau_syn must be > 0")
+    checkify.check(jnp.all(neuron.tau_mem > 0), "tau_mem must be > 0")
+    checkify.check(jnp.all(neuron.t_ref >= 0), "t_ref must be >= 0")
+    checkify.check(jnp.all(neuron.v_th > neuron.v_reset), "v_th must be > v_reset")
+    checkify.check(jnp.all(neuron.v_th > neuron.v_leak), "v_th must be > v_leak")
+
+
+def _next_crossings(state: LIFState, t: jax.Array, t_max: jax.Array, neuron: LIFParameters, method: str) -> jax.Array:
+    """Absolute time of each neuron's next threshold crossing in ``[t, t_max]`` (``inf`` if none)."""
+    clamped = state.refractory_until > t
+    start = jnp.where(clamped, state.refractory_until, t)
+    current_start = state.current * jnp.exp(-(start - t) / neuron.tau_syn)
+    v_start = jnp.where(clamped, jnp.asarray(neuron.v_reset, state.v.dtype), state.v)
+    s = next_crossing(
+        v_start - neuron.v_leak,
+        current_start,
+        neuron.v_th - neuron.v_leak,
+        neuron.tau_mem,
+        neuron.tau_syn,
+        t_max - start,
+        method,
+    )
+    return start + s
+
+
+def simulate(
+    weights: jax.Array,
+    input_spikes: Spikes,
+    neuron: LIFParameters,
+    *,
+    capacity: int,
+    t_max: float,
+    kernel: str = "auto",
+    recurrent_weights: Optional[jax.Array] = None,
+    initial_state: Optional[LIFState] = None,
+) -> SimulationResult:
+    """Simulate one layer of LIF neurons exactly, event by event, over ``[0, t_max]``.
+
+    Dynamics (see ``jaxsnn.event.neuron``): ``tau_mem dv/dt = -(v - v_leak) + I``,
+    ``tau_syn dI/dt = -I``; input spike ``(t, j)``: ``I += weights[j]``; crossing of ``v_th``:
+    spike, ``v = v_reset`` (held for ``t_ref``), ``I += recurrent_weights[i]``.
+
+    Pure, jittable and vmappable (batch over samples with ``jax.vmap``); ``jax.grad`` gives
+    exact derivatives of spike times w.r.t. weights, input times and neuron parameters (away
+    from spike creation and deletion, where spike times are discontinuous).
+
+    Args:
+        weights: ``(n_inputs, size)`` input weights.
+        input_spikes: one sample's input ``Spikes`` (indices in ``[0, n_inputs)``). Inputs after
+            ``t_max`` are ignored.
+        neuron: ``LIFParameters`` (scalars or ``(size,)`` arrays).
+        capacity: maximum number of output spikes (static).
+        t_max: end of the window; crossings after ``t_max`` are not emitted.
+        kernel: ``"auto"``, ``"lambertw"`` (``tau_mem == tau_syn``), ``"quadratic"``
+            (``tau_mem == 2 tau_syn``) or ``"root"`` (any ratio).
+        recurrent_weights: optional ``(size, size)`` weights from output spikes to the layer.
+        initial_state: state at ``t = 0`` (default: rest), e.g. a previous ``final_state``.
+
+    Returns:
+        ``SimulationResult(spikes, final_state, overflow)``.
+
+    Raises:
+        TypeError, ValueError: on invalid arguments (see ``validate_inputs``) or kernel choice.
+    """
+    validate_inputs(
+        weights,
+        input_spikes,
+        neuron,
+        capacity=capacity,
+        t_max=t_max,
+        recurrent_weights=recurrent_weights,
+        initial_state=initial_state,
+    )
+    method = resolve_kernel(kernel, neuron)
+    weights = jnp.asarray(weights)
+    dtype = jnp.result_type(weights, input_spikes.time)
+    weights = weights.astype(dtype)
+    size = weights.shape[1]
+    neuron = LIFParameters(*[jnp.asarray(value, dtype) for value in neuron])
+    t_max = jnp.asarray(t_max, dtype)
+    in_time = input_spikes.time.astype(dtype)
+    in_idx = input_spikes.idx
+    n_slots = in_time.shape[0]
+    # Inputs after the window never act; padding (idx -1) is ignored.
+    in_time = jnp.where((in_idx >= 0) & (in_time <= t_max), in_time, jnp.inf)
+    if recurrent_weights is not None:
+        recurrent_weights = jnp.asarray(recurrent_weights, dtype)
+    if initial_state is None:
+        state = rest_state(size, neuron, dtype)
+    else:
+        state = LIFState(*[jnp.asarray(value, dtype) for value in initial_state])
+
+    def step(carry, _):
+        t, state, pointer, out_time, out_idx, n_out = carry
+        slot = jnp.minimum(pointer, n_slots - 1)
+        t_in = jnp.where(pointer < n_slots, in_time[slot], jnp.inf)
+        t_cross = _next_crossings(state, t, t_max, neuron, method)
+        t_out = jnp.min(t_cross)
+        is_spike = jnp.isfinite(t_out) & (t_out <= t_in)
+        is_input = ~is_spike & jnp.isfinite(t_in)
+        t_next = jnp.where(is_spike, t_out, jnp.where(is_input, t_in, t))
+        state = evolve(state, t, t_next, neuron)
+        # Neurons that cross at this instant, or whose potential reached threshold here through
+        # rounding, spike together (refractory neurons cannot).
+        free = state.refractory_until < t_next
+        fired = is_spike & ((t_cross == t_out) | (free & (state.v >= neuron.v_th)))
+        refractory_end = jnp.where(neuron.t_ref > 0, t_next + neuron.t_ref, -jnp.inf)
+        v = jnp.where(fired, neuron.v_reset, state.v)
+        refractory_until = jnp.where(fired, refractory_end, state.refractory_until)
+        current = state.current
+        if recurrent_weights is not None:
+            current = current + fired.astype(dtype) @ recurrent_weights
+        row = weights[jnp.clip(in_idx[slot], 0, weights.shape[0] - 1)]
+        current = current + jnp.where(is_input, row, jnp.zeros_like(row))
+        position = n_out + jnp.cumsum(fired, dtype=jnp.int32) - 1
+        target = jnp.where(fired & (position < capacity), position, capacity)
+        out_time = out_time.at[target].set(t_next, mode="drop")
+        out_idx = out_idx.at[target].set(jnp.arange(size, dtype=jnp.int32), mode="drop")
+        n_out = n_out + jnp.sum(fired, dtype=jnp.int32)
+        new_state = LIFState(v=v, current=current, refractory_until=refractory_until)
+        return (t_next, new_state, pointer + is_input.astype(jnp.int32), out_time, out_idx, n_out), None
+
+    initial = (
+        jnp.zeros((), dtype),
+        state,
+        jnp.zeros((), jnp.int32),
+        jnp.full((capacity,), jnp.inf, dtype),
+        jnp.full((capacity,), spikes_lib.PAD_IDX, jnp.int32),
+        jnp.zeros((), jnp.int32),
+    )
+    (t, state, pointer, out_time, out_idx, n_out), _ = jax.lax.scan(
+        step, initial, None, length=n_slots + capacity
+    )
+    # Anything left after the last step (a further crossing, or an unread input, which can only
+    # remain if the steps were spent on spikes) means the buffer was too small.
+    pending_crossing = jnp.any(jnp.isfinite(_next_crossings(state, t, t_max, neuron, method)))
+    pending_input = (pointer < n_slots) & jnp.isfinite(in_time[jnp.minimum(pointer, n_slots - 1)])
+    overflow = (n_out > capacity) | pending_crossing | pending_input
+    final = evolve(state, t, t_max, neuron)
+    final = final._replace(refractory_until=final.refractory_until - t_max)
+    # Emission order is time order; ties across steps (rounding) are put in index order.
+    by_idx = jnp.argsort(jnp.where(out_idx >= 0, out_idx, size), stable=True)
+    by_time = by_idx[jnp.argsort(out_time[by_idx], stable=True)]
+    out = Spikes(out_time[by_time], out_idx[by_time])
+    return SimulationResult(spikes=out, final_state=final, overflow=overflow)
+
+
+def required_capacity(
+    weights: jax.Array,
+    input_spikes: Spikes,
+    neuron: LIFParameters,
+    *,
+    t_max: float,
+    kernel: str = "auto",
+    recurrent_weights: Optional[jax.Array] = None,
+    initial_state: Optional[LIFState] = None,
+    start: int = 1,
+    limit: int = 1 << 20,
+) -> int:
+    """Number of output spikes a simulation produces (eager; doubles the capacity until it fits).
+
+    Args:
+        weights, input_spikes, neuron, t_max, kernel, recurrent_weights, initial_state: as for
+            ``simulate``; concrete values (not traced).
+        start: first capacity tried.
+        limit: largest capacity tried.
+
+    Returns:
+        The smallest capacity that does not overflow (at least 1).
+
+    Raises:
+        ValueError: if even ``limit`` overflows (runaway excitation).
+    """
+    capacity = max(int(start), 1)
+    while True:
+        result = simulate(
+            weights, input_spikes, neuron, capacity=capacity, t_max=t_max, kernel=kernel,
+            recurrent_weights=recurrent_weights, initial_state=initial_state,
+        )
+        if not bool(result.overflow):
+            return max(int(result.spikes.count()), 1)
+        if capacity >= limit:
+            raise ValueError(f"more than {limit} output spikes: runaway excitation?")
+        capacity = min(2 * capacity, limit)

@@ -1,0 +1,407 @@
+"""Calibration: estimate a chip's effective thresholds and time constants from probe runs.
+
+Probe. Every neuron of a layer receives ``n_lines`` simultaneous input spikes at ``t = 0``
+through synapses of equal weight ``q / weight_scale`` (on the weight grid, so quantisation
+adds no error). From rest, the total weight ``A = n_lines q / weight_scale`` gives
+``v(t) - v_leak = A K(t)`` with the PSP kernel::
+
+    K(t) = tau_syn / (tau_syn - tau_mem) (exp(-t / tau_syn) - exp(-t / tau_mem))
+
+so the first spike time ``t_1`` solves ``A K(t_1) = theta`` with ``theta = v_th - v_leak``.
+After each spike ``v`` restarts from ``v_leak`` (``v_reset = v_leak`` is assumed) while the
+current keeps decaying, so spike ``k`` solves ``A exp(-s_k / tau_syn) K(t_k - s_k) = theta``
+with ``s_k = t_{k-1} + t_ref``. The first spikes fix mainly ``theta tau_mem``; the decay
+of the drive over the later spikes fixes ``tau_syn``; the amplitude dependence separates
+``theta`` from ``tau_mem``. Several amplitudes, each repeated (trial-to-trial noise averages
+out), determine ``(theta, tau_mem, tau_syn)`` per neuron.
+
+Fit. Per neuron, Levenberg-Marquardt on ``log theta, log tau_mem, log tau_syn`` minimising the
+linearised time residuals ``(I K(t - s) - theta) / (I K'(t - s))`` of all probe spikes,
+started from the nominal values, then refitted once without outliers (residuals beyond four
+times the RMS, e.g. after a lost spike). The start matters: first-spike times alone are
+unchanged under ``(theta, tau_mem, tau_syn) -> (theta tau_mem / tau_syn, tau_syn, tau_mem)``;
+starting from the nominal ``tau_mem > tau_syn`` selects the physical branch.
+
+Correction. Because the dynamics are linear in ``v - v_leak``, a neuron with threshold
+distance ``theta_i`` driven by weights ``W[:, i] theta_i / theta`` behaves exactly like the
+nominal neuron driven by ``W[:, i]`` (``correct_weights``; exact up to weight quantisation).
+A global time-constant deviation is corrected by stretching time (``time_correction``):
+inputs are sent at ``c t`` and outputs read at ``t / c``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, List, NamedTuple, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxsnn.event.dynamics import psp_kernel
+from jaxsnn.event.neuron import LIFParameters
+from jaxsnn.hardware.backend import Backend, check_backend, measure_host
+from jaxsnn.hardware.emulator import default_weights, replace_weights
+from jaxsnn.hardware.sanitize import SanitizePolicy
+from jaxsnn.spikes import Spikes
+
+
+class Calibration(NamedTuple):
+    """Measured per-neuron parameters of one layer, model units.
+
+    Attributes:
+        v_th: ``(size,)`` effective thresholds (``v_leak + theta``).
+        tau_mem: ``(size,)`` membrane time constants.
+        tau_syn: ``(size,)`` synaptic time constants.
+        n_spikes: ``(size,)`` probe spikes used by each neuron's fit.
+        rms_residual: ``(size,)`` root-mean-square time residual of each fit.
+    """
+
+    v_th: np.ndarray
+    tau_mem: np.ndarray
+    tau_syn: np.ndarray
+    n_spikes: np.ndarray
+    rms_residual: np.ndarray
+
+
+def probe_spikes(
+    backend: Backend,
+    n_inputs: int,
+    levels: Sequence[int],
+    *,
+    n_lines: int,
+    weight_scale: float,
+    repetitions: int = 16,
+    max_spikes: int = 6,
+    make_params: Callable[[np.ndarray], Any] = lambda weights: {"weights": weights},
+    trial: int = 0,
+    policy: SanitizePolicy = SanitizePolicy(),
+) -> np.ndarray:
+    """Run the probe on a single-layer backend and collect each neuron's spike times.
+
+    Args:
+        backend: a backend measuring one layer with ``n_inputs`` input lines.
+        n_inputs: input lines of the layer (the probe uses the first ``n_lines``).
+        levels: integer weight levels ``q`` (1..63) to probe, one run per level.
+        n_lines: simultaneous input spikes per probe.
+        weight_scale: the chip's weight levels per unit weight.
+        repetitions: samples per level (batch size of each run).
+        max_spikes: spikes kept per neuron and run (the earliest).
+        make_params: builds the layer's params from an ``(n_inputs, size)`` weight matrix.
+        trial: first trial number; level ``k`` uses ``trial + k``.
+        policy: sanitising policy for the measurements.
+
+    Returns:
+        ``(len(levels), repetitions, size, max_spikes)`` spike times in ascending order per
+        neuron, NaN-padded.
+
+    Raises:
+        ValueError: on inconsistent arguments.
+        MeasurementError: if a probe measurement is bad.
+    """
+    check_backend(backend)
+    if len(backend.layer_sizes) != 1:
+        raise ValueError(f"the probe backend must measure exactly one layer, it measures {len(backend.layer_sizes)}")
+    if not 1 <= n_lines <= n_inputs:
+        raise ValueError(f"n_lines must be in [1, n_inputs={n_inputs}], got {n_lines}")
+    size = backend.layer_sizes[0]
+    dtype = jnp.zeros(()).dtype
+    inputs = Spikes(
+        np.zeros((repetitions, n_lines), dtype=dtype),
+        np.tile(np.arange(n_lines, dtype=np.int32), (repetitions, 1)),
+    )
+    times = np.full((len(levels), repetitions, size, max_spikes), np.nan)
+    for k, level in enumerate(levels):
+        if not 1 <= int(level) <= 63:
+            raise ValueError(f"levels must be ints in [1, 63], got {level}")
+        weights = np.zeros((n_inputs, size), dtype=dtype)
+        weights[:n_lines] = int(level) / weight_scale
+        (measured,), _ = measure_host(backend, [make_params(weights)], inputs, trial + k, policy=policy)
+        for sample in range(repetitions):
+            for neuron in range(size):
+                own = measured.time[sample][measured.idx[sample] == neuron][:max_spikes]
+                times[k, sample, neuron, : own.size] = own
+    return times
+
+
+def _fit_one(times: jax.Array, amplitudes: jax.Array, start: jax.Array, t_ref: float, iterations: int):
+    """Levenberg-Marquardt fit of ``log(theta, tau_mem, tau_syn)`` for one neuron.
+
+    ``times``: ``(n_levels, repetitions, max_spikes)``. Spike ``k`` of a run starts from
+    ``v = v_leak`` at ``s_k`` (0 for the first, the previous spike plus ``t_ref`` after) with
+    current ``A exp(-s_k / tau_syn)``; its residual is the time error to first order.
+    """
+    valid = jnp.isfinite(times)
+    safe_t = jnp.where(valid, times, 0.0)
+    previous = jnp.concatenate([jnp.full(times.shape[:-1] + (1,), -t_ref, times.dtype), safe_t[..., :-1]], axis=-1)
+    begin = jnp.maximum(previous + t_ref, 0.0)
+    elapsed = jnp.where(valid, jnp.maximum(safe_t - begin, 0.0), 1.0)
+    amp = amplitudes[:, None, None]
+
+    def raw_residuals(log_params: jax.Array) -> jax.Array:
+        theta, tau_mem, tau_syn = jnp.exp(log_params)
+        current = amp * jnp.exp(-begin / tau_syn)
+        kernel = psp_kernel(elapsed, tau_mem, tau_syn)
+        slope = jax.vmap(jax.grad(lambda s: psp_kernel(s, tau_mem, tau_syn)))(elapsed.ravel()).reshape(elapsed.shape)
+        # floor the slope: near the PSP peak a time residual is ill-defined
+        slope = jnp.maximum(current * slope, 1e-2 * theta / tau_mem)
+        return jnp.where(valid, (current * kernel - theta) / slope, 0.0)
+
+    def solve(start: jax.Array, weight: jax.Array):
+        def residuals(log_params):
+            return (weight * raw_residuals(log_params)).ravel()
+
+        def cost(log_params):
+            r = residuals(log_params)
+            return jnp.sum(r * r)
+
+        def step(state, _):
+            log_params, damping = state
+            r = residuals(log_params)
+            jac = jax.jacfwd(residuals)(log_params)
+            normal = jac.T @ jac
+            lhs = normal + damping * jnp.diag(jnp.diag(normal) + 1e-30)
+            delta = -jnp.linalg.solve(lhs, jac.T @ r)
+            candidate = log_params + jnp.clip(delta, -0.3, 0.3)
+            better = cost(candidate) < jnp.sum(r * r)
+            log_params = jnp.where(better, candidate, log_params)
+            damping = jnp.where(better, damping * 0.3, damping * 10.0)
+            return (log_params, jnp.clip(damping, 1e-9, 1e9)), None
+
+        (log_params, _), _ = jax.lax.scan(step, (start, jnp.asarray(1e-3, start.dtype)), None, length=iterations)
+        return log_params
+
+    first = solve(start, valid.astype(times.dtype))
+    # one robust refit: a lost spike makes the next interval look twice as long; drop such outliers
+    r = raw_residuals(first)
+    n_valid = jnp.maximum(jnp.sum(valid), 1)
+    rms = jnp.sqrt(jnp.sum(r * r) / n_valid)
+    inlier = valid & (jnp.abs(r) <= 4.0 * rms)
+    log_params = solve(first, inlier.astype(times.dtype))
+    r = jnp.where(inlier, raw_residuals(log_params), 0.0)
+    n_used = jnp.sum(inlier)
+    return jnp.exp(log_params), n_used, jnp.sqrt(jnp.sum(r * r) / jnp.maximum(n_used, 1))
+
+
+def fit_calibration(
+    times: np.ndarray,
+    amplitudes: np.ndarray,
+    nominal: LIFParameters,
+    *,
+    clock_tick: Optional[float] = None,
+    iterations: int = 40,
+) -> Calibration:
+    """Fit per-neuron thresholds and time constants to probe spike times.
+
+    Args:
+        times: ``(n_levels, repetitions, size, max_spikes)`` spike times per neuron (NaN =
+            none), as returned by ``probe_spikes``.
+        amplitudes: ``(n_levels,)`` total input weight of each level (``n_lines q / scale``).
+        nominal: nominal parameters (scalars), the fit's starting point; ``v_leak`` and
+            ``t_ref`` are taken as known.
+        clock_tick: the recording clock period in model units, if time stamps are floored to
+            a clock; half a tick is added to undo the floor's mean bias.
+        iterations: Levenberg-Marquardt iterations (each of the two rounds).
+
+    Returns:
+        The ``Calibration`` of the layer. Neurons with fewer than 3 usable probe spikes get
+        NaN parameters.
+
+    Raises:
+        ValueError: if shapes disagree.
+    """
+    times = np.asarray(times, dtype=np.float64)
+    amplitudes = np.asarray(amplitudes, dtype=np.float64)
+    if times.ndim != 4 or times.shape[0] != amplitudes.shape[0]:
+        raise ValueError(
+            f"times must be (n_levels, repetitions, size, max_spikes) with n_levels = len(amplitudes), "
+            f"got {times.shape} and {amplitudes.shape}"
+        )
+    if clock_tick is not None:
+        times = times + 0.5 * clock_tick
+    theta0 = float(nominal.v_th) - float(nominal.v_leak)
+    start = np.log(np.array([theta0, float(nominal.tau_mem), float(nominal.tau_syn)]))
+    dtype = jnp.zeros(()).dtype
+    fit = jax.jit(
+        jax.vmap(
+            lambda t: _fit_one(t, jnp.asarray(amplitudes, dtype), jnp.asarray(start, dtype), float(nominal.t_ref), iterations)
+        )
+    )
+    params, n_valid, rms = fit(jnp.asarray(np.moveaxis(times, 2, 0), dtype))
+    params, n_valid, rms = np.asarray(params, np.float64), np.asarray(n_valid), np.asarray(rms, np.float64)
+    bad = n_valid < 3
+    params[bad] = np.nan
+    return Calibration(
+        v_th=float(nominal.v_leak) + params[:, 0],
+        tau_mem=params[:, 1],
+        tau_syn=params[:, 2],
+        n_spikes=n_valid,
+        rms_residual=rms,
+    )
+
+
+def calibrate_layer(
+    backend: Backend,
+    n_inputs: int,
+    nominal: LIFParameters,
+    *,
+    weight_scale: float,
+    n_lines: Optional[int] = None,
+    levels: Optional[Sequence[int]] = None,
+    repetitions: int = 16,
+    clock_tick: Optional[float] = None,
+    make_params: Callable[[np.ndarray], Any] = lambda weights: {"weights": weights},
+    trial: int = 0,
+) -> Calibration:
+    """Probe a single-layer backend and fit its neurons (``probe_spikes`` + ``fit_calibration``).
+
+    Default probe: ``n_lines = n_inputs`` and 8 levels spanning total weights from 1.4 to
+    4 times the nominal rheobase weight ``theta / max_t K(t)`` (clipped to the 6-bit range),
+    so every neuron fires well before its PSP peak at all levels.
+
+    Args:
+        backend: a single-layer backend (e.g. ``Emulator.layer_backend(l)``).
+        n_inputs: input lines of the layer.
+        nominal: nominal scalar ``LIFParameters`` of the layer.
+        weight_scale: the chip's weight levels per unit weight.
+        n_lines: simultaneous input spikes per probe.
+        levels: weight levels to probe (default: see above).
+        repetitions: runs per level.
+        clock_tick: recording clock period in model units (see ``fit_calibration``).
+        make_params: builds the layer's params from a weight matrix.
+        trial: first trial number.
+
+    Returns:
+        The layer's ``Calibration``.
+
+    Raises:
+        ValueError: if the 6-bit range cannot reach the threshold with ``n_lines`` lines.
+        MeasurementError: if a probe measurement is bad.
+    """
+    n_lines = n_inputs if n_lines is None else n_lines
+    theta = float(nominal.v_th) - float(nominal.v_leak)
+    if levels is None:
+        grid = np.linspace(0.0, 20.0, 4001) * float(nominal.tau_mem)
+        peak = float(np.max(np.asarray(psp_kernel(jnp.asarray(grid), float(nominal.tau_mem), float(nominal.tau_syn)))))
+        rheobase_level = theta / peak / n_lines * weight_scale
+        if 1.4 * rheobase_level > 63:
+            raise ValueError(
+                f"with {n_lines} lines and weight_scale {weight_scale} the largest weight cannot make "
+                "the neurons fire; use more lines (n_lines) or a smaller weight_scale"
+            )
+        levels = np.unique(np.clip(np.round(np.linspace(1.1, 4.0, 12) * rheobase_level), 1, 63).astype(int))
+    levels = [int(level) for level in levels]
+    times = probe_spikes(
+        backend,
+        n_inputs,
+        levels,
+        n_lines=n_lines,
+        weight_scale=weight_scale,
+        repetitions=repetitions,
+        make_params=make_params,
+        trial=trial,
+    )
+    amplitudes = np.asarray(levels, dtype=np.float64) * n_lines / weight_scale
+    return fit_calibration(times, amplitudes, nominal, clock_tick=clock_tick)
+
+
+def correct_weights(weights: Any, calibration: Calibration, nominal: LIFParameters) -> jax.Array:
+    """Rescale a layer's input weights so each neuron behaves as if it had the nominal threshold.
+
+    ``W'[:, i] = W[:, i] (v_th_i - v_leak) / (v_th - v_leak)``: exact for threshold deviations
+    because the dynamics are linear in ``v - v_leak`` (quantisation of ``W'`` aside).
+    Neurons without a calibration (NaN) keep their weights.
+
+    Args:
+        weights: ``(n_in, size)`` weight matrix.
+        calibration: the layer's ``Calibration``.
+        nominal: the nominal parameters the software model assumes.
+
+    Returns:
+        The corrected weight matrix.
+    """
+    theta_nominal = float(nominal.v_th) - float(nominal.v_leak)
+    factor = (np.asarray(calibration.v_th) - float(nominal.v_leak)) / theta_nominal
+    factor = np.where(np.isfinite(factor), factor, 1.0)
+    weights = jnp.asarray(weights)
+    return weights * jnp.asarray(factor, weights.dtype)[None, :]
+
+
+def time_correction(calibrations: Sequence[Calibration], nominals: Sequence[LIFParameters]) -> float:
+    """Global factor ``c`` by which the chip's time constants exceed the nominal ones.
+
+    ``c`` is the geometric mean over all calibrated neurons of
+    ``sqrt(tau_mem_i tau_syn_i / (tau_mem tau_syn))``. Send inputs at ``c t`` and read outputs
+    at ``t / c`` (``CalibratedBackend``) to run a uniformly slow or fast chip at model speed.
+
+    Args:
+        calibrations: one ``Calibration`` per layer.
+        nominals: the nominal parameters of each layer.
+
+    Returns:
+        The factor ``c`` (1 for a chip on nominal speed).
+    """
+    logs: List[np.ndarray] = []
+    for calibration, nominal in zip(calibrations, nominals):
+        ratio = np.asarray(calibration.tau_mem) * np.asarray(calibration.tau_syn) / (
+            float(nominal.tau_mem) * float(nominal.tau_syn)
+        )
+        logs.append(0.5 * np.log(ratio[np.isfinite(ratio)]))
+    return float(np.exp(np.mean(np.concatenate(logs))))
+
+
+class CalibratedBackend:
+    """A ``Backend`` wrapper applying calibration corrections to every run.
+
+    Weights of each layer are corrected with ``correct_weights``; input times are multiplied
+    by ``time_factor`` and measured times divided by it.
+
+    Args:
+        backend: the wrapped backend.
+        calibrations: one ``Calibration`` per measured layer (``None`` = no weight correction).
+        nominals: the nominal ``LIFParameters`` of each layer.
+        time_factor: the factor from ``time_correction`` (1 = none).
+        get_weights: extracts the weight matrix from one layer's params.
+        set_weights: returns the layer's params with the weight matrix replaced.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        calibrations: Sequence[Optional[Calibration]],
+        nominals: Sequence[LIFParameters],
+        time_factor: float = 1.0,
+        get_weights: Callable[[Any], Any] = default_weights,
+        set_weights: Callable[[Any, Any], Any] = replace_weights,
+    ) -> None:
+        check_backend(backend)
+        if len(calibrations) != len(backend.layer_sizes) or len(nominals) != len(backend.layer_sizes):
+            raise ValueError("calibrations and nominals need one entry per measured layer")
+        if not (np.isfinite(time_factor) and time_factor > 0):
+            raise ValueError(f"time_factor must be finite and > 0, got {time_factor!r}")
+        self.backend = backend
+        self.calibrations = list(calibrations)
+        self.nominals = list(nominals)
+        self.time_factor = float(time_factor)
+        self.get_weights = get_weights
+        self.set_weights = set_weights
+        self.layer_sizes = tuple(backend.layer_sizes)
+        self.capacities = tuple(backend.capacities)
+        self.name = f"Calibrated({getattr(backend, 'name', type(backend).__name__)})"
+
+    def run(self, params: Sequence[Any], input_spikes: Spikes, trial: int) -> List[Spikes]:
+        """``Backend.run`` with corrected weights and stretched time."""
+        corrected = []
+        for layer_params, calibration, nominal in zip(params, self.calibrations, self.nominals):
+            if calibration is None:
+                corrected.append(layer_params)
+                continue
+            weights = correct_weights(self.get_weights(layer_params), calibration, nominal)
+            corrected.append(self.set_weights(layer_params, np.asarray(weights)))
+        stretched = Spikes(
+            np.where(np.asarray(input_spikes.idx) >= 0, np.asarray(input_spikes.time) * self.time_factor, np.inf),
+            np.asarray(input_spikes.idx),
+        )
+        measured = self.backend.run(corrected, stretched, trial)
+        return [
+            Spikes(np.asarray(m.time) / self.time_factor, np.asarray(m.idx)) for m in measured
+        ]

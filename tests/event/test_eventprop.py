@@ -1,0 +1,458 @@
+"""EventProp gradients: exact against finite differences, autodiff, and in every edge case.
+
+Tolerances: against float64 central finite differences of the float64 reference simulator,
+rtol 1e-4 (measured errors are ~1e-7); against ``jax.grad`` through the analytic kernels,
+rtol 1e-5 (measured ~1e-12).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import jaxsnn
+from jaxsnn import spikes as spikes_lib
+from jaxsnn.event import LI, LIF, LIFParameters, LIFState, RecurrentLIF, simulate
+from jaxsnn.event.eventprop import (
+    MIN_SLOPE_FRACTION,
+    adjoint_kernel,
+    eventprop_gradients,
+    simulate_eventprop,
+    state_at,
+)
+from jaxsnn.spikes import Spikes
+from jaxsnn.testing import reference
+from jaxsnn.testing import strategies as jst
+
+N_IN, SIZE, K_IN = 3, 4, 6
+T_MAX = 0.05
+TAU_SYN = 5e-3
+FD_STEP = 1e-6
+
+
+# ----------------------------------------------------------------------------------------------
+# adjoint kernel
+
+
+def test_adjoint_kernel_matches_two_exponentials(x64):
+    s = jnp.linspace(0.0, 0.1, 101)
+    for tau_mem in (2.5e-3, 4.999e-3, 5e-3, 7e-3, 5e-2):
+        tau_syn = 5e-3
+        if tau_mem == tau_syn:
+            expected = (s / tau_mem) * jnp.exp(-s / tau_mem)
+        else:
+            expected = tau_syn / (tau_mem - tau_syn) * (jnp.exp(-s / tau_mem) - jnp.exp(-s / tau_syn))
+        got = adjoint_kernel(s, tau_mem, tau_syn)
+        np.testing.assert_allclose(got, expected, rtol=1e-6 if tau_mem == 4.999e-3 else 1e-12, atol=1e-15)
+
+
+def test_adjoint_kernel_finite_for_huge_gaps():
+    got = adjoint_kernel(jnp.asarray([0.0, 1.0, 1e3]), 1e-3, 1e-2)
+    assert np.all(np.isfinite(np.asarray(got)))
+
+
+# ----------------------------------------------------------------------------------------------
+# EventProp backward pass vs float64 finite differences of the reference simulator
+
+
+@functools.partial(jax.jit, static_argnames=("refractory",))
+def _backward(weights, in_time, in_idx, out_time, out_idx, neuron, cotangent, *, refractory):
+    return eventprop_gradients(
+        weights, Spikes(in_time, in_idx), Spikes(out_time, out_idx), neuron, T_MAX, cotangent,
+        refractory=refractory,
+    )
+
+
+def _reference_loss(weights, in_time, in_idx, neuron, coefficients, expected_idx):
+    """sum_k c_k t_k of the reference's output spikes; NaN if the spike pattern changed."""
+    times, idx = reference.simulate_event(weights, in_time, in_idx, neuron, T_MAX)
+    if len(idx) != len(expected_idx) or np.any(idx != expected_idx):
+        return np.nan
+    return float(np.dot(coefficients, times))
+
+
+def _central_difference(f, x, step):
+    grad = np.full(x.shape, np.nan)
+    for position in np.ndindex(x.shape):
+        plus, minus = x.copy(), x.copy()
+        plus[position] += step
+        minus[position] -= step
+        grad[position] = (f(plus) - f(minus)) / (2 * step)
+    return grad
+
+
+def _assert_matches_fd(got, fd, name):
+    """rtol 1e-4 on every entry whose perturbations kept the spike pattern (no creation/deletion)."""
+    ok = np.isfinite(fd)
+    assert ok.mean() >= 0.5, f"{name}: too many perturbations changed the spike pattern"
+    scale = np.max(np.abs(fd[ok])) + 1e-12
+    np.testing.assert_allclose(np.asarray(got)[ok], fd[ok], rtol=1e-4, atol=1e-6 * scale, err_msg=name)
+
+
+@pytest.mark.parametrize("tau_ratio", [1.0, 2.0, 1.5])
+@settings(max_examples=6, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_gradients_match_finite_differences(x64, tau_ratio, data):
+    neuron = data.draw(jst.lif_parameters(tau_ratio=tau_ratio, tau_syn=TAU_SYN))
+    weights = data.draw(jst.weights((N_IN, SIZE), low=0.0, high=4.0))
+    inputs = data.draw(jst.spikes(N_IN, K_IN, 0.03, simultaneous=False, min_events=2, dtype=np.float64))
+    valid = np.asarray(inputs.idx) >= 0
+    in_time = np.asarray(inputs.time)[valid]
+    in_idx = np.asarray(inputs.idx)[valid]
+    out_time, out_idx = reference.simulate_event(weights, in_time, in_idx, neuron, T_MAX)
+    rng = np.random.default_rng(len(out_time))
+    coefficients = rng.normal(size=len(out_time))
+    capacity = len(out_time) + 2
+    out = spikes_lib.from_lists(out_time, out_idx, capacity=capacity, n_neurons=SIZE, dtype=jnp.float64)
+    # Padded slots get NaN cotangents: they must be ignored.
+    cotangent = np.concatenate([coefficients, [np.nan, np.nan]])
+    neuron_arrays = LIFParameters(*(jnp.asarray(v, jnp.float64) for v in neuron))
+    grads = _backward(
+        jnp.asarray(weights), inputs.time, inputs.idx, out.time, out.idx, neuron_arrays,
+        jnp.asarray(cotangent), refractory=True,
+    )
+
+    def loss_w(w):
+        return _reference_loss(w, in_time, in_idx, neuron, coefficients, out_idx)
+
+    def loss_t(t):
+        return _reference_loss(weights, t, in_idx, neuron, coefficients, out_idx)
+
+    _assert_matches_fd(grads.weights, _central_difference(loss_w, weights, FD_STEP), "weights")
+    fd_t = _central_difference(loss_t, in_time, FD_STEP * TAU_SYN)
+    if np.any(np.isfinite(fd_t)):
+        _assert_matches_fd(np.asarray(grads.input_times)[valid], fd_t, "input times")
+    assert np.all(np.asarray(grads.input_times)[~valid] == 0)
+    if not neuron.t_ref:
+        # Without refractoriness the release events are redundant: both code paths agree.
+        fast = _backward(
+            jnp.asarray(weights), inputs.time, inputs.idx, out.time, out.idx, neuron_arrays,
+            jnp.asarray(cotangent), refractory=False,
+        )
+        np.testing.assert_allclose(fast.weights, grads.weights, rtol=1e-10, atol=1e-14)
+
+
+def test_recurrent_gradients_match_finite_differences(x64):
+    rng = np.random.default_rng(3)
+    neuron = LIFParameters(tau_syn=TAU_SYN, tau_mem=7e-3, t_ref=1e-3, v_leak=0.1, v_reset=-0.2)
+    weights = rng.uniform(0.5, 3.0, (N_IN, SIZE))
+    recurrent = rng.normal(0.0, 0.5, (SIZE, SIZE))
+    in_time = np.sort(rng.uniform(0, 0.02, 8))
+    in_idx = rng.integers(0, N_IN, 8)
+    out_time, out_idx = reference.simulate_event(weights, in_time, in_idx, neuron, T_MAX, recurrent_weights=recurrent)
+    assert len(out_time) > 5
+    coefficients = rng.normal(size=len(out_time))
+    grads = eventprop_gradients(
+        jnp.asarray(weights), spikes_lib.from_lists(in_time, in_idx, dtype=jnp.float64),
+        spikes_lib.from_lists(out_time, out_idx, dtype=jnp.float64), neuron, T_MAX,
+        jnp.asarray(coefficients), recurrent_weights=jnp.asarray(recurrent),
+    )
+
+    def loss(w, r):
+        times, idx = reference.simulate_event(w, in_time, in_idx, neuron, T_MAX, recurrent_weights=r)
+        if len(idx) != len(out_idx) or np.any(idx != out_idx):
+            return np.nan
+        return float(np.dot(coefficients, times))
+
+    _assert_matches_fd(grads.weights, _central_difference(lambda w: loss(w, recurrent), weights, FD_STEP), "weights")
+    _assert_matches_fd(
+        grads.recurrent_weights, _central_difference(lambda r: loss(weights, r), recurrent, FD_STEP), "recurrent"
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# EventProp (custom_vjp) vs jax.grad through the analytic kernels (simulate)
+
+CAPACITY = 24
+
+
+def _time_loss(result, coefficients):
+    valid = result.spikes.idx >= 0
+    spike_term = jnp.sum(jnp.where(valid, coefficients[: result.spikes.capacity] * result.spikes.time, 0.0))
+    state_term = jnp.sum(coefficients[:SIZE] * result.final_state.v) + jnp.sum(
+        coefficients[SIZE : 2 * SIZE] * result.final_state.current
+    )
+    return spike_term + state_term
+
+
+def _make_grad(simulator, neuron, recurrent):
+    def loss(weights, in_time, in_idx, rec, coefficients):
+        result = simulator(
+            weights, Spikes(in_time, in_idx), neuron, capacity=CAPACITY, t_max=T_MAX,
+            recurrent_weights=rec,
+        )
+        return _time_loss(result, coefficients)
+
+    return jax.jit(jax.grad(loss, argnums=(0, 1, 3) if recurrent else (0, 1)))
+
+
+NEURONS = {
+    "ratio1": LIFParameters(tau_syn=TAU_SYN, tau_mem=TAU_SYN),
+    "ratio2": LIFParameters(tau_syn=TAU_SYN, tau_mem=2 * TAU_SYN, v_leak=0.1, v_reset=-0.3),
+    "root": LIFParameters(tau_syn=TAU_SYN, tau_mem=1.5 * TAU_SYN, t_ref=1e-3),
+}
+
+
+@pytest.fixture(scope="module")
+def grad_pairs():
+    with jax.enable_x64(True):
+        yield {
+            (name, rec): (_make_grad(simulate, neuron, rec), _make_grad(simulate_eventprop, neuron, rec))
+            for name, neuron in NEURONS.items()
+            for rec in (False, True)
+        }
+
+
+@pytest.mark.parametrize("name", list(NEURONS))
+@pytest.mark.parametrize("recurrent", [False, True])
+@settings(max_examples=4, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_equals_autodiff_through_analytic_kernel(x64, grad_pairs, name, recurrent, data):
+    weights = jnp.asarray(data.draw(jst.weights((N_IN, SIZE), low=-0.5, high=4.0)))
+    inputs = data.draw(jst.spikes(N_IN, K_IN, 0.03, simultaneous=False, dtype=jnp.float64))
+    rec = jnp.asarray(data.draw(jst.weights((SIZE, SIZE), low=-1.0, high=1.0))) if recurrent else None
+    coefficients = jnp.asarray(np.random.default_rng(7).normal(size=CAPACITY))
+    analytic, eventprop = grad_pairs[(name, recurrent)]
+    result = simulate(weights, inputs, NEURONS[name], capacity=CAPACITY, t_max=T_MAX, recurrent_weights=rec)
+    assert not bool(result.overflow)
+    args = (weights, inputs.time, inputs.idx) + ((rec,) if recurrent else ()) + (coefficients,)
+    if not recurrent:
+        args = (weights, inputs.time, inputs.idx, None, coefficients)
+    expected = analytic(*args)
+    got = eventprop(*args)
+    for e, g in zip(expected, got):
+        scale = float(jnp.max(jnp.abs(e))) + 1e-12
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-9 * scale)
+
+
+def _network_grads(layers, inputs, x64_labels):
+    init, apply = jaxsnn.serial(*layers)
+    _, params = init(jax.random.PRNGKey(0), (N_IN,))
+
+    def loss(params, in_time):
+        _, out, _ = apply(params, Spikes(in_time, inputs.idx))
+        return x64_labels(out)
+
+    return jax.grad(loss, argnums=(0, 1))(params, inputs.time)
+
+
+def _assert_trees_close(got, expected, rtol):
+    for g, e in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(expected)):
+        scale = float(jnp.max(jnp.abs(e))) + 1e-12
+        np.testing.assert_allclose(g, e, rtol=rtol, atol=1e-9 * scale)
+
+
+def _first_spike_loss(out):
+    first = spikes_lib.first_spike_times(out, 3)
+    return jnp.sum(jnp.where(jnp.isfinite(first), first * jnp.arange(1.0, 4.0), 0.0))
+
+
+INPUTS = Spikes(
+    jnp.asarray([0.0, 1e-3, 2.5e-3, 4e-3, 7e-3, jnp.inf]), jnp.asarray([0, 2, 1, 0, 2, -1], jnp.int32)
+)
+
+
+def _layers(gradient, readout):
+    hidden = LIF(8, capacity=16, t_max=T_MAX, gradient=gradient, weight_mean=1.0, weight_std=1.0)
+    second = LIF(5, capacity=10, t_max=T_MAX, tau_mem=7.5e-3, gradient=gradient, weight_mean=1.5, weight_std=1.0)
+    if readout == "lif":
+        return [hidden, second, LIF(3, capacity=4, t_max=T_MAX, gradient=gradient, weight_mean=2.0)]
+    return [hidden, second, LI(3, t_max=T_MAX)]
+
+
+@pytest.mark.parametrize("readout", ["lif", "li"])
+def test_stacked_layers_in_serial_equal_analytic(x64, readout):
+    inputs = Spikes(INPUTS.time.astype(jnp.float64), INPUTS.idx)
+    if readout == "lif":
+        head = _first_spike_loss
+    else:
+        head = lambda out: jnp.sum(out * jnp.asarray([1.0, -2.0, 0.5]))  # noqa: E731
+    expected = _network_grads(_layers("analytic", readout), inputs, head)
+    got = _network_grads(_layers("eventprop", readout), inputs, head)
+    assert float(jnp.max(jnp.abs(expected[1]))) > 0, "input-time gradient must flow through all layers"
+    _assert_trees_close(got, expected, rtol=1e-5)
+
+
+def test_recurrent_layer_equals_analytic(x64):
+    inputs = Spikes(INPUTS.time.astype(jnp.float64), INPUTS.idx)
+    layers = lambda g: [  # noqa: E731
+        RecurrentLIF(6, capacity=20, t_max=T_MAX, gradient=g, weight_mean=1.5, weight_std=1.0, t_ref=5e-4),
+        LIF(3, capacity=4, t_max=T_MAX, gradient=g, weight_mean=1.0),
+    ]
+    expected = _network_grads(layers("analytic"), inputs, _first_spike_loss)
+    got = _network_grads(layers("eventprop"), inputs, _first_spike_loss)
+    _assert_trees_close(got, expected, rtol=1e-5)
+
+
+def test_initial_state_and_streaming_gradients_equal_analytic(x64):
+    neuron = LIFParameters(tau_syn=TAU_SYN, tau_mem=2 * TAU_SYN, t_ref=2e-3)
+    weights = jnp.asarray(np.random.default_rng(1).uniform(0.5, 3.0, (N_IN, SIZE)))
+    inputs = Spikes(INPUTS.time.astype(jnp.float64), INPUTS.idx)
+    state0 = LIFState(
+        v=jnp.asarray([0.2, -0.1, 0.5, 0.0]), current=jnp.asarray([0.5, 1.0, 0.0, 2.0]),
+        refractory_until=jnp.asarray([-jnp.inf, 1e-3, -1.0, 3e-3]),
+    )
+
+    def loss(simulator, weights, v0, current0):
+        state = LIFState(v0, current0, state0.refractory_until)
+        result = simulator(weights, inputs, neuron, capacity=CAPACITY, t_max=0.02, initial_state=state)
+        return _time_loss(result, jnp.linspace(-1.0, 1.0, CAPACITY))
+
+    expected = jax.grad(functools.partial(loss, simulate), argnums=(0, 1, 2))(weights, state0.v, state0.current)
+    got = jax.grad(functools.partial(loss, simulate_eventprop), argnums=(0, 1, 2))(weights, state0.v, state0.current)
+    _assert_trees_close(got, expected, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------
+# edge cases: finite gradients everywhere
+
+
+def _grad_of_sum(weights, inputs, capacity, neuron=LIFParameters()):
+    def loss(weights, in_time):
+        result = simulate_eventprop(weights, Spikes(in_time, inputs.idx), neuron, capacity=capacity, t_max=T_MAX)
+        first = spikes_lib.first_spike_times(result.spikes, weights.shape[1])
+        return jnp.sum(jnp.where(jnp.isfinite(first), first, T_MAX))
+
+    return jax.grad(loss, argnums=(0, 1))(weights, inputs.time)
+
+
+def _assert_finite(tree):
+    for leaf in jax.tree_util.tree_leaves(tree):
+        assert np.all(np.isfinite(np.asarray(leaf))), leaf
+
+
+def test_no_spikes_gives_zero_finite_gradients():
+    grads = _grad_of_sum(jnp.zeros((N_IN, SIZE)), INPUTS, 4)
+    _assert_finite(grads)
+    assert float(jnp.max(jnp.abs(grads[0]))) == 0.0
+
+
+def test_empty_input_gives_finite_gradients():
+    grads = _grad_of_sum(jnp.ones((N_IN, SIZE)), spikes_lib.empty(5), 4)
+    _assert_finite(grads)
+
+
+def test_saturated_capacity_gives_finite_gradients():
+    weights = jnp.full((N_IN, SIZE), 6.0)
+    result = simulate(weights, INPUTS, LIFParameters(), capacity=2, t_max=T_MAX)
+    assert bool(result.overflow)
+    grads = _grad_of_sum(weights, INPUTS, 2)
+    _assert_finite(grads)
+    assert float(jnp.max(jnp.abs(grads[0]))) > 0
+
+
+def test_simultaneous_inputs_give_finite_gradients():
+    inputs = Spikes(jnp.full((5,), 2e-3), jnp.asarray([0, 1, 2, 0, 1], jnp.int32))
+    weights = jnp.asarray(np.random.default_rng(0).uniform(0.0, 2.0, (N_IN, SIZE)))
+    grads = _grad_of_sum(weights, inputs, 8)
+    _assert_finite(grads)
+    assert float(jnp.max(jnp.abs(grads[0]))) > 0
+
+
+def test_tangential_crossing_gradient_is_finite():
+    # Slope at the crossing below the floor: the gradient is large but finite.
+    neuron = LIFParameters()
+    out = Spikes(jnp.asarray([5e-3, jnp.inf]), jnp.asarray([0, -1], jnp.int32))
+    inputs = Spikes(jnp.asarray([0.0]), jnp.asarray([0], jnp.int32))
+    grads = eventprop_gradients(jnp.full((1, 1), 1e-9), inputs, out, neuron, T_MAX, jnp.asarray([1.0, 0.0]))
+    _assert_finite(grads)
+    assert MIN_SLOPE_FRACTION > 0
+
+
+# ----------------------------------------------------------------------------------------------
+# injected (measured) spikes
+
+
+def test_external_spikes_are_the_forward_value_and_gradient_is_eventprop_there():
+    neuron = LIFParameters(tau_syn=TAU_SYN, tau_mem=2 * TAU_SYN)
+    weights = jnp.asarray(np.random.default_rng(2).uniform(0.5, 3.0, (N_IN, SIZE)))
+    simulated = simulate(weights, INPUTS, neuron, capacity=12, t_max=T_MAX).spikes
+    assert int(simulated.count()) >= 3
+    # "Measured" spikes: the simulated ones with timing jitter and one spike lost.
+    jitter = jnp.where(simulated.idx >= 0, 1e-4 * jnp.sin(jnp.arange(12.0)), 0.0)
+    measured = spikes_lib.sort(Spikes(simulated.time + jitter, simulated.idx.at[1].set(-1)))
+    coefficients = jnp.linspace(1.0, 2.0, 12)
+
+    def loss(weights, external):
+        result = simulate_eventprop(weights, INPUTS, neuron, capacity=12, t_max=T_MAX, external_spikes=external)
+        return jnp.sum(jnp.where(result.spikes.idx >= 0, coefficients * result.spikes.time, 0.0)), result
+
+    (value, result), grad = jax.value_and_grad(loss, has_aux=True)(weights, measured)
+    np.testing.assert_array_equal(result.spikes.time, measured.time)
+    np.testing.assert_array_equal(result.spikes.idx, measured.idx)
+    direct = eventprop_gradients(weights, INPUTS, measured, neuron, T_MAX, jnp.where(measured.idx >= 0, coefficients, 0.0))
+    np.testing.assert_allclose(grad, direct.weights, rtol=1e-6)
+    # Injecting exactly the simulated spikes reproduces the simulation's gradient and state.
+    (_, same), grad_same = jax.value_and_grad(loss, has_aux=True)(weights, simulated)
+    def simulated_loss(weights):
+        result = simulate_eventprop(weights, INPUTS, neuron, capacity=12, t_max=T_MAX)
+        return jnp.sum(jnp.where(result.spikes.idx >= 0, coefficients * result.spikes.time, 0.0))
+
+    np.testing.assert_allclose(grad_same, jax.grad(simulated_loss)(weights), rtol=1e-6)
+    reference_state = simulate(weights, INPUTS, neuron, capacity=12, t_max=T_MAX).final_state
+    np.testing.assert_allclose(same.final_state.v, reference_state.v, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(same.final_state.current, reference_state.current, rtol=1e-5, atol=1e-6)
+
+
+def test_state_at_matches_reference_with_refractoriness(x64):
+    neuron = LIFParameters(tau_syn=TAU_SYN, tau_mem=7e-3, t_ref=3e-3, v_leak=0.1, v_reset=-0.2)
+    weights = jnp.asarray(np.random.default_rng(4).uniform(0.5, 3.0, (N_IN, SIZE)))
+    recurrent = jnp.asarray(np.random.default_rng(5).normal(0.0, 0.3, (SIZE, SIZE)))
+    inputs = Spikes(INPUTS.time.astype(jnp.float64), INPUTS.idx)
+    for t in (3e-3, 1e-2, 2.2e-2):
+        out_time, out_idx = reference.simulate_event(weights, inputs.time, inputs.idx, neuron, t, recurrent_weights=recurrent)
+        out = spikes_lib.from_lists(out_time, out_idx, capacity=max(len(out_time), 1), dtype=jnp.float64)
+        v, current = reference.event_state_at(weights, inputs.time, inputs.idx, neuron, t, recurrent_weights=recurrent)
+        state = state_at(weights, inputs, out, neuron, t, recurrent_weights=recurrent)
+        np.testing.assert_allclose(state.v, v, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(state.current, current, rtol=1e-9, atol=1e-12)
+
+
+def test_external_spikes_bad_input_raises():
+    with pytest.raises(TypeError, match="external_spikes"):
+        simulate_eventprop(jnp.ones((N_IN, SIZE)), INPUTS, LIFParameters(), capacity=4, t_max=T_MAX,
+                           external_spikes=(jnp.zeros(3), jnp.zeros(3, jnp.int32)))
+    bad = Spikes(jnp.asarray([1e-3, 2e-3]), jnp.asarray([0, SIZE], jnp.int32))
+    with pytest.raises(ValueError, match="external_spikes"):
+        simulate_eventprop(jnp.ones((N_IN, SIZE)), INPUTS, LIFParameters(), capacity=4, t_max=T_MAX,
+                           external_spikes=bad)
+    unsorted = Spikes(jnp.asarray([2e-3, 1e-3]), jnp.asarray([0, 1], jnp.int32))
+    with pytest.raises(ValueError, match="sorted"):
+        simulate_eventprop(jnp.ones((N_IN, SIZE)), INPUTS, LIFParameters(), capacity=4, t_max=T_MAX,
+                           external_spikes=unsorted)
+
+
+def test_external_overflow_is_flagged():
+    external = spikes_lib.from_lists([1e-3, 2e-3, 3e-3], [0, 1, 2])
+    result = simulate_eventprop(jnp.ones((N_IN, SIZE)), INPUTS, LIFParameters(), capacity=2, t_max=T_MAX,
+                                external_spikes=external)
+    assert bool(result.overflow)
+    assert result.spikes.capacity == 2
+
+
+# ----------------------------------------------------------------------------------------------
+# transformations
+
+
+def test_vmap_of_grad_equals_loop_and_jit_equals_eager():
+    weights = jnp.asarray(np.random.default_rng(6).uniform(0.5, 3.0, (N_IN, SIZE)))
+    batch = Spikes(
+        jnp.stack([INPUTS.time, INPUTS.time * 1.5, INPUTS.time + 1e-3]),
+        jnp.stack([INPUTS.idx, INPUTS.idx, INPUTS.idx]),
+    )
+
+    def loss(weights, inputs):
+        result = simulate_eventprop(weights, inputs, LIFParameters(), capacity=10, t_max=T_MAX)
+        return jnp.sum(jnp.where(result.spikes.idx >= 0, result.spikes.time, 0.0))
+
+    grad = jax.grad(loss)
+    batched = jax.jit(jax.vmap(grad, in_axes=(None, 0)))(weights, batch)
+    for k in range(3):
+        sample = jax.tree_util.tree_map(lambda leaf: leaf[k], batch)
+        np.testing.assert_allclose(batched[k], grad(weights, sample), rtol=1e-5, atol=1e-7)
