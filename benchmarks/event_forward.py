@@ -1,6 +1,6 @@
 """Forward time of the event-based Yin-Yang network, jaxsnn vs upstream jaxsnn 0.3.0.
 
-    python benchmarks/event_forward.py            # -> benchmarks/results/event_forward.{json,md,png}
+    python benchmarks/event_forward.py     # -> benchmarks/results/event_forward.{json,md,png}
 
 Network ``5 * dup -> hidden -> 3`` LIF (tau_syn 5 ms, tau_mem 10 ms, one spike per neuron as in
 upstream's EventProp example), batch 64, jitted, after warm-up. Sweeps the hidden size
@@ -71,7 +71,8 @@ def markdown(result) -> str:
         fmt = lambda x, f: "" if x is None else format(x, f)  # noqa: E731
         lines.append(f"| {p['hidden']} | {p['input_events_per_sample']} | "
                      f"{fmt(p.get('events_per_sample'), '.1f')} | {fmt(t.get('jaxsnn'), '.4f')} | "
-                     f"{fmt(t.get('jaxsnn-0.3.0'), '.4f')} | {fmt(p.get('speedup_vs_upstream'), '.2f')} | "
+                     f"{fmt(t.get('jaxsnn-0.3.0'), '.4f')} | "
+                     f"{fmt(p.get('speedup_vs_upstream'), '.2f')} | "
                      f"{fmt(diff, '.2e')} | {'' if only is None else only} |")
     errors = [(p["hidden"], lib, r["error"]) for p in result["points"]
               for lib, r in p["libraries"].items() if "error" in r]
@@ -100,7 +101,8 @@ def chart(result, path) -> None:
                     xs.append(p[key])
                     ys.append(t["median_s"])
             if xs:
-                ax.loglog(xs, ys, "o-", label=lib, color="tab:red" if lib == "jaxsnn" else "tab:gray")
+                color = "tab:red" if lib == "jaxsnn" else "tab:gray"
+                ax.loglog(xs, ys, "o-", label=lib, color=color)
         ax.set_xlabel(key.replace("_", " "))
         ax.set_ylabel("forward, batch 64 [s]")
         ax.grid(True, which="both", alpha=0.3)

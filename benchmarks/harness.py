@@ -139,7 +139,8 @@ def mlp_data(cfg: Dict[str, Any]) -> Dict[str, np.ndarray]:
 
 def _spiking_weights(rng, n_in: int, n_out: int, rate: float, gain: float) -> np.ndarray:
     active = max(n_in * rate, 1.0)
-    target_drive = 0.12 * THRESHOLD * (1 - DECAY) / (1 - DECAY) * gain  # per-step mean input
+    # mean input per step; the membrane's stationary mean is target_drive / (1 - DECAY)
+    target_drive = 0.12 * THRESHOLD * gain
     mean = target_drive / active
     std = 2.0 * target_drive / np.sqrt(active)
     return (mean + std * rng.standard_normal((n_in, n_out))).astype(np.float32)
@@ -277,7 +278,10 @@ EVENT_DEFAULTS = {
 
 
 def yinyang_dir():
-    """The published Yin-Yang arrays: ``$JAXSNN_YINYANG_DIR`` or ``<repo>/../shared/data/yin_yang``."""
+    """Folder of the published Yin-Yang arrays.
+
+    ``$JAXSNN_YINYANG_DIR`` if set, else ``<repo>/../shared/data/yin_yang``.
+    """
     from pathlib import Path
 
     env = os.environ.get("JAXSNN_YINYANG_DIR")

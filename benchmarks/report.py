@@ -86,18 +86,22 @@ def markdown(result: Dict[str, Any]) -> str:
     m = result["machine"]
     lines = [f"# {result['workload']}", ""]
     if result.get("preliminary"):
-        lines += ["**Preliminary**: measured on a shared, loaded machine; rerun on a quiet one.", ""]
+        lines += ["**Preliminary**: measured on a shared, loaded machine; rerun on a quiet one.",
+                  ""]
     lines += [
         f"Machine: {m['cpu']}, {m['cores']} cores; load average at start "
         f"{result.get('load_average_start')}, at end {result.get('load_average_end')}.",
-        f"Config: `{json.dumps({k: v for k, v in result['config'].items() if k not in ('modes',)})}`",
+        "Config: `"
+        + json.dumps({k: v for k, v in result["config"].items() if k != "modes"}) + "`",
         "",
     ]
     peak = result.get("matmul_peak")
     if peak and "gflops_median" in peak:
         lines += [f"Measured matmul peak (jitted `jnp.dot` {peak['shape']}): "
-                  f"{peak['gflops_median']:.1f} GFLOP/s (median), {peak['gflops_best']:.1f} best.", ""]
-    header = "| library | version | mode | median s | min s | max s | first call s | ratio to jaxsnn |"
+                  f"{peak['gflops_median']:.1f} GFLOP/s (median), "
+                  f"{peak['gflops_best']:.1f} best.", ""]
+    header = ("| library | version | mode | median s | min s | max s | first call s | "
+              "ratio to jaxsnn |")
     has_peak = bool(peak and "gflops_median" in peak)
     if has_peak:
         header += " GFLOP/s | % of peak |"
@@ -146,7 +150,8 @@ def bar_chart(result: Dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    modes = [mo for mo in MODES if any(mo in r.get("modes", {}) for r in result["libraries"].values())]
+    libs = result["libraries"].values()
+    modes = [mo for mo in MODES if any(mo in r.get("modes", {}) for r in libs)]
     if not modes:
         return
     fig, axes = plt.subplots(1, len(modes), figsize=(5.0 * len(modes), 3.2), squeeze=False)
@@ -168,7 +173,8 @@ def bar_chart(result: Dict[str, Any], path: Path) -> None:
         for i, v in enumerate(med):
             ax.text(v, i, f" {v:.3g}", va="center", fontsize=8)
     if result.get("preliminary"):
-        fig.suptitle("preliminary (shared machine)", fontsize=8, color="tab:red", x=0.99, ha="right")
+        fig.suptitle("preliminary (shared machine)", fontsize=8, color="tab:red", x=0.99,
+                     ha="right")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -193,7 +199,7 @@ def run_scaling(run_worker: Callable, libs: List[str], base: Dict[str, Any],
             points = []
             for value in (values if not args.tiny else values[:2]):
                 cfg = dict(base, modes=["backward"], iterations=args.scaling_iterations,
-                           warmup=1, max_seconds=60.0)
+                           warmup=1, max_seconds=args.scaling_max_seconds)
                 if axis == "hidden":
                     cfg["n_in"] = cfg["hidden"] = value if not args.tiny else value // 16
                 elif args.tiny:
@@ -214,12 +220,17 @@ def run_scaling(run_worker: Callable, libs: List[str], base: Dict[str, Any],
                 print(f"[scaling] {axis}={cfg[axis]} {lib}: "
                       f"{point.get('median_s', point.get('error'))}", flush=True)
             result["axes"][axis][lib] = points
+            _write_scaling(result, stem)  # after every library: a cut-short run keeps its data
+    _write_scaling(result, stem)
+    return result
+
+
+def _write_scaling(result: Dict[str, Any], stem: Path) -> None:
     result["load_average_end"] = harness.load_average()
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     stem.with_suffix(".md").write_text(scaling_markdown(result))
     scaling_chart(result, stem.with_suffix(".png"))
-    return result
 
 
 def scaling_markdown(result: Dict[str, Any]) -> str:
@@ -234,7 +245,7 @@ def scaling_markdown(result: Dict[str, Any]) -> str:
         for i, v in enumerate(values):
             cells = []
             for lib in libs:
-                p = per_lib[lib][i]
+                p = per_lib[lib][i] if i < len(per_lib[lib]) else {}
                 cells.append(_fmt(p.get("median_s"), 4) if "median_s" in p else "error")
             lines.append(f"| {v} | " + " | ".join(cells) + " |")
         lines.append("")
@@ -248,7 +259,8 @@ def scaling_chart(result: Dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     axes_names = list(result["axes"])
-    fig, axes = plt.subplots(1, len(axes_names), figsize=(4.2 * len(axes_names), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(axes_names), figsize=(4.2 * len(axes_names), 3.2),
+                             squeeze=False)
     for ax, axis in zip(axes[0], axes_names):
         for lib, points in result["axes"][axis].items():
             xs = [p[axis] for p in points if "median_s" in p]

@@ -43,6 +43,7 @@ LIBRARIES: Dict[str, Dict[str, Optional[str]]] = {
     "snntorch": {"worker": "w_snntorch.py", "venv": "snntorch"},
 }
 REFERENCE = "jaxsnn"
+MERGE = False
 
 MLP = {"T": 100, "batch": 32, "n_in": 2048, "hidden": 2048, "p_in": 0.1, "seed": 0}
 CNN = {"T": 100, "batch": 32, "channels_in": 2, "channels": 16, "size": 48, "kernel": 3,
@@ -102,6 +103,10 @@ def run_workload(name: str, workload: str, cfg: Dict[str, Any], libs: List[str],
     }
     if extra:
         result.update(extra)
+    previous = RESULTS / f"{name}.json"
+    if MERGE and previous.exists():  # keep the other libraries' results of the last run
+        result["libraries"] = json.loads(previous.read_text()).get("libraries", {})
+        result["merged"] = True
     for lib in libs:
         print(f"[{name}] {lib} ...", flush=True)
         res = run_worker(lib, workload, cfg, timeout)
@@ -126,7 +131,7 @@ def fastest_peers(mlp_result: Dict[str, Any], count: int = 2) -> List[str]:
 
 
 def main(argv=None) -> int:
-    global RESULTS
+    global RESULTS, MERGE
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--setup", action="store_true", help="create/refresh the peers' venvs first")
     ap.add_argument("--setup-only", action="store_true", help="only create the venvs")
@@ -135,11 +140,15 @@ def main(argv=None) -> int:
     ap.add_argument("--all", action="store_true", help="all workloads, event-based ones included")
     ap.add_argument("--libs", default=",".join(LIBRARIES), help="comma list of libraries")
     ap.add_argument("--iterations", type=int, default=10, help="timed calls per measurement")
-    ap.add_argument("--scaling-iterations", type=int, default=5)
+    ap.add_argument("--scaling-iterations", type=int, default=10)
+    ap.add_argument("--scaling-max-seconds", type=float, default=120.0,
+                    help="stop timing a scaling point after this long (at least 3 calls)")
     ap.add_argument("--timeout", type=float, default=1200.0, help="seconds per worker process")
     ap.add_argument("--tiny", action="store_true", help="tiny sizes (checks that everything runs)")
     ap.add_argument("--results", default=str(RESULTS),
                     help="output folder (default benchmarks/results; --tiny: a temp folder)")
+    ap.add_argument("--merge", action="store_true",
+                    help="update only the given --libs in existing result files")
     ap.add_argument("--final", action="store_true",
                     help="mark results as final (use only on a quiet machine)")
     args = ap.parse_args(argv)
@@ -149,6 +158,7 @@ def main(argv=None) -> int:
 
         args.results = tempfile.mkdtemp(prefix="jaxsnn-bench-tiny-")
     RESULTS = Path(args.results)
+    MERGE = args.merge
     print(f"results -> {RESULTS}", flush=True)
     if args.setup or args.setup_only:
         for name in peers.PEERS:

@@ -43,9 +43,9 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=5, help="number of seeds (trained in parallel)")
     parser.add_argument("--first-seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=300)
+    parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=50)
-    parser.add_argument("--lr", type=float, default=2e-3, help="peak Adam learning rate")
+    parser.add_argument("--lr", type=float, default=5e-3, help="peak Adam learning rate")
     parser.add_argument("--lr-end", type=float, default=0.02, help="final lr as a fraction of the peak (cosine decay)")
     parser.add_argument("--hidden", type=int, default=120)
     parser.add_argument("--encoding", choices=("latency", "current"), default="latency")
@@ -55,8 +55,10 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     parser.add_argument("--tau-syn", type=float, default=5e-3)
     parser.add_argument("--tau-mem", type=float, default=1e-2)
     parser.add_argument("--hidden-scale", type=float, default=6.0, help="hidden weight init scale")
+    parser.add_argument("--hidden-mean", type=float, default=0.0, help="hidden weight init mean")
     parser.add_argument("--readout-scale", type=float, default=2.0, help="readout weight init scale")
-    parser.add_argument("--unroll", type=int, default=10, help="time steps per scan iteration (speed only)")
+    parser.add_argument("--unroll", type=int, default=1, help="time steps per scan iteration (speed only)")
+    parser.add_argument("--readout-mean", type=float, default=0.1, help="readout weight init mean")
     parser.add_argument("--surrogate-slope", type=float, default=10.0)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "yinyang_discrete.json")
     parser.add_argument("--figures", type=Path, default=REPO / "examples" / "figures")
@@ -84,8 +86,9 @@ def build_network(args: argparse.Namespace) -> jaxsnn.Layer:
             **neuron,
             surrogate=jaxsnn.discrete.surrogate.superspike(args.surrogate_slope),
             weight_scale=args.hidden_scale,
+            weight_mean=args.hidden_mean,
         ),
-        LI(3, **neuron, weight_scale=args.readout_scale),
+        LI(3, **neuron, weight_scale=args.readout_scale, weight_mean=args.readout_mean),
     )
 
 

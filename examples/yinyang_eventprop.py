@@ -44,7 +44,7 @@ class Config(NamedTuple):
     """Everything that defines one training run (all times in seconds)."""
 
     seeds: int = 5
-    epochs: int = 60
+    epochs: int = 15
     batch_size: int = 64
     hidden: int = 120
     tau_syn: float = 5e-3
@@ -52,12 +52,12 @@ class Config(NamedTuple):
     t_late: float = 1.5e-2  # inputs are latency coded into [0, t_late]
     bias_time: float = 0.0
     t_max: float = 3e-2
-    hidden_capacity: int = 160
+    hidden_capacity: int = 128
     output_capacity: int = 3
     output_t_ref: float = 3e-2  # a whole window: each output neuron spikes at most once
-    lr: float = 3e-3
-    lr_decay: float = 0.97  # per epoch
-    temperature: float = 2e-3  # softmax time scale of the first-spike cross-entropy
+    lr: float = 1e-2
+    lr_final: float = 0.05  # the learning rate decays exponentially to lr * lr_final
+    temperature: float = 5e-4  # softmax time scale of the first-spike cross-entropy
     early_weight: float = 0.01  # weight of the "correct neuron early" term
     bump: float = 1e-2  # weight bumping of silent neurons (see bump_loss)
     hidden_mean: float = 1.0
@@ -130,7 +130,9 @@ def make_functions(config: Config):
 
     def optimizer(n_batches: int):
         if n_batches not in schedule_cache:
-            schedule = optax.exponential_decay(config.lr, transition_steps=n_batches, decay_rate=config.lr_decay)
+            schedule = optax.exponential_decay(
+                config.lr, transition_steps=n_batches * config.epochs, decay_rate=config.lr_final
+            )
             schedule_cache[n_batches] = optax.adam(schedule)
         return schedule_cache[n_batches]
 
@@ -317,7 +319,7 @@ def main(argv=None) -> Dict[str, Any]:
     parser.add_argument("--hidden", type=int, default=defaults.hidden)
     parser.add_argument("--tau-mem", type=float, default=defaults.tau_mem, help="membrane time constant (s)")
     parser.add_argument("--lr", type=float, default=defaults.lr)
-    parser.add_argument("--lr-decay", type=float, default=defaults.lr_decay, help="per-epoch factor")
+    parser.add_argument("--lr-final", type=float, default=defaults.lr_final, help="final lr / initial lr")
     parser.add_argument("--hidden-capacity", type=int, default=defaults.hidden_capacity)
     parser.add_argument("--first-seed", type=int, default=defaults.first_seed)
     parser.add_argument("--data-dir", default=None, help="directory of the published Yin-Yang arrays")
@@ -328,7 +330,7 @@ def main(argv=None) -> Dict[str, Any]:
     args = parser.parse_args(argv)
     config = defaults._replace(
         seeds=args.seeds, epochs=args.epochs, batch_size=args.batch_size, hidden=args.hidden,
-        tau_mem=args.tau_mem, lr=args.lr, lr_decay=args.lr_decay,
+        tau_mem=args.tau_mem, lr=args.lr, lr_final=args.lr_final,
         hidden_capacity=args.hidden_capacity, first_seed=args.first_seed,
     )
     result = train(config, progress=not args.no_progress, data_dir=args.data_dir)

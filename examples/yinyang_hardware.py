@@ -55,7 +55,7 @@ class Config(NamedTuple):
     """Everything that defines one training run (model times in seconds)."""
 
     seeds: int = 5
-    epochs: int = 40
+    epochs: int = 4
     batch_size: int = 64
     hidden: int = 120
     copies: int = 5  # physical synapse rows per logical input
@@ -66,8 +66,8 @@ class Config(NamedTuple):
     t_max: float = 3e-2
     hidden_capacity: int = 160
     output_capacity: int = 8
-    lr: float = 3e-3
-    lr_decay: float = 0.96
+    lr: float = 5e-3
+    lr_decay: float = 0.7
     temperature: float = 2e-3
     early_weight: float = 0.01
     hidden_mean: float = 1.0  # of the logical (summed over copies) weight
@@ -295,6 +295,50 @@ def save_plots(results: Dict[str, Dict[str, Any]], config: Config, prefix: Path)
     return paths
 
 
+def _record(results: Dict[str, Dict[str, Any]], config: Config, chip: EmulatorConfig, argv) -> Dict[str, Any]:
+    """The result JSON: accuracies measured on the emulated chip (and in software) per training mode."""
+    summary = {}
+    for key, result in results.items():
+        chip_acc = np.asarray(result["test_accuracy_chip"])
+        sw_acc = np.asarray(result["test_accuracy_software"])
+        summary[key] = {
+            "test_accuracy_chip_mean": float(chip_acc.mean()),
+            "test_accuracy_chip_std": float(chip_acc.std()),
+            "test_accuracy_chip_per_seed": chip_acc.tolist(),
+            "test_accuracy_software_mean": float(sw_acc.mean()),
+            "test_accuracy_software_std": float(sw_acc.std()),
+            "test_accuracy_software_per_seed": sw_acc.tolist(),
+            "wall_time_s": result["wall_time_s"],
+            "skipped_steps": int(np.sum(result["history"]["skipped_steps"])),
+            "history": result["history"],
+        }
+        print(f"{key}: on the emulated chip {100 * chip_acc.mean():.2f} +- {100 * chip_acc.std():.2f} % "
+              f"(per seed {np.round(100 * chip_acc, 2).tolist()}); in software {100 * sw_acc.mean():.2f} +- "
+              f"{100 * sw_acc.std():.2f} %; {result['wall_time_s']:.0f} s")
+    loop = summary["in_the_loop"]
+    return {
+        "name": "yinyang_hardware",
+        "test_accuracy_mean": loop["test_accuracy_chip_mean"],
+        "test_accuracy_std": loop["test_accuracy_chip_std"],
+        "test_accuracy_per_seed": loop["test_accuracy_chip_per_seed"],
+        "measured_on": "emulated chip (jaxsnn.hardware.Emulator, realistic defaults)",
+        "seeds": results["in_the_loop"]["seeds"],
+        "epochs": config.epochs,
+        "wall_time_s": sum(r["wall_time_s"] for r in results.values()),
+        "emulator": {**chip.to_dict(), "chip_seed": config.chip_seed},
+        "config": config._asdict(),
+        "results": summary,
+        "command": " ".join(["python", "examples/yinyang_hardware.py"] + (sys.argv[1:] if argv is None else list(argv))),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "jax": jax.__version__,
+            "device": str(jax.devices()[0]),
+        },
+    }
+
+
 def main(argv=None) -> Dict[str, Any]:
     defaults = Config()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -321,54 +365,15 @@ def main(argv=None) -> Dict[str, Any]:
         first_seed=args.first_seed,
     )
     chip = EmulatorConfig()  # the realistic defaults
-    results = {"in_the_loop": train(config, chip, hardware=True, progress=not args.no_progress, data_dir=args.data_dir)}
-    if not args.skip_software:
-        results["software"] = train(config, chip, hardware=False, progress=not args.no_progress, data_dir=args.data_dir)
-
-    summary = {}
-    for key, result in results.items():
-        chip_acc = np.asarray(result["test_accuracy_chip"])
-        sw_acc = np.asarray(result["test_accuracy_software"])
-        summary[key] = {
-            "test_accuracy_chip_mean": float(chip_acc.mean()),
-            "test_accuracy_chip_std": float(chip_acc.std()),
-            "test_accuracy_chip_per_seed": chip_acc.tolist(),
-            "test_accuracy_software_mean": float(sw_acc.mean()),
-            "test_accuracy_software_std": float(sw_acc.std()),
-            "test_accuracy_software_per_seed": sw_acc.tolist(),
-            "wall_time_s": result["wall_time_s"],
-            "skipped_steps": int(np.sum(result["history"]["skipped_steps"])),
-            "history": result["history"],
-        }
-        print(f"{key}: on the emulated chip {100 * chip_acc.mean():.2f} +- {100 * chip_acc.std():.2f} % "
-              f"(per seed {np.round(100 * chip_acc, 2).tolist()}); in software {100 * sw_acc.mean():.2f} +- "
-              f"{100 * sw_acc.std():.2f} %; {result['wall_time_s']:.0f} s")
-    loop = summary["in_the_loop"]
-    record = {
-        "name": "yinyang_hardware",
-        "test_accuracy_mean": loop["test_accuracy_chip_mean"],
-        "test_accuracy_std": loop["test_accuracy_chip_std"],
-        "test_accuracy_per_seed": loop["test_accuracy_chip_per_seed"],
-        "measured_on": "emulated chip (jaxsnn.hardware.Emulator, realistic defaults)",
-        "seeds": results["in_the_loop"]["seeds"],
-        "epochs": config.epochs,
-        "wall_time_s": sum(r["wall_time_s"] for r in results.values()),
-        "emulator": {**chip.to_dict(), "chip_seed": config.chip_seed},
-        "config": config._asdict(),
-        "results": summary,
-        "command": " ".join(["python", "examples/yinyang_hardware.py"] + (sys.argv[1:] if argv is None else list(argv))),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "jax": jax.__version__,
-            "device": str(jax.devices()[0]),
-        },
-    }
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1))
-    print("wrote", out)
+    results: Dict[str, Dict[str, Any]] = {}
+    phases = [("in_the_loop", True)] + ([] if args.skip_software else [("software", False)])
+    for key, hardware in phases:
+        results[key] = train(config, chip, hardware=hardware, progress=not args.no_progress, data_dir=args.data_dir)
+        record = _record(results, config, chip, argv)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(record, indent=1))  # written after each phase: partial results survive
+        print("wrote", out)
     if not args.no_plots and "software" in results:
         figures = Path(args.figures)
         figures.mkdir(parents=True, exist_ok=True)

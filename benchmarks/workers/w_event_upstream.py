@@ -103,7 +103,8 @@ def build(workload, cfg):
 
     return {"step": lambda: step(state, batch), "epoch": lambda: epoch(state), "block": block,
             "rates": save, "versions": versions,
-            "implementation": "jaxsnn 0.3.0 Topology(backprop_method='eventprop') + training.update"}
+            "implementation":
+                "jaxsnn 0.3.0 Topology(backprop_method='eventprop') + training.update"}
 
 
 if __name__ == "__main__":

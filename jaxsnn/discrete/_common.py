@@ -59,18 +59,16 @@ def format_size(size: Tuple[int, ...]) -> str:
     return str(size[0]) if len(size) == 1 else str(tuple(size))
 
 
-def input_shape_tuple(input_shape: Any, min_ndim: int) -> Tuple[int, ...]:
-    """Check an ``init`` input shape: a tuple of ints ``(time, *features)`` with ``>= min_ndim`` entries."""
+def input_shape_tuple(label: str, input_shape: Any, min_ndim: int, layout: str) -> Tuple[int, ...]:
+    """Check an ``init`` input shape: a tuple of ints ``layout`` with ``>= min_ndim`` entries."""
     try:
         shape = tuple(int(s) for s in input_shape)
     except TypeError:
-        raise TypeError(f"input_shape must be a tuple of ints, got {input_shape!r}") from None
+        raise TypeError(f"{label}: input_shape must be a tuple of ints {layout}, got {input_shape!r}") from None
     if len(shape) < min_ndim:
-        raise ValueError(
-            f"input_shape must have at least {min_ndim} entries (time, features...), got {shape}"
-        )
+        raise ValueError(f"{label} takes {layout} inputs, got input shape {shape}")
     if any(s <= 0 for s in shape[1:]):
-        raise ValueError(f"input_shape feature sizes must be positive, got {shape}")
+        raise ValueError(f"{label}: input_shape feature sizes must be positive, got {shape}")
     return shape
 
 

@@ -111,7 +111,7 @@ def Conv(
         )
 
     def init(rng: jax.Array, input_shape):
-        shape = input_shape_tuple(input_shape, 4)
+        shape = input_shape_tuple(label, input_shape, 4, "(time, height, width, channels)")
         if len(shape) != 4:
             raise ValueError(f"{label} takes (time, height, width, channels) inputs, got {shape}")
         weight_shape = kernel + (shape[3], out_channels)

@@ -351,7 +351,7 @@ def _layer_init(label: str, features: Tuple[int, ...], projection: _Projection):
 
     def init(rng: jax.Array, input_shape: Tuple[int, ...]):
         if projection.project:
-            shape = input_shape_tuple(input_shape, 2)
+            shape = input_shape_tuple(label, input_shape, 2, "(time, features)")
             if len(shape) != 2:
                 raise ValueError(
                     f"{label} with project=True takes (time, features) inputs, got {shape}; "
@@ -361,7 +361,7 @@ def _layer_init(label: str, features: Tuple[int, ...], projection: _Projection):
                 label, rng, (shape[1], features[0]), projection.dtype, projection.init
             )
             return (shape[0],) + features, {"weight": weight}
-        shape = input_shape_tuple(input_shape, 1 + len(features))
+        shape = input_shape_tuple(label, input_shape, 1 + len(features), f"(time, {', '.join(map(str, features))})")
         if shape[1:] != features:
             raise ValueError(
                 f"{label} with project=False has no weights, so its input features must equal its "
@@ -373,8 +373,8 @@ def _layer_init(label: str, features: Tuple[int, ...], projection: _Projection):
     return init
 
 
-def _projected(label: str, params: Any, inputs: Any, features: Tuple[int, ...], project: bool):
-    """Validate ``params``/``inputs`` and return the per-step drive ``(time, *features)``."""
+def _checked_weight(label: str, params: Any, inputs: Any, features: Tuple[int, ...], project: bool):
+    """Validate ``params``/``inputs``; return the input weight (``None`` without projection)."""
     if not isinstance(params, dict):
         raise TypeError(f"{label}: params must be the dict returned by init, got {type(params).__name__}")
     if project:
@@ -388,11 +388,71 @@ def _projected(label: str, params: Any, inputs: Any, features: Tuple[int, ...], 
                 f"(n_in, {features[0]})"
             )
         check_finite(f"{label}: params['weight']", weight)
-        inputs = check_inputs(label, inputs, (jnp.shape(weight)[0],))
-        return jnp.matmul(inputs, weight)
-    if params:
-        raise ValueError(f"{label} with project=False has no parameters, got keys {sorted(params)}")
-    return check_inputs(label, inputs, features)
+        check_inputs(label, inputs, (jnp.shape(weight)[0],))
+        return weight
+    extra = sorted(k for k in params if k != "recurrent_weight")
+    if extra:
+        raise ValueError(f"{label} with project=False has no input weights, got keys {extra}")
+    check_inputs(label, inputs, features)
+    return None
+
+
+def _drive(weight: Optional[Array], inputs: Array) -> Array:
+    return inputs if weight is None else jnp.matmul(inputs, weight)
+
+
+def _initial(config: _Config, carry: Any, dtype: Any, features: Tuple[int, ...]):
+    if carry is None:
+        return _rest_state(config, features, dtype)
+    return tuple(jnp.asarray(c, dtype) for c in carry[:2])
+
+
+# The numeric cores are jitted with the (hashable) neuron constants static: eager callers get
+# one compiled program per configuration, and inside a caller's jit they are inlined.
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _lif_core(config: _Config, backward: str, weight, inputs, carry):
+    drive = _drive(weight, inputs)
+    v0, i0 = _initial(config, carry, drive.dtype, drive.shape[1:])
+    spikes, trace, v_last, i_last = _run_lif(config, backward, drive, v0, i0)
+    return LIFState(v_last, i_last), spikes, LIFRecording(spikes, trace)
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _li_core(config: _Config, weight, inputs, carry):
+    drive = _drive(weight, inputs)
+    v0, i0 = _initial(config, carry, drive.dtype, drive.shape[1:])
+
+    def body(state, x):
+        v, current = state
+        current = config.a_syn * current + x
+        v = _membrane(config, v, current)
+        return (v, current), v
+
+    (v_last, i_last), trace = lax.scan(body, (v0, i0), drive, unroll=config.unroll)
+    return LIFState(v_last, i_last), trace, LIRecording(trace)
+
+
+@functools.partial(jax.jit, static_argnums=(0,))
+def _recurrent_core(config: _Config, weight, w_rec, inputs, carry):
+    drive = _drive(weight, inputs)
+    dtype = jnp.result_type(drive.dtype, w_rec.dtype)
+    drive = drive.astype(dtype)
+    w_rec = w_rec.astype(dtype)
+    features = drive.shape[1:]
+    v0, i0 = _initial(config, carry, dtype, features)
+    z0 = jnp.zeros(features, dtype) if carry is None else jnp.asarray(carry[2], dtype)
+
+    def body(state, x):
+        v, current, z_prev = state
+        current = config.a_syn * current + x + jnp.matmul(z_prev, w_rec)
+        u = _membrane(config, v, current)
+        z = config.spike_fn(u - config.v_th)
+        v = _after_reset(config, u, z)
+        trace = v if config.record_membrane else None
+        return (v, current, z), (z, trace)
+
+    (v_last, i_last, z_last), (spikes, trace) = lax.scan(body, (v0, i0, z0), drive, unroll=config.unroll)
+    return RecurrentLIFState(v_last, i_last, z_last), spikes, LIFRecording(spikes, trace)
 
 
 def LIF(
@@ -465,13 +525,10 @@ def LIF(
 
     def apply(params, inputs, external=None, carry=None):
         check_no_external(label, external)
-        drive = _projected(label, params, inputs, features, projection.project)
-        if carry is None:
-            v0, i0 = _rest_state(config, features, drive.dtype)
-        else:
-            v0, i0 = _check_carry(label, carry, features, 2)
-        spikes, trace, v_last, i_last = _run_lif(config, backward, drive, v0, i0)
-        return LIFState(v_last, i_last), spikes, LIFRecording(spikes, trace)
+        weight = _checked_weight(label, params, inputs, features, projection.project)
+        if carry is not None:
+            carry = _check_carry(label, carry, features, 2)
+        return _lif_core(config, backward, weight, inputs, carry)
 
     return named_layer(_layer_init(label, features, projection), apply, label)
 
@@ -519,22 +576,10 @@ def LI(
 
     def apply(params, inputs, external=None, carry=None):
         check_no_external(label, external)
-        drive = _projected(label, params, inputs, features, projection.project)
-        if carry is None:
-            v0, i0 = _rest_state(config, features, drive.dtype)
-        else:
-            v0, i0 = _check_carry(label, carry, features, 2)
-
-        def body(state, x):
-            v, current = state
-            current = config.a_syn * current + x
-            v = _membrane(config, v, current)
-            return (v, current), v
-
-        (v_last, i_last), trace = lax.scan(
-            body, (v0.astype(drive.dtype), i0.astype(drive.dtype)), drive, unroll=config.unroll
-        )
-        return LIFState(v_last, i_last), trace, LIRecording(trace)
+        weight = _checked_weight(label, params, inputs, features, projection.project)
+        if carry is not None:
+            carry = _check_carry(label, carry, features, 2)
+        return _li_core(config, weight, inputs, carry)
 
     return named_layer(_layer_init(label, features, projection), apply, label)
 
@@ -617,30 +662,9 @@ def RecurrentLIF(
                 f"expected {(features[0], features[0])}"
             )
         check_finite(f"{label}: params['recurrent_weight']", w_rec)
-        feed = {k: v for k, v in params.items() if k != "recurrent_weight"}
-        drive = _projected(label, feed, inputs, features, projection.project)
-        dtype = jnp.result_type(drive.dtype, w_rec.dtype)
-        drive = drive.astype(dtype)
-        w_rec = w_rec.astype(dtype)
-        if carry is None:
-            v0, i0 = _rest_state(config, features, dtype)
-            z0 = jnp.zeros(features, dtype)
-        else:
-            v0, i0, z0 = _check_carry(label, carry, features, 3)
-
-        def body(state, x):
-            v, current, z_prev = state
-            current = config.a_syn * current + x + jnp.matmul(z_prev, w_rec)
-            u = _membrane(config, v, current)
-            z = config.spike_fn(u - config.v_th)
-            v = _after_reset(config, u, z)
-            trace = v if config.record_membrane else None
-            return (v, current, z), (z, trace)
-
-        init_state = (v0.astype(dtype), i0.astype(dtype), z0.astype(dtype))
-        (v_last, i_last, z_last), (spikes, trace) = lax.scan(
-            body, init_state, drive, unroll=config.unroll
-        )
-        return RecurrentLIFState(v_last, i_last, z_last), spikes, LIFRecording(spikes, trace)
+        weight = _checked_weight(label, params, inputs, features, projection.project)
+        if carry is not None:
+            carry = _check_carry(label, carry, features, 3)
+        return _recurrent_core(config, weight, w_rec, inputs, carry)
 
     return named_layer(init, apply, label)

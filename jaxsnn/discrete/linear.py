@@ -68,7 +68,7 @@ def Dense(
     param_dtype = default_dtype(dtype)
 
     def init(rng: jax.Array, input_shape):
-        shape = input_shape_tuple(input_shape, 2)
+        shape = input_shape_tuple(label, input_shape, 2, "(time, features)")
         if len(shape) != 2:
             raise ValueError(f"{label} takes (time, features) inputs, got {shape}")
         key_w, key_b = jax.random.split(rng)

@@ -21,6 +21,7 @@ name           surrogate derivative ``spike'(x)``                value at ``x=0`
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, Dict, Optional, Union
 
@@ -129,8 +130,7 @@ def superspike(slope: float = 10.0) -> SpikeFn:
     Raises:
         ValueError: if ``slope`` is not finite and > 0.
     """
-    slope = _check_slope(slope)
-    return spike_function(lambda x: superspike_derivative(x, slope), f"superspike({slope:g})")
+    return _cached("superspike", _check_slope(slope))
 
 
 def sigmoid(slope: float = 10.0) -> SpikeFn:
@@ -145,8 +145,7 @@ def sigmoid(slope: float = 10.0) -> SpikeFn:
     Raises:
         ValueError: if ``slope`` is not finite and > 0.
     """
-    slope = _check_slope(slope)
-    return spike_function(lambda x: sigmoid_derivative(x, slope), f"sigmoid({slope:g})")
+    return _cached("sigmoid", _check_slope(slope))
 
 
 def triangle(slope: float = 1.0) -> SpikeFn:
@@ -161,8 +160,7 @@ def triangle(slope: float = 1.0) -> SpikeFn:
     Raises:
         ValueError: if ``slope`` is not finite and > 0.
     """
-    slope = _check_slope(slope)
-    return spike_function(lambda x: triangle_derivative(x, slope), f"triangle({slope:g})")
+    return _cached("triangle", _check_slope(slope))
 
 
 def arctan(slope: float = 2.0) -> SpikeFn:
@@ -177,8 +175,7 @@ def arctan(slope: float = 2.0) -> SpikeFn:
     Raises:
         ValueError: if ``slope`` is not finite and > 0.
     """
-    slope = _check_slope(slope)
-    return spike_function(lambda x: arctan_derivative(x, slope), f"arctan({slope:g})")
+    return _cached("arctan", _check_slope(slope))
 
 
 def heaviside() -> SpikeFn:
@@ -187,7 +184,25 @@ def heaviside() -> SpikeFn:
     Returns:
         A spike function ``x -> H(x)``.
     """
-    return spike_function(jnp.zeros_like, "heaviside")
+    return _cached("heaviside", 0.0)
+
+
+_DERIVATIVES = {
+    "superspike": superspike_derivative,
+    "sigmoid": sigmoid_derivative,
+    "triangle": triangle_derivative,
+    "arctan": arctan_derivative,
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _cached(name: str, slope: float) -> SpikeFn:
+    # One function object per (name, slope): layers built with equal settings share it, so
+    # jitted code keyed on it is compiled once instead of once per layer.
+    if name == "heaviside":
+        return spike_function(jnp.zeros_like, "heaviside")
+    derivative = _DERIVATIVES[name]
+    return spike_function(lambda x: derivative(x, slope), f"{name}({slope:g})")
 
 
 _FACTORIES: Dict[str, Callable[..., SpikeFn]] = {

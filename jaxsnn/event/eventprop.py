@@ -381,43 +381,60 @@ def eventprop_gradients(
         for items in (ev_time, ev_kind, ev_index, ev_active, lists_ct, lists_before, lists_after, lists_beyond)
     )
 
+    s_time, s_kind, s_index, s_active, s_ct, s_before, s_after, s_beyond = sorted_items
+    s_neuron = jnp.clip(s_index, 0, size - 1)
+    # Everything that depends on one event only is computed for all events at once, so the
+    # sequential scan is left with a few multiply-adds over the neurons per event.
+    # Slopes dv/dt just before a spike (at threshold, floored) and just after a release.
     slope_floor = MIN_SLOPE_FRACTION * (p.v_th - p.v_reset) / p.tau_mem
+    s_slope_before = jnp.maximum(
+        (s_before - (p.v_th[s_neuron] - p.v_leak[s_neuron])) / p.tau_mem[s_neuron], slope_floor[s_neuron]
+    )
+    s_slope_free = jnp.where(
+        s_beyond, 0.0, (s_after - (p.v_reset[s_neuron] - p.v_leak[s_neuron])) / p.tau_mem[s_neuron]
+    )
+    # Propagators from each event back to the previous one (the first: back to t = 0). With
+    # layer-wide time constants these are scalars per event.
+    tau_mem = jnp.asarray(neuron.tau_mem, dtype)
+    tau_syn = jnp.asarray(neuron.tau_syn, dtype)
+    later = jnp.concatenate([s_time[1:], t_max[None]])
+    gap_after = jnp.maximum(later - s_time, 0.0)  # from event k to event k + 1 (or t_max)
+    gap_first = jnp.maximum(s_time[0], 0.0)
+    extra = (slice(None),) + (None,) * jnp.ndim(tau_mem)
+    decay_mem = jnp.exp(-gap_after[extra] / tau_mem)
+    decay_syn = jnp.exp(-gap_after[extra] / tau_syn)
+    coupling = adjoint_kernel(gap_after[extra], tau_mem, tau_syn)
+    inv_tau_mem = 1.0 / p.tau_mem
+    inv_tau_syn = 1.0 / p.tau_syn
     neuron_range = jnp.arange(size)
     rec_matrix = recurrent_weights if recurrent else None
 
     def step(carry, item):
-        lam_v, lam_i, t_prev, pending = carry
-        t, kind, index, active, cot, i_before, i_after, beyond = item
-        elapsed = jnp.maximum(t_prev - t, 0.0)
-        kernel = adjoint_kernel(elapsed, p.tau_mem, p.tau_syn)
-        lam_i = lam_i * jnp.exp(-elapsed / p.tau_syn) + lam_v * kernel
-        lam_v = lam_v * jnp.exp(-elapsed / p.tau_mem)
+        lam_v, lam_i, pending = carry
+        kind, index, n, active, cot, slope_before, slope_free, d_mem, d_syn, k_coupling = item
+        # Propagate back from the later event (or t_max) to this one.
+        lam_i = lam_i * d_syn + lam_v * k_coupling
+        lam_v = lam_v * d_mem
 
         is_input = active & (kind == _INPUT)
         is_spike = active & (kind == _SPIKE)
         is_release = active & (kind == _RELEASE)
         own = neuron_range == index
-        n = jnp.clip(index, 0, size - 1)
 
         # Input spike: dL/dt_in = W[j] . (lam_I / tau_syn - lam_v / tau_mem).
-        row = weights[jnp.clip(index, 0, n_inputs - 1)]
-        drive = lam_i / p.tau_syn - lam_v / p.tau_mem
-        input_grad = jnp.dot(row, drive)
+        drive = lam_i * inv_tau_syn - lam_v * inv_tau_mem
+        input_grad = jnp.dot(weights[jnp.clip(index, 0, n_inputs - 1)], drive)
 
         # Membrane released from v_reset (end of refractoriness, or the reset itself if t_ref = 0).
-        slope_free = (i_after - (p.v_reset[n] - p.v_leak[n])) / p.tau_mem[n]
-        release_grad = jnp.where(beyond, 0.0, -lam_v[n] * slope_free)
+        release_grad = -lam_v[n] * slope_free
 
         # Output spike: total dL/dt_k, then the jump of lam_v.
         reset_grad = pending[n] if with_release else release_grad
         if recurrent:
-            drive_others = lam_i / p.tau_syn - jnp.where(own, 0.0, lam_v) / p.tau_mem
-            recurrent_grad = jnp.dot(rec_matrix[n], drive_others)
+            recurrent_grad = jnp.dot(rec_matrix[n], drive) + lam_v[n] * inv_tau_mem[n] * rec_matrix[n, n]
         else:
             recurrent_grad = 0.0
         spike_grad = cot + reset_grad + recurrent_grad
-        slope_before = (i_before - (p.v_th[n] - p.v_leak[n])) / p.tau_mem[n]
-        slope_before = jnp.maximum(slope_before, slope_floor[n])
         lam_v_jump = -spike_grad / slope_before
 
         lam_v = jnp.where(own & is_spike, lam_v_jump, jnp.where(own & is_release, 0.0, lam_v))
@@ -425,7 +442,7 @@ def eventprop_gradients(
             pending = jnp.where(own & is_release, release_grad, jnp.where(own & is_spike, 0.0, pending))
         time_grad = jnp.where(is_input, input_grad, jnp.where(is_spike, spike_grad, 0.0))
         lam_i_out = jnp.where(is_input | is_spike, lam_i, 0.0)
-        return (lam_v, lam_i, t, pending), (lam_i_out, time_grad)
+        return (lam_v, lam_i, pending), (lam_i_out, time_grad)
 
     if final_state_cotangent is None:
         lam_v0 = jnp.zeros((size,), dtype)
@@ -433,17 +450,13 @@ def eventprop_gradients(
     else:
         lam_v0 = jnp.broadcast_to(jnp.asarray(final_state_cotangent[0], dtype), (size,))
         lam_i0 = jnp.broadcast_to(jnp.asarray(final_state_cotangent[1], dtype), (size,))
-    carry0 = (lam_v0, lam_i0, t_max, jnp.zeros((size,), dtype))
-    (lam_v, lam_i, t_first, pending), (lam_i_steps, time_grads) = jax.lax.scan(
-        step, carry0, sorted_items, reverse=True
-    )
+    carry0 = (lam_v0, lam_i0, jnp.zeros((size,), dtype))
+    scanned = (s_kind, s_index, s_neuron, s_active, s_ct, s_slope_before, s_slope_free, decay_mem, decay_syn, coupling)
+    (lam_v, lam_i, pending), (lam_i_steps, time_grads) = jax.lax.scan(step, carry0, scanned, reverse=True)
     # Propagate from the earliest event back to t = 0.
-    elapsed = jnp.maximum(t_first, 0.0)
-    lam_i = lam_i * jnp.exp(-elapsed / p.tau_syn) + lam_v * adjoint_kernel(elapsed, p.tau_mem, p.tau_syn)
-    lam_v = lam_v * jnp.exp(-elapsed / p.tau_mem)
+    lam_i = lam_i * jnp.exp(-gap_first / tau_syn) + lam_v * adjoint_kernel(gap_first, tau_mem, tau_syn)
+    lam_v = lam_v * jnp.exp(-gap_first / tau_mem)
 
-    s_kind, s_index = sorted_items[1], sorted_items[2]
-    s_active = sorted_items[3]
     input_rows = jnp.where(s_active & (s_kind == _INPUT), s_index, n_inputs)
     grad_weights = jax.ops.segment_sum(lam_i_steps, input_rows, num_segments=n_inputs + 1)[:n_inputs]
     grad_recurrent = None

@@ -139,8 +139,14 @@ def _solve_quadratic(u0, current0, theta, tau_mem, tau_syn, horizon):
     root_sum = c + jnp.sqrt(jnp.where(exists, discriminant, 0.0))
     safe_sum = jnp.where(exists, root_sum, 1.0)
     safe_current = jnp.where(exists, current0, 1.0)
-    # s = tau_mem log(1/q) = tau_mem log(2 I0 / (c + sqrt(D))), written with log1p for small s.
-    excess = (2.0 * safe_current - safe_sum) / safe_sum
+    # s = tau_mem log(1/q) = tau_mem log1p((2 I0 - c - sqrt(D)) / (c + sqrt(D))). The numerator
+    # (I0 - u0) - sqrt(D) cancels for large currents; where I0 > u0 it equals
+    # 4 I0 (theta - u0) / ((I0 - u0) + sqrt(D)) exactly, which does not.
+    root = safe_sum - c
+    gap = current0 - u0
+    rationalised = 4.0 * safe_current * (theta - u0) / jnp.where(gap > 0, gap + root, 1.0)
+    numerator = jnp.where(gap > 0, rationalised, gap - root)
+    excess = numerator / safe_sum
     found = exists & (excess >= 0)
     s = tau_mem * jnp.log1p(jnp.where(found, excess, 0.0))
     found = found & (s <= horizon)

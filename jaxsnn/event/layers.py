@@ -171,7 +171,8 @@ def _spiking_layer(
             raise TypeError(f"{label}: params must be a dict with 'weights', got {type(params).__name__}")
         if recurrent_init is not None and "recurrent_weights" not in params:
             raise TypeError(f"{label}: params must contain 'recurrent_weights'")
-        validate_spikes(inputs, n_neurons=jnp.shape(params["weights"])[0], name=f"{label} input spikes")
+        with jax.ensure_compile_time_eval():
+            validate_spikes(inputs, n_neurons=jnp.shape(params["weights"])[0], name=f"{label} input spikes")
         if checked and not is_concrete((params, inputs)):
             checked_inputs(
                 params["weights"], inputs, neuron, t_max=t_max,
@@ -416,7 +417,8 @@ def LI(
         if external is not None:
             raise ValueError(f"{label} is a readout and takes no external data")
         weights = jnp.asarray(params["weights"])
-        validate_spikes(inputs, n_neurons=weights.shape[0], name=f"{label} input spikes")
+        with jax.ensure_compile_time_eval():
+            validate_spikes(inputs, n_neurons=weights.shape[0], name=f"{label} input spikes")
         dtype = jnp.result_type(weights, inputs.time)
         weights = weights.astype(dtype)
         local = LIFParameters(*[jnp.asarray(value, dtype) for value in neuron])

@@ -20,6 +20,7 @@ theorem) into the spike times: the "analytic" gradient path.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple, Optional
 
 import jax
@@ -81,6 +82,12 @@ def validate_inputs(
             input times, input indices outside ``[0, weights.shape[0])``, ``capacity < 1``,
             ``t_max`` not finite and > 0, invalid neuron parameters, non-finite weights).
     """
+    # Concrete values are checked now even inside a caller's jit (e.g. closed-over inputs).
+    with jax.ensure_compile_time_eval():
+        _validate_inputs(weights, input_spikes, neuron, capacity, t_max, recurrent_weights, initial_state)
+
+
+def _validate_inputs(weights, input_spikes, neuron, capacity, t_max, recurrent_weights, initial_state) -> None:
     _check_capacity(capacity)
     if jnp.ndim(weights) != 2:
         raise ValueError(f"weights must be 2-dimensional (n_inputs, size), got shape {jnp.shape(weights)}")
@@ -219,21 +226,47 @@ def simulate(
     method = resolve_kernel(kernel, neuron)
     weights = jnp.asarray(weights)
     dtype = jnp.result_type(weights, input_spikes.time)
-    weights = weights.astype(dtype)
-    size = weights.shape[1]
     neuron = LIFParameters(*[jnp.asarray(value, dtype) for value in neuron])
-    t_max = jnp.asarray(t_max, dtype)
-    in_time = input_spikes.time.astype(dtype)
+    if recurrent_weights is not None:
+        recurrent_weights = jnp.asarray(recurrent_weights, dtype)
+    if initial_state is not None:
+        initial_state = LIFState(*[jnp.asarray(value, dtype) for value in initial_state])
+    return _simulate_core(
+        weights.astype(dtype),
+        Spikes(input_spikes.time.astype(dtype), input_spikes.idx),
+        neuron,
+        jnp.asarray(t_max, dtype),
+        recurrent_weights,
+        initial_state,
+        capacity=int(capacity),
+        method=method,
+    )
+
+
+# Jitted so eager calls compile once per shape; inside a caller's jit it is simply inlined.
+@functools.partial(jax.jit, static_argnames=("capacity", "method"))
+def _simulate_core(
+    weights: jax.Array,
+    input_spikes: Spikes,
+    neuron: LIFParameters,
+    t_max: jax.Array,
+    recurrent_weights: Optional[jax.Array],
+    initial_state: Optional[LIFState],
+    *,
+    capacity: int,
+    method: str,
+) -> SimulationResult:
+    dtype = weights.dtype
+    size = weights.shape[1]
+    in_time = input_spikes.time
     in_idx = input_spikes.idx
     n_slots = in_time.shape[0]
     # Inputs after the window never act; padding (idx -1) is ignored.
     in_time = jnp.where((in_idx >= 0) & (in_time <= t_max), in_time, jnp.inf)
-    if recurrent_weights is not None:
-        recurrent_weights = jnp.asarray(recurrent_weights, dtype)
     if initial_state is None:
         state = rest_state(size, neuron, dtype)
     else:
-        state = LIFState(*[jnp.asarray(value, dtype) for value in initial_state])
+        state = initial_state
 
     def step(carry, _):
         t, state, pointer, out_time, out_idx, n_out = carry

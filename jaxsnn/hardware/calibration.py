@@ -31,7 +31,7 @@ inputs are sent at ``c t`` and outputs read at ``t / c``.
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, NamedTuple, Optional, Sequence
+from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -63,36 +63,57 @@ class Calibration(NamedTuple):
     rms_residual: np.ndarray
 
 
+class Probe(NamedTuple):
+    """One probe protocol: a conditioning pulse at ``t = 0`` and a test pulse at ``delay``.
+
+    The first ``n_pre`` input lines spike at ``t = 0`` with weight ``pre_level / weight_scale``
+    each; the remaining ``n_test`` lines spike at ``delay`` with ``level / weight_scale``.
+    ``delay = 0`` with ``pre_level == level`` drives all lines at once.
+
+    Attributes:
+        pre_level: 6-bit level of the conditioning lines (0 = none).
+        delay: time of the test pulse, model units.
+        level: 6-bit level of the test lines.
+    """
+
+    pre_level: int
+    delay: float
+    level: int
+
+
 def probe_spikes(
     backend: Backend,
     n_inputs: int,
-    levels: Sequence[int],
+    probes: Sequence[Probe],
     *,
-    n_lines: int,
+    n_pre: int,
     weight_scale: float,
     repetitions: int = 16,
     max_spikes: int = 6,
+    send_offset: float = 0.0,
     make_params: Callable[[np.ndarray], Any] = lambda weights: {"weights": weights},
     trial: int = 0,
     policy: SanitizePolicy = SanitizePolicy(),
 ) -> np.ndarray:
-    """Run the probe on a single-layer backend and collect each neuron's spike times.
+    """Run probe protocols on a single-layer backend and collect each neuron's spike times.
 
     Args:
         backend: a backend measuring one layer with ``n_inputs`` input lines.
-        n_inputs: input lines of the layer (the probe uses the first ``n_lines``).
-        levels: integer weight levels ``q`` (1..63) to probe, one run per level.
-        n_lines: simultaneous input spikes per probe.
+        n_inputs: input lines of the layer.
+        probes: the protocols, one backend run each.
+        n_pre: lines ``0..n_pre-1`` carry the conditioning pulse, the others the test pulse.
         weight_scale: the chip's weight levels per unit weight.
-        repetitions: samples per level (batch size of each run).
+        repetitions: samples per protocol (batch size of each run).
         max_spikes: spikes kept per neuron and run (the earliest).
+        send_offset: added to the test pulse time when sending (half a clock tick makes a
+            time-stamp clock that floors input times reproduce ``delay`` exactly).
         make_params: builds the layer's params from an ``(n_inputs, size)`` weight matrix.
-        trial: first trial number; level ``k`` uses ``trial + k``.
+        trial: first trial number; protocol ``k`` uses ``trial + k``.
         policy: sanitising policy for the measurements.
 
     Returns:
-        ``(len(levels), repetitions, size, max_spikes)`` spike times in ascending order per
-        neuron, NaN-padded.
+        ``(len(probes), repetitions, size, max_spikes)`` spike times, ascending per neuron,
+        NaN-padded.
 
     Raises:
         ValueError: on inconsistent arguments.
@@ -101,20 +122,23 @@ def probe_spikes(
     check_backend(backend)
     if len(backend.layer_sizes) != 1:
         raise ValueError(f"the probe backend must measure exactly one layer, it measures {len(backend.layer_sizes)}")
-    if not 1 <= n_lines <= n_inputs:
-        raise ValueError(f"n_lines must be in [1, n_inputs={n_inputs}], got {n_lines}")
+    if not 1 <= n_pre < n_inputs:
+        raise ValueError(f"n_pre must be in [1, n_inputs={n_inputs}), got {n_pre}")
     size = backend.layer_sizes[0]
     dtype = jnp.zeros(()).dtype
-    inputs = Spikes(
-        np.zeros((repetitions, n_lines), dtype=dtype),
-        np.tile(np.arange(n_lines, dtype=np.int32), (repetitions, 1)),
-    )
-    times = np.full((len(levels), repetitions, size, max_spikes), np.nan)
-    for k, level in enumerate(levels):
-        if not 1 <= int(level) <= 63:
-            raise ValueError(f"levels must be ints in [1, 63], got {level}")
+    times = np.full((len(probes), repetitions, size, max_spikes), np.nan)
+    for k, probe in enumerate(probes):
+        for level in (probe.pre_level, probe.level):
+            if not 0 <= int(level) <= 63:
+                raise ValueError(f"probe levels must be ints in [0, 63], got {probe}")
+        if not probe.delay >= 0:
+            raise ValueError(f"probe delay must be >= 0, got {probe}")
         weights = np.zeros((n_inputs, size), dtype=dtype)
-        weights[:n_lines] = int(level) / weight_scale
+        weights[:n_pre] = int(probe.pre_level) / weight_scale
+        weights[n_pre:] = int(probe.level) / weight_scale
+        test_time = probe.delay + send_offset if probe.delay > 0 else 0.0
+        row = np.concatenate([np.zeros(n_pre), np.full(n_inputs - n_pre, test_time)]).astype(dtype)
+        inputs = Spikes(np.tile(row, (repetitions, 1)), np.tile(np.arange(n_inputs, dtype=np.int32), (repetitions, 1)))
         (measured,), _ = measure_host(backend, [make_params(weights)], inputs, trial + k, policy=policy)
         for sample in range(repetitions):
             for neuron in range(size):
@@ -123,30 +147,40 @@ def probe_spikes(
     return times
 
 
-def _fit_one(times: jax.Array, amplitudes: jax.Array, start: jax.Array, t_ref: float, iterations: int):
+def _fit_one(times, pre_amp, delay, test_amp, start, t_ref: float, iterations: int):
     """Levenberg-Marquardt fit of ``log(theta, tau_mem, tau_syn)`` for one neuron.
 
-    ``times``: ``(n_levels, repetitions, max_spikes)``. Spike ``k`` of a run starts from
-    ``v = v_leak`` at ``s_k`` (0 for the first, the previous spike plus ``t_ref`` after) with
-    current ``A exp(-s_k / tau_syn)``; its residual is the time error to first order.
+    ``times``: ``(n_probes, repetitions, max_spikes)``. Spike ``k`` of a run starts at ``b``
+    (the test pulse for the first spike, the previous spike plus ``t_ref`` after) from
+    ``(u_b, I_b)``; its residual is ``f(t - b) / f'(t - b)`` with
+    ``f(s) = u_b exp(-s / tau_mem) + I_b K(s) - theta``: the time error to first order.
     """
     valid = jnp.isfinite(times)
     safe_t = jnp.where(valid, times, 0.0)
-    previous = jnp.concatenate([jnp.full(times.shape[:-1] + (1,), -t_ref, times.dtype), safe_t[..., :-1]], axis=-1)
-    begin = jnp.maximum(previous + t_ref, 0.0)
+    shape = times.shape
+    a1 = jnp.broadcast_to(pre_amp[:, None, None], shape)
+    d = jnp.broadcast_to(delay[:, None, None], shape)
+    a2 = jnp.broadcast_to(test_amp[:, None, None], shape)
+    first = jnp.arange(shape[-1]) == 0
+    previous = jnp.concatenate([jnp.zeros(shape[:-1] + (1,), times.dtype), safe_t[..., :-1]], axis=-1)
+    begin = jnp.where(first, d, jnp.maximum(previous + t_ref, d))
     elapsed = jnp.where(valid, jnp.maximum(safe_t - begin, 0.0), 1.0)
-    amp = amplitudes[:, None, None]
 
-    def raw_residuals(log_params: jax.Array) -> jax.Array:
+    def raw_residuals(log_params):
         theta, tau_mem, tau_syn = jnp.exp(log_params)
-        current = amp * jnp.exp(-begin / tau_syn)
-        kernel = psp_kernel(elapsed, tau_mem, tau_syn)
-        slope = jax.vmap(jax.grad(lambda s: psp_kernel(s, tau_mem, tau_syn)))(elapsed.ravel()).reshape(elapsed.shape)
+        kernel_fn = lambda s: psp_kernel(s, tau_mem, tau_syn)  # noqa: E731
+        u_begin = jnp.where(first, a1 * kernel_fn(d), 0.0)
+        i_begin = a1 * jnp.exp(-begin / tau_syn) + a2 * jnp.exp(-(begin - d) / tau_syn)
+        kernel = kernel_fn(elapsed)
+        dkernel = jax.vmap(jax.grad(kernel_fn))(elapsed.ravel()).reshape(shape)
+        decay = jnp.exp(-elapsed / tau_mem)
+        value = u_begin * decay + i_begin * kernel - theta
+        slope = -u_begin * decay / tau_mem + i_begin * dkernel
         # floor the slope: near the PSP peak a time residual is ill-defined
-        slope = jnp.maximum(current * slope, 1e-2 * theta / tau_mem)
-        return jnp.where(valid, (current * kernel - theta) / slope, 0.0)
+        slope = jnp.maximum(slope, 1e-2 * theta / tau_mem)
+        return jnp.where(valid, value / slope, 0.0)
 
-    def solve(start: jax.Array, weight: jax.Array):
+    def solve(start, weight):
         def residuals(log_params):
             return (weight * raw_residuals(log_params)).ravel()
 
@@ -170,13 +204,12 @@ def _fit_one(times: jax.Array, amplitudes: jax.Array, start: jax.Array, t_ref: f
         (log_params, _), _ = jax.lax.scan(step, (start, jnp.asarray(1e-3, start.dtype)), None, length=iterations)
         return log_params
 
-    first = solve(start, valid.astype(times.dtype))
+    initial = solve(start, valid.astype(times.dtype))
     # one robust refit: a lost spike makes the next interval look twice as long; drop such outliers
-    r = raw_residuals(first)
-    n_valid = jnp.maximum(jnp.sum(valid), 1)
-    rms = jnp.sqrt(jnp.sum(r * r) / n_valid)
+    r = raw_residuals(initial)
+    rms = jnp.sqrt(jnp.sum(r * r) / jnp.maximum(jnp.sum(valid), 1))
     inlier = valid & (jnp.abs(r) <= 4.0 * rms)
-    log_params = solve(first, inlier.astype(times.dtype))
+    log_params = solve(initial, inlier.astype(times.dtype))
     r = jnp.where(inlier, raw_residuals(log_params), 0.0)
     n_used = jnp.sum(inlier)
     return jnp.exp(log_params), n_used, jnp.sqrt(jnp.sum(r * r) / jnp.maximum(n_used, 1))
@@ -184,20 +217,26 @@ def _fit_one(times: jax.Array, amplitudes: jax.Array, start: jax.Array, t_ref: f
 
 def fit_calibration(
     times: np.ndarray,
-    amplitudes: np.ndarray,
+    probes: Sequence[Probe],
     nominal: LIFParameters,
     *,
+    n_pre: int,
+    n_test: int,
+    weight_scale: float,
     clock_tick: Optional[float] = None,
     iterations: int = 40,
 ) -> Calibration:
     """Fit per-neuron thresholds and time constants to probe spike times.
 
     Args:
-        times: ``(n_levels, repetitions, size, max_spikes)`` spike times per neuron (NaN =
-            none), as returned by ``probe_spikes``.
-        amplitudes: ``(n_levels,)`` total input weight of each level (``n_lines q / scale``).
+        times: ``(n_probes, repetitions, size, max_spikes)`` spike times (NaN = none), as
+            returned by ``probe_spikes``.
+        probes: the protocols that produced them.
         nominal: nominal parameters (scalars), the fit's starting point; ``v_leak`` and
-            ``t_ref`` are taken as known.
+            ``t_ref`` are taken as known and ``v_reset == v_leak`` is assumed.
+        n_pre: conditioning lines per probe.
+        n_test: test lines per probe.
+        weight_scale: the chip's weight levels per unit weight.
         clock_tick: the recording clock period in model units, if time stamps are floored to
             a clock; half a tick is added to undo the floor's mean bias.
         iterations: Levenberg-Marquardt iterations (each of the two rounds).
@@ -210,26 +249,24 @@ def fit_calibration(
         ValueError: if shapes disagree.
     """
     times = np.asarray(times, dtype=np.float64)
-    amplitudes = np.asarray(amplitudes, dtype=np.float64)
-    if times.ndim != 4 or times.shape[0] != amplitudes.shape[0]:
+    if times.ndim != 4 or times.shape[0] != len(probes):
         raise ValueError(
-            f"times must be (n_levels, repetitions, size, max_spikes) with n_levels = len(amplitudes), "
-            f"got {times.shape} and {amplitudes.shape}"
+            f"times must be (n_probes, repetitions, size, max_spikes) with n_probes = len(probes), "
+            f"got {times.shape} for {len(probes)} probes"
         )
     if clock_tick is not None:
         times = times + 0.5 * clock_tick
+    pre_amp = np.array([n_pre * p.pre_level for p in probes], np.float64) / weight_scale
+    test_amp = np.array([n_test * p.level for p in probes], np.float64) / weight_scale
+    delay = np.array([p.delay for p in probes], np.float64)
     theta0 = float(nominal.v_th) - float(nominal.v_leak)
     start = np.log(np.array([theta0, float(nominal.tau_mem), float(nominal.tau_syn)]))
     dtype = jnp.zeros(()).dtype
-    fit = jax.jit(
-        jax.vmap(
-            lambda t: _fit_one(t, jnp.asarray(amplitudes, dtype), jnp.asarray(start, dtype), float(nominal.t_ref), iterations)
-        )
-    )
+    constants = [jnp.asarray(x, dtype) for x in (pre_amp, delay, test_amp, start)]
+    fit = jax.jit(jax.vmap(lambda t: _fit_one(t, *constants, float(nominal.t_ref), iterations)))
     params, n_valid, rms = fit(jnp.asarray(np.moveaxis(times, 2, 0), dtype))
     params, n_valid, rms = np.asarray(params, np.float64), np.asarray(n_valid), np.asarray(rms, np.float64)
-    bad = n_valid < 3
-    params[bad] = np.nan
+    params[n_valid < 3] = np.nan
     return Calibration(
         v_th=float(nominal.v_leak) + params[:, 0],
         tau_mem=params[:, 1],
@@ -239,34 +276,80 @@ def fit_calibration(
     )
 
 
+def default_probes(
+    nominal: LIFParameters, n_inputs: int, weight_scale: float, clock_tick: Optional[float] = None
+) -> Tuple[List[Probe], int]:
+    """The default probe set for a layer with ``n_inputs`` lines.
+
+    With ``A*`` the nominal rheobase (total weight whose PSP peak just reaches threshold):
+    10 single pulses on all lines from 1.1 to 4 ``A*`` (clipped to the 6-bit range), which
+    fix ``theta tau_mem`` and, through repeated spikes on the decaying current, ``tau_syn``;
+    and 5 paired pulses, a conditioning pulse of about 0.7 ``A*`` on half of the lines
+    followed after 0.3 to 3 ``tau_mem`` by a test pulse of about 1.6 ``A*`` on the other
+    half: what is left of the conditioning PSP decays with ``tau_mem``, which separates
+    ``tau_mem`` from ``theta``.
+
+    Args:
+        nominal: nominal scalar parameters.
+        n_inputs: input lines (>= 2).
+        weight_scale: the chip's weight levels per unit weight.
+        clock_tick: if given, delays are rounded to the clock grid.
+
+    Returns:
+        ``(probes, n_pre)``.
+
+    Raises:
+        ValueError: if the 6-bit range cannot make the neurons fire.
+    """
+    if n_inputs < 2:
+        raise ValueError(f"calibration needs at least 2 input lines, got {n_inputs}")
+    theta = float(nominal.v_th) - float(nominal.v_leak)
+    grid = np.linspace(0.0, 20.0, 4001) * float(nominal.tau_mem)
+    peak = float(np.max(np.asarray(psp_kernel(jnp.asarray(grid), float(nominal.tau_mem), float(nominal.tau_syn)))))
+    rheobase = theta / peak
+    n_pre = n_inputs // 2
+    n_test = n_inputs - n_pre
+    if 1.8 * rheobase / n_test * weight_scale > 63:
+        raise ValueError(
+            f"with {n_inputs} lines and weight_scale {weight_scale} the 6-bit range cannot make the "
+            "neurons fire reliably; use a layer with more input lines or a smaller weight_scale"
+        )
+    probes: List[Probe] = []
+    top = min(4.0, 63 * n_inputs / weight_scale / rheobase)
+    for factor in np.linspace(1.1, top, 10):
+        level = int(np.clip(np.round(factor * rheobase / n_inputs * weight_scale), 1, 63))
+        probes.append(Probe(level, 0.0, level))
+    pre_level = int(np.clip(np.round(0.7 * rheobase / n_pre * weight_scale), 1, 63))
+    test_level = int(np.clip(np.round(1.6 * rheobase / n_test * weight_scale), 1, 63))
+    for factor in (0.3, 0.6, 1.0, 1.6, 3.0):
+        delay = factor * float(nominal.tau_mem)
+        if clock_tick is not None:
+            delay = round(delay / clock_tick) * clock_tick
+        probes.append(Probe(pre_level, delay, test_level))
+    return probes, n_pre
+
+
 def calibrate_layer(
     backend: Backend,
     n_inputs: int,
     nominal: LIFParameters,
     *,
     weight_scale: float,
-    n_lines: Optional[int] = None,
-    levels: Optional[Sequence[int]] = None,
     repetitions: int = 16,
     clock_tick: Optional[float] = None,
     make_params: Callable[[np.ndarray], Any] = lambda weights: {"weights": weights},
     trial: int = 0,
 ) -> Calibration:
-    """Probe a single-layer backend and fit its neurons (``probe_spikes`` + ``fit_calibration``).
-
-    Default probe: ``n_lines = n_inputs`` and 8 levels spanning total weights from 1.4 to
-    4 times the nominal rheobase weight ``theta / max_t K(t)`` (clipped to the 6-bit range),
-    so every neuron fires well before its PSP peak at all levels.
+    """Probe a single-layer backend with ``default_probes`` and fit its neurons.
 
     Args:
         backend: a single-layer backend (e.g. ``Emulator.layer_backend(l)``).
         n_inputs: input lines of the layer.
         nominal: nominal scalar ``LIFParameters`` of the layer.
         weight_scale: the chip's weight levels per unit weight.
-        n_lines: simultaneous input spikes per probe.
-        levels: weight levels to probe (default: see above).
-        repetitions: runs per level.
-        clock_tick: recording clock period in model units (see ``fit_calibration``).
+        repetitions: runs per protocol.
+        clock_tick: recording clock period in model units, if the chip floors time stamps
+            (inputs are sent half a tick late so that they land on the intended tick).
         make_params: builds the layer's params from a weight matrix.
         trial: first trial number.
 
@@ -274,34 +357,25 @@ def calibrate_layer(
         The layer's ``Calibration``.
 
     Raises:
-        ValueError: if the 6-bit range cannot reach the threshold with ``n_lines`` lines.
+        ValueError: if the 6-bit range cannot make the neurons fire.
         MeasurementError: if a probe measurement is bad.
     """
-    n_lines = n_inputs if n_lines is None else n_lines
-    theta = float(nominal.v_th) - float(nominal.v_leak)
-    if levels is None:
-        grid = np.linspace(0.0, 20.0, 4001) * float(nominal.tau_mem)
-        peak = float(np.max(np.asarray(psp_kernel(jnp.asarray(grid), float(nominal.tau_mem), float(nominal.tau_syn)))))
-        rheobase_level = theta / peak / n_lines * weight_scale
-        if 1.4 * rheobase_level > 63:
-            raise ValueError(
-                f"with {n_lines} lines and weight_scale {weight_scale} the largest weight cannot make "
-                "the neurons fire; use more lines (n_lines) or a smaller weight_scale"
-            )
-        levels = np.unique(np.clip(np.round(np.linspace(1.1, 4.0, 12) * rheobase_level), 1, 63).astype(int))
-    levels = [int(level) for level in levels]
+    probes, n_pre = default_probes(nominal, n_inputs, weight_scale, clock_tick)
     times = probe_spikes(
         backend,
         n_inputs,
-        levels,
-        n_lines=n_lines,
+        probes,
+        n_pre=n_pre,
         weight_scale=weight_scale,
         repetitions=repetitions,
+        send_offset=0.0 if clock_tick is None else 0.5 * clock_tick,
         make_params=make_params,
         trial=trial,
     )
-    amplitudes = np.asarray(levels, dtype=np.float64) * n_lines / weight_scale
-    return fit_calibration(times, amplitudes, nominal, clock_tick=clock_tick)
+    return fit_calibration(
+        times, probes, nominal, n_pre=n_pre, n_test=n_inputs - n_pre, weight_scale=weight_scale,
+        clock_tick=clock_tick,
+    )
 
 
 def correct_weights(weights: Any, calibration: Calibration, nominal: LIFParameters) -> jax.Array:

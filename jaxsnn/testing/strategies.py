@@ -340,8 +340,8 @@ def networks(
         factories: ``{name: constructor}``; default: the project's layers of that kind. A
             constructor is called as ``factory(size, **kwargs)``.
         layer_kwargs: ``(draw, name) -> kwargs`` for each layer; default: ``lif_parameters``
-            of the right kind (plus ``t_max``/``capacity`` defaults for event layers, which
-            callers can override this way).
+            of the right kind as keyword arguments (event layers also get
+            ``t_max = 10 tau_syn`` and ``capacity = 16``; override them this way).
 
     Returns:
         A strategy of ``Network``.
@@ -360,7 +360,7 @@ def networks(
                 kwargs = {k: kwargs[k] for k in ("tau_syn", "tau_mem", "dt", "v_leak")}
             return kwargs
         params = draw_(lif_parameters("event"))
-        return {"neuron": params, "t_max": 10 * params.tau_syn, "capacity": 16}
+        return dict(params._asdict(), t_max=10 * params.tau_syn, capacity=16)
 
     make_kwargs = layer_kwargs or default_kwargs
     n_layers = draw(st.integers(1, max_layers))

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import jaxsnn
@@ -69,14 +69,6 @@ def _backward(weights, in_time, in_idx, out_time, out_idx, neuron, cotangent, *,
     )
 
 
-def _reference_loss(weights, in_time, in_idx, neuron, coefficients, expected_idx):
-    """sum_k c_k t_k of the reference's output spikes; NaN if the spike pattern changed."""
-    times, idx = reference.simulate_event(weights, in_time, in_idx, neuron, T_MAX)
-    if len(idx) != len(expected_idx) or np.any(idx != expected_idx):
-        return np.nan
-    return float(np.dot(coefficients, times))
-
-
 def _central_difference(f, x, step):
     grad = np.full(x.shape, np.nan)
     for position in np.ndindex(x.shape):
@@ -90,50 +82,85 @@ def _central_difference(f, x, step):
 def _assert_matches_fd(got, fd, name):
     """rtol 1e-4 on every entry whose perturbations kept the spike pattern (no creation/deletion)."""
     ok = np.isfinite(fd)
-    assert ok.mean() >= 0.5, f"{name}: too many perturbations changed the spike pattern"
-    scale = np.max(np.abs(fd[ok])) + 1e-12
+    scale = np.max(np.abs(fd[ok]), initial=0.0) + 1e-12
     np.testing.assert_allclose(np.asarray(got)[ok], fd[ok], rtol=1e-4, atol=1e-6 * scale, err_msg=name)
 
 
+FD_CAPACITY = 24
+FD_NEURONS = {
+    1.0: LIFParameters(tau_syn=TAU_SYN, tau_mem=TAU_SYN),
+    2.0: LIFParameters(tau_syn=TAU_SYN, tau_mem=2 * TAU_SYN, v_leak=0.2, v_reset=-0.3),
+    1.5: LIFParameters(tau_syn=TAU_SYN, tau_mem=1.5 * TAU_SYN, t_ref=2e-3, v_th=1.3),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _perturbed_simulation(tau_ratio):
+    """Jitted float64 simulation of a stack of perturbed (weights, input times)."""
+    neuron = FD_NEURONS[tau_ratio]
+
+    def run(weights, in_time, in_idx):
+        result = simulate(weights, Spikes(in_time, in_idx), neuron, capacity=FD_CAPACITY, t_max=T_MAX)
+        return result.spikes.time, result.spikes.idx
+
+    return jax.jit(jax.vmap(run, in_axes=(0, 0, None)))
+
+
+def _finite_differences(tau_ratio, weights, inputs, coefficients):
+    """Central differences of sum_k c_k t_k w.r.t. weights and input times (NaN where the spike
+    pattern changes, i.e. a spike is created or deleted, or the input order changes)."""
+    n_w = weights.size
+    valid = np.asarray(inputs.idx) >= 0
+    in_time = np.asarray(inputs.time)
+    steps_w = np.eye(n_w).reshape(n_w, *weights.shape) * FD_STEP
+    step_t = FD_STEP * TAU_SYN
+    steps_t = np.eye(in_time.size)[valid] * step_t
+    weights_batch = np.concatenate([weights + steps_w, weights - steps_w, np.repeat(weights[None], 2 * len(steps_t), 0)])
+    times_batch = np.concatenate(
+        [np.repeat(in_time[None], 2 * n_w, 0), np.where(np.isfinite(in_time), in_time + steps_t, in_time),
+         np.where(np.isfinite(in_time), in_time - steps_t, in_time)]
+    )
+    base_time, base_idx = _perturbed_simulation(tau_ratio)(weights[None], in_time[None], inputs.idx)
+    times, idx = _perturbed_simulation(tau_ratio)(weights_batch, times_batch, inputs.idx)
+    times, idx = np.asarray(times), np.asarray(idx)
+    same = np.all(idx == np.asarray(base_idx), axis=1)
+    # Perturbed input times must stay >= 0 and keep their order.
+    ordered = np.all(np.diff(np.where(np.isfinite(times_batch), times_batch, np.inf), axis=1) >= 0, axis=1)
+    same &= ordered & np.all(np.nan_to_num(times_batch, posinf=0.0) >= 0, axis=1)
+    loss = np.where(same, np.sum(np.where(idx >= 0, coefficients * np.where(idx >= 0, times, 0.0), 0.0), axis=1), np.nan)
+    fd_w = (loss[:n_w] - loss[n_w:2 * n_w]).reshape(weights.shape) / (2 * FD_STEP)
+    n_t = len(steps_t)
+    fd_t = (loss[2 * n_w:2 * n_w + n_t] - loss[2 * n_w + n_t:]) / (2 * step_t)
+    return fd_w, fd_t, np.asarray(base_time[0]), np.asarray(base_idx[0])
+
+
 @pytest.mark.parametrize("tau_ratio", [1.0, 2.0, 1.5])
-@settings(max_examples=6, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=5, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_gradients_match_finite_differences(x64, tau_ratio, data):
-    neuron = data.draw(jst.lif_parameters(tau_ratio=tau_ratio, tau_syn=TAU_SYN))
-    weights = data.draw(jst.weights((N_IN, SIZE), low=0.0, high=4.0))
+    neuron = FD_NEURONS[tau_ratio]
+    weights = data.draw(jst.weights((N_IN, SIZE), low=-0.5, high=4.0))
     inputs = data.draw(jst.spikes(N_IN, K_IN, 0.03, simultaneous=False, min_events=2, dtype=np.float64))
-    valid = np.asarray(inputs.idx) >= 0
-    in_time = np.asarray(inputs.time)[valid]
-    in_idx = np.asarray(inputs.idx)[valid]
-    out_time, out_idx = reference.simulate_event(weights, in_time, in_idx, neuron, T_MAX)
-    rng = np.random.default_rng(len(out_time))
-    coefficients = rng.normal(size=len(out_time))
-    capacity = len(out_time) + 2
-    out = spikes_lib.from_lists(out_time, out_idx, capacity=capacity, n_neurons=SIZE, dtype=jnp.float64)
-    # Padded slots get NaN cotangents: they must be ignored.
-    cotangent = np.concatenate([coefficients, [np.nan, np.nan]])
+    coefficients = np.random.default_rng(int(1e6 * weights[0, 0]) % 1000).normal(size=FD_CAPACITY)
+    fd_w, fd_t, out_time, out_idx = _finite_differences(tau_ratio, weights, inputs, coefficients)
+    assume(np.any(out_idx >= 0) and np.any(np.isfinite(fd_w)))
+    assert np.sum(out_idx >= 0) < FD_CAPACITY  # no overflow
+    # Padded output slots get NaN cotangents: they must be ignored.
+    cotangent = np.where(out_idx >= 0, coefficients, np.nan)
     neuron_arrays = LIFParameters(*(jnp.asarray(v, jnp.float64) for v in neuron))
     grads = _backward(
-        jnp.asarray(weights), inputs.time, inputs.idx, out.time, out.idx, neuron_arrays,
-        jnp.asarray(cotangent), refractory=True,
+        jnp.asarray(weights), inputs.time, inputs.idx, jnp.asarray(out_time), jnp.asarray(out_idx),
+        neuron_arrays, jnp.asarray(cotangent), refractory=True,
     )
-
-    def loss_w(w):
-        return _reference_loss(w, in_time, in_idx, neuron, coefficients, out_idx)
-
-    def loss_t(t):
-        return _reference_loss(weights, t, in_idx, neuron, coefficients, out_idx)
-
-    _assert_matches_fd(grads.weights, _central_difference(loss_w, weights, FD_STEP), "weights")
-    fd_t = _central_difference(loss_t, in_time, FD_STEP * TAU_SYN)
-    if np.any(np.isfinite(fd_t)):
-        _assert_matches_fd(np.asarray(grads.input_times)[valid], fd_t, "input times")
+    _assert_matches_fd(grads.weights, fd_w, "weights")
+    valid = np.asarray(inputs.idx) >= 0
+    _assert_matches_fd(np.asarray(grads.input_times)[valid], fd_t, "input times")
     assert np.all(np.asarray(grads.input_times)[~valid] == 0)
     if not neuron.t_ref:
         # Without refractoriness the release events are redundant: both code paths agree.
         fast = _backward(
-            jnp.asarray(weights), inputs.time, inputs.idx, out.time, out.idx, neuron_arrays,
-            jnp.asarray(cotangent), refractory=False,
+            jnp.asarray(weights), inputs.time, inputs.idx, jnp.asarray(out_time), jnp.asarray(out_idx),
+            neuron_arrays, jnp.asarray(cotangent), refractory=False,
         )
         np.testing.assert_allclose(fast.weights, grads.weights, rtol=1e-10, atol=1e-14)
 
@@ -220,7 +247,11 @@ def test_equals_autodiff_through_analytic_kernel(x64, grad_pairs, name, recurren
     coefficients = jnp.asarray(np.random.default_rng(7).normal(size=CAPACITY))
     analytic, eventprop = grad_pairs[(name, recurrent)]
     result = simulate(weights, inputs, NEURONS[name], capacity=CAPACITY, t_max=T_MAX, recurrent_weights=rec)
-    assert not bool(result.overflow)
+    assume(not bool(result.overflow))
+    # Away from simultaneous output spikes: there spike times are not differentiable, and
+    # autodiff through min() shares one spike's sensitivity among all tied neurons.
+    times = np.asarray(result.spikes.time)[np.asarray(result.spikes.idx) >= 0]
+    assume(len(np.unique(times)) == len(times))
     args = (weights, inputs.time, inputs.idx) + ((rec,) if recurrent else ()) + (coefficients,)
     if not recurrent:
         args = (weights, inputs.time, inputs.idx, None, coefficients)

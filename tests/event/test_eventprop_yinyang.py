@@ -1,0 +1,33 @@
+"""Short-run training test of the Yin-Yang EventProp example (examples/yinyang_eventprop.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "yinyang_eventprop.py"
+
+
+def _load_example():
+    spec = importlib.util.spec_from_file_location("yinyang_eventprop_example", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_ten_epochs_reach_85_percent_quickly():
+    example = _load_example()
+    config = example.Config(seeds=1, epochs=10, train_samples=1920)
+    start = time.perf_counter()
+    result = example.train(config, progress=False)
+    elapsed = time.perf_counter() - start
+    accuracy = float(np.mean(result["test_accuracy"]))
+    assert accuracy > 0.85, f"test accuracy after 10 short epochs: {accuracy:.3f}"
+    assert elapsed < 180, f"training took {elapsed:.0f} s"
+    history = result["history"]
+    assert all(np.all(np.isfinite(history["train_loss"])))

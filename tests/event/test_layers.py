@@ -1,0 +1,197 @@
+"""Event layers: LIF, RecurrentLIF, LI, converters; properties, capacity checks, errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jax.experimental import checkify
+
+from jaxsnn import serial
+from jaxsnn import spikes as spikes_lib
+from jaxsnn.event import LI, LIF, LIFParameters, RecurrentLIF, ToDense, ToSpikes, psp_peak
+from jaxsnn.testing import properties, strategies
+from jaxsnn.testing.reference import event_state_at, simulate_event
+
+N_IN, SIZE, SLOTS, CAPACITY = 3, 4, 8, 24
+T_MAX = 0.05
+NEURON = LIFParameters(t_ref=1e-3)
+
+
+def _layer(**kwargs):
+    options = dict(capacity=CAPACITY, t_max=T_MAX, t_ref=1e-3, gradient="analytic")
+    options.update(kwargs)
+    return LIF(SIZE, **options)
+
+
+LAYER = _layer()
+_, PARAMS = LAYER.init(jax.random.PRNGKey(0), (N_IN,))
+PARAMS = {"weights": PARAMS["weights"] + 2.0}  # strong enough that most neurons spike
+
+
+def _inputs(seed, n=6, dtype=None):
+    rng = np.random.default_rng(seed)
+    return spikes_lib.from_lists(rng.uniform(0, 0.02, n), rng.integers(0, N_IN, n), capacity=SLOTS, dtype=dtype)
+
+
+def test_init_shapes_and_default_scale():
+    shape, params = LIF(120, capacity=8, t_max=T_MAX).init(jax.random.PRNGKey(1), (5,))
+    assert shape == (120,) and params["weights"].shape == (5, 120)
+    # Default std: threshold / (psp peak * sqrt(n_in)).
+    np.testing.assert_allclose(np.std(params["weights"]), 1.0 / (0.25 * np.sqrt(5)), rtol=0.15)
+    assert abs(psp_peak(1e-2, 5e-3) - 0.25) < 1e-6 and abs(psp_peak(5e-3, 5e-3) - np.exp(-1)) < 1e-6
+    shape, params = RecurrentLIF(4, capacity=8, t_max=T_MAX).init(jax.random.PRNGKey(1), (3,))
+    assert params["recurrent_weights"].shape == (4, 4)
+
+
+def test_layer_matches_reference_and_records_overflow():
+    with jax.enable_x64(True):
+        params = {"weights": jnp.asarray(PARAMS["weights"], jnp.float64)}
+        inputs = _inputs(1, dtype=jnp.float64)
+        properties.check_matches_reference(LAYER, params, inputs, properties.event_reference(NEURON, T_MAX),
+                                           rtol=0, atol=1e-9 * T_MAX)
+        carry, out, record = LAYER.apply(params, inputs)
+        assert not bool(record.overflow) and record.spikes is out
+        assert carry.v.shape == (SIZE,)
+
+
+@given(seed=st.integers(0, 1000), shift=st.floats(0.0, 0.01))
+@settings(max_examples=4)
+def test_properties(seed, shift):
+    inputs = _inputs(seed)
+    properties.check_time_shift(LAYER, PARAMS, inputs, shift, t_max=T_MAX)
+    properties.check_simultaneous_order(LAYER, PARAMS, inputs, seed=seed)
+    properties.check_first_spike_monotone(LAYER, PARAMS, inputs, factor=1.5)
+
+
+def test_simultaneous_inputs_permutation():
+    inputs = spikes_lib.from_lists([1e-3, 1e-3, 1e-3, 4e-3], [2, 0, 1, 0], capacity=SLOTS)
+    properties.check_simultaneous_order(LAYER, PARAMS, inputs, seed=0)
+
+
+def test_no_input_jit_vmap():
+    properties.check_no_input_no_spike(LAYER, PARAMS, _inputs(0))
+    properties.check_jit_equals_eager(LAYER, PARAMS, _inputs(2))
+    batch = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *[_inputs(k) for k in range(3)])
+    properties.check_vmap_equals_loop(LAYER, PARAMS, batch)
+
+
+def test_serial_two_layers_gradient():
+    net = serial(_layer(), LIF(2, capacity=8, t_max=T_MAX, gradient="analytic"))
+    _, params = net.init(jax.random.PRNGKey(3), (N_IN,))
+    params = [{"weights": params[0]["weights"] + 2.0}, {"weights": params[1]["weights"] + 2.0}]
+    report = properties.check_gradients(net, params, _inputs(4), rtol=1e-4, max_coordinates=8)
+    assert report.checked >= 4
+
+
+def test_checked_capacity_raises_with_required_capacity():
+    layer = _layer(capacity=2, checked=True)
+    inputs = _inputs(5)
+    with pytest.raises(ValueError, match=r"capacity 2 is too small.*capacity >= \d+"):
+        layer.apply(PARAMS, inputs)
+    unchecked = _layer(capacity=2)
+    _, _, record = unchecked.apply(PARAMS, inputs)
+    assert bool(record.overflow)  # flagged, not silent
+    # Under jit the same check goes through checkify.
+    jitted = checkify.checkify(jax.jit(lambda p, s: layer.apply(p, s)[1]))
+    error, _ = jitted(PARAMS, inputs)
+    with pytest.raises(checkify.JaxRuntimeError, match="more output spikes than capacity"):
+        error.throw()
+
+
+def test_recurrent_layer_matches_reference():
+    with jax.enable_x64(True):
+        layer = RecurrentLIF(SIZE, capacity=CAPACITY, t_max=T_MAX, t_ref=1e-3, gradient="analytic")
+        _, params = layer.init(jax.random.PRNGKey(2), (N_IN,))
+        params = {"weights": jnp.asarray(params["weights"], jnp.float64) + 2.0,
+                  "recurrent_weights": jnp.asarray(params["recurrent_weights"], jnp.float64)}
+        reference = properties.event_reference(NEURON, T_MAX, recurrent_key="recurrent_weights")
+        properties.check_matches_reference(layer, params, _inputs(6, dtype=jnp.float64), reference,
+                                           rtol=0, atol=1e-9 * T_MAX)
+
+
+def test_li_readouts_match_reference(x64):
+    times = np.linspace(0.0, T_MAX, 64)
+    max_layer = LI(2, t_max=T_MAX, readout="max")
+    times_layer = LI(2, t_max=T_MAX, readout="times", times=times)
+    shape, params = times_layer.init(jax.random.PRNGKey(0), (N_IN,))
+    assert shape == (64, 2) and max_layer.init(jax.random.PRNGKey(0), (N_IN,))[0] == (2,)
+    params = {"weights": jnp.asarray([[1.0, -2.0], [0.5, 1.5], [-1.0, 3.0]])}
+    inputs = _inputs(7, dtype=jnp.float64)
+    never = LIFParameters(v_th=1e9)  # the reference without threshold
+    args = (np.asarray(params["weights"]), np.asarray(inputs.time), np.asarray(inputs.idx), never)
+    _, trace, _ = times_layer.apply(params, inputs)
+    want = np.stack([event_state_at(*args, t)[0] for t in times])
+    np.testing.assert_allclose(trace, want, atol=1e-12)
+    # Exact maximum >= every sampled value and attained (fine grid within 1e-9).
+    _, vmax, _ = max_layer.apply(params, inputs)
+    fine = np.linspace(0.0, T_MAX, 20001)
+    fine_trace = LI(2, t_max=T_MAX, readout="times", times=fine).apply(params, inputs)[1]
+    assert np.all(np.asarray(vmax) >= np.max(np.asarray(fine_trace), axis=0) - 1e-15)
+    np.testing.assert_allclose(vmax, np.max(np.asarray(fine_trace), axis=0), atol=1e-7)
+    # Differentiable by plain autodiff (finite differences, rtol 1e-6).
+    def objective(w):
+        return jnp.sum(max_layer.apply({"weights": w}, inputs)[1])
+    grad = jax.grad(objective)(params["weights"])
+    e = jnp.zeros((N_IN, 2)).at[1, 1].set(1e-6)
+    fd = (objective(params["weights"] + e) - objective(params["weights"] - e)) / 2e-6
+    np.testing.assert_allclose(grad[1, 1], fd, rtol=1e-6)
+
+
+def test_converters_roundtrip_in_serial():
+    net = serial(ToDense(N_IN, dt=1e-3, n_steps=50), ToSpikes(dt=1e-3, capacity=SLOTS))
+    shape, params = net.init(jax.random.PRNGKey(0), (N_IN,))
+    assert shape == (N_IN,)
+    inputs = spikes_lib.from_lists([1e-3, 5e-3, 7e-3], [0, 2, 1], capacity=SLOTS)
+    _, out, _ = net.apply(params, inputs)
+    np.testing.assert_allclose(out.time[:3], [1e-3, 5e-3, 7e-3], rtol=1e-6)
+    np.testing.assert_array_equal(out.idx[:3], [0, 2, 1])
+    dense_shape, _ = ToDense(N_IN, dt=1e-3, n_steps=50).init(jax.random.PRNGKey(0), (N_IN,))
+    assert dense_shape == (50, N_IN)
+
+
+def test_external_requires_eventprop():
+    with pytest.raises(ValueError, match="external spikes.*eventprop"):
+        LAYER.apply(PARAMS, _inputs(0), external=_inputs(1))
+
+
+def test_eventprop_dispatch_matches_analytic_forward():
+    pytest.importorskip("jaxsnn.event.eventprop")
+    layer = _layer(gradient="eventprop")
+    inputs = _inputs(8)
+    _, analytic, _ = LAYER.apply(PARAMS, inputs)
+    _, adjoint, _ = layer.apply(PARAMS, inputs)
+    np.testing.assert_array_equal(adjoint.idx, analytic.idx)
+    np.testing.assert_allclose(adjoint.time, analytic.time, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "factory,kwargs,match",
+    [
+        (LIF, dict(capacity=0), "capacity must be >= 1"),
+        (LIF, dict(tau_syn=0.0), "tau_syn"),
+        (LIF, dict(tau_mem=-1e-3), "tau_mem"),
+        (LIF, dict(v_th=0.0, v_reset=0.5), "v_th must be > v_reset"),
+        (LIF, dict(t_max=-1.0), "t_max"),
+        (LIF, dict(kernel="euler"), "kernel must be one of"),
+        (LIF, dict(gradient="surrogate"), "gradient must be one of"),
+        (LI, dict(readout="mean"), "readout must be one of"),
+        (LI, dict(readout="times"), "needs times"),
+        (LI, dict(readout="times", times=[0.0, 1.0]), "within"),
+    ],
+)
+def test_constructor_errors(factory, kwargs, match):
+    options = dict(t_max=T_MAX) if factory is LI else dict(capacity=4, t_max=T_MAX)
+    options.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        factory(3, **options)
+
+
+def test_apply_errors_name_the_problem():
+    with pytest.raises(ValueError, match="n_neurons"):
+        LAYER.apply(PARAMS, spikes_lib.from_lists([1e-3], [3], capacity=SLOTS))  # idx out of range
+    with pytest.raises(ValueError, match="not sorted"):
+        LAYER.apply(PARAMS, spikes_lib.Spikes(jnp.asarray([2e-3, 1e-3]), jnp.asarray([0, 1], jnp.int32)))
+    with pytest.raises(ValueError, match="cannot take input shape"):
+        serial(LAYER).init(jax.random.PRNGKey(0), (8, N_IN))

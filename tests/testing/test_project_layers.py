@@ -1,0 +1,209 @@
+"""The toolkit's checks applied to the project's own layers (jaxsnn.discrete and jaxsnn.event).
+
+Every layer is compared with the float64 reference and put through the generic properties.
+Neuron parameters are fixed per layer (module level) so each layer compiles once; hypothesis
+draws inputs and weights. Layers are wrapped in ``jax.jit`` except where eager behaviour is
+the point (jit vs eager, eager validation of unsorted input).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from jaxsnn import discrete, event
+from jaxsnn.event.neuron import LIFParameters
+from jaxsnn.spikes import Spikes
+from jaxsnn.testing import properties as P
+from jaxsnn.testing import strategies as S
+from jaxsnn.types import Layer
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _float64():
+    # Exactness is asserted in float64: spike times within default_rtol (1e-6) of the window.
+    with jax.enable_x64(True):
+        yield
+
+
+def jitted(layer):
+    run = jax.jit(lambda params, inputs, carry: layer.apply(params, inputs, carry=carry))
+    return Layer(layer.init, lambda params, inputs, external=None, carry=None: run(params, inputs, carry))
+
+
+# ----------------------------------------------------------------------------- discrete
+T, N_IN, SIZE = 16, 3, 3
+DISCRETE_CONFIGS = {
+    "subtract_leak": dict(tau_syn=5e-3, tau_mem=1e-2, dt=1e-3, v_th=1.0, v_reset=-0.2, v_leak=0.1, reset="subtract"),
+    "hard_equal_taus": dict(tau_syn=5e-3, tau_mem=5e-3, dt=1e-3, v_th=0.8, v_reset=0.3, v_leak=-0.1, reset="hard"),
+}
+
+
+def _discrete_layers(name):
+    kwargs = DISCRETE_CONFIGS[name]
+    return {
+        "LIF": jitted(discrete.LIF(SIZE, **kwargs, dtype=jnp.float64)),
+        "RecurrentLIF": jitted(discrete.RecurrentLIF(SIZE, **kwargs, dtype=jnp.float64)),
+        "LI": jitted(discrete.LI(SIZE, **{k: kwargs[k] for k in ("tau_syn", "tau_mem", "dt", "v_leak")},
+                                 dtype=jnp.float64)),
+    }
+
+
+DISCRETE_LAYERS = {name: _discrete_layers(name) for name in DISCRETE_CONFIGS}
+DENSE = S.dense_inputs(T, N_IN, dtype=np.float64)
+DISCRETE_WEIGHTS = S.weights((N_IN, SIZE), low=-2.0, high=8.0)
+
+
+def _discrete_reference(kind, name):
+    kwargs = DISCRETE_CONFIGS[name]
+    if kind == "LI":
+        li = {k: kwargs[k] for k in ("tau_syn", "tau_mem", "dt", "v_leak")}
+        return P.discrete_reference(output="v", readout=True, **li)
+    recurrent = "recurrent_weight" if kind == "RecurrentLIF" else None
+    return P.discrete_reference(output="spikes", recurrent_key=recurrent, **kwargs)
+
+
+def _discrete_params(kind, w, rng_seed=0):
+    params = {"weight": jnp.asarray(w)}
+    if kind == "RecurrentLIF":
+        params["recurrent_weight"] = jnp.asarray(np.random.default_rng(rng_seed).normal(0, 1.0, (SIZE, SIZE)))
+    return params
+
+
+@pytest.mark.parametrize("name", sorted(DISCRETE_CONFIGS))
+@pytest.mark.parametrize("kind", ["LIF", "RecurrentLIF", "LI"])
+def test_discrete_layers_match_reference_and_chunking(kind, name):
+    layer = DISCRETE_LAYERS[name][kind]
+
+    @given(x=DENSE, w=DISCRETE_WEIGHTS, split=st.integers(1, T - 1))
+    def run(x, w, split):
+        params = _discrete_params(kind, w)
+        # Spikes are compared exactly (0/1); LI membranes within rtol 1e-6 of their largest value.
+        P.check_matches_reference(layer, params, x, _discrete_reference(kind, name))
+        P.check_chunked_equals_whole(layer, params, x, split)
+        P.check_causality(layer, params, x, split)
+        P.check_time_shift(layer, params, x, split)
+
+    run()
+
+
+@pytest.mark.parametrize("name", sorted(DISCRETE_CONFIGS))
+def test_discrete_lif_structural_properties(name):
+    layer = DISCRETE_LAYERS[name]["LIF"]
+
+    @given(x=DENSE, w=DISCRETE_WEIGHTS)
+    def run(x, w):
+        params = {"weight": jnp.asarray(w)}
+        P.check_first_spike_monotone(layer, params, x)
+        P.check_simultaneous_order(layer, params, x)
+        P.check_no_input_no_spike(layer, params, x)
+
+    run()
+    x = np.random.default_rng(1).integers(0, 2, (4, T, N_IN)).astype(np.float64)
+    params = {"weight": jnp.asarray(np.random.default_rng(2).uniform(-1, 6, (N_IN, SIZE)))}
+    P.check_vmap_equals_loop(layer, params, jnp.asarray(x))
+    P.check_jit_equals_eager(discrete.LIF(SIZE, **DISCRETE_CONFIGS[name], dtype=jnp.float64), params, x[0])
+
+
+def test_discrete_li_rest_and_exact_gradients():
+    kwargs = DISCRETE_CONFIGS["subtract_leak"]
+    layer = DISCRETE_LAYERS["subtract_leak"]["LI"]
+    params = {"weight": jnp.asarray(np.random.default_rng(3).normal(0, 1, (N_IN, SIZE)))}
+    x = np.random.default_rng(4).integers(0, 2, (T, N_IN)).astype(np.float64)
+    P.check_no_input_no_spike(layer, params, x, rest_value=kwargs["v_leak"])
+    # The LI readout is linear in its weights: its gradient must equal central differences (rtol 1e-4).
+    report = P.check_gradients(layer, params, x, min_checked=5)
+    assert report.skipped == 0
+
+
+# ----------------------------------------------------------------------------- event
+T_MAX = 8.0
+IN_CAP, OUT_CAP = 6, 24
+EVENT_CONFIGS = {
+    # ratio 2 (quadratic kernel), leak, reset below rest, refractory; analytic gradients
+    "quadratic": (LIFParameters(tau_syn=1.0, tau_mem=2.0, v_th=1.0, v_reset=-0.2, v_leak=0.1, t_ref=0.1), "analytic"),
+    # arbitrary ratio (root solver), reset above rest; EventProp gradients
+    "root": (LIFParameters(tau_syn=1.0, tau_mem=1.5, v_th=1.0, v_reset=0.3, v_leak=0.0, t_ref=0.0), "eventprop"),
+    # ratio 1 (Lambert W)
+    "lambertw": (LIFParameters(tau_syn=1.0, tau_mem=1.0, v_th=1.0, v_reset=0.0, v_leak=-0.1, t_ref=0.0), "analytic"),
+}
+EVENT_INPUTS = S.spikes(N_IN, IN_CAP, 4.0, capacity=IN_CAP, min_events=1, dtype=jnp.float64)
+EVENT_WEIGHTS = S.weights((N_IN, SIZE), low=-1.0, high=4.0, ties=True)
+
+
+def _event_layer(name, t_max=T_MAX, recurrent=False):
+    neuron, gradient = EVENT_CONFIGS[name]
+    factory = event.RecurrentLIF if recurrent else event.LIF
+    return factory(SIZE, **neuron._asdict(), capacity=OUT_CAP, t_max=t_max, gradient=gradient)
+
+
+EVENT_LAYERS = {name: jitted(_event_layer(name)) for name in EVENT_CONFIGS}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(EVENT_CONFIGS))
+def test_event_lif_matches_reference_and_properties(name):
+    layer = EVENT_LAYERS[name]
+    neuron, _ = EVENT_CONFIGS[name]
+
+    @given(inputs=EVENT_INPUTS, w=EVENT_WEIGHTS, split=st.floats(0.0, 4.0), shift=st.floats(0.0, 2.0),
+           seed=st.integers(0, 3))
+    def run(inputs, w, split, shift, seed):
+        params = {"weights": jnp.asarray(w)}
+        P.check_matches_reference(layer, params, inputs, P.event_reference(neuron, T_MAX))
+        P.check_causality(layer, params, inputs, split)
+        P.check_time_shift(layer, params, inputs, shift, t_max=T_MAX)
+        P.check_simultaneous_order(layer, params, inputs, seed=seed)
+        P.check_first_spike_monotone(layer, params, inputs, n_neurons=SIZE)
+        P.check_no_input_no_spike(layer, params, inputs)
+
+    run()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["quadratic", "root"])
+def test_event_lif_gradients_match_finite_differences(name):
+    layer = EVENT_LAYERS[name]
+
+    @settings(max_examples=max(2, settings.default.max_examples // 3))
+    @given(inputs=EVENT_INPUTS, w=S.weights((N_IN, SIZE), low=0.5, high=4.0))
+    def run(inputs, w):
+        P.check_gradients(layer, {"weights": jnp.asarray(w)}, inputs, max_coordinates=4)
+
+    run()
+    silent = Spikes(jnp.array([0.5, jnp.inf]), jnp.array([0, -1], jnp.int32))
+    P.check_finite_gradients_without_spikes(layer, {"weights": jnp.full((N_IN, SIZE), 0.1)}, silent)
+
+
+@pytest.mark.slow
+def test_event_lif_chunked_vmap_jit_and_unsorted():
+    name, split = "quadratic", 3.0
+    first, second = jitted(_event_layer(name, t_max=split)), jitted(_event_layer(name, t_max=T_MAX - split))
+    rng = np.random.default_rng(5)
+    params = {"weights": jnp.asarray(rng.uniform(0.0, 3.0, (N_IN, SIZE)))}
+    times = np.sort(rng.uniform(0, 6, (3, IN_CAP)), axis=1)
+    batch = Spikes(jnp.asarray(times), jnp.asarray(rng.integers(0, N_IN, (3, IN_CAP)), jnp.int32))
+    sample = Spikes(batch.time[0], batch.idx[0])
+    P.check_chunked_equals_whole(first, params, sample, split, second_layer=second, whole_layer=EVENT_LAYERS[name])
+    P.check_vmap_equals_loop(EVENT_LAYERS[name], params, batch)
+    eager = _event_layer(name)
+    P.check_jit_equals_eager(eager, params, sample)
+    assert P.check_unsorted_inputs(eager, params, sample) is True  # rejected eagerly
+
+
+@pytest.mark.slow
+def test_event_recurrent_lif_matches_reference():
+    neuron, _ = EVENT_CONFIGS["lambertw"]
+    layer = jitted(_event_layer("lambertw", recurrent=True))
+
+    @given(inputs=EVENT_INPUTS, w=EVENT_WEIGHTS, w_rec=S.weights((SIZE, SIZE), low=-1.0, high=1.0))
+    def run(inputs, w, w_rec):
+        params = {"weights": jnp.asarray(w), "recurrent_weights": jnp.asarray(w_rec)}
+        P.check_matches_reference(layer, params, inputs,
+                                  P.event_reference(neuron, T_MAX, recurrent_key="recurrent_weights"))
+
+    run()
