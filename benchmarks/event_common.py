@@ -32,6 +32,8 @@ def parse_args(description: str):
     ap.add_argument("--tiny", action="store_true", help="tiny sizes, jaxsnn and upstream")
     ap.add_argument("--only-jaxsnn", action="store_true", help="skip upstream (no venv needed)")
     ap.add_argument("--results", default=str(BENCH_DIR / "results"))
+    ap.add_argument("--kernel", default="auto",
+                    help="jaxsnn next-spike kernel (auto, quadratic, root); upstream: analytic")
     ap.add_argument("--final", action="store_true", help="mark results as final")
     return ap.parse_args()
 
@@ -53,7 +55,8 @@ def run_pair(workload: str, cfg: Dict[str, Any], args, libs=LIBS) -> Dict[str, A
     for lib in libs:
         runner.LIBRARIES.setdefault(f"event:{lib}", {
             "worker": WORKER[lib], "venv": None if lib == "jaxsnn" else "jaxsnn-0.3.0"})
-        wcfg = dict(cfg, **capacities(cfg, lib), out=str(tmp / f"{lib}.npz"))
+        wcfg = dict(cfg, **capacities(cfg, lib), out=str(tmp / f"{lib}.npz"),
+                    kernel=getattr(args, "kernel", "auto"))
         res = runner.run_worker(f"event:{lib}", workload, wcfg, args.timeout)
         res["npz"] = wcfg["out"]
         out[lib] = res
@@ -110,6 +113,7 @@ def header(workload: str, args) -> Dict[str, Any]:
         "machine": harness.machine_info(),
         "load_average_start": harness.load_average(),
         "neuron": harness.EVENT_DEFAULTS,
+        "jaxsnn_kernel": args.kernel,
         "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

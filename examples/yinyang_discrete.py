@@ -25,7 +25,7 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List
 
 import jax
 import jax.numpy as jnp
@@ -41,26 +41,41 @@ REPO = Path(__file__).resolve().parents[1]
 
 def parse_args(argv: List[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, default=5, help="number of seeds (trained in parallel)")
+    parser.add_argument(
+        "--seeds", type=int, default=5, help="number of seeds (trained in parallel)"
+    )
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--lr", type=float, default=5e-3, help="peak Adam learning rate")
-    parser.add_argument("--lr-end", type=float, default=0.02, help="final lr as a fraction of the peak (cosine decay)")
+    parser.add_argument(
+        "--lr-end",
+        type=float,
+        default=0.02,
+        help="final lr as a fraction of the peak (cosine decay)",
+    )
     parser.add_argument("--hidden", type=int, default=120)
     parser.add_argument("--encoding", choices=("latency", "current"), default="latency")
     parser.add_argument("--steps", type=int, default=100, help="time steps per sample")
     parser.add_argument("--dt", type=float, default=5e-4, help="time step [s]")
-    parser.add_argument("--t-max", type=float, default=2.5e-2, help="latest input spike time [s] (latency)")
+    parser.add_argument(
+        "--t-max", type=float, default=2.5e-2, help="latest input spike time [s] (latency)"
+    )
     parser.add_argument("--tau-syn", type=float, default=5e-3)
     parser.add_argument("--tau-mem", type=float, default=1e-2)
     parser.add_argument("--hidden-scale", type=float, default=6.0, help="hidden weight init scale")
     parser.add_argument("--hidden-mean", type=float, default=0.0, help="hidden weight init mean")
-    parser.add_argument("--readout-scale", type=float, default=2.0, help="readout weight init scale")
-    parser.add_argument("--unroll", type=int, default=1, help="time steps per scan iteration (speed only)")
+    parser.add_argument(
+        "--readout-scale", type=float, default=2.0, help="readout weight init scale"
+    )
+    parser.add_argument(
+        "--unroll", type=int, default=1, help="time steps per scan iteration (speed only)"
+    )
     parser.add_argument("--readout-mean", type=float, default=0.1, help="readout weight init mean")
     parser.add_argument("--surrogate-slope", type=float, default=10.0)
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "yinyang_discrete.json")
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "benchmarks" / "results" / "yinyang_discrete.json"
+    )
     parser.add_argument("--figures", type=Path, default=REPO / "examples" / "figures")
     parser.add_argument("--no-save", action="store_true", help="write neither JSON nor figures")
     parser.add_argument("--no-progress", action="store_true", help="disable the tqdm progress bar")
@@ -155,7 +170,9 @@ def main(argv: List[str]) -> Dict[str, Any]:
         epochs = progress
     for epoch in epochs:
         epoch_keys = jax.vmap(lambda k: jax.random.fold_in(k, epoch))(shuffle_keys)
-        params, opt_state, ep_loss, ep_rate, val_acc, test_acc = epoch_fn(params, opt_state, epoch_keys)
+        params, opt_state, ep_loss, ep_rate, val_acc, test_acc = epoch_fn(
+            params, opt_state, epoch_keys
+        )
         for name, value in zip(history, (ep_loss, ep_rate, val_acc, test_acc)):
             history[name].append(np.asarray(value, np.float64))
         if progress is not None:
@@ -219,8 +236,12 @@ def save_figures(args, net, params, history, test_x, test_y) -> None:
     for seed in range(history["loss"].shape[1]):
         ax_loss.plot(epochs, history["loss"][:, seed], lw=0.8)
         ax_acc.plot(epochs, 100 * history["test_acc"][:, seed], lw=0.8)
-    ax_loss.set(xlabel="epoch", ylabel="training loss", yscale="log", title="max-membrane cross-entropy")
-    ax_acc.set(xlabel="epoch", ylabel="test accuracy [%]", ylim=(60, 100), title="Yin-Yang test split")
+    ax_loss.set(
+        xlabel="epoch", ylabel="training loss", yscale="log", title="max-membrane cross-entropy"
+    )
+    ax_acc.set(
+        xlabel="epoch", ylabel="test accuracy [%]", ylim=(60, 100), title="Yin-Yang test split"
+    )
     ax_acc.axhline(97, color="gray", ls="--", lw=0.8)
     fig.tight_layout()
     fig.savefig(args.figures / "yinyang_discrete_training.png", dpi=100)
@@ -237,7 +258,9 @@ def save_figures(args, net, params, history, test_x, test_y) -> None:
         axes[0, column].scatter(time_ms[steps], neurons, s=2, c="k", marker="|")
         inputs_t, inputs_j = np.nonzero(np.asarray(test_x[index]))
         axes[0, column].scatter(time_ms[inputs_t], -3 - 2 * inputs_j, s=8, c="tab:red", marker="|")
-        axes[0, column].set(title=f"test sample {index} (class {int(test_y[index])})", ylabel="hidden neuron")
+        axes[0, column].set(
+            title=f"test sample {index} (class {int(test_y[index])})", ylabel="hidden neuron"
+        )
         for k in range(3):
             axes[1, column].plot(time_ms, np.asarray(membrane[:, k]), label=f"readout {k}")
         axes[1, column].set(xlabel="time [ms]", ylabel="readout membrane")

@@ -44,7 +44,7 @@ class Config(NamedTuple):
     """Everything that defines one training run (all times in seconds)."""
 
     seeds: int = 5
-    epochs: int = 15
+    epochs: int = 8
     batch_size: int = 64
     hidden: int = 120
     tau_syn: float = 5e-3

@@ -66,8 +66,8 @@ class Config(NamedTuple):
     t_max: float = 3e-2
     hidden_capacity: int = 160
     output_capacity: int = 8
-    lr: float = 5e-3
-    lr_decay: float = 0.7
+    lr: float = 3e-3
+    lr_decay: float = 0.85
     temperature: float = 2e-3
     early_weight: float = 0.01
     hidden_mean: float = 1.0  # of the logical (summed over copies) weight
@@ -154,6 +154,9 @@ def make_functions(config: Config, emulator: Emulator):
             (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
             finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree_util.tree_leaves(grads)]))
             updates, new_state = opt.update(grads, opt_state, params)
+            # the copies of an input line get the same gradient, so Adam moves their sum
+            # ``copies`` times as far: scale the input layer's steps back to the logical rate
+            updates = [jax.tree_util.tree_map(lambda u: u / config.copies, updates[0])] + list(updates[1:])
             new_params = optax.apply_updates(params, updates)
             # never apply a non-finite update: keep the parameters (and optimiser state) as they were
             params = jax.tree_util.tree_map(lambda new, old: jnp.where(finite, new, old), new_params, params)

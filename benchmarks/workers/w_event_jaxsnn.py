@@ -23,7 +23,8 @@ def build(workload, cfg):
     data = harness.event_data(cfg)
     hidden = cfg["hidden"]
     neuron = dict(tau_syn=p["tau_syn"], tau_mem=p["tau_mem"], v_th=p["v_th"],
-                  v_reset=p["v_reset"], t_max=p["t_max"], gradient="eventprop")
+                  v_reset=p["v_reset"], t_max=p["t_max"], gradient="eventprop",
+                  kernel=cfg.get("kernel", "auto"))
     _, apply = jaxsnn.serial(LIF(hidden, capacity=cfg["capacity_hidden"], **neuron),
                              LIF(3, capacity=cfg["capacity_output"], **neuron))
     params = [{"weights": jnp.asarray(data["w1"])}, {"weights": jnp.asarray(data["w2"])}]

@@ -18,7 +18,7 @@ Features = Union[int, Tuple[int, ...]]
 
 
 def real_scalar(name: str, value: Any) -> float:
-    """Return ``value`` as a Python float, raising ``TypeError``/``ValueError`` for non-finite numbers."""
+    """Return ``value`` as a float (``TypeError``: not a real number, ``ValueError``: not finite)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         if not (isinstance(value, (np.ndarray, np.generic)) and np.ndim(value) == 0):
             raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
@@ -64,7 +64,9 @@ def input_shape_tuple(label: str, input_shape: Any, min_ndim: int, layout: str) 
     try:
         shape = tuple(int(s) for s in input_shape)
     except TypeError:
-        raise TypeError(f"{label}: input_shape must be a tuple of ints {layout}, got {input_shape!r}") from None
+        raise TypeError(
+            f"{label}: input_shape must be a tuple of ints {layout}, got {input_shape!r}"
+        ) from None
     if len(shape) < min_ndim:
         raise ValueError(f"{label} takes {layout} inputs, got input shape {shape}")
     if any(s <= 0 for s in shape[1:]):
@@ -113,13 +115,15 @@ def init_weight(
     """Run ``init`` and check the result's shape and dtype."""
     weight = jnp.asarray(init(key, shape, dtype))
     if weight.shape != tuple(shape):
-        raise ValueError(f"{label}: weight_init returned shape {weight.shape}, expected {tuple(shape)}")
+        raise ValueError(
+            f"{label}: weight_init returned shape {weight.shape}, expected {tuple(shape)}"
+        )
     check_float_dtype(f"{label} weight", weight)
     return weight
 
 
 def check_inputs(label: str, inputs: Any, features: Tuple[int, ...]) -> Array:
-    """Validate a per-sample input ``(time, *features)``: float dtype, ndim, feature sizes, finite."""
+    """Validate a per-sample input ``(time, *features)``: float dtype, ndim, sizes, finiteness."""
     if not hasattr(inputs, "shape") or not hasattr(inputs, "dtype"):
         raise TypeError(f"{label}: inputs must be an array, got {type(inputs).__name__}")
     check_float_dtype(f"{label}: inputs", inputs)
@@ -140,25 +144,10 @@ def check_inputs(label: str, inputs: Any, features: Tuple[int, ...]) -> Array:
     return inputs
 
 
-def check_params_finite(label: str, params: Any) -> None:
-    """Raise ``ValueError`` if concrete parameters hold NaN/inf."""
-    check_finite(f"{label}: params", params)
-
-
 def check_no_external(label: str, external: Any) -> None:
-    """Discrete layers take no injected data."""
+    """Raise ``ValueError`` unless ``external`` is ``None`` (discrete layers take no injected data)."""
     if external is not None:
-        raise ValueError(f"{label} takes no external data (external must be None), got {type(external).__name__}")
-
-
-def check_param_array(label: str, params: Any, key: str, shape: Tuple[int, ...]) -> Array:
-    """Fetch ``params[key]`` and check its shape and dtype."""
-    if not isinstance(params, dict) or key not in params:
-        raise ValueError(f"{label}: params must be a dict with key {key!r}, got {params!r:.80}")
-    value = params[key]
-    check_float_dtype(f"{label}: params[{key!r}]", value)
-    if tuple(jnp.shape(value)) != tuple(shape):
         raise ValueError(
-            f"{label}: params[{key!r}] has shape {tuple(jnp.shape(value))}, expected {tuple(shape)}"
+            f"{label} takes no external data (external must be None), "
+            f"got {type(external).__name__}"
         )
-    return value

@@ -41,7 +41,10 @@ def _pair(name: str, value: Union[int, Sequence[int]]) -> Tuple[int, int]:
 def _padding(padding: Any) -> Any:
     if isinstance(padding, str):
         if padding.upper() not in ("SAME", "VALID", "SAME_LOWER"):
-            raise ValueError(f"padding must be 'SAME', 'VALID', 'SAME_LOWER' or ((lo, hi), (lo, hi)), got {padding!r}")
+            raise ValueError(
+                "padding must be 'SAME', 'VALID', 'SAME_LOWER' or ((lo, hi), (lo, hi)), "
+                f"got {padding!r}"
+            )
         return padding.upper()
     try:
         pairs = tuple((int(lo), int(hi)) for lo, hi in padding)
@@ -50,7 +53,9 @@ def _padding(padding: Any) -> Any:
             f"padding must be 'SAME', 'VALID' or ((lo, hi), (lo, hi)), got {padding!r}"
         ) from None
     if len(pairs) != 2:
-        raise ValueError(f"explicit padding needs one (lo, hi) pair per spatial dimension, got {padding!r}")
+        raise ValueError(
+            f"explicit padding needs one (lo, hi) pair per spatial dimension, got {padding!r}"
+        )
     return pairs
 
 
@@ -87,7 +92,8 @@ def Conv(
 
     Returns:
         A stateless ``Layer``: params ``{"weight": (kh, kw, C_in, C_out)[, "bias": (C_out,)]}``;
-        ``apply(params, inputs (time, H, W, C_in))`` returns ``(None, (time, H', W', C_out), None)``.
+        ``apply(params, inputs (time, H, W, C_in))`` returns
+        ``(None, (time, H', W', C_out), None)``.
 
     Raises:
         ValueError: bad sizes/padding; at ``init`` an input shape that is not
@@ -122,10 +128,13 @@ def Conv(
                 jax.ShapeDtypeStruct(weight_shape, param_dtype),
             )
         except (TypeError, ValueError) as error:
-            raise ValueError(f"{label}: kernel {kernel} cannot be applied to input {shape}: {error}") from None
+            raise ValueError(
+                f"{label}: kernel {kernel} cannot be applied to input {shape}: {error}"
+            ) from None
         if any(s <= 0 for s in out.shape):
             raise ValueError(
-                f"{label}: kernel {kernel} with padding {pad!r} is larger than the input {shape[1:3]}"
+                f"{label}: kernel {kernel} with padding {pad!r} is larger than the input "
+                f"{shape[1:3]}"
             )
         key_w, key_b = jax.random.split(rng)
         params = {"weight": init_weight(label, key_w, weight_shape, param_dtype, w_init)}
@@ -148,7 +157,11 @@ def Conv(
             )
         weight = params["weight"]
         check_float_dtype(f"{label}: params['weight']", weight)
-        if tuple(jnp.shape(weight)[:2]) != kernel or jnp.ndim(weight) != 4 or jnp.shape(weight)[3] != out_channels:
+        if (
+            tuple(jnp.shape(weight)[:2]) != kernel
+            or jnp.ndim(weight) != 4
+            or jnp.shape(weight)[3] != out_channels
+        ):
             raise ValueError(
                 f"{label}: params['weight'] has shape {tuple(jnp.shape(weight))}, expected "
                 f"({kernel[0]}, {kernel[1]}, C_in, {out_channels})"
@@ -156,7 +169,8 @@ def Conv(
         check_finite(f"{label}: params", params)
         if not hasattr(inputs, "shape") or len(inputs.shape) != 4:
             raise ValueError(
-                f"{label}: inputs must be 4-dimensional (time, height, width, channels) per sample, "
+                f"{label}: inputs must be 4-dimensional (time, height, width, channels) "
+                "per sample, "
                 f"got shape {tuple(getattr(inputs, 'shape', ()))}; batch with jax.vmap"
             )
         inputs = check_inputs(label, inputs, tuple(inputs.shape[1:3]) + (jnp.shape(weight)[2],))

@@ -292,8 +292,18 @@ def _check_backward(backward: str) -> str:
 
 
 def _make_config(
-    tau_syn, tau_mem, dt, v_th, v_reset, v_leak, reset, surrogate, record_membrane, unroll,
-    *, spiking: bool = True,
+    tau_syn,
+    tau_mem,
+    dt,
+    v_th,
+    v_reset,
+    v_leak,
+    reset,
+    surrogate,
+    record_membrane,
+    unroll,
+    *,
+    spiking: bool = True,
 ) -> _Config:
     a_syn, a_mem = decay_factors(tau_syn, tau_mem, dt)
     v_th = real_scalar("v_th", v_th)
@@ -320,7 +330,9 @@ def _rest_state(config: _Config, features: Tuple[int, ...], dtype: Any) -> Tuple
     return jnp.full(features, config.v_leak, dtype), jnp.zeros(features, dtype)
 
 
-def _check_carry(label: str, carry: Any, features: Tuple[int, ...], n_fields: int) -> Tuple[Array, ...]:
+def _check_carry(
+    label: str, carry: Any, features: Tuple[int, ...], n_fields: int
+) -> Tuple[Array, ...]:
     if not isinstance(carry, tuple) or len(carry) != n_fields:
         expected = "(v, current)" if n_fields == 2 else "(v, current, spikes)"
         raise ValueError(
@@ -361,7 +373,9 @@ def _layer_init(label: str, features: Tuple[int, ...], projection: _Projection):
                 label, rng, (shape[1], features[0]), projection.dtype, projection.init
             )
             return (shape[0],) + features, {"weight": weight}
-        shape = input_shape_tuple(label, input_shape, 1 + len(features), f"(time, {', '.join(map(str, features))})")
+        shape = input_shape_tuple(
+            label, input_shape, 1 + len(features), f"(time, {', '.join(map(str, features))})"
+        )
         if shape[1:] != features:
             raise ValueError(
                 f"{label} with project=False has no weights, so its input features must equal its "
@@ -376,7 +390,9 @@ def _layer_init(label: str, features: Tuple[int, ...], projection: _Projection):
 def _checked_weight(label: str, params: Any, inputs: Any, features: Tuple[int, ...], project: bool):
     """Validate ``params``/``inputs``; return the input weight (``None`` without projection)."""
     if not isinstance(params, dict):
-        raise TypeError(f"{label}: params must be the dict returned by init, got {type(params).__name__}")
+        raise TypeError(
+            f"{label}: params must be the dict returned by init, got {type(params).__name__}"
+        )
     if project:
         if "weight" not in params:
             raise ValueError(f"{label}: params has no 'weight' (was it built with project=False?)")
@@ -451,7 +467,9 @@ def _recurrent_core(config: _Config, weight, w_rec, inputs, carry):
         trace = v if config.record_membrane else None
         return (v, current, z), (z, trace)
 
-    (v_last, i_last, z_last), (spikes, trace) = lax.scan(body, (v0, i0, z0), drive, unroll=config.unroll)
+    (v_last, i_last, z_last), (spikes, trace) = lax.scan(
+        body, (v0, i0, z0), drive, unroll=config.unroll
+    )
     return RecurrentLIFState(v_last, i_last, z_last), spikes, LIFRecording(spikes, trace)
 
 
@@ -520,7 +538,9 @@ def LIF(
     backward = _check_backward(backward)
     label = f"LIF({format_size(features)})"
     projection = _Projection(
-        bool(project), make_weight_init(weight_init, weight_scale, weight_mean), default_dtype(dtype)
+        bool(project),
+        make_weight_init(weight_init, weight_scale, weight_mean),
+        default_dtype(dtype),
     )
 
     def apply(params, inputs, external=None, carry=None):
@@ -566,12 +586,23 @@ def LI(
     if project and len(features) != 1:
         raise ValueError(f"size must be an int with project=True, got {size!r}")
     config = _make_config(
-        tau_syn, tau_mem, dt, 1.0, 0.0, v_leak, "subtract", "heaviside", False, unroll,
+        tau_syn,
+        tau_mem,
+        dt,
+        1.0,
+        0.0,
+        v_leak,
+        "subtract",
+        "heaviside",
+        False,
+        unroll,
         spiking=False,
     )
     label = f"LI({format_size(features)})"
     projection = _Projection(
-        bool(project), make_weight_init(weight_init, weight_scale, weight_mean), default_dtype(dtype)
+        bool(project),
+        make_weight_init(weight_init, weight_scale, weight_mean),
+        default_dtype(dtype),
     )
 
     def apply(params, inputs, external=None, carry=None):
@@ -636,7 +667,9 @@ def RecurrentLIF(
     )
     label = f"RecurrentLIF({features[0]})"
     projection = _Projection(
-        bool(project), make_weight_init(weight_init, weight_scale, weight_mean), default_dtype(dtype)
+        bool(project),
+        make_weight_init(weight_init, weight_scale, weight_mean),
+        default_dtype(dtype),
     )
     rec_init = make_weight_init(recurrent_init, recurrent_scale, recurrent_mean)
     base_init = _layer_init(label, features, projection)

@@ -94,7 +94,8 @@ def Dense(
         check_float_dtype(f"{label}: params['weight']", weight)
         if jnp.ndim(weight) != 2 or jnp.shape(weight)[1] != size:
             raise ValueError(
-                f"{label}: params['weight'] has shape {tuple(jnp.shape(weight))}, expected (n_in, {size})"
+                f"{label}: params['weight'] has shape {tuple(jnp.shape(weight))}, "
+                f"expected (n_in, {size})"
             )
         check_finite(f"{label}: params", params)
         inputs = check_inputs(label, inputs, (jnp.shape(weight)[0],))

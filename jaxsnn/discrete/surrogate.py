@@ -87,7 +87,10 @@ def triangle_derivative(x: Array, slope: float) -> Array:
 
 
 def arctan_derivative(x: Array, slope: float) -> Array:
-    """Derivative of ``1/2 + arctan(pi slope x / 2) / pi``: ``(slope/2) / (1 + (pi slope x / 2)^2)``."""
+    """Arctan surrogate ``(slope/2) / (1 + (pi slope x / 2)^2)``.
+
+    It is the derivative of the smooth step ``1/2 + arctan(pi slope x / 2) / pi``.
+    """
     return (0.5 * slope) / (1.0 + (0.5 * math.pi * slope * x) ** 2)
 
 
@@ -256,5 +259,6 @@ def get(surrogate: Union[str, SpikeFn], slope: Optional[float] = None) -> SpikeF
             )
         return surrogate
     raise TypeError(
-        f"surrogate must be a name ({', '.join(names())}) or a callable, got {type(surrogate).__name__}"
+        f"surrogate must be a name ({', '.join(names())}) or a callable, "
+        f"got {type(surrogate).__name__}"
     )

@@ -175,7 +175,7 @@ def _solve_root(u0, current0, theta, tau_mem, tau_syn, horizon):
         return (iteration < _MAX_ROOT_ITERATIONS) & jnp.any(exists & (jnp.abs(step) > tolerance))
 
     def body(carry):
-        iteration, lower, upper_, s, _ = carry
+        iteration, lower, upper_, s, previous_step = carry
         f = excess(s)
         slope = membrane_slope(s, u0, current0, tau_mem, tau_syn)
         below = f < 0
@@ -183,12 +183,15 @@ def _solve_root(u0, current0, theta, tau_mem, tau_syn, horizon):
         upper_ = jnp.where(below, upper_, s)
         safe_slope = jnp.where(slope > 0, slope, 1.0)
         newton = s - f / safe_slope
-        inside = (slope > 0) & (newton > lower) & (newton < upper_)
-        candidate = jnp.where(inside, newton, 0.5 * (lower + upper_))
-        # Newton steps that do not at least halve the bracket are replaced by bisection later
-        # only if they stall; the bracket shrinks monotonically either way.
-        step = jnp.where(f == 0, 0.0, candidate - s)
-        step = jnp.where(exists, step, 0.0)
+        # Newton is used while it stays inside the bracket and its steps at least halve
+        # (rtsafe); otherwise bisect. So the iteration cannot stall, and it converges
+        # quadratically once Newton takes over.
+        trusted = (
+            (slope > 0) & (newton > lower) & (newton < upper_)
+            & (jnp.abs(newton - s) <= 0.5 * jnp.abs(previous_step))
+        )
+        candidate = jnp.where(trusted, newton, 0.5 * (lower + upper_))
+        step = jnp.where(exists & (f != 0), candidate - s, 0.0)
         return iteration + 1, lower, upper_, jnp.where(f == 0, s, candidate), step
 
     initial = (jnp.asarray(0), jnp.zeros_like(start), upper, start, jnp.full_like(start, jnp.inf))

@@ -310,6 +310,7 @@ def RecurrentLIF(
     )
 
 
+@jax.jit
 def _li_max(weights, inputs: Spikes, neuron: LIFParameters, t_max, state: LIFState):
     """Exact maximum of ``v`` over ``[0, t_max]``: per inter-event interval, the larger of the
     interval's end values and, if it lies inside, the value at the interval's single extremum."""
@@ -341,6 +342,7 @@ def _li_max(weights, inputs: Spikes, neuron: LIFParameters, t_max, state: LIFSta
     return final, jnp.maximum(vmax, best)
 
 
+@jax.jit
 def _li_times(weights, inputs: Spikes, neuron: LIFParameters, state: LIFState, times):
     """Membrane at each query time by superposition (the LI neuron is linear)."""
     valid = inputs.idx >= 0

@@ -43,11 +43,15 @@ def test_conv_equals_stax_conv_per_time_step(stride, padding):
     # Time folded into the batch dimension equals convolving each step on its own.
     for t in range(5):
         want = stax_apply((params["weight"], params["bias"].reshape(1, 1, 1, 3)), x[t : t + 1])
-        np.testing.assert_allclose(np.asarray(out[t : t + 1]), np.asarray(want), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            np.asarray(out[t : t + 1]), np.asarray(want), rtol=1e-5, atol=1e-6
+        )
 
 
 def test_conv_lif_network_under_vmap_jit_grad():
-    net = jaxsnn.serial(Conv(2, 3, stride=2, weight_scale=4.0), LIF((3, 3, 2), **NEURON, project=False))
+    net = jaxsnn.serial(
+        Conv(2, 3, stride=2, weight_scale=4.0), LIF((3, 3, 2), **NEURON, project=False)
+    )
     shape, params = net.init(jax.random.PRNGKey(4), (8, 6, 6, 1))
     assert shape == (8, 3, 3, 2)
     assert net.init.layer_name == "serial(Conv(2, 3), LIF((3, 3, 2)))"
@@ -61,7 +65,10 @@ def test_conv_lif_network_under_vmap_jit_grad():
     assert float(value) == pytest.approx(single)
     assert float(value) > 0
     assert grads[0]["weight"].shape == (3, 3, 1, 2) and grads[1] == {}
-    assert bool(jnp.all(jnp.isfinite(grads[0]["weight"]))) and float(jnp.max(jnp.abs(grads[0]["weight"]))) > 0
+    assert (
+        bool(jnp.all(jnp.isfinite(grads[0]["weight"])))
+        and float(jnp.max(jnp.abs(grads[0]["weight"]))) > 0
+    )
 
 
 def test_conv_shape_errors():
@@ -94,7 +101,9 @@ def test_dense_errors():
     with pytest.raises(ValueError, match=r"Dense\(3\) takes \(time, features\)"):
         layer.init(jax.random.PRNGKey(0), (4, 2, 2))
     _, params = layer.init(jax.random.PRNGKey(0), (4, 2))
-    with pytest.raises(ValueError, match=r"inputs have features \(5,\) but the parameters expect \(2,\)"):
+    with pytest.raises(
+        ValueError, match=r"inputs have features \(5,\) but the parameters expect \(2,\)"
+    ):
         layer.apply(params, jnp.zeros((4, 5)))
     with pytest.raises(ValueError, match="must be 2-dimensional"):
         layer.apply(params, jnp.zeros((2, 4, 2)))

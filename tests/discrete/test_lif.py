@@ -32,7 +32,9 @@ def test_lif_matches_float64_reference(x64, reset, v_reset, v_leak):
     np.testing.assert_array_equal(np.asarray(spikes), want["spikes"])
     np.testing.assert_allclose(np.asarray(rec.v), want["v"], rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(np.asarray(state.v), want["v"][-1], rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(np.asarray(state.current), want["current"][-1], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        np.asarray(state.current), want["current"][-1], rtol=1e-12, atol=1e-12
+    )
     assert isinstance(rec, LIFRecording) and isinstance(state, LIFState)
 
 
@@ -41,20 +43,29 @@ def test_li_matches_float64_reference(x64):
     _, params = layer.init(jax.random.PRNGKey(2), (30, 5))
     x = _inputs(3, 30, 5)
     state, v, rec = layer.apply(params, x)
-    want = simulate_discrete(np.asarray(params["weight"]), np.asarray(x), **NEURON, v_leak=0.25, readout=True)
+    want = simulate_discrete(
+        np.asarray(params["weight"]), np.asarray(x), **NEURON, v_leak=0.25, readout=True
+    )
     np.testing.assert_allclose(np.asarray(v), want["v"], rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(np.asarray(rec.v), want["v"], rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(np.asarray(state.current), want["current"][-1], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        np.asarray(state.current), want["current"][-1], rtol=1e-12, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("reset", ["subtract", "hard"])
 def test_recurrent_lif_matches_float64_reference(x64, reset):
-    layer = RecurrentLIF(5, **NEURON, reset=reset, weight_scale=8.0, recurrent_scale=3.0, record_membrane=True)
+    layer = RecurrentLIF(
+        5, **NEURON, reset=reset, weight_scale=8.0, recurrent_scale=3.0, record_membrane=True
+    )
     _, params = layer.init(jax.random.PRNGKey(4), (40, 3))
     x = _inputs(5, 40, 3)
     state, spikes, rec = layer.apply(params, x)
     want = simulate_discrete(
-        np.asarray(params["weight"]), np.asarray(x), **NEURON, reset=reset,
+        np.asarray(params["weight"]),
+        np.asarray(x),
+        **NEURON,
+        reset=reset,
         recurrent_weights=np.asarray(params["recurrent_weight"]),
     )
     assert want["spikes"].sum() > 0
@@ -92,7 +103,8 @@ def test_two_chunks_equal_one_window_exactly(x64, layer):
 
 def test_chunking_through_serial(x64):
     net = jaxsnn.serial(
-        LIF(5, **NEURON, weight_scale=8.0), jaxsnn.serial(RecurrentLIF(4, **NEURON, weight_scale=6.0), LI(2, **NEURON))
+        LIF(5, **NEURON, weight_scale=8.0),
+        jaxsnn.serial(RecurrentLIF(4, **NEURON, weight_scale=6.0), LI(2, **NEURON)),
     )
     _, params = net.init(jax.random.PRNGKey(8), (20, 3))
     x = _inputs(9, 20, 3)
@@ -100,7 +112,9 @@ def test_chunking_through_serial(x64):
     carry_1, out_1, _ = net.apply(params, x[:10])
     carry_2, out_2, _ = net.apply(params, x[10:], carry=carry_1)
     np.testing.assert_array_equal(np.concatenate([out_1, out_2]), np.asarray(out_all))
-    jax.tree_util.tree_map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), carry_2, carry_all)
+    jax.tree_util.tree_map(
+        lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), carry_2, carry_all
+    )
 
 
 def _loss_of(layer_kwargs, record):
@@ -108,7 +122,11 @@ def _loss_of(layer_kwargs, record):
         layer = LIF(3, **layer_kwargs, record_membrane=record)
         state, spikes, rec = layer.apply({"weight": weight}, x, carry=carry)
         coefficients = jnp.cos(jnp.arange(spikes.size, dtype=spikes.dtype)).reshape(spikes.shape)
-        value = jnp.sum(coefficients * spikes) + 0.3 * jnp.sum(state.v**2) - 0.2 * jnp.sum(state.current)
+        value = (
+            jnp.sum(coefficients * spikes)
+            + 0.3 * jnp.sum(state.v**2)
+            - 0.2 * jnp.sum(state.current)
+        )
         if record:
             value = value + jnp.sum(jnp.sin(rec.v))
         return value
@@ -118,21 +136,32 @@ def _loss_of(layer_kwargs, record):
 
 @pytest.mark.parametrize(
     "reset,record,surrogate_name",
-    [("subtract", False, "superspike"), ("hard", True, "triangle"), ("subtract", True, "sigmoid"),
-     ("hard", False, "arctan")],
+    [
+        ("subtract", False, "superspike"),
+        ("hard", True, "triangle"),
+        ("subtract", True, "sigmoid"),
+        ("hard", False, "arctan"),
+    ],
 )
 def test_adjoint_gradient_equals_autodiff(x64, reset, record, surrogate_name):
     kwargs = dict(NEURON, v_reset=-0.1, v_leak=0.05, reset=reset, surrogate=surrogate_name)
     weight = jax.random.normal(jax.random.PRNGKey(10), (4, 3)) * 3.0
     x = _inputs(11, 30, 4)
     carry = LIFState(jnp.array([0.3, -0.2, 0.9]), jnp.array([0.5, 0.0, 1.0]))
-    adjoint = jax.grad(_loss_of(dict(kwargs, backward="adjoint"), record), argnums=(0, 1, 2))(weight, carry, x)
-    autodiff = jax.grad(_loss_of(dict(kwargs, backward="autodiff"), record), argnums=(0, 1, 2))(weight, carry, x)
+    adjoint = jax.grad(_loss_of(dict(kwargs, backward="adjoint"), record), argnums=(0, 1, 2))(
+        weight, carry, x
+    )
+    autodiff = jax.grad(_loss_of(dict(kwargs, backward="autodiff"), record), argnums=(0, 1, 2))(
+        weight, carry, x
+    )
     assert float(jnp.max(jnp.abs(adjoint[0]))) > 0
     # Same maths, different summation order: agreement to float64 round-off.
     jax.tree_util.tree_map(
-        lambda a, b: np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-10, atol=1e-12),
-        adjoint, autodiff,
+        lambda a, b: np.testing.assert_allclose(
+            np.asarray(a), np.asarray(b), rtol=1e-10, atol=1e-12
+        ),
+        adjoint,
+        autodiff,
     )
 
 
@@ -154,7 +183,9 @@ def test_li_gradient_matches_finite_differences(x64):
     for index in np.ndindex(w.shape):
         step = np.zeros_like(w)
         step[index] = eps
-        fd[index] = (objective(jnp.asarray(w + step)) - objective(jnp.asarray(w - step))) / (2 * eps)
+        fd[index] = (objective(jnp.asarray(w + step)) - objective(jnp.asarray(w - step))) / (
+            2 * eps
+        )
     np.testing.assert_allclose(grad, fd, rtol=1e-7, atol=1e-9)
 
 
@@ -238,7 +269,9 @@ def test_custom_surrogate_and_weight_init():
     assert calls == [(3, 2)]
     np.testing.assert_array_equal(np.asarray(params["weight"]), 0.5)
     mean_layer = LIF(2, **NEURON, weight_mean=2.0, weight_scale=0.0)
-    np.testing.assert_array_equal(np.asarray(mean_layer.init(jax.random.PRNGKey(0), (4, 3))[1]["weight"]), 2.0)
+    np.testing.assert_array_equal(
+        np.asarray(mean_layer.init(jax.random.PRNGKey(0), (4, 3))[1]["weight"]), 2.0
+    )
 
 
 def test_unroll_does_not_change_results(x64):
@@ -249,5 +282,9 @@ def test_unroll_does_not_change_results(x64):
     got = LIF(4, **NEURON, weight_scale=8.0, unroll=5).apply(params, x)[1]
     np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
     g1 = jax.grad(lambda w: jnp.sum(base.apply({"weight": w}, x)[1] * x[:, :1]))(params["weight"])
-    g2 = jax.grad(lambda w: jnp.sum(LIF(4, **NEURON, weight_scale=8.0, unroll=5).apply({"weight": w}, x)[1] * x[:, :1]))(params["weight"])
+    g2 = jax.grad(
+        lambda w: jnp.sum(
+            LIF(4, **NEURON, weight_scale=8.0, unroll=5).apply({"weight": w}, x)[1] * x[:, :1]
+        )
+    )(params["weight"])
     np.testing.assert_allclose(np.asarray(g1), np.asarray(g2), rtol=1e-12, atol=1e-14)

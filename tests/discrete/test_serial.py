@@ -44,8 +44,12 @@ def test_nested_equals_flat(network):
     carry_n, out_n, rec_n = nested.apply(params, x[0])
     np.testing.assert_array_equal(np.asarray(out_f), np.asarray(out_n))
     assert len(rec_f) == len(rec_n) == 5 and len(carry_f) == len(carry_n) == 5
-    jax.tree_util.tree_map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), rec_f, rec_n)
-    jax.tree_util.tree_map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), carry_f, carry_n)
+    jax.tree_util.tree_map(
+        lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), rec_f, rec_n
+    )
+    jax.tree_util.tree_map(
+        lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)), carry_f, carry_n
+    )
     assert rec_f[0].v.shape == (T, 5) and rec_f[1] is None and carry_f[1] is None
 
 
@@ -58,7 +62,9 @@ def test_jit_vmap_grad_under_serial(network):
     carry, out, rec = jax.jit(batched)(params, x)
     assert out.shape == (BATCH, T, 2)
     for k in range(BATCH):  # vmap equals a loop over samples
-        np.testing.assert_allclose(np.asarray(out[k]), np.asarray(flat.apply(params, x[k])[1]), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(
+            np.asarray(out[k]), np.asarray(flat.apply(params, x[k])[1]), rtol=1e-6, atol=1e-7
+        )
     assert float(jnp.sum(rec[0].spikes)) > 0
 
     def objective(p):
@@ -90,5 +96,8 @@ def test_stax_adapter_inside_serial(x64):
 
 def test_serial_init_error_names_the_layer():
     net = jaxsnn.serial(LIF(5, **NEURON), LIF(4, **NEURON, project=False))
-    with pytest.raises(ValueError, match=r"layer 1 \(LIF\(4\)\) cannot take input shape \(12, 5\).*equal its size \(4,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"layer 1 \(LIF\(4\)\) cannot take input shape \(12, 5\).*equal its size \(4,\)",
+    ):
         net.init(jax.random.PRNGKey(0), (T, 5))

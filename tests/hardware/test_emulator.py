@@ -148,7 +148,7 @@ def test_time_constant_mismatch():
     assert resolve_kernel("auto", neuron) == "quadratic"  # the fast analytic kernel still applies
     (hidden,) = common.run(PARAMS[:1], INPUTS, 0)
     np.testing.assert_array_equal(hidden.time, np.asarray(_simulate_layer(PARAMS[0], INPUTS, neuron).time))
-    independent = Emulator(ONE_LAYER, EmulatorConfig.ideal(tau_mismatch_std=0.1), chip_seed=4).hidden_parameters(0)
+    independent = Emulator(ONE_LAYER, EmulatorConfig.ideal(tau_mismatch_std=0.1, tau_mismatch_common=False), chip_seed=4).hidden_parameters(0)
     ratio = np.asarray(independent.tau_mem) / np.asarray(independent.tau_syn)
     assert np.std(np.log(ratio)) > 0.05  # independent draws: the ratio varies per neuron
     # log-normal spread around the nominal value: median factor 1, std 0.1 in log space

@@ -154,7 +154,8 @@ def test_event_lif_matches_reference_and_properties(name):
            seed=st.integers(0, 3))
     def run(inputs, w, split, shift, seed):
         params = {"weights": jnp.asarray(w)}
-        P.check_matches_reference(layer, params, inputs, P.event_reference(neuron, T_MAX))
+        # 1e-7 of the window (8e-7 tau_syn): inside issue 3's 1e-6 tau_syn float64 requirement.
+        P.check_matches_reference(layer, params, inputs, P.event_reference(neuron, T_MAX), rtol=1e-7)
         P.check_causality(layer, params, inputs, split)
         P.check_time_shift(layer, params, inputs, shift, t_max=T_MAX)
         P.check_simultaneous_order(layer, params, inputs, seed=seed)
@@ -204,6 +205,6 @@ def test_event_recurrent_lif_matches_reference():
     def run(inputs, w, w_rec):
         params = {"weights": jnp.asarray(w), "recurrent_weights": jnp.asarray(w_rec)}
         P.check_matches_reference(layer, params, inputs,
-                                  P.event_reference(neuron, T_MAX, recurrent_key="recurrent_weights"))
+                                  P.event_reference(neuron, T_MAX, recurrent_key="recurrent_weights"), rtol=1e-7)
 
     run()

@@ -127,10 +127,15 @@ def test_discrete_networks_run(network):
 
 
 def test_networks_include_nested_serials():
-    network = find(S.networks("discrete", max_layers=3, max_size=2), lambda n: n.description.count("serial(") >= 2,
-                   settings=settings(max_examples=200, database=None))
-    _, outputs, _ = network.layer.apply(network.params, jnp.zeros(network.input_shape))
-    assert outputs.shape == network.output_shape
+    descriptions = []
+
+    @settings(max_examples=10)
+    @given(S.networks("discrete", max_layers=3, max_size=2))
+    def collect(network):
+        descriptions.append(network.description)
+
+    collect()
+    assert any(d.count("serial(") >= 2 for d in descriptions), descriptions
 
 
 @given(S.invalid_spikes(n_inputs=3))
