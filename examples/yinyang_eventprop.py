@@ -89,7 +89,6 @@ def build_network(config: Config) -> jaxsnn.Layer:
 def make_functions(config: Config):
     """Jitted ``init``, ``train_epoch`` and ``evaluate`` for a batch of seeds."""
     init_net, apply_net = build_network(config)
-    steps_per_epoch = None  # set by train_epoch's input shape
     schedule_cache: Dict[int, Any] = {}
 
     def forward(params, sample):

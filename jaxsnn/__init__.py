@@ -2,10 +2,15 @@
 
 Layers are stax-style ``(init, apply)`` pairs composed by one nestable ``serial``::
 
-    init, apply = jaxsnn.serial(jaxsnn.discrete.LIF(120), jaxsnn.discrete.LI(3))
+    init, apply = jaxsnn.serial(jaxsnn.discrete.LIF(120, ...), jaxsnn.discrete.LI(3, ...))
+
+Subpackages: ``discrete`` (time-grid layers, BPTT with surrogate gradients), ``event`` (exact
+event-based layers, EventProp), ``hardware`` (backends and in-the-loop training), ``data``,
+``encode``, ``loss``; ``jaxsnn.testing`` (hypothesis strategies, property checks, float64
+reference) is imported on demand.
 """
 
-from jaxsnn import spikes
+from jaxsnn import data, discrete, encode, event, hardware, loss, spikes
 from jaxsnn.compose import leaf_count, serial, stateless
 from jaxsnn.spikes import Spikes
 from jaxsnn.types import ApplyFn, InitFn, Layer, layer_name, named_layer
@@ -17,8 +22,14 @@ __all__ = [
     "InitFn",
     "Layer",
     "Spikes",
+    "data",
+    "discrete",
+    "encode",
+    "event",
+    "hardware",
     "layer_name",
     "leaf_count",
+    "loss",
     "named_layer",
     "serial",
     "spikes",

@@ -263,9 +263,12 @@ def validate(spikes: Any, n_neurons: Optional[int] = None, name: str = "spikes")
     if not jnp.issubdtype(jnp.result_type(spikes.idx), jnp.integer):
         raise TypeError(f"{name}.idx must be an integer array, got {jnp.result_type(spikes.idx)}")
     if is_concrete(spikes):
-        for message, flag in _problems(spikes, n_neurons).items():
-            if bool(flag):
-                raise ValueError(f"{name} {message}")
+        # A concrete buffer captured inside a caller's jit would otherwise be staged out.
+        with jax.ensure_compile_time_eval():
+            problems = _problems(spikes, n_neurons)
+            for message, flag in problems.items():
+                if bool(flag):
+                    raise ValueError(f"{name} {message}")
     return spikes
 
 

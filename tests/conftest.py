@@ -1,18 +1,11 @@
-"""Shared test configuration."""
-
-import os
+"""Shared test configuration: hypothesis profile from JAXSNN_HYPOTHESIS_PROFILE, float64 fixture."""
 
 import jax
 import pytest
-from hypothesis import settings
 
-# Profiles are registered by jaxsnn.testing once it exists; fall back to a local "ci" profile.
-try:
-    import jaxsnn.testing  # noqa: F401  (registers the "ci" and "thorough" profiles)
-except ImportError:  # pragma: no cover
-    settings.register_profile("ci", max_examples=20, deadline=None, derandomize=True)
+import jaxsnn.testing
 
-settings.load_profile(os.environ.get("JAXSNN_HYPOTHESIS_PROFILE", "ci"))
+jaxsnn.testing.load_profile_from_env()
 
 
 @pytest.fixture

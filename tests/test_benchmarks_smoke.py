@@ -24,7 +24,7 @@ TINY_MLP = {"T": 6, "batch": 2, "n_in": 12, "hidden": 12, "p_in": 0.3, "seed": 0
 TINY_CNN = {"T": 3, "batch": 2, "channels_in": 2, "channels": 3, "size": 6, "kernel": 3,
             "p_in": 0.3, "seed": 0, "gain": 4.0}
 TINY_EVENT = {"hidden": 6, "dup": 1, "batch": 2, "n_samples": 4, "capacity_hidden": 6,
-              "capacity_output": 3}
+              "capacity_output": 3, "kernel": "quadratic"}
 
 
 @pytest.fixture(scope="module")

@@ -209,3 +209,23 @@ def test_first_spike_times_is_differentiable():
 def test_shift_keeps_padding():
     buffer = S.shift(S.from_lists([0.1], [0], capacity=2), 1.0)
     np.testing.assert_allclose(buffer.time, [1.1, np.inf])
+
+
+def test_validate_concrete_buffer_captured_inside_jit():
+    good = S.from_lists([0.1], [0], capacity=2)
+    bad = Spikes(jnp.array([0.3, 0.1]), jnp.array([0, 1], jnp.int32))
+
+    @jax.jit
+    def uses(x):
+        S.validate(good, n_neurons=1)
+        return x + 1
+
+    assert int(uses(1)) == 2
+
+    @jax.jit
+    def uses_bad(x):
+        S.validate(bad)
+        return x
+
+    with pytest.raises(ValueError, match="not sorted"):
+        uses_bad(1)

@@ -129,7 +129,7 @@ def test_discrete_networks_run(network):
 def test_networks_include_nested_serials():
     descriptions = []
 
-    @settings(max_examples=10)
+    @settings(max_examples=40)
     @given(S.networks("discrete", max_layers=3, max_size=2))
     def collect(network):
         descriptions.append(network.description)
