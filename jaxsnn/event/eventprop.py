@@ -65,6 +65,7 @@ import numpy as np
 
 from jaxsnn import spikes as spikes_lib
 from jaxsnn._validate import is_concrete
+from jaxsnn.event.kernels import resolve_kernel
 from jaxsnn.event.neuron import LIFParameters, LIFState
 from jaxsnn.spikes import Spikes
 
@@ -706,5 +707,8 @@ def simulate_eventprop(
     if external_spikes is not None:
         size = jnp.shape(weights)[-1]
         spikes_lib.validate(external_spikes, n_neurons=size, name="external_spikes")
+    # Resolve "auto" while the time constants are still concrete: inside the custom_vjp they
+    # are traced, and "auto" would fall back to the (much slower) root solver.
+    kernel = resolve_kernel(kernel, neuron)
     static = (capacity, kernel, not _t_ref_is_zero(neuron))
     return _eventprop_core(static, weights, input_spikes, neuron, t_max, recurrent_weights, initial_state, external_spikes)

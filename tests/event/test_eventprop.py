@@ -513,3 +513,23 @@ def test_current_scan_equals_dense_sum(x64):
     inclusive = jnp.asarray([False] * 4 + [True] * 4)
     args = (query_time, query_neuron, inclusive, sources, jnp.asarray(rng.normal(size=SIZE)), jnp.full((SIZE,), TAU_SYN))
     np.testing.assert_allclose(_currents_scan(*args), _currents_dense(*args), rtol=1e-12, atol=1e-12)
+
+
+def test_auto_kernel_is_resolved_before_the_custom_vjp(monkeypatch):
+    """Inside the custom_vjp the taus are traced; "auto" must already be the analytic kernel."""
+    import jaxsnn.event.eventprop as eventprop_module
+
+    seen = []
+    real_core = eventprop_module._eventprop_core
+
+    def spy(static, *args):
+        seen.append(static[1])
+        return real_core(static, *args)
+
+    monkeypatch.setattr(eventprop_module, "_eventprop_core", spy)
+    inputs = jaxsnn.spikes.from_lists([1e-3, 2e-3], [0, 1], capacity=4)
+    weights = jnp.full((2, 3), 2.0)
+    for tau_mem, expected in ((1e-2, "quadratic"), (5e-3, "lambertw"), (1.5e-2, "root")):
+        neuron = LIFParameters(tau_syn=5e-3, tau_mem=tau_mem)
+        eventprop_module.simulate_eventprop(weights, inputs, neuron, capacity=4, t_max=0.03)
+        assert seen[-1] == expected
