@@ -132,20 +132,20 @@ def test_reference_agreement_passes_on_correct_layer():
 
 def test_reference_catches_dropped_simultaneous_crossing():
     store = []
-    message = expect_caught(_reference_search(Bug(drop_simultaneous=True), store, SEARCH, ties=True), store,
+    message = expect_caught(_reference_search(Bug(drop_simultaneous=True), store, 4 * SEARCH, ties=True), store,
                             lambda ex: n_events(ex[0]) <= 3, "drops simultaneous crossings")
     assert "spikes" in message
 
 
 def test_reference_catches_ignored_v_leak():
     store = []
-    expect_caught(_reference_search(Bug(ignore_leak=True), store, SEARCH), store,
+    expect_caught(_reference_search(Bug(ignore_leak=True), store, 4 * SEARCH), store,
                   lambda ex: n_events(ex[0]) <= 3 and ex[2].v_leak != 0, "ignores v_leak")
 
 
 def test_reference_catches_wrong_tau_ratio_dispatch():
     store = []
-    expect_caught(_reference_search(Bug(ratio_dispatch=True), store, SEARCH), store,
+    expect_caught(_reference_search(Bug(ratio_dispatch=True), store, 4 * SEARCH), store,
                   lambda ex: n_events(ex[0]) <= 3 and ex[2].tau_mem != 2 * ex[2].tau_syn,
                   "wrong closed form")
 
