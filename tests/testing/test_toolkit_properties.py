@@ -145,7 +145,7 @@ def test_reference_catches_ignored_v_leak():
 
 def test_reference_catches_wrong_tau_ratio_dispatch():
     store = []
-    expect_caught(_reference_search(Bug(ratio_dispatch=True), store, 4 * SEARCH), store,
+    expect_caught(_reference_search(Bug(ratio_dispatch=True), store, 8 * SEARCH), store,
                   lambda ex: n_events(ex[0]) <= 3 and ex[2].tau_mem != 2 * ex[2].tau_syn,
                   "wrong closed form")
 
