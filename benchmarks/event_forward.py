@@ -56,7 +56,7 @@ def main() -> int:
 def markdown(result) -> str:
     lines = ["# event_forward (Yin-Yang event network, batch %d)" % result["batch"], ""]
     if result["preliminary"]:
-        lines += ["**Preliminary**: measured on a shared, loaded machine.", ""]
+        lines += ["**Preliminary**: not a `--final` run; see the load averages below.", ""]
     m = result["machine"]
     lines += [f"Machine: {m['cpu']}, {m['cores']} cores, load {result['load_average_start']} -> "
               f"{result.get('load_average_end')}", "",

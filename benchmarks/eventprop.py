@@ -65,7 +65,7 @@ def markdown(result, libs) -> str:
 
     lines = [f"# eventprop (Yin-Yang 5-{result['hidden']}-3, batch {result['batch']})", ""]
     if result["preliminary"]:
-        lines += ["**Preliminary**: measured on a shared, loaded machine.", ""]
+        lines += ["**Preliminary**: not a `--final` run; see the load averages below.", ""]
     m = result["machine"]
     lines += [f"Machine: {m['cpu']}, {m['cores']} cores, load {result['load_average_start']} -> "
               f"{result['load_average_end']}", "",

@@ -86,7 +86,7 @@ def markdown(result: Dict[str, Any]) -> str:
     m = result["machine"]
     lines = [f"# {result['workload']}", ""]
     if result.get("preliminary"):
-        lines += ["**Preliminary**: measured on a shared, loaded machine; rerun on a quiet one.",
+        lines += ["**Preliminary**: not a `--final` run; see the load averages below.",
                   ""]
     lines += [
         f"Machine: {m['cpu']}, {m['cores']} cores; load average at start "
@@ -236,7 +236,7 @@ def _write_scaling(result: Dict[str, Any], stem: Path) -> None:
 def scaling_markdown(result: Dict[str, Any]) -> str:
     lines = ["# scaling (mlp2048 forward + backward)", ""]
     if result.get("preliminary"):
-        lines += ["**Preliminary**: measured on a shared, loaded machine.", ""]
+        lines += ["**Preliminary**: not a `--final` run; see the load averages below.", ""]
     for axis, per_lib in result["axes"].items():
         libs = list(per_lib)
         values = [p[axis] for p in per_lib[libs[0]]]
