@@ -229,12 +229,13 @@ NEURONS = {
 
 @pytest.fixture(scope="module")
 def grad_pairs():
-    with jax.enable_x64(True):
-        yield {
-            (name, rec): (_make_grad(simulate, neuron, rec), _make_grad(simulate_eventprop, neuron, rec))
-            for name, neuron in NEURONS.items()
-            for rec in (False, True)
-        }
+    # Only builds jitted functions (compiled at call time, in float64 through the caller's x64
+    # fixture); entering x64 here would keep it on for every later test of this module.
+    return {
+        (name, rec): (_make_grad(simulate, neuron, rec), _make_grad(simulate_eventprop, neuron, rec))
+        for name, neuron in NEURONS.items()
+        for rec in (False, True)
+    }
 
 
 @pytest.mark.slow
@@ -405,12 +406,6 @@ def test_tangential_crossing_gradient_is_finite():
 
 
 def test_external_spikes_are_the_forward_value_and_gradient_is_eventprop_there():
-    # float32 throughout, like INPUTS: the module-scoped grad_pairs fixture may still hold x64 on.
-    with jax.enable_x64(False):
-        _check_external_spikes()
-
-
-def _check_external_spikes():
     neuron = LIFParameters(tau_syn=TAU_SYN, tau_mem=2 * TAU_SYN)
     weights = jnp.asarray(np.random.default_rng(2).uniform(0.5, 3.0, (N_IN, SIZE)))
     simulated = simulate(weights, INPUTS, neuron, capacity=12, t_max=T_MAX).spikes
