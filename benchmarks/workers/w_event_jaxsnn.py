@@ -24,6 +24,9 @@ def build(workload, cfg):
     hidden = cfg["hidden"]
     neuron = dict(tau_syn=p["tau_syn"], tau_mem=p["tau_mem"], v_th=p["v_th"],
                   v_reset=p["v_reset"], t_max=p["t_max"], gradient="eventprop",
+                  # one spike per neuron, as upstream's v_reset = -1000 intends; this is
+                  # also what selects jaxsnn's parallel single-spike algorithm
+                  t_ref=p["t_max"],
                   kernel=cfg.get("kernel", "auto"))
     _, apply = jaxsnn.serial(LIF(hidden, capacity=cfg["capacity_hidden"], **neuron),
                              LIF(3, capacity=cfg["capacity_output"], **neuron))

@@ -605,7 +605,7 @@ def _external_forward(weights, input_spikes, neuron, capacity, t_max, recurrent_
 
 
 def _forward(static, weights, input_spikes, neuron, t_max, recurrent_weights, initial_state, external):
-    capacity, kernel, _ = static
+    capacity, kernel, _, algorithm = static
     if external is not None:
         return _external_forward(
             weights, input_spikes, neuron, capacity, t_max, recurrent_weights, initial_state, external
@@ -614,7 +614,7 @@ def _forward(static, weights, input_spikes, neuron, t_max, recurrent_weights, in
 
     return simulate(
         weights, input_spikes, neuron, capacity=capacity, t_max=t_max, kernel=kernel,
-        recurrent_weights=recurrent_weights, initial_state=initial_state,
+        recurrent_weights=recurrent_weights, initial_state=initial_state, algorithm=algorithm,
     )
 
 
@@ -630,7 +630,7 @@ def _eventprop_fwd(static, weights, input_spikes, neuron, t_max, recurrent_weigh
 
 
 def _eventprop_bwd(static, residuals, result_cotangent):
-    _, _, refractory = static
+    _, _, refractory, _ = static
     weights, input_spikes, neuron, t_max, recurrent_weights, initial_state, external, out_spikes = residuals
     final_ct = result_cotangent.final_state
     grads = eventprop_gradients(
@@ -675,6 +675,7 @@ def simulate_eventprop(
     recurrent_weights: Optional[jax.Array] = None,
     initial_state: Optional[LIFState] = None,
     external_spikes: Optional[Spikes] = None,
+    algorithm: str = "auto",
 ):
     """Event-based simulation of one LIF layer whose gradient is computed by EventProp.
 
@@ -696,6 +697,7 @@ def simulate_eventprop(
         recurrent_weights: optional ``(size, size)`` recurrent weights.
         initial_state: optional ``LIFState`` at ``t = 0``.
         external_spikes: optional measured output ``Spikes`` of this layer to inject.
+        algorithm: forward algorithm (see ``simulate``).
 
     Returns:
         ``SimulationResult(spikes, final_state, overflow)``.
@@ -710,5 +712,8 @@ def simulate_eventprop(
     # Resolve "auto" while the time constants are still concrete: inside the custom_vjp they
     # are traced, and "auto" would fall back to the (much slower) root solver.
     kernel = resolve_kernel(kernel, neuron)
-    static = (capacity, kernel, not _t_ref_is_zero(neuron))
+    from jaxsnn.event.simulate import resolve_algorithm
+
+    algorithm = resolve_algorithm(algorithm, neuron, t_max, recurrent_weights is not None)
+    static = (capacity, kernel, not _t_ref_is_zero(neuron), algorithm)
     return _eventprop_core(static, weights, input_spikes, neuron, t_max, recurrent_weights, initial_state, external_spikes)

@@ -16,6 +16,16 @@ work and the result is exact as long as no more than ``capacity`` spikes occur; 
 ``overflow`` flag is set (checked once more after the scan, so even a spike that would follow a
 full buffer is detected). Gradients with ``jax.grad`` flow through the kernels (implicit function
 theorem) into the spike times: the "analytic" gradient path.
+
+``algorithm="parallel"`` (chosen by ``"auto"`` when it applies) is a second, exact algorithm for
+feed-forward layers whose neurons spike at most once in the window (``t_ref >= t_max``, as in
+time-to-first-spike networks). The synaptic current does not depend on the neuron's own spikes,
+and before its first spike a neuron evolves freely, so the state of every neuron just after
+every input spike follows from one short scan over the inputs (O(inputs x neurons) work). The
+threshold crossing inside each inter-input interval is then computed for all intervals and
+neurons at once, and a neuron's spike is its earliest crossing. The sequential part shrinks
+from ``inputs + capacity`` steps over all neurons to ``inputs`` cheap steps, and the kernel
+work is one vectorised call.
 """
 
 from __future__ import annotations
@@ -35,7 +45,17 @@ from jaxsnn.event.kernels import next_crossing, resolve_kernel
 from jaxsnn.event.neuron import LIFParameters, LIFState, validate_parameters
 from jaxsnn.spikes import Spikes
 
-__all__ = ["SimulationResult", "simulate", "validate_inputs", "checked_inputs", "required_capacity"]
+__all__ = [
+    "SimulationResult",
+    "simulate",
+    "validate_inputs",
+    "checked_inputs",
+    "required_capacity",
+    "resolve_algorithm",
+    "ALGORITHMS",
+]
+
+ALGORITHMS = ("auto", "scan", "parallel")
 
 
 class SimulationResult(NamedTuple):
@@ -175,6 +195,45 @@ def _next_crossings(state: LIFState, t: jax.Array, t_max: jax.Array, neuron: LIF
     return start + s
 
 
+def resolve_algorithm(algorithm: str, neuron: LIFParameters, t_max: Any, recurrent: bool) -> str:
+    """Turn the ``algorithm`` option of ``simulate`` into ``"scan"`` or ``"parallel"``.
+
+    ``"parallel"`` is exact only when no neuron can spike twice (every ``t_ref >= t_max``) and
+    the layer has no recurrent weights; ``"auto"`` picks it exactly then (and ``"scan"`` when
+    ``t_ref`` or ``t_max`` are traced, since the condition cannot be checked). An explicit
+    ``"parallel"`` with traced ``t_ref`` or ``t_max`` is trusted: the caller guarantees it.
+
+    Args:
+        algorithm: one of ``ALGORITHMS``.
+        neuron: the neuron parameters.
+        t_max: end of the window.
+        recurrent: whether the layer has recurrent weights.
+
+    Returns:
+        ``"scan"`` or ``"parallel"``.
+
+    Raises:
+        ValueError: unknown ``algorithm``, or ``"parallel"`` requested where it is not exact.
+    """
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
+    if algorithm == "scan":
+        return "scan"
+    with jax.ensure_compile_time_eval():
+        known = is_concrete((neuron.t_ref, t_max))
+        single_spike = known and bool(np.all(np.asarray(neuron.t_ref) >= np.asarray(t_max)))
+    if algorithm == "auto":
+        return "parallel" if single_spike and not recurrent else "scan"
+    if recurrent:
+        raise ValueError("algorithm='parallel' does not support recurrent weights; use 'scan' or 'auto'")
+    if known and not single_spike:
+        raise ValueError(
+            "algorithm='parallel' needs every neuron to spike at most once: t_ref >= t_max "
+            f"(concrete values), got t_ref={neuron.t_ref!r}, t_max={t_max!r}; use 'scan' or 'auto'"
+        )
+    return "parallel"
+
+
 def simulate(
     weights: jax.Array,
     input_spikes: Spikes,
@@ -185,6 +244,7 @@ def simulate(
     kernel: str = "auto",
     recurrent_weights: Optional[jax.Array] = None,
     initial_state: Optional[LIFState] = None,
+    algorithm: str = "auto",
 ) -> SimulationResult:
     """Simulate one layer of LIF neurons exactly, event by event, over ``[0, t_max]``.
 
@@ -207,12 +267,16 @@ def simulate(
             (``tau_mem == 2 tau_syn``) or ``"root"`` (any ratio).
         recurrent_weights: optional ``(size, size)`` weights from output spikes to the layer.
         initial_state: state at ``t = 0`` (default: rest), e.g. a previous ``final_state``.
+        algorithm: ``"auto"`` (default), ``"scan"`` (event by event, any layer) or
+            ``"parallel"`` (all inter-input intervals at once; needs ``t_ref >= t_max`` and no
+            recurrence). Both are exact and agree to rounding; see the module docstring.
 
     Returns:
         ``SimulationResult(spikes, final_state, overflow)``.
 
     Raises:
-        TypeError, ValueError: on invalid arguments (see ``validate_inputs``) or kernel choice.
+        TypeError, ValueError: on invalid arguments (see ``validate_inputs``), kernel or
+            algorithm choice.
     """
     validate_inputs(
         weights,
@@ -224,6 +288,7 @@ def simulate(
         initial_state=initial_state,
     )
     method = resolve_kernel(kernel, neuron)
+    algorithm = resolve_algorithm(algorithm, neuron, t_max, recurrent_weights is not None)
     weights = jnp.asarray(weights)
     dtype = jnp.result_type(weights, input_spikes.time)
     neuron = LIFParameters(*[jnp.asarray(value, dtype) for value in neuron])
@@ -231,6 +296,16 @@ def simulate(
         recurrent_weights = jnp.asarray(recurrent_weights, dtype)
     if initial_state is not None:
         initial_state = LIFState(*[jnp.asarray(value, dtype) for value in initial_state])
+    if algorithm == "parallel":
+        return _simulate_parallel(
+            weights.astype(dtype),
+            Spikes(input_spikes.time.astype(dtype), input_spikes.idx),
+            neuron,
+            jnp.asarray(t_max, dtype),
+            initial_state,
+            capacity=int(capacity),
+            method=method,
+        )
     return _simulate_core(
         weights.astype(dtype),
         Spikes(input_spikes.time.astype(dtype), input_spikes.idx),
@@ -321,6 +396,65 @@ def _simulate_core(
     by_time = by_idx[jnp.argsort(out_time[by_idx], stable=True)]
     out = Spikes(out_time[by_time], out_idx[by_time])
     return SimulationResult(spikes=out, final_state=final, overflow=overflow)
+
+
+@functools.partial(jax.jit, static_argnames=("capacity", "method"))
+def _simulate_parallel(
+    weights: jax.Array,
+    input_spikes: Spikes,
+    neuron: LIFParameters,
+    t_max: jax.Array,
+    initial_state: Optional[LIFState],
+    *,
+    capacity: int,
+    method: str,
+) -> SimulationResult:
+    dtype = weights.dtype
+    n_inputs, size = weights.shape
+    in_idx = input_spikes.idx
+    valid = (in_idx >= 0) & (input_spikes.time <= t_max)
+    # Inputs that never act (padding, after the window) sit at the window end with zero weight:
+    # they only add empty intervals. Valid inputs come first, so the times stay sorted.
+    times = jnp.where(valid, input_spikes.time, t_max)
+    rows = weights[jnp.clip(in_idx, 0, n_inputs - 1)]
+    rows = jnp.where(valid[:, None], rows, jnp.zeros_like(rows))
+    state = rest_state(size, neuron, dtype) if initial_state is None else initial_state
+
+    def step(carry, item):
+        state, t = carry
+        t_input, row = item
+        state = evolve(state, t, t_input, neuron)
+        state = state._replace(current=state.current + row)
+        return (state, t_input), state
+
+    (last, t_last), after_inputs = jax.lax.scan(step, (state, jnp.zeros((), dtype)), (times, rows))
+    # Interval k runs from input k-1 (or 0) to input k (or t_max), starting from the state just
+    # after input k-1; a crossing exactly at an input time wins the tie, as in the scan.
+    starts = jax.tree_util.tree_map(lambda first, rest: jnp.concatenate([first[None], rest]), state, after_inputs)
+    t_start = jnp.concatenate([jnp.zeros((1,), dtype), times])[:, None]
+    t_end = jnp.concatenate([times, t_max[None]])[:, None]
+    crossings = _next_crossings(starts, t_start, t_end, neuron, method)
+    first = jnp.min(crossings, axis=0)
+    spiked = jnp.isfinite(first)
+    order = jnp.argsort(first, stable=True)  # time order, index order on ties
+    if capacity > size:
+        order = jnp.concatenate([order, jnp.zeros((capacity - size,), order.dtype)])
+        slot_valid = jnp.arange(capacity) < size
+    else:
+        slot_valid = jnp.ones((capacity,), bool)
+    order = order[:capacity]
+    out_time = jnp.where(slot_valid, first[order], jnp.inf)
+    out_idx = jnp.where(slot_valid & jnp.isfinite(out_time), order.astype(jnp.int32), spikes_lib.PAD_IDX)
+    overflow = jnp.sum(spiked) > capacity
+    final = evolve(last, t_last, t_max, neuron)
+    # t_ref >= t_max: a neuron that spiked is still clamped at v_reset at the window end.
+    refractory_until = jnp.where(spiked, first + neuron.t_ref, final.refractory_until)
+    final = LIFState(
+        v=jnp.where(spiked, jnp.asarray(neuron.v_reset, dtype), final.v),
+        current=final.current,
+        refractory_until=refractory_until - t_max,
+    )
+    return SimulationResult(spikes=Spikes(out_time, out_idx), final_state=final, overflow=overflow)
 
 
 def required_capacity(
