@@ -12,7 +12,10 @@ For comparison the same network is trained purely in software (ideal model) and 
 to the same emulated chip. Test accuracy is measured on the emulated chip for both.
 
 Network: 5 inputs (x, y, 1-x, 1-y latency coded, plus a bias spike), each duplicated, -> 120 LIF
--> 3 LIF; ``tau_syn = 5 ms``, ``tau_mem = 10 ms``; first-spike cross-entropy. Seeds are trained
+-> 3 LIF; ``tau_syn = 5 ms``, ``tau_mem = 10 ms``, inputs coded into [0, 10 ms], a 20 ms window
+and one spike per neuron; loss: squared error of the output first-spike times to target times
+(4 ms correct, 6 ms wrong; ``--loss ce`` for the first-spike cross-entropy, which pushes wrong
+neurons silent, see ``examples/yinyang_eventprop.py``). Seeds are trained
 in parallel (``vmap``), an epoch is one jitted ``lax.scan``. The emulator is a pure JAX backend,
 so it is called directly inside the jitted step (``Emulator.run_jax``); a physical chip would
 be called through ``jaxsnn.hardware.measure`` (``jax.pure_callback``) instead, with the same
@@ -44,7 +47,7 @@ from jaxsnn.data import epoch_batches, load_yinyang
 from jaxsnn.encode import latency_spikes
 from jaxsnn.event import LIF, LIFParameters
 from jaxsnn.hardware import EmulatedLayer, Emulator, EmulatorConfig, duplicate_inputs, inject
-from jaxsnn.loss import first_spike_cross_entropy
+from jaxsnn.loss import first_spike_cross_entropy, first_spike_mse
 
 REPO = Path(__file__).resolve().parents[1]
 N_CLASSES = 3
@@ -55,25 +58,32 @@ class Config(NamedTuple):
     """Everything that defines one training run (model times in seconds)."""
 
     seeds: int = 5
-    epochs: int = 4
-    batch_size: int = 64
+    epochs: int = 40
+    batch_size: int = 32
     hidden: int = 120
     copies: int = 5  # physical synapse rows per logical input
     tau_syn: float = 5e-3
     tau_mem: float = 1e-2
-    t_late: float = 1.5e-2
+    t_late: float = 1e-2
     bias_time: float = 0.0
-    t_max: float = 3e-2
-    hidden_capacity: int = 160
-    output_capacity: int = 8
-    lr: float = 3e-3
-    lr_decay: float = 0.85
-    temperature: float = 2e-3
+    t_max: float = 2e-2
+    t_ref: float = 2e-2  # a whole window: every neuron spikes at most once
+    hidden_capacity: int = 120
+    output_capacity: int = 3
+    lr: float = 2e-2
+    lr_decay: float = 0.891  # per epoch: 40 epochs end at lr / 100
+    clip: float = 1.0  # global gradient-norm clip (0 = off)
+    bump: float = 1e-2  # weight bumping of silent label neurons
+    loss: str = "hybrid"  # "hybrid", "mse" or "ce" (as in examples/yinyang_eventprop.py)
+    mse_weight: float = 10.0
+    t_correct: float = 4e-3
+    t_wrong: float = 6e-3
+    temperature: float = 5e-4
     early_weight: float = 0.01
-    hidden_mean: float = 1.0  # of the logical (summed over copies) weight
-    hidden_std: float = 1.2
-    output_mean: float = 0.3
-    output_std: float = 0.3
+    hidden_mean: float = 3.0  # of the logical (summed over copies) weight
+    hidden_std: float = 1.6
+    output_mean: float = 0.5
+    output_std: float = 0.8
     chip_seed: int = 0
     train_samples: int = 0
     first_seed: int = 0
@@ -87,7 +97,8 @@ def encode(inputs: np.ndarray, config: Config) -> jaxsnn.Spikes:
 
 def build_network(config: Config) -> jaxsnn.Layer:
     """``serial(LIF(hidden), LIF(3))`` with EventProp gradients (the software twin of the chip)."""
-    common = dict(tau_syn=config.tau_syn, tau_mem=config.tau_mem, t_max=config.t_max, gradient="eventprop")
+    common = dict(tau_syn=config.tau_syn, tau_mem=config.tau_mem, t_max=config.t_max, t_ref=config.t_ref,
+                  gradient="eventprop")
     return jaxsnn.serial(
         LIF(config.hidden, capacity=config.hidden_capacity, weight_mean=config.hidden_mean / config.copies,
             weight_std=config.hidden_std / np.sqrt(config.copies), **common),
@@ -98,7 +109,7 @@ def build_network(config: Config) -> jaxsnn.Layer:
 
 def build_emulator(config: Config, chip: EmulatorConfig) -> Emulator:
     """The emulated chip running the same two layers."""
-    neuron = LIFParameters(tau_syn=config.tau_syn, tau_mem=config.tau_mem, v_th=1.0)
+    neuron = LIFParameters(tau_syn=config.tau_syn, tau_mem=config.tau_mem, v_th=1.0, t_ref=config.t_ref)
     return Emulator(
         [
             EmulatedLayer(config.hidden, neuron, config.hidden_capacity, config.t_max),
@@ -114,12 +125,19 @@ def make_functions(config: Config, emulator: Emulator):
     init_net, apply_net = build_network(config)
     network = jaxsnn.Layer(init_net, apply_net)
 
+    if config.loss not in ("hybrid", "mse", "ce"):
+        raise ValueError(f"loss must be 'hybrid', 'mse' or 'ce', got {config.loss!r}")
+
     def loss_from_first(first, labels):
+        correct = (jnp.argmin(first, axis=-1) == labels) & jnp.isfinite(jnp.min(first, axis=-1))
+        targets = jnp.where(jnp.arange(N_CLASSES) == labels[:, None], config.t_correct, config.t_wrong)
+        mse = first_spike_mse(first, targets, t_missing=config.t_max) / config.tau_mem**2
         ce = first_spike_cross_entropy(first, labels, temperature=config.temperature, t_missing=config.t_max)
         safe = jnp.where(jnp.isfinite(first), first, config.t_max)
         early = jnp.take_along_axis(safe, labels[:, None], axis=1)[:, 0] / config.t_max
-        correct = (jnp.argmin(first, axis=-1) == labels) & jnp.isfinite(jnp.min(first, axis=-1))
-        return ce + config.early_weight * jnp.mean(early), jnp.mean(correct)
+        ce = ce + config.early_weight * jnp.mean(early)
+        loss = {"mse": mse, "ce": ce, "hybrid": ce + config.mse_weight * mse}[config.loss]
+        return loss, (jnp.mean(correct), first)
 
     def first_times(out_spikes):
         return jax.vmap(lambda s: spikes_lib.first_spike_times(s, N_CLASSES))(out_spikes)
@@ -139,7 +157,16 @@ def make_functions(config: Config, emulator: Emulator):
         return params
 
     def optimizer(n_batches: int):
-        return optax.adam(optax.exponential_decay(config.lr, transition_steps=n_batches, decay_rate=config.lr_decay))
+        opt = optax.adam(optax.exponential_decay(config.lr, transition_steps=n_batches, decay_rate=config.lr_decay))
+        return optax.chain(optax.clip_by_global_norm(config.clip), opt) if config.clip else opt
+
+    def bump_silent_labels(params, first, labels):
+        # weight bumping (Goeltz et al. 2021): an output neuron that stayed silent where it was
+        # the label gets no gradient; raise its input weights directly
+        silent = jnp.mean(~jnp.isfinite(first) & (labels[:, None] == jnp.arange(N_CLASSES)), axis=0)
+        bumped = list(params)
+        bumped[-1] = dict(params[-1], weights=params[-1]["weights"] + config.bump * silent)
+        return type(params)(bumped)
 
     def train_epoch(params, opt_state, samples, labels, first_trial, n_batches: int, hardware: bool):
         opt = optimizer(n_batches)
@@ -151,13 +178,13 @@ def make_functions(config: Config, emulator: Emulator):
                 loss_fn = lambda p: in_the_loop_loss(p, batch_samples, batch_labels, trial)  # noqa: E731
             else:
                 loss_fn = lambda p: software_loss(p, batch_samples, batch_labels)  # noqa: E731
-            (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+            (loss, (acc, first)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
             finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree_util.tree_leaves(grads)]))
             updates, new_state = opt.update(grads, opt_state, params)
             # the copies of an input line get the same gradient, so Adam moves their sum
             # ``copies`` times as far: scale the input layer's steps back to the logical rate
             updates = [jax.tree_util.tree_map(lambda u: u / config.copies, updates[0])] + list(updates[1:])
-            new_params = optax.apply_updates(params, updates)
+            new_params = bump_silent_labels(optax.apply_updates(params, updates), first, batch_labels)
             # never apply a non-finite update: keep the parameters (and optimiser state) as they were
             params = jax.tree_util.tree_map(lambda new, old: jnp.where(finite, new, old), new_params, params)
             opt_state = jax.tree_util.tree_map(lambda new, old: jnp.where(finite, new, old), new_state, opt_state)
@@ -169,10 +196,12 @@ def make_functions(config: Config, emulator: Emulator):
 
     def evaluate_chip(params, samples, labels, trial):
         measured = emulator.run_jax(params, samples, trial)
-        return loss_from_first(first_times(measured[-1]), labels)
+        loss, (acc, _) = loss_from_first(first_times(measured[-1]), labels)
+        return loss, acc
 
     def evaluate_software(params, samples, labels):
-        return software_loss(params, samples, labels)
+        loss, (acc, _) = software_loss(params, samples, labels)
+        return loss, acc
 
     return init, optimizer, train_epoch, evaluate_chip, evaluate_software, apply_net
 
@@ -351,6 +380,7 @@ def main(argv=None) -> Dict[str, Any]:
     parser.add_argument("--hidden", type=int, default=defaults.hidden)
     parser.add_argument("--copies", type=int, default=defaults.copies, help="duplicates of each input line")
     parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--loss", choices=("hybrid", "mse", "ce"), default=defaults.loss)
     parser.add_argument("--lr-decay", type=float, default=defaults.lr_decay, help="per-epoch factor")
     parser.add_argument("--chip-seed", type=int, default=defaults.chip_seed, help="fixed pattern of the emulated chip")
     parser.add_argument("--train-samples", type=int, default=defaults.train_samples, help="0 = all 5000")
@@ -364,7 +394,7 @@ def main(argv=None) -> Dict[str, Any]:
     args = parser.parse_args(argv)
     config = defaults._replace(
         seeds=args.seeds, epochs=args.epochs, batch_size=args.batch_size, hidden=args.hidden, copies=args.copies,
-        lr=args.lr, lr_decay=args.lr_decay, chip_seed=args.chip_seed, train_samples=args.train_samples,
+        lr=args.lr, lr_decay=args.lr_decay, loss=args.loss, chip_seed=args.chip_seed, train_samples=args.train_samples,
         first_seed=args.first_seed,
     )
     chip = EmulatorConfig()  # the realistic defaults

@@ -65,6 +65,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxsnn.event.kernels import resolve_kernel
 from jaxsnn.event.neuron import LIFParameters, validate_parameters
 from jaxsnn.spikes import PAD_IDX, Spikes
 
@@ -434,7 +435,8 @@ class Emulator:
         if cfg.time_scale is not None:
             tau_mem = jnp.asarray(tau_mem) / cfg.time_scale
             tau_syn = jnp.asarray(tau_syn) / cfg.time_scale
-            t_ref = jnp.asarray(t_ref) / cfg.time_scale
+            # numpy keeps t_ref concrete under jit, so the single-spike algorithm can be chosen
+            t_ref = np.asarray(t_ref) / cfg.time_scale
         return nominal._replace(v_th=v_th, tau_mem=tau_mem, tau_syn=tau_syn, t_ref=t_ref)
 
     def _run_sample(self, params: Sequence[Any], inputs: Spikes, key: jax.Array) -> List[Spikes]:
@@ -456,9 +458,13 @@ class Emulator:
                 weights = quantize_weights(weights, cfg.weight_scale)
             neuron = self._neuron_on_chip(position, k_th)
             t_max = to_chip(layer.t_max)
-            result = simulate(
-                weights, spikes, neuron, capacity=layer.capacity, t_max=t_max, kernel=layer.kernel
-            )
+            kernel = layer.kernel
+            if kernel == "auto" and (cfg.tau_mismatch_std == 0 or cfg.tau_mismatch_common):
+                # a common mismatch factor scales both time constants alike, so their ratio, and
+                # with it the analytic kernel, is the nominal one (the per-neuron values are traced
+                # under jit, where "auto" could not see the ratio and would use the root solver)
+                kernel = resolve_kernel("auto", layer.neuron)
+            result = simulate(weights, spikes, neuron, capacity=layer.capacity, t_max=t_max, kernel=kernel)
             out = result.spikes
             if cfg.jitter_std > 0:
                 out = jitter_spikes(out, k_jit, cfg.jitter_std, t_max)
