@@ -183,10 +183,10 @@ def plot(results, data_test, best, args):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5, help="number of seeds (0..n-1)")
-    parser.add_argument("--epochs", type=int, default=25)
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--hidden", type=int, default=120)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--lr-decay", type=float, default=0.999, help="per-step decay factor")
     parser.add_argument("--clip", type=float, default=1.0, help="global gradient-norm clip")
     parser.add_argument("--tau-mem", type=float, default=2 * TAU_SYN)

@@ -58,7 +58,7 @@ class Config(NamedTuple):
     """Everything that defines one training run (model times in seconds)."""
 
     seeds: int = 5
-    epochs: int = 40
+    epochs: int = 20
     batch_size: int = 32
     hidden: int = 120
     copies: int = 5  # physical synapse rows per logical input
@@ -71,7 +71,7 @@ class Config(NamedTuple):
     hidden_capacity: int = 120
     output_capacity: int = 3
     lr: float = 2e-2
-    lr_decay: float = 0.891  # per epoch: 40 epochs end at lr / 100
+    lr_decay: float = 0.794  # per epoch: 20 epochs end at lr / 100
     clip: float = 1.0  # global gradient-norm clip (0 = off)
     bump: float = 1e-2  # weight bumping of silent label neurons
     loss: str = "hybrid"  # "hybrid", "mse" or "ce" (as in examples/yinyang_eventprop.py)
