@@ -42,12 +42,19 @@ def _single_spike(neuron: LIFParameters) -> LIFParameters:
 def test_parallel_equals_scan_and_reference(ratio, kernel, data):
     """Spike times equal the scan's to 1e-12 tau_syn and the float64 reference's to 1e-11 tau_syn.
 
-    Final states agree to 1e-12 (relative), overflow flags exactly; capacities below and above
-    the number of spikes are both drawn.
+    Final states agree to 1e-12 (relative) when the buffer holds every spike (after an overflow
+    the scan stops early, so its final state is not the window end's), overflow flags exactly;
+    capacities below and above the number of spikes are both drawn.
+
+    Weights are drawn without exact ties: tied integer weights can make a membrane touch the
+    threshold exactly at its maximum (e.g. ``I0 = 4`` with ``tau_mem = 2 tau_syn``). Such a
+    tangential crossing is ill-conditioned (a rounding error ``eps`` in the membrane moves it by
+    ``~sqrt(eps)`` in time, or removes it), so two exact algorithms that round differently may
+    disagree about it; simultaneous crossings are covered in ``test_simulate.py``.
     """
     with jax.enable_x64(True):
         neuron = _single_spike(data.draw(strategies.lif_parameters("event", tau_ratio=ratio, tau_syn=TAU_SYN)))
-        weights = np.asarray(data.draw(strategies.weights((N_IN, SIZE), low=-1.0, high=6.0, ties=True)))
+        weights = np.asarray(data.draw(strategies.weights((N_IN, SIZE), low=-1.0, high=6.0)))
         spikes = data.draw(strategies.spikes(N_IN, SLOTS, 0.8 * T_MAX, dtype=np.float64))
         capacity = data.draw(st.sampled_from([2, SIZE, 2 * SIZE]))
         scan = run(jnp.asarray(weights), spikes, neuron, kernel=kernel, capacity=capacity, algorithm="scan")
@@ -56,9 +63,10 @@ def test_parallel_equals_scan_and_reference(ratio, kernel, data):
         np.testing.assert_array_equal(np.asarray(par.spikes.idx), np.asarray(scan.spikes.idx))
         np.testing.assert_allclose(np.asarray(par.spikes.time), np.asarray(scan.spikes.time),
                                    rtol=0, atol=1e-12 * TAU_SYN)
-        for field in LIFState._fields:
-            np.testing.assert_allclose(np.asarray(getattr(par.final_state, field)),
-                                       np.asarray(getattr(scan.final_state, field)), rtol=1e-12, atol=1e-15)
+        if not bool(par.overflow):
+            for field in LIFState._fields:
+                np.testing.assert_allclose(np.asarray(getattr(par.final_state, field)),
+                                           np.asarray(getattr(scan.final_state, field)), rtol=1e-12, atol=1e-15)
         want_t, want_i = simulate_event(
             weights, np.asarray(spikes.time), np.asarray(spikes.idx),
             LIFParameters(*[float(v) for v in neuron]), T_MAX,
