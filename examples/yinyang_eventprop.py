@@ -8,7 +8,7 @@ most once in the 20 ms window. The class is the output neuron that spikes first.
 Loss (``--loss``):
 
 * ``hybrid`` (default): softmax cross-entropy over negative first-spike times (temperature
-  0.5 ms) plus a small term that pulls the correct neuron early, plus 10 x the ``mse`` term.
+  0.5 ms) plus a small term that pulls the correct neuron early, plus 2 x the ``mse`` term.
 * ``mse``: squared error between the output first-spike times and target times (4 ms for the
   correct neuron, 6 ms for the others), in units of ``tau_mem``.
 * ``ce``: the cross-entropy part alone.
@@ -79,7 +79,7 @@ class Config(NamedTuple):
     loss: str = "hybrid"  # "mse", "ce" or "hybrid" (see the module docstring)
     t_correct: float = 4e-3  # target first-spike time of the correct output neuron (mse)
     t_wrong: float = 6e-3  # target first-spike time of the other output neurons (mse)
-    mse_weight: float = 10.0  # weight of the mse term in the hybrid loss
+    mse_weight: float = 2.0  # weight of the mse term in the hybrid loss
     temperature: float = 5e-4  # softmax time scale of the first-spike cross-entropy
     early_weight: float = 0.01  # weight of the "correct neuron early" term (ce)
     bump: float = 1e-2  # weight bumping of silent neurons (see bump_silent)
@@ -365,6 +365,9 @@ def main(argv=None) -> Dict[str, Any]:
     parser.add_argument("--hidden", type=int, default=defaults.hidden)
     parser.add_argument("--tau-mem", type=float, default=defaults.tau_mem, help="membrane time constant (s)")
     parser.add_argument("--loss", choices=LOSSES, default=defaults.loss)
+    parser.add_argument("--mse-weight", type=float, default=defaults.mse_weight, help="mse term of the hybrid loss")
+    parser.add_argument("--clip", type=float, default=defaults.clip, help="global gradient-norm clip (0 = off)")
+    parser.add_argument("--bump", type=float, default=defaults.bump, help="weight bump of silent neurons")
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--lr-final", type=float, default=defaults.lr_final, help="final lr / initial lr")
     parser.add_argument("--hidden-capacity", type=int, default=defaults.hidden_capacity)
@@ -377,7 +380,8 @@ def main(argv=None) -> Dict[str, Any]:
     args = parser.parse_args(argv)
     config = defaults._replace(
         seeds=args.seeds, epochs=args.epochs, batch_size=args.batch_size, hidden=args.hidden,
-        tau_mem=args.tau_mem, lr=args.lr, loss=args.loss, lr_final=args.lr_final,
+        tau_mem=args.tau_mem, lr=args.lr, loss=args.loss, mse_weight=args.mse_weight, clip=args.clip,
+        bump=args.bump, lr_final=args.lr_final,
         hidden_capacity=args.hidden_capacity, first_seed=args.first_seed,
     )
     result = train(config, progress=not args.no_progress, data_dir=args.data_dir)
