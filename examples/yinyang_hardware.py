@@ -13,9 +13,10 @@ to the same emulated chip. Test accuracy is measured on the emulated chip for bo
 
 Network: 5 inputs (x, y, 1-x, 1-y latency coded, plus a bias spike), each duplicated, -> 120 LIF
 -> 3 LIF; ``tau_syn = 5 ms``, ``tau_mem = 10 ms``, inputs coded into [0, 10 ms], a 20 ms window
-and one spike per neuron; loss: squared error of the output first-spike times to target times
-(4 ms correct, 6 ms wrong; ``--loss ce`` for the first-spike cross-entropy, which pushes wrong
-neurons silent, see ``examples/yinyang_eventprop.py``). Seeds are trained
+and one spike per neuron; loss (``--loss``): ``hybrid`` (default), the first-spike cross-entropy
+plus 10x the squared error of the output first-spike times to target times (4 ms correct, 6 ms
+wrong), which keeps wrong neurons from falling silent (see ``examples/yinyang_eventprop.py``);
+``mse`` or ``ce`` alone. Silent label neurons are bumped and gradients clipped. Seeds are trained
 in parallel (``vmap``), an epoch is one jitted ``lax.scan``. The emulator is a pure JAX backend,
 so it is called directly inside the jitted step (``Emulator.run_jax``); a physical chip would
 be called through ``jaxsnn.hardware.measure`` (``jax.pure_callback``) instead, with the same
