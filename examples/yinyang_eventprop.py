@@ -76,6 +76,7 @@ class Config(NamedTuple):
     lr: float = 2e-2
     lr_final: float = 0.01  # the learning rate decays exponentially to lr * lr_final
     clip: float = 1.0  # gradients are clipped to this global norm (0 = off)
+    average: float = 0.0  # per-epoch exponential average of the weights used for testing (0 = off)
     loss: str = "hybrid"  # "mse", "ce" or "hybrid" (see the module docstring)
     t_correct: float = 4e-3  # target first-spike time of the correct output neuron (mse)
     t_wrong: float = 6e-3  # target first-spike time of the other output neurons (mse)
@@ -259,11 +260,19 @@ def train(config: Config, progress: bool = True, data_dir: Optional[str] = None)
 
         bar = tqdm(epochs, desc="epochs", unit="epoch")
         epochs = bar
+    averaged = None
     start = time.perf_counter()
     for _ in epochs:
         keys, epoch_keys = _split_all(keys)
         params, opt_state, loss, acc, overflow = run_epoch(params, opt_state, epoch_keys)
-        test_loss, test_acc, silent = run_eval(params)
+        if config.average and averaged is not None:
+            # Polyak-style averaging over epochs: smooths the epoch-to-epoch jitter of the weights
+            averaged = jax.tree_util.tree_map(
+                lambda mean, new: config.average * mean + (1 - config.average) * new, averaged, params
+            )
+        else:
+            averaged = params
+        test_loss, test_acc, silent = run_eval(averaged)
         for name, value in zip(history, (loss, acc, test_loss, test_acc, overflow, silent)):
             history[name].append(np.asarray(value).tolist())
         if bar is not None:
@@ -273,7 +282,7 @@ def train(config: Config, progress: bool = True, data_dir: Optional[str] = None)
     return {
         "history": history,
         "test_accuracy": final.tolist(),
-        "params": params,
+        "params": averaged,
         "seeds": seeds,
         "wall_time_s": wall,
         "test_inputs": test_inputs,
@@ -368,6 +377,8 @@ def main(argv=None) -> Dict[str, Any]:
     parser.add_argument("--mse-weight", type=float, default=defaults.mse_weight, help="mse term of the hybrid loss")
     parser.add_argument("--clip", type=float, default=defaults.clip, help="global gradient-norm clip (0 = off)")
     parser.add_argument("--bump", type=float, default=defaults.bump, help="weight bump of silent neurons")
+    parser.add_argument("--average", type=float, default=defaults.average,
+                        help="per-epoch exponential weight average used for testing (0 = off)")
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--lr-final", type=float, default=defaults.lr_final, help="final lr / initial lr")
     parser.add_argument("--hidden-capacity", type=int, default=defaults.hidden_capacity)
@@ -381,7 +392,7 @@ def main(argv=None) -> Dict[str, Any]:
     config = defaults._replace(
         seeds=args.seeds, epochs=args.epochs, batch_size=args.batch_size, hidden=args.hidden,
         tau_mem=args.tau_mem, lr=args.lr, loss=args.loss, mse_weight=args.mse_weight, clip=args.clip,
-        bump=args.bump, lr_final=args.lr_final,
+        bump=args.bump, average=args.average, lr_final=args.lr_final,
         hidden_capacity=args.hidden_capacity, first_seed=args.first_seed,
     )
     result = train(config, progress=not args.no_progress, data_dir=args.data_dir)
