@@ -165,10 +165,6 @@ def make_functions(config: Config):
         bumped[1] = dict(params[1], weights=params[1]["weights"] + config.bump * silent_label)
         return type(params)(bumped)
 
-    def train_loss(params, samples, labels):
-        loss, (acc, recording, first) = batch_loss(params, samples, labels)
-        return loss, (acc, recording, first)
-
     def optimizer(n_batches: int):
         if n_batches not in schedule_cache:
             schedule = optax.exponential_decay(
@@ -192,7 +188,7 @@ def make_functions(config: Config):
         def step(carry, batch):
             params, opt_state = carry
             batch_samples, batch_labels = batch
-            (loss, (acc, recording, first)), grads = jax.value_and_grad(train_loss, has_aux=True)(
+            (loss, (acc, recording, first)), grads = jax.value_and_grad(batch_loss, has_aux=True)(
                 params, batch_samples, batch_labels
             )
             updates, opt_state = opt.update(grads, opt_state, params)

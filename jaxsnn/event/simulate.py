@@ -296,26 +296,13 @@ def simulate(
         recurrent_weights = jnp.asarray(recurrent_weights, dtype)
     if initial_state is not None:
         initial_state = LIFState(*[jnp.asarray(value, dtype) for value in initial_state])
+    weights = weights.astype(dtype)
+    input_spikes = Spikes(input_spikes.time.astype(dtype), input_spikes.idx)
+    t_max = jnp.asarray(t_max, dtype)
+    static = dict(capacity=int(capacity), method=method)
     if algorithm == "parallel":
-        return _simulate_parallel(
-            weights.astype(dtype),
-            Spikes(input_spikes.time.astype(dtype), input_spikes.idx),
-            neuron,
-            jnp.asarray(t_max, dtype),
-            initial_state,
-            capacity=int(capacity),
-            method=method,
-        )
-    return _simulate_core(
-        weights.astype(dtype),
-        Spikes(input_spikes.time.astype(dtype), input_spikes.idx),
-        neuron,
-        jnp.asarray(t_max, dtype),
-        recurrent_weights,
-        initial_state,
-        capacity=int(capacity),
-        method=method,
-    )
+        return _simulate_parallel(weights, input_spikes, neuron, t_max, initial_state, **static)
+    return _simulate_core(weights, input_spikes, neuron, t_max, recurrent_weights, initial_state, **static)
 
 
 # Jitted so eager calls compile once per shape; inside a caller's jit it is simply inlined.
