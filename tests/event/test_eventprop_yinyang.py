@@ -31,3 +31,21 @@ def test_ten_epochs_reach_85_percent_quickly():
     assert elapsed < 180, f"training took {elapsed:.0f} s"
     history = result["history"]
     assert np.all(np.isfinite(np.asarray(history["train_loss"])))
+
+
+def test_unknown_loss_is_rejected():
+    example = _load_example()
+    with pytest.raises(ValueError, match="loss must be one of"):
+        example.make_functions(example.Config(loss="hinge"))
+
+
+def test_hardware_example_rejects_unknown_loss():
+    spec = importlib.util.spec_from_file_location(
+        "yinyang_hardware_example", EXAMPLE.with_name("yinyang_hardware.py")
+    )
+    hardware = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hardware)
+    config = hardware.Config(loss="hinge")
+    emulator = hardware.build_emulator(config, hardware.EmulatorConfig())
+    with pytest.raises(ValueError, match="loss must be 'hybrid', 'mse' or 'ce'"):
+        hardware.make_functions(config, emulator)
