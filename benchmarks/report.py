@@ -257,6 +257,7 @@ def scaling_chart(result: Dict[str, Any], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     axes_names = list(result["axes"])
     fig, axes = plt.subplots(1, len(axes_names), figsize=(4.2 * len(axes_names), 3.2),
@@ -267,6 +268,11 @@ def scaling_chart(result: Dict[str, Any], path: Path) -> None:
             ys = [p["median_s"] for p in points if "median_s" in p]
             if xs:
                 ax.loglog(xs, ys, "o-", label=lib, color="tab:red" if lib == "jaxsnn" else None)
+        values = sorted({p[axis] for points in result["axes"][axis].values() for p in points})
+        if values:
+            # label the measured sizes only: matplotlib's default minor labels overlap on log axes
+            ax.set_xticks(values, [str(v) for v in values])
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel(axis)
         ax.set_ylabel("forward + backward [s]")
         ax.grid(True, which="both", alpha=0.3)

@@ -8,7 +8,8 @@ most once in the 20 ms window. The class is the output neuron that spikes first.
 Loss (``--loss``):
 
 * ``hybrid`` (default): softmax cross-entropy over negative first-spike times (temperature
-  0.5 ms) plus a small term that pulls the correct neuron early, plus 2 x the ``mse`` term.
+  0.125 ms, ``--temperature``) plus a small term that pulls the correct neuron early, plus 2 x
+  the ``mse`` term.
 * ``mse``: squared error between the output first-spike times and target times (4 ms for the
   correct neuron, 6 ms for the others), in units of ``tau_mem``.
 * ``ce``: the cross-entropy part alone.
@@ -19,7 +20,15 @@ gets no spike-time gradient, so silent outputs accumulate until the correct neur
 too and accuracy collapses (``benchmarks/results/yinyang_eventprop_lr*_30epochs.json`` record
 such runs). The mse term gives the wrong neurons a finite target, which keeps them spiking;
 weight bumping revives a label neuron that fell silent, and gradient clipping bounds the step
-after a batch with a barely-reached threshold.
+after a batch with a barely-reached threshold. The temperature sets how hard the cross-entropy
+separates the correct neuron from the others next to the mse term. Test accuracy over 5
+seeds: about 94 % at 1 ms, 98.1 % at 0.5 ms, 98.9 % at 0.25 ms, 99.1 % at 0.125 ms; 0.125 ms was
+chosen on the validation split (``benchmarks/results/yinyang_eventprop_variants/``).
+
+Testing: the reported accuracy is on the published test split, with the last epoch's weights
+(``--select last``, default) or with each seed's weights from the epoch that scored best on the
+published validation split (``--select validation``; the test split never chooses). ``--average``
+tests an exponential average of the weights over epochs instead of the last ones.
 
 Gradients are exact, computed by EventProp (``jaxsnn.event.eventprop``), and Adam with an
 exponentially decaying learning rate trains all seeds at once (``vmap`` over seeds,
@@ -55,6 +64,7 @@ from jaxsnn.loss import first_spike_cross_entropy, first_spike_mse
 REPO = Path(__file__).resolve().parents[1]
 N_CLASSES = 3
 LOSSES = ("mse", "ce", "hybrid")
+SELECTIONS = ("last", "validation")
 
 
 class Config(NamedTuple):
@@ -77,11 +87,12 @@ class Config(NamedTuple):
     lr_final: float = 0.01  # the learning rate decays exponentially to lr * lr_final
     clip: float = 1.0  # gradients are clipped to this global norm (0 = off)
     average: float = 0.0  # per-epoch exponential average of the weights used for testing (0 = off)
+    select: str = "last"  # which epoch's weights are tested: "last" or "validation" (see train)
     loss: str = "hybrid"  # "mse", "ce" or "hybrid" (see the module docstring)
     t_correct: float = 4e-3  # target first-spike time of the correct output neuron (mse)
     t_wrong: float = 6e-3  # target first-spike time of the other output neurons (mse)
     mse_weight: float = 2.0  # weight of the mse term in the hybrid loss
-    temperature: float = 5e-4  # softmax time scale of the first-spike cross-entropy
+    temperature: float = 1.25e-4  # softmax time scale of the first-spike cross-entropy
     early_weight: float = 0.01  # weight of the "correct neuron early" term (ce)
     bump: float = 1e-2  # weight bumping of silent neurons (see bump_silent)
     hidden_mean: float = 3.0
@@ -216,16 +227,27 @@ def train(config: Config, progress: bool = True, data_dir: Optional[str] = None)
 
     Returns:
         A dict with per-epoch curves (``train_loss``, ``train_acc``, ``test_loss``,
-        ``test_acc``: lists over epochs of per-seed lists), the final per-seed test accuracies,
-        the trained parameters of every seed and the wall time.
+        ``test_acc``, ``validation_acc``: lists over epochs of per-seed lists), the per-seed test
+        accuracies of the tested weights (``config.select``: the last epoch's, or each seed's
+        epoch with the best accuracy on the published validation split; the test split never
+        chooses), the last epoch's test accuracies, the tested parameters of every seed and
+        the wall time.
+
+    Raises:
+        ValueError: for an unknown ``config.select`` or ``config.loss``.
     """
+    if config.select not in SELECTIONS:
+        raise ValueError(f"select must be one of {SELECTIONS}, got {config.select!r}")
     train_set = load_yinyang("train", directory=data_dir)
+    validation_set = load_yinyang("validation", directory=data_dir)
     test_set = load_yinyang("test", directory=data_dir)
     n_train = config.train_samples or len(train_set.labels)
     train_inputs = encode(train_set.inputs[:n_train], config)
     train_labels = jnp.asarray(train_set.labels[:n_train], jnp.int32)
     test_inputs = encode(test_set.inputs, config)
     test_labels = jnp.asarray(test_set.labels, jnp.int32)
+    validation_inputs = encode(validation_set.inputs, config)
+    validation_labels = jnp.asarray(validation_set.labels, jnp.int32)
 
     init, optimizer, train_epoch, evaluate, _ = make_functions(config)
     seeds = list(range(config.first_seed, config.first_seed + config.seeds))
@@ -246,7 +268,19 @@ def train(config: Config, progress: bool = True, data_dir: Optional[str] = None)
     def run_eval(params):
         return jax.vmap(evaluate, in_axes=(0, None, None))(params, test_inputs, test_labels)
 
-    names = ("train_loss", "train_acc", "test_loss", "test_acc", "overflow", "test_silent_outputs")
+    @jax.jit
+    def run_validation(params):
+        return jax.vmap(evaluate, in_axes=(0, None, None))(params, validation_inputs, validation_labels)[1]
+
+    @jax.jit
+    def keep_better(best, candidate, best_acc, candidate_acc):
+        # per seed; ties go to the later epoch, whose learning rate is smaller
+        better = candidate_acc >= best_acc
+        pick = lambda old, new: jnp.where(better.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
+        return jax.tree_util.tree_map(pick, best, candidate), jnp.maximum(best_acc, candidate_acc)
+
+    names = ("train_loss", "train_acc", "test_loss", "test_acc", "overflow", "test_silent_outputs",
+             "validation_acc")
     history = {key: [] for key in names}
     keys = jnp.stack([jax.random.PRNGKey(1000 + s) for s in seeds])
     epochs = range(config.epochs)
@@ -256,7 +290,7 @@ def train(config: Config, progress: bool = True, data_dir: Optional[str] = None)
 
         bar = tqdm(epochs, desc="epochs", unit="epoch")
         epochs = bar
-    averaged = None
+    averaged = best = best_acc = None
     start = time.perf_counter()
     for _ in epochs:
         keys, epoch_keys = _split_all(keys)
@@ -269,16 +303,28 @@ def train(config: Config, progress: bool = True, data_dir: Optional[str] = None)
         else:
             averaged = params
         test_loss, test_acc, silent = run_eval(averaged)
-        for name, value in zip(history, (loss, acc, test_loss, test_acc, overflow, silent)):
+        validation_acc = run_validation(averaged)
+        if best is None:
+            best, best_acc = averaged, validation_acc
+        else:
+            best, best_acc = keep_better(best, averaged, best_acc, validation_acc)
+        for name, value in zip(history, (loss, acc, test_loss, test_acc, overflow, silent, validation_acc)):
             history[name].append(np.asarray(value).tolist())
         if bar is not None:
             bar.set_postfix(train_acc=f"{np.mean(acc):.3f}", test_acc=f"{np.mean(test_acc):.4f}")
     wall = time.perf_counter() - start
-    final = np.asarray(history["test_acc"][-1])
+    last = np.asarray(history["test_acc"][-1])
+    if config.select == "validation":
+        tested = best
+        final = np.asarray(run_eval(best)[1])
+    else:
+        tested, final = averaged, last
     return {
         "history": history,
         "test_accuracy": final.tolist(),
-        "params": averaged,
+        "test_accuracy_last_epoch": last.tolist(),
+        "validation_accuracy": np.asarray(run_validation(tested)).tolist(),
+        "params": tested,
         "seeds": seeds,
         "wall_time_s": wall,
         "test_inputs": test_inputs,
@@ -375,6 +421,14 @@ def main(argv=None) -> Dict[str, Any]:
     parser.add_argument("--bump", type=float, default=defaults.bump, help="weight bump of silent neurons")
     parser.add_argument("--average", type=float, default=defaults.average,
                         help="per-epoch exponential weight average used for testing (0 = off)")
+    parser.add_argument("--select", choices=SELECTIONS, default=defaults.select,
+                        help="test the last epoch's weights or each seed's best-validation epoch")
+    parser.add_argument("--t-correct", type=float, default=defaults.t_correct,
+                        help="mse target first-spike time of the correct neuron (s)")
+    parser.add_argument("--t-wrong", type=float, default=defaults.t_wrong,
+                        help="mse target first-spike time of the other neurons (s)")
+    parser.add_argument("--temperature", type=float, default=defaults.temperature,
+                        help="softmax time scale of the cross-entropy (s)")
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--lr-final", type=float, default=defaults.lr_final, help="final lr / initial lr")
     parser.add_argument("--hidden-capacity", type=int, default=defaults.hidden_capacity)
@@ -388,18 +442,24 @@ def main(argv=None) -> Dict[str, Any]:
     config = defaults._replace(
         seeds=args.seeds, epochs=args.epochs, batch_size=args.batch_size, hidden=args.hidden,
         tau_mem=args.tau_mem, lr=args.lr, loss=args.loss, mse_weight=args.mse_weight, clip=args.clip,
-        bump=args.bump, average=args.average, lr_final=args.lr_final,
+        bump=args.bump, average=args.average, lr_final=args.lr_final, select=args.select,
+        t_correct=args.t_correct, t_wrong=args.t_wrong, temperature=args.temperature,
         hidden_capacity=args.hidden_capacity, first_seed=args.first_seed,
     )
     result = train(config, progress=not args.no_progress, data_dir=args.data_dir)
     accuracy = np.asarray(result["test_accuracy"])
     print(f"test accuracy over {len(accuracy)} seeds: {100 * accuracy.mean():.2f} +- {100 * accuracy.std():.2f} % "
-          f"(per seed {np.round(100 * accuracy, 2).tolist()}), {result['wall_time_s']:.0f} s")
+          f"(per seed {np.round(100 * accuracy, 2).tolist()}; weights of the "
+          f"{'best-validation' if config.select == 'validation' else 'last'} epoch), "
+          f"{result['wall_time_s']:.0f} s")
     record = {
         "name": "yinyang_eventprop",
         "test_accuracy_mean": float(accuracy.mean()),
         "test_accuracy_std": float(accuracy.std()),
         "test_accuracy_per_seed": accuracy.tolist(),
+        "selected_by": config.select,
+        "test_accuracy_last_epoch_per_seed": result["test_accuracy_last_epoch"],
+        "validation_accuracy_per_seed": result["validation_accuracy"],
         "seeds": result["seeds"],
         "epochs": config.epochs,
         "wall_time_s": result["wall_time_s"],

@@ -98,3 +98,14 @@ def test_event_data_is_identical_for_every_library():
     assert all(np.array_equal(a[k], b[k]) for k in a)
     assert np.all(np.diff(a["times"], axis=1) >= 0)  # sorted per sample
     assert a["w1"].shape == (10, 6)
+
+
+def test_profile_conv_runs_and_reports_every_operation(tmp_path):
+    import profile_conv
+
+    out = tmp_path / "conv.json"
+    result = profile_conv.main(["--images", "2", "--size", "6", "--channels", "3", "--rounds", "1",
+                                "--out", str(out)])
+    assert set(result["operations"]) == {"forward", "input_gradient", "weight_gradient", "matmul_same_flops"}
+    assert all(op["gflops"] > 0 for op in result["operations"].values())
+    assert json.loads(out.read_text())["gflop_per_call"] == pytest.approx(2 * 2 * 36 * 9 * 9 / 1e9)

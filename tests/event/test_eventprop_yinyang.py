@@ -49,3 +49,24 @@ def test_hardware_example_rejects_unknown_loss():
     emulator = hardware.build_emulator(config, hardware.EmulatorConfig())
     with pytest.raises(ValueError, match="loss must be 'hybrid', 'mse' or 'ce'"):
         hardware.make_functions(config, emulator)
+
+
+def test_unknown_selection_is_rejected():
+    example = _load_example()
+    with pytest.raises(ValueError, match="select must be one of"):
+        example.train(example.Config(select="test"), progress=False)
+
+
+@pytest.mark.slow
+def test_validation_selection_tests_each_seeds_best_validation_epoch():
+    example = _load_example()
+    config = example.Config(seeds=2, epochs=3, train_samples=320, select="validation")
+    result = example.train(config, progress=False)
+    history = result["history"]
+    validation = np.asarray(history["validation_acc"])  # (epochs, seeds)
+    test = np.asarray(history["test_acc"])
+    np.testing.assert_allclose(result["validation_accuracy"], validation.max(axis=0), rtol=1e-6)
+    # ties go to the later epoch: the last index of the maximum
+    chosen = validation.shape[0] - 1 - np.argmax(validation[::-1], axis=0)
+    np.testing.assert_allclose(result["test_accuracy"], test[chosen, np.arange(config.seeds)], rtol=1e-6)
+    np.testing.assert_allclose(result["test_accuracy_last_epoch"], test[-1], rtol=1e-6)
