@@ -79,7 +79,7 @@ class Config(NamedTuple):
     mse_weight: float = 10.0
     t_correct: float = 4e-3
     t_wrong: float = 6e-3
-    temperature: float = 5e-4
+    temperature: float = 1.25e-4  # as in examples/yinyang_eventprop.py
     early_weight: float = 0.01
     hidden_mean: float = 3.0  # of the logical (summed over copies) weight
     hidden_std: float = 1.6
@@ -383,6 +383,9 @@ def main(argv=None) -> Dict[str, Any]:
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--loss", choices=("hybrid", "mse", "ce"), default=defaults.loss)
     parser.add_argument("--lr-decay", type=float, default=defaults.lr_decay, help="per-epoch factor")
+    parser.add_argument("--temperature", type=float, default=defaults.temperature,
+                        help="softmax time scale of the first-spike cross-entropy (s)")
+    parser.add_argument("--mse-weight", type=float, default=defaults.mse_weight, help="mse term of the hybrid loss")
     parser.add_argument("--chip-seed", type=int, default=defaults.chip_seed, help="fixed pattern of the emulated chip")
     parser.add_argument("--train-samples", type=int, default=defaults.train_samples, help="0 = all 5000")
     parser.add_argument("--first-seed", type=int, default=defaults.first_seed)
@@ -396,7 +399,7 @@ def main(argv=None) -> Dict[str, Any]:
     config = defaults._replace(
         seeds=args.seeds, epochs=args.epochs, batch_size=args.batch_size, hidden=args.hidden, copies=args.copies,
         lr=args.lr, lr_decay=args.lr_decay, loss=args.loss, chip_seed=args.chip_seed, train_samples=args.train_samples,
-        first_seed=args.first_seed,
+        first_seed=args.first_seed, temperature=args.temperature, mse_weight=args.mse_weight,
     )
     chip = EmulatorConfig()  # the realistic defaults
     out = Path(args.out)
