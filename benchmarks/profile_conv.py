@@ -16,9 +16,8 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
-from typing import Callable, Dict
+from typing import Dict
 
 import jax
 import jax.numpy as jnp
@@ -29,17 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "profile_conv.json"
-
-
-def best_time(fn: Callable, *args, rounds: int) -> float:
-    """Fastest of ``rounds`` calls after one warm-up call (compilation)."""
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main(argv=None) -> Dict:
@@ -77,7 +65,9 @@ def main(argv=None) -> Dict:
         "operations": {},
     }
     for name, (fn, fn_args) in operations.items():
-        seconds = best_time(fn, *fn_args, rounds=args.rounds)
+        # fastest of ``rounds`` calls after one untimed (compiling) call
+        seconds = harness.time_call(lambda: fn(*fn_args), jax.block_until_ready,
+                                    iterations=args.rounds, warmup=1)["min_s"]
         result["operations"][name] = {"seconds": seconds, "gflops": flops / seconds / 1e9}
         print(f"{name:18s} {seconds:.4f} s  {flops / seconds / 1e9:.1f} GFLOP/s", flush=True)
     out = Path(args.out)

@@ -264,20 +264,15 @@ def train(config: Config, progress: bool = True, data_dir: Optional[str] = None)
 
         return jax.vmap(one_seed)(params, opt_state, keys)
 
-    @jax.jit
-    def run_eval(params):
-        return jax.vmap(evaluate, in_axes=(0, None, None))(params, test_inputs, test_labels)
+    evaluate_seeds = jax.jit(jax.vmap(evaluate, in_axes=(0, None, None)))
 
     @jax.jit
-    def run_validation(params):
-        return jax.vmap(evaluate, in_axes=(0, None, None))(params, validation_inputs, validation_labels)[1]
-
-    @jax.jit
-    def keep_better(best, candidate, best_acc, candidate_acc):
-        # per seed; ties go to the later epoch, whose learning rate is smaller
-        better = candidate_acc >= best_acc
+    def keep_better(best, candidate):
+        # per seed, on validation accuracy (last entry); ties go to the later epoch, whose
+        # learning rate is smaller
+        better = candidate[-1] >= best[-1]
         pick = lambda old, new: jnp.where(better.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
-        return jax.tree_util.tree_map(pick, best, candidate), jnp.maximum(best_acc, candidate_acc)
+        return jax.tree_util.tree_map(pick, best, candidate)
 
     names = ("train_loss", "train_acc", "test_loss", "test_acc", "overflow", "test_silent_outputs",
              "validation_acc")
@@ -290,7 +285,7 @@ def train(config: Config, progress: bool = True, data_dir: Optional[str] = None)
 
         bar = tqdm(epochs, desc="epochs", unit="epoch")
         epochs = bar
-    averaged = best = best_acc = None
+    averaged = best = None  # best: (params, test accuracy, validation accuracy) per seed
     start = time.perf_counter()
     for _ in epochs:
         keys, epoch_keys = _split_all(keys)
@@ -302,28 +297,22 @@ def train(config: Config, progress: bool = True, data_dir: Optional[str] = None)
             )
         else:
             averaged = params
-        test_loss, test_acc, silent = run_eval(averaged)
-        validation_acc = run_validation(averaged)
-        if best is None:
-            best, best_acc = averaged, validation_acc
-        else:
-            best, best_acc = keep_better(best, averaged, best_acc, validation_acc)
+        test_loss, test_acc, silent = evaluate_seeds(averaged, test_inputs, test_labels)
+        validation_acc = evaluate_seeds(averaged, validation_inputs, validation_labels)[1]
+        if config.select == "validation":
+            candidate = (averaged, test_acc, validation_acc)
+            best = candidate if best is None else keep_better(best, candidate)
         for name, value in zip(history, (loss, acc, test_loss, test_acc, overflow, silent, validation_acc)):
             history[name].append(np.asarray(value).tolist())
         if bar is not None:
             bar.set_postfix(train_acc=f"{np.mean(acc):.3f}", test_acc=f"{np.mean(test_acc):.4f}")
     wall = time.perf_counter() - start
-    last = np.asarray(history["test_acc"][-1])
-    if config.select == "validation":
-        tested = best
-        final = np.asarray(run_eval(best)[1])
-    else:
-        tested, final = averaged, last
+    tested, final, validation = best if config.select == "validation" else (averaged, test_acc, validation_acc)
     return {
         "history": history,
-        "test_accuracy": final.tolist(),
-        "test_accuracy_last_epoch": last.tolist(),
-        "validation_accuracy": np.asarray(run_validation(tested)).tolist(),
+        "test_accuracy": np.asarray(final).tolist(),
+        "test_accuracy_last_epoch": history["test_acc"][-1],
+        "validation_accuracy": np.asarray(validation).tolist(),
         "params": tested,
         "seeds": seeds,
         "wall_time_s": wall,
