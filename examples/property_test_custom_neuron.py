@@ -7,7 +7,8 @@ draws inputs and weights; the checks raise with a shrunk counterexample if a pro
 
 import jax
 import jax.numpy as jnp
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from jaxsnn.testing import load_profile_from_env, properties, strategies
 

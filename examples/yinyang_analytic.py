@@ -32,6 +32,7 @@ import jaxsnn
 from jaxsnn import encode, loss
 from jaxsnn.data import epoch_batches, load_yinyang
 from jaxsnn.event import LIF
+from jaxsnn.initializers import normal
 from jaxsnn.spikes import first_spike_times
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,9 +51,9 @@ def build(args):
         gradient="analytic",
     )
     hidden = LIF(
-        args.hidden, capacity=args.hidden, weight_mean=args.hidden_mean, weight_std=args.hidden_std, **common
+        args.hidden, capacity=args.hidden, weight_init=normal(args.hidden_std, args.hidden_mean), **common
     )
-    output = LIF(3, capacity=3, weight_mean=args.output_mean, weight_std=args.output_std, **common)
+    output = LIF(3, capacity=3, weight_init=normal(args.output_std, args.output_mean), **common)
     return jaxsnn.serial(hidden, output)
 
 
@@ -85,7 +86,7 @@ def make_functions(apply, args):
         hidden_dead = (silent[0] >= 1.0).astype(jnp.float32)
         scales = (hidden_dead, silent[1])
         return [
-            {**layer, "weights": layer["weights"] + args.bump * scale[None, :]}
+            {**layer, "weight": layer["weight"] + args.bump * scale[None, :]}
             for layer, scale in zip(params, scales)
         ]
 

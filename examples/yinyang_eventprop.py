@@ -59,6 +59,7 @@ from jaxsnn import spikes as spikes_lib
 from jaxsnn.data import epoch_batches, load_yinyang
 from jaxsnn.encode import latency_spikes
 from jaxsnn.event import LIF
+from jaxsnn.initializers import normal
 from jaxsnn.loss import first_spike_cross_entropy, first_spike_mse
 
 REPO = Path(__file__).resolve().parents[1]
@@ -114,10 +115,10 @@ def build_network(config: Config) -> jaxsnn.Layer:
     """``serial(LIF(hidden), LIF(3))`` with EventProp gradients."""
     common = dict(tau_syn=config.tau_syn, tau_mem=config.tau_mem, t_max=config.t_max, gradient="eventprop")
     return jaxsnn.serial(
-        LIF(config.hidden, capacity=config.hidden_capacity, weight_mean=config.hidden_mean,
-            weight_std=config.hidden_std, t_ref=config.hidden_t_ref, **common),
-        LIF(N_CLASSES, capacity=config.output_capacity, weight_mean=config.output_mean,
-            weight_std=config.output_std, t_ref=config.output_t_ref, **common),
+        LIF(config.hidden, capacity=config.hidden_capacity, 
+            weight_init=normal(config.hidden_std, config.hidden_mean), t_ref=config.hidden_t_ref, **common),
+        LIF(N_CLASSES, capacity=config.output_capacity, 
+            weight_init=normal(config.output_std, config.output_mean), t_ref=config.output_t_ref, **common),
     )
 
 
@@ -172,8 +173,8 @@ def make_functions(config: Config):
         hidden_counts = jax.vmap(lambda s: spikes_lib.spike_counts(s, config.hidden))(recording[0].spikes)
         silent_hidden = jnp.all(hidden_counts == 0, axis=0).astype(first.dtype)
         bumped = list(params)
-        bumped[0] = dict(params[0], weights=params[0]["weights"] + config.bump * silent_hidden)
-        bumped[1] = dict(params[1], weights=params[1]["weights"] + config.bump * silent_label)
+        bumped[0] = dict(params[0], weight=params[0]["weight"] + config.bump * silent_hidden)
+        bumped[1] = dict(params[1], weight=params[1]["weight"] + config.bump * silent_label)
         return type(params)(bumped)
 
     def optimizer(n_batches: int):

@@ -47,7 +47,14 @@ from jaxsnn import spikes as spikes_lib
 from jaxsnn.data import epoch_batches, load_yinyang
 from jaxsnn.encode import latency_spikes
 from jaxsnn.event import LIF, LIFParameters
-from jaxsnn.hardware import EmulatedLayer, Emulator, EmulatorConfig, duplicate_inputs, inject
+from jaxsnn.hardware import (
+    EmulatedLayer,
+    Emulator,
+    EmulatorConfig,
+    duplicate_inputs,
+    inject,
+)
+from jaxsnn.initializers import normal
 from jaxsnn.loss import first_spike_cross_entropy, first_spike_mse
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,10 +108,10 @@ def build_network(config: Config) -> jaxsnn.Layer:
     common = dict(tau_syn=config.tau_syn, tau_mem=config.tau_mem, t_max=config.t_max, t_ref=config.t_ref,
                   gradient="eventprop")
     return jaxsnn.serial(
-        LIF(config.hidden, capacity=config.hidden_capacity, weight_mean=config.hidden_mean / config.copies,
-            weight_std=config.hidden_std / np.sqrt(config.copies), **common),
-        LIF(N_CLASSES, capacity=config.output_capacity, weight_mean=config.output_mean,
-            weight_std=config.output_std, **common),
+        LIF(config.hidden, capacity=config.hidden_capacity, 
+            weight_init=normal(config.hidden_std / np.sqrt(config.copies), config.hidden_mean / config.copies), **common),
+        LIF(N_CLASSES, capacity=config.output_capacity, 
+            weight_init=normal(config.output_std, config.output_mean), **common),
     )
 
 
@@ -166,7 +173,7 @@ def make_functions(config: Config, emulator: Emulator):
         # the label gets no gradient; raise its input weights directly
         silent = jnp.mean(~jnp.isfinite(first) & (labels[:, None] == jnp.arange(N_CLASSES)), axis=0)
         bumped = list(params)
-        bumped[-1] = dict(params[-1], weights=params[-1]["weights"] + config.bump * silent)
+        bumped[-1] = dict(params[-1], weight=params[-1]["weight"] + config.bump * silent)
         return type(params)(bumped)
 
     def train_epoch(params, opt_state, samples, labels, first_trial, n_batches: int, hardware: bool):

@@ -10,7 +10,7 @@ event-based layers, EventProp), ``hardware`` (backends and in-the-loop training)
 reference) is imported on demand.
 """
 
-from jaxsnn import data, discrete, encode, event, hardware, loss, spikes
+from jaxsnn import data, discrete, encode, event, hardware, initializers, loss, spikes
 from jaxsnn.compose import leaf_count, serial, stateless
 from jaxsnn.spikes import Spikes
 from jaxsnn.types import ApplyFn, InitFn, Layer, layer_name, named_layer
@@ -27,6 +27,7 @@ __all__ = [
     "encode",
     "event",
     "hardware",
+    "initializers",
     "layer_name",
     "leaf_count",
     "loss",

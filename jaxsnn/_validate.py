@@ -8,6 +8,8 @@ work on tracers too, because shapes and dtypes are static.
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any, Optional, Sequence
 
 import jax
@@ -146,3 +148,31 @@ def check_ndim(name: str, value: Any, ndim: int) -> None:
     shape = tuple(jnp.shape(value))
     if len(shape) != ndim:
         raise ValueError(f"{name} must be {ndim}-dimensional, got shape {shape}")
+
+
+def real_scalar(name: str, value: Any) -> float:
+    """Return ``value`` as a float (``TypeError``: not a real number, ``ValueError``: not finite)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        if not (isinstance(value, (np.ndarray, np.generic)) and np.ndim(value) == 0):
+            raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return value
+
+
+def positive_scalar(name: str, value: Any) -> float:
+    """Return ``value`` as a float, raising ``ValueError`` unless it is finite and > 0."""
+    value = real_scalar(name, value)
+    if value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    return value
+
+
+def positive_int(name: str, value: Any) -> int:
+    """Return ``value`` as an int, raising unless it is a positive integer."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a positive integer, got {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)

@@ -14,9 +14,6 @@ import jax
 
 from jaxsnn.types import Layer, Shape, layer_name
 
-_LEAVES_ATTR = "jaxsnn_leaf_count"
-
-
 def leaf_count(layer: Any) -> int:
     """Number of leaf layers in ``layer`` (1 for a plain layer, the total for a ``serial``).
 
@@ -26,12 +23,13 @@ def leaf_count(layer: Any) -> int:
     Returns:
         The number of entries the layer occupies in flat params/carry/external/recording lists.
     """
-    return int(getattr(layer[0], _LEAVES_ATTR, 1))
+    leaves = layer.leaves if isinstance(layer, Layer) else None
+    return 1 if leaves is None else leaves
 
 
 def _is_composite(layer: Any) -> bool:
     """A composite (a ``serial``) takes and returns flat lists, even with a single leaf."""
-    return hasattr(layer[0], _LEAVES_ATTR)
+    return isinstance(layer, Layer) and layer.leaves is not None
 
 
 def _check_layer(position: int, layer: Any) -> None:
@@ -153,10 +151,8 @@ def serial(*layers: Any) -> Layer:
                 recording.append(record)
         return new_carry, outputs, recording
 
-    setattr(init, _LEAVES_ATTR, n_leaves)
-    setattr(apply, _LEAVES_ATTR, n_leaves)
-    init.layer_name = "serial(" + ", ".join(layer_name(layer) for layer in layers) + ")"  # type: ignore[attr-defined]
-    return Layer(init, apply)
+    name = "serial(" + ", ".join(layer_name(layer) for layer in layers) + ")"
+    return Layer(init, apply, name=name, leaves=n_leaves)
 
 
 def stateless(layer: Tuple[Callable[..., Any], Callable[..., Any]], name: Optional[str] = None) -> Layer:
@@ -190,5 +186,4 @@ def stateless(layer: Tuple[Callable[..., Any], Callable[..., Any]], name: Option
             raise ValueError(f"{label} is stateless and takes no external data, got {type(external).__name__}")
         return None, stax_apply(params, inputs), None
 
-    init.layer_name = label  # type: ignore[attr-defined]
-    return Layer(init, apply)
+    return Layer(init, apply, name=label)

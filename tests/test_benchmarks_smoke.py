@@ -88,7 +88,7 @@ def test_event_forward_and_eventprop_jaxsnn_side(tmp_path):
     (params, _), loss = train["block"](train["step"]())
     assert np.isfinite(float(loss))
     before = harness.event_data(TINY_EVENT)["w1"]
-    after = np.asarray(params[0]["weights"])
+    after = np.asarray(params[0]["weight"])
     assert np.all(np.isfinite(after)) and not np.array_equal(after, before)  # a real update
 
 

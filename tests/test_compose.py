@@ -28,9 +28,34 @@ def Accumulate(size):
 
 
 def test_layer_unpacks_like_stax():
-    init, apply = Accumulate(3)
-    assert Layer(init, apply).name == "Accumulate(3)"
+    layer = Accumulate(3)
+    init, apply = layer
+    assert layer.name == "Accumulate(3)" and layer.leaves is None
+    # The name lives in the Layer value, not on the function: a new pair has the factory's name.
+    assert Layer(init, apply).name == "Accumulate"
     assert jaxsnn.layer_name(stax.Dense(2)) == "Dense"
+
+
+def test_metadata_lives_in_the_layer_value_and_survives_wrapping():
+    import functools
+
+    inner = Accumulate(2)
+    net = serial(Accumulate(3), serial(inner, Accumulate(2)))
+    assert net.leaves == 3 and jaxsnn.leaf_count(net) == 3
+    # Wrapping the functions (jit, partial) and putting them back keeps the leaf count and name.
+    wrapped = net._replace(init=functools.partial(net.init), apply=jax.jit(net.apply))
+    assert wrapped.leaves == 3 and wrapped.name == net.name
+    outer = serial(wrapped, Accumulate(1))
+    assert outer.leaves == 4
+    _, params = outer.init(jax.random.PRNGKey(0), (5, 2))
+    assert len(params) == 4
+    # Naming a layer built from another layer's functions must not rename the original.
+    renamed = jaxsnn.named_layer(inner.init, inner.apply, "Other")
+    assert renamed.name == "Other" and inner.name == "Accumulate(2)"
+    with pytest.raises(ValueError, match="leaves must be None"):
+        Layer(inner.init, inner.apply, leaves=0)
+    with pytest.raises(ValueError, match="unknown fields"):
+        inner._replace(name="x")
 
 
 def test_serial_params_are_flat_and_nesting_is_invisible():

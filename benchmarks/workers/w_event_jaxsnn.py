@@ -30,7 +30,7 @@ def build(workload, cfg):
                   kernel=cfg.get("kernel", "auto"))
     _, apply = jaxsnn.serial(LIF(hidden, capacity=cfg["capacity_hidden"], **neuron),
                              LIF(3, capacity=cfg["capacity_output"], **neuron))
-    params = [{"weights": jnp.asarray(data["w1"])}, {"weights": jnp.asarray(data["w2"])}]
+    params = [{"weight": jnp.asarray(data["w1"])}, {"weight": jnp.asarray(data["w2"])}]
     B = cfg["batch"]
     batch_in = Spikes(jnp.asarray(data["times"][:B]), jnp.asarray(data["idx"][:B]))
 
@@ -85,7 +85,7 @@ def build(workload, cfg):
     def save():
         grad = jax.jit(jax.grad(lambda w: loss_fn(w, batch)))(params)
         loss = jax.jit(lambda w: loss_fn(w, batch))(params)
-        np.savez(cfg["out"], g1=np.asarray(grad[0]["weights"]), g2=np.asarray(grad[1]["weights"]),
+        np.savez(cfg["out"], g1=np.asarray(grad[0]["weight"]), g2=np.asarray(grad[1]["weight"]),
                  loss=np.asarray(loss))
         return [float(loss)]
 

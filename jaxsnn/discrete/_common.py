@@ -2,47 +2,19 @@
 
 from __future__ import annotations
 
-import math
-import numbers
-from typing import Any, Callable, Optional, Tuple, Union
+from typing import Any, Tuple, Union
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
-from jaxsnn._validate import check_finite, check_float_dtype, check_ndim
+from jaxsnn._validate import (
+    check_finite,
+    check_float_dtype,
+    check_ndim,
+    positive_int,
+)
 
 Array = jax.Array
-WeightInit = Callable[[jax.Array, Tuple[int, ...], Any], Array]
 Features = Union[int, Tuple[int, ...]]
-
-
-def real_scalar(name: str, value: Any) -> float:
-    """Return ``value`` as a float (``TypeError``: not a real number, ``ValueError``: not finite)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        if not (isinstance(value, (np.ndarray, np.generic)) and np.ndim(value) == 0):
-            raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return value
-
-
-def positive_scalar(name: str, value: Any) -> float:
-    """Return ``value`` as a float, raising ``ValueError`` unless it is finite and > 0."""
-    value = real_scalar(name, value)
-    if value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
-    return value
-
-
-def positive_int(name: str, value: Any) -> int:
-    """Return ``value`` as an int, raising unless it is a positive integer."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be a positive integer, got {type(value).__name__}")
-    if value <= 0:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
 
 
 def feature_shape(name: str, size: Features) -> Tuple[int, ...]:
@@ -72,54 +44,6 @@ def input_shape_tuple(label: str, input_shape: Any, min_ndim: int, layout: str) 
     if any(s <= 0 for s in shape[1:]):
         raise ValueError(f"{label}: input_shape feature sizes must be positive, got {shape}")
     return shape
-
-
-def default_dtype(dtype: Any) -> Any:
-    """The float dtype for new parameters (float64 only when x64 is enabled)."""
-    if dtype is None:
-        return jax.dtypes.canonicalize_dtype(jnp.float64)
-    dtype = jnp.dtype(dtype)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"dtype must be a floating-point dtype, got {dtype}")
-    return jax.dtypes.canonicalize_dtype(dtype)
-
-
-def make_weight_init(
-    weight_init: Optional[WeightInit], weight_scale: float, weight_mean: float
-) -> WeightInit:
-    """Weight initialiser: ``weight_init`` if given, else ``mean + scale * N(0, 1) / sqrt(fan_in)``.
-
-    ``fan_in`` is the product of all but the last dimension of the weight shape.
-    """
-    if weight_init is not None:
-        if not callable(weight_init):
-            raise TypeError(
-                "weight_init must be a callable (key, shape, dtype) -> array, "
-                f"e.g. jax.nn.initializers.glorot_normal(), got {type(weight_init).__name__}"
-            )
-        return weight_init
-    scale = real_scalar("weight_scale", weight_scale)
-    mean = real_scalar("weight_mean", weight_mean)
-
-    def init(key: jax.Array, shape: Tuple[int, ...], dtype: Any) -> Array:
-        fan_in = max(1, int(np.prod(shape[:-1])))
-        noise = jax.random.normal(key, shape, dtype)
-        return (mean + scale * noise / math.sqrt(fan_in)).astype(dtype)
-
-    return init
-
-
-def init_weight(
-    label: str, key: jax.Array, shape: Tuple[int, ...], dtype: Any, init: WeightInit
-) -> Array:
-    """Run ``init`` and check the result's shape and dtype."""
-    weight = jnp.asarray(init(key, shape, dtype))
-    if weight.shape != tuple(shape):
-        raise ValueError(
-            f"{label}: weight_init returned shape {weight.shape}, expected {tuple(shape)}"
-        )
-    check_float_dtype(f"{label} weight", weight)
-    return weight
 
 
 def check_inputs(label: str, inputs: Any, features: Tuple[int, ...]) -> Array:

@@ -8,18 +8,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxsnn.discrete._common import (
-    WeightInit,
-    check_finite,
-    check_float_dtype,
-    check_inputs,
-    check_no_external,
-    default_dtype,
-    init_weight,
-    input_shape_tuple,
-    make_weight_init,
-    positive_int,
-)
+from jaxsnn._validate import check_finite, check_float_dtype, positive_int
+from jaxsnn.discrete._common import check_inputs, check_no_external, input_shape_tuple
+from jaxsnn.initializers import WeightInit, default_dtype, init_weight, make_weight_init
 from jaxsnn.types import Layer, named_layer
 
 Array = jax.Array

@@ -30,24 +30,23 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxsnn.discrete import surrogate as surrogate_lib
-from jaxsnn.discrete._common import (
-    Features,
-    WeightInit,
+from jaxsnn._validate import (
     check_finite,
     check_float_dtype,
-    check_inputs,
-    check_no_external,
-    default_dtype,
-    feature_shape,
-    format_size,
-    init_weight,
-    input_shape_tuple,
-    make_weight_init,
     positive_int,
     positive_scalar,
     real_scalar,
 )
+from jaxsnn.discrete import surrogate as surrogate_lib
+from jaxsnn.discrete._common import (
+    Features,
+    check_inputs,
+    check_no_external,
+    feature_shape,
+    format_size,
+    input_shape_tuple,
+)
+from jaxsnn.initializers import WeightInit, default_dtype, init_weight, make_weight_init
 from jaxsnn.types import Layer, named_layer
 
 Array = jax.Array

@@ -95,9 +95,9 @@ class AdjointGradients(NamedTuple):
     """Gradients returned by ``eventprop_gradients`` (one sample).
 
     Attributes:
-        weights: ``(n_inputs, size)`` gradient w.r.t. the input weights.
+        weight: ``(n_inputs, size)`` gradient w.r.t. the input weights.
         input_times: ``(input capacity,)`` gradient w.r.t. the input spike times (0 for padding).
-        recurrent_weights: ``(size, size)`` gradient w.r.t. the recurrent weights, or ``None``.
+        recurrent_weight: ``(size, size)`` gradient w.r.t. the recurrent weights, or ``None``.
         initial_v: ``(size,)`` gradient w.r.t. the membrane at ``t = 0``.
         initial_current: ``(size,)`` gradient w.r.t. the synaptic current at ``t = 0``.
         initial_refractory_until: ``(size,)`` gradient w.r.t. the initial end of refractoriness.
@@ -105,9 +105,9 @@ class AdjointGradients(NamedTuple):
             (explicit cotangent plus its effect through the reset and recurrent synapses).
     """
 
-    weights: jax.Array
+    weight: jax.Array
     input_times: jax.Array
-    recurrent_weights: Optional[jax.Array]
+    recurrent_weight: Optional[jax.Array]
     initial_v: jax.Array
     initial_current: jax.Array
     initial_refractory_until: jax.Array
@@ -255,14 +255,14 @@ def _currents_at(query_time, query_neuron, query_inclusive, sources, initial_cur
 
 
 def eventprop_gradients(
-    weights: jax.Array,
+    weight: jax.Array,
     input_spikes: Spikes,
     output_spikes: Spikes,
     neuron: LIFParameters,
     t_max: Any,
     output_time_cotangent: jax.Array,
     *,
-    recurrent_weights: Optional[jax.Array] = None,
+    recurrent_weight: Optional[jax.Array] = None,
     initial_state: Optional[LIFState] = None,
     final_state_cotangent: Optional[Tuple[jax.Array, jax.Array]] = None,
     refractory: Optional[bool] = None,
@@ -274,14 +274,14 @@ def eventprop_gradients(
     at most, independent of any time step.
 
     Args:
-        weights: ``(n_inputs, size)`` input weights.
+        weight: ``(n_inputs, size)`` input weights.
         input_spikes: the layer's input events (sorted, padded).
         output_spikes: the layer's output events: simulated, or measured (injected).
         neuron: ``LIFParameters`` (scalars or per-neuron arrays).
         t_max: end of the simulation window; events after it have no effect.
         output_time_cotangent: ``(output capacity,)`` ``dL/dt_k`` of each output slot (padding
             slots are ignored, whatever their value, NaN included).
-        recurrent_weights: optional ``(size, size)`` recurrent weights.
+        recurrent_weight: optional ``(size, size)`` recurrent weights.
         initial_state: optional state at ``t = 0`` (default: rest).
         final_state_cotangent: optional ``(dL/dv, dL/dI)`` at ``t_max``.
         refractory: whether to model refractory periods; default: unless ``neuron.t_ref`` is
@@ -290,16 +290,16 @@ def eventprop_gradients(
     Returns:
         ``AdjointGradients``.
     """
-    weights = jnp.asarray(weights)
-    dtype = jnp.result_type(weights.dtype, input_spikes.time.dtype)
-    weights = weights.astype(dtype)
-    n_inputs, size = weights.shape
+    weight = jnp.asarray(weight)
+    dtype = jnp.result_type(weight.dtype, input_spikes.time.dtype)
+    weight = weight.astype(dtype)
+    n_inputs, size = weight.shape
     p = _per_neuron(neuron, size, dtype)
     t_max = jnp.asarray(t_max, dtype)
     with_release = (not _t_ref_is_zero(neuron)) if refractory is None else bool(refractory)
-    recurrent = recurrent_weights is not None
+    recurrent = recurrent_weight is not None
     if recurrent:
-        recurrent_weights = jnp.asarray(recurrent_weights, dtype)
+        recurrent_weight = jnp.asarray(recurrent_weight, dtype)
 
     in_time = jnp.asarray(input_spikes.time, dtype)
     in_idx = jnp.asarray(input_spikes.idx, jnp.int32)
@@ -319,9 +319,9 @@ def eventprop_gradients(
         initial_current = jnp.broadcast_to(jnp.asarray(initial_state[1], dtype), (size,))
         initial_ref = jnp.broadcast_to(jnp.asarray(initial_state[2], dtype), (size,)) if len(initial_state) > 2 else None
 
-    sources = [_Sources(in_time, in_idx, weights, in_valid)]
+    sources = [_Sources(in_time, in_idx, weight, in_valid)]
     if recurrent:
-        sources.append(_Sources(out_time, out_idx, recurrent_weights, out_valid))
+        sources.append(_Sources(out_time, out_idx, recurrent_weight, out_valid))
     sources = tuple(sources)
 
     # Current just before each spike, and just after the instant its membrane is released.
@@ -408,7 +408,7 @@ def eventprop_gradients(
     inv_tau_mem = 1.0 / p.tau_mem
     inv_tau_syn = 1.0 / p.tau_syn
     neuron_range = jnp.arange(size)
-    rec_matrix = recurrent_weights if recurrent else None
+    rec_matrix = recurrent_weight if recurrent else None
 
     def step(carry, item):
         lam_v, lam_i, pending = carry
@@ -424,7 +424,7 @@ def eventprop_gradients(
 
         # Input spike: dL/dt_in = W[j] . (lam_I / tau_syn - lam_v / tau_mem).
         drive = lam_i * inv_tau_syn - lam_v * inv_tau_mem
-        input_grad = jnp.dot(weights[jnp.clip(index, 0, n_inputs - 1)], drive)
+        input_grad = jnp.dot(weight[jnp.clip(index, 0, n_inputs - 1)], drive)
 
         # Membrane released from v_reset (end of refractoriness, or the reset itself if t_ref = 0).
         release_grad = -lam_v[n] * slope_free
@@ -466,9 +466,9 @@ def eventprop_gradients(
         grad_recurrent = jax.ops.segment_sum(lam_i_steps, spike_rows, num_segments=size + 1)[:size]
     unsorted_grads = jnp.zeros_like(time_grads).at[order].set(time_grads)
     return AdjointGradients(
-        weights=grad_weights,
+        weight=grad_weights,
         input_times=unsorted_grads[:k_in],
-        recurrent_weights=grad_recurrent,
+        recurrent_weight=grad_recurrent,
         initial_v=lam_v,
         initial_current=lam_i,
         initial_refractory_until=pending if (with_release and initial_ref is not None) else jnp.zeros((size,), dtype),
@@ -477,13 +477,13 @@ def eventprop_gradients(
 
 
 def state_at(
-    weights: jax.Array,
+    weight: jax.Array,
     input_spikes: Spikes,
     output_spikes: Spikes,
     neuron: LIFParameters,
     t: Any,
     *,
-    recurrent_weights: Optional[jax.Array] = None,
+    recurrent_weight: Optional[jax.Array] = None,
     initial_state: Optional[LIFState] = None,
 ) -> LIFState:
     """State of every neuron at time ``t`` given the inputs *and* the output spikes.
@@ -497,22 +497,22 @@ def state_at(
                  + sum_{a_n < t_e <= t} W_e[n] K(t - t_e)
 
     Args:
-        weights: ``(n_inputs, size)`` input weights.
+        weight: ``(n_inputs, size)`` input weights.
         input_spikes: input events.
         output_spikes: output events of this layer (taken as given).
         neuron: ``LIFParameters``.
         t: the time (right limit: events at ``t`` are included).
-        recurrent_weights: optional ``(size, size)``.
+        recurrent_weight: optional ``(size, size)``.
         initial_state: optional state at ``t = 0`` (default: rest).
 
     Returns:
         ``LIFState(v, current, refractory_until)`` at ``t``; ``refractory_until`` is relative
         to ``t`` (as in ``simulate``'s final state).
     """
-    weights = jnp.asarray(weights)
-    dtype = jnp.result_type(weights.dtype, input_spikes.time.dtype)
-    weights = weights.astype(dtype)
-    n_inputs, size = weights.shape
+    weight = jnp.asarray(weight)
+    dtype = jnp.result_type(weight.dtype, input_spikes.time.dtype)
+    weight = weight.astype(dtype)
+    n_inputs, size = weight.shape
     p = _per_neuron(neuron, size, dtype)
     t = jnp.asarray(t, dtype)
     in_time = jnp.asarray(input_spikes.time, dtype)
@@ -533,9 +533,9 @@ def state_at(
             if len(initial_state) > 2
             else jnp.full((size,), -jnp.inf, dtype)
         )
-    sources = [_Sources(in_time, in_idx, weights, in_valid)]
-    if recurrent_weights is not None:
-        sources.append(_Sources(out_time, out_idx, jnp.asarray(recurrent_weights, dtype), out_valid))
+    sources = [_Sources(in_time, in_idx, weight, in_valid)]
+    if recurrent_weight is not None:
+        sources.append(_Sources(out_time, out_idx, jnp.asarray(recurrent_weight, dtype), out_valid))
     neurons = jnp.arange(size, dtype=jnp.int32)
 
     # Last spike of each neuron at or before t, and where its membrane starts moving again.
@@ -587,7 +587,7 @@ def _zeros_tree(tree: Any) -> Any:
     return jax.tree_util.tree_map(_zero_cotangent, tree)
 
 
-def _external_forward(weights, input_spikes, neuron, capacity, t_max, recurrent_weights, initial_state, external):
+def _external_forward(weight, input_spikes, neuron, capacity, t_max, recurrent_weight, initial_state, external):
     from jaxsnn.event.simulate import SimulationResult
 
     external = Spikes(jnp.asarray(external.time, input_spikes.time.dtype), jnp.asarray(external.idx, jnp.int32))
@@ -598,53 +598,53 @@ def _external_forward(weights, input_spikes, neuron, capacity, t_max, recurrent_
         external = Spikes(external.time[:capacity], external.idx[:capacity])
     overflow = count > capacity
     final_state = state_at(
-        weights, input_spikes, external, neuron, t_max,
-        recurrent_weights=recurrent_weights, initial_state=initial_state,
+        weight, input_spikes, external, neuron, t_max,
+        recurrent_weight=recurrent_weight, initial_state=initial_state,
     )
     return SimulationResult(spikes=external, final_state=final_state, overflow=overflow)
 
 
-def _forward(static, weights, input_spikes, neuron, t_max, recurrent_weights, initial_state, external):
+def _forward(static, weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, external):
     capacity, kernel, _, algorithm = static
     if external is not None:
         return _external_forward(
-            weights, input_spikes, neuron, capacity, t_max, recurrent_weights, initial_state, external
+            weight, input_spikes, neuron, capacity, t_max, recurrent_weight, initial_state, external
         )
     from jaxsnn.event.simulate import simulate
 
     return simulate(
-        weights, input_spikes, neuron, capacity=capacity, t_max=t_max, kernel=kernel,
-        recurrent_weights=recurrent_weights, initial_state=initial_state, algorithm=algorithm,
+        weight, input_spikes, neuron, capacity=capacity, t_max=t_max, kernel=kernel,
+        recurrent_weight=recurrent_weight, initial_state=initial_state, algorithm=algorithm,
     )
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _eventprop_core(static, weights, input_spikes, neuron, t_max, recurrent_weights, initial_state, external):
-    return _forward(static, weights, input_spikes, neuron, t_max, recurrent_weights, initial_state, external)
+def _eventprop_core(static, weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, external):
+    return _forward(static, weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, external)
 
 
-def _eventprop_fwd(static, weights, input_spikes, neuron, t_max, recurrent_weights, initial_state, external):
-    result = _forward(static, weights, input_spikes, neuron, t_max, recurrent_weights, initial_state, external)
-    residuals = (weights, input_spikes, neuron, t_max, recurrent_weights, initial_state, external, result.spikes)
+def _eventprop_fwd(static, weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, external):
+    result = _forward(static, weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, external)
+    residuals = (weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, external, result.spikes)
     return result, residuals
 
 
 def _eventprop_bwd(static, residuals, result_cotangent):
     _, _, refractory, _ = static
-    weights, input_spikes, neuron, t_max, recurrent_weights, initial_state, external, out_spikes = residuals
+    weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, external, out_spikes = residuals
     final_ct = result_cotangent.final_state
     grads = eventprop_gradients(
-        weights, input_spikes, out_spikes, neuron, t_max, result_cotangent.spikes.time,
-        recurrent_weights=recurrent_weights, initial_state=initial_state,
+        weight, input_spikes, out_spikes, neuron, t_max, result_cotangent.spikes.time,
+        recurrent_weight=recurrent_weight, initial_state=initial_state,
         final_state_cotangent=(final_ct.v, final_ct.current), refractory=refractory,
     )
-    weights_ct = grads.weights.astype(jnp.result_type(weights))
+    weights_ct = grads.weight.astype(jnp.result_type(weight))
     input_ct = Spikes(
         grads.input_times.astype(input_spikes.time.dtype), _zero_cotangent(input_spikes.idx)
     )
     recurrent_ct = None
-    if recurrent_weights is not None:
-        recurrent_ct = grads.recurrent_weights.astype(jnp.result_type(recurrent_weights))
+    if recurrent_weight is not None:
+        recurrent_ct = grads.recurrent_weight.astype(jnp.result_type(recurrent_weight))
     initial_ct = None
     if initial_state is not None:
         fields = [grads.initial_v, grads.initial_current, grads.initial_refractory_until]
@@ -665,14 +665,14 @@ _eventprop_core.defvjp(_eventprop_fwd, _eventprop_bwd)
 
 
 def simulate_eventprop(
-    weights: jax.Array,
+    weight: jax.Array,
     input_spikes: Spikes,
     neuron: LIFParameters,
     *,
     capacity: int,
     t_max: Any,
     kernel: str = "auto",
-    recurrent_weights: Optional[jax.Array] = None,
+    recurrent_weight: Optional[jax.Array] = None,
     initial_state: Optional[LIFState] = None,
     external_spikes: Optional[Spikes] = None,
     algorithm: str = "auto",
@@ -683,18 +683,18 @@ def simulate_eventprop(
     the injected spikes themselves (forward value = the measurement; the final state is the
     closed-form state at ``t_max`` given those spikes, ``overflow`` flags a measurement larger
     than ``capacity``). Backward (``jax.custom_vjp``): ``eventprop_gradients`` at the output
-    spike times, giving cotangents for ``weights``, ``input_spikes.time``,
-    ``recurrent_weights`` and ``initial_state``; neuron parameters, ``t_max`` and the injected
+    spike times, giving cotangents for ``weight``, ``input_spikes.time``,
+    ``recurrent_weight`` and ``initial_state``; neuron parameters, ``t_max`` and the injected
     spikes get zero cotangents. Works under ``jit``, ``vmap`` and ``grad``.
 
     Args:
-        weights: ``(n_inputs, size)`` input weights.
+        weight: ``(n_inputs, size)`` input weights.
         input_spikes: one sample's input events (vmap for batches).
         neuron: ``LIFParameters``.
         capacity: number of output slots.
         t_max: end of the window.
         kernel: next-spike kernel of the forward simulation (see ``simulate``).
-        recurrent_weights: optional ``(size, size)`` recurrent weights.
+        recurrent_weight: optional ``(size, size)`` recurrent weights.
         initial_state: optional ``LIFState`` at ``t = 0``.
         external_spikes: optional measured output ``Spikes`` of this layer to inject.
         algorithm: forward algorithm (see ``simulate``).
@@ -707,13 +707,13 @@ def simulate_eventprop(
         ValueError: if ``external_spikes`` is malformed (checked eagerly when concrete).
     """
     if external_spikes is not None:
-        size = jnp.shape(weights)[-1]
+        size = jnp.shape(weight)[-1]
         spikes_lib.validate(external_spikes, n_neurons=size, name="external_spikes")
     # Resolve "auto" while the time constants are still concrete: inside the custom_vjp they
     # are traced, and "auto" would fall back to the (much slower) root solver.
     kernel = resolve_kernel(kernel, neuron)
     from jaxsnn.event.simulate import resolve_algorithm
 
-    algorithm = resolve_algorithm(algorithm, neuron, t_max, recurrent_weights is not None)
+    algorithm = resolve_algorithm(algorithm, neuron, t_max, recurrent_weight is not None)
     static = (capacity, kernel, not _t_ref_is_zero(neuron), algorithm)
-    return _eventprop_core(static, weights, input_spikes, neuron, t_max, recurrent_weights, initial_state, external_spikes)
+    return _eventprop_core(static, weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, external_spikes)

@@ -4,7 +4,7 @@ Each factory returns a ``jaxsnn.Layer`` ``(init, apply)`` pair usable inside ``j
 
 * input shape ``(n_in,)``, output shape ``(size,)`` (``LI`` with ``readout="times"``:
   ``(n_times, size)``); inputs are one sample's ``Spikes`` (batch with ``jax.vmap``);
-* ``params = {"weights": (n_in, size)}`` (``RecurrentLIF`` adds ``"recurrent_weights"``);
+* ``params = {"weight": (n_in, size)}`` (``RecurrentLIF`` adds ``"recurrent_weight"``);
 * ``carry`` is a ``LIFState`` at the end of the window (``None`` = start at rest), whose
   ``refractory_until`` is relative to the window end, so chunks can be chained;
 * spiking layers record ``LIFRecording(spikes, overflow)``.
@@ -17,7 +17,6 @@ uses ``jaxsnn.event.eventprop.simulate_eventprop``, which also accepts ``externa
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, NamedTuple, Optional, Tuple
 
 import jax
@@ -26,7 +25,13 @@ import numpy as np
 from jax.experimental import checkify
 
 from jaxsnn._validate import check_positive, is_concrete
-from jaxsnn.event.dynamics import evolve, extremum_time, free_membrane, psp_kernel, rest_state
+from jaxsnn.event.dynamics import (
+    evolve,
+    extremum_time,
+    free_membrane,
+    psp_kernel,
+    rest_state,
+)
 from jaxsnn.event.kernels import KERNELS
 from jaxsnn.event.neuron import LIFParameters, LIFState, validate_parameters
 from jaxsnn.event.simulate import (
@@ -36,13 +41,14 @@ from jaxsnn.event.simulate import (
     required_capacity,
     simulate,
 )
+from jaxsnn.initializers import default_dtype, init_weight, make_weight_init
 from jaxsnn.spikes import Spikes
 from jaxsnn.spikes import validate as validate_spikes
 from jaxsnn.types import Layer, named_layer
 
 __all__ = ["LIF", "RecurrentLIF", "LI", "LIFRecording", "LIRecording", "psp_peak"]
 
-WeightInit = Callable[[jax.Array, Tuple[int, int]], jax.Array]
+WeightInit = Callable[[jax.Array, Tuple[int, ...], Any], jax.Array]
 GRADIENTS = ("eventprop", "analytic")
 READOUTS = ("max", "times")
 
@@ -110,15 +116,6 @@ def _input_size(label: str, input_shape: Any) -> int:
     return shape[0]
 
 
-def _normal_init(mean: float, std: Optional[float], scale_reference: float) -> WeightInit:
-    def init(rng: jax.Array, shape: Tuple[int, int]) -> jax.Array:
-        n_in = shape[0]
-        scale = std if std is not None else scale_reference / math.sqrt(n_in)
-        return mean + scale * jax.random.normal(rng, shape)
-
-    return init
-
-
 def _check_common(capacity, t_max, kernel, gradient) -> None:
     _check_capacity(capacity)
     check_positive("t_max", t_max)
@@ -139,19 +136,20 @@ def _spiking_layer(
     weight_init: WeightInit,
     recurrent_init: Optional[WeightInit],
     checked: bool,
+    dtype: Any,
 ) -> Layer:
     def init(rng: jax.Array, input_shape: Any) -> Tuple[Tuple[int, ...], Any]:
         n_in = _input_size(label, input_shape)
         key_in, key_rec = jax.random.split(rng)
-        params = {"weights": jnp.asarray(weight_init(key_in, (n_in, size)))}
+        params = {"weight": init_weight(label, key_in, (n_in, size), dtype, weight_init)}
         if recurrent_init is not None:
-            params["recurrent_weights"] = jnp.asarray(recurrent_init(key_rec, (size, size)))
+            params["recurrent_weight"] = init_weight(label, key_rec, (size, size), dtype, recurrent_init)
         return (size,), params
 
     def run(params, inputs, external, carry, layer_capacity):
-        recurrent = params.get("recurrent_weights") if recurrent_init is not None else None
+        recurrent = params.get("recurrent_weight") if recurrent_init is not None else None
         kwargs = dict(
-            capacity=layer_capacity, t_max=t_max, kernel=kernel, recurrent_weights=recurrent,
+            capacity=layer_capacity, t_max=t_max, kernel=kernel, recurrent_weight=recurrent,
             initial_state=carry,
         )
         if gradient == "analytic":
@@ -160,23 +158,23 @@ def _spiking_layer(
                     f"{label}: external spikes (measured outputs) need gradient='eventprop'; "
                     "the analytic gradient differentiates the simulated spike times"
                 )
-            return simulate(params["weights"], inputs, neuron, **kwargs)
+            return simulate(params["weight"], inputs, neuron, **kwargs)
         # Imported here so the module works before (and without) the EventProp implementation.
         from jaxsnn.event.eventprop import simulate_eventprop
 
-        return simulate_eventprop(params["weights"], inputs, neuron, external_spikes=external, **kwargs)
+        return simulate_eventprop(params["weight"], inputs, neuron, external_spikes=external, **kwargs)
 
     def apply(params: Any, inputs: Spikes, external: Optional[Spikes] = None, carry: Optional[LIFState] = None):
-        if not isinstance(params, dict) or "weights" not in params:
-            raise TypeError(f"{label}: params must be a dict with 'weights', got {type(params).__name__}")
-        if recurrent_init is not None and "recurrent_weights" not in params:
-            raise TypeError(f"{label}: params must contain 'recurrent_weights'")
+        if not isinstance(params, dict) or "weight" not in params:
+            raise TypeError(f"{label}: params must be a dict with 'weight', got {type(params).__name__}")
+        if recurrent_init is not None and "recurrent_weight" not in params:
+            raise TypeError(f"{label}: params must contain 'recurrent_weight'")
         with jax.ensure_compile_time_eval():
-            validate_spikes(inputs, n_neurons=jnp.shape(params["weights"])[0], name=f"{label} input spikes")
+            validate_spikes(inputs, n_neurons=jnp.shape(params["weight"])[0], name=f"{label} input spikes")
         if checked and not is_concrete((params, inputs)):
             checked_inputs(
-                params["weights"], inputs, neuron, t_max=t_max,
-                recurrent_weights=params.get("recurrent_weights") if recurrent_init is not None else None,
+                params["weight"], inputs, neuron, t_max=t_max,
+                recurrent_weight=params.get("recurrent_weight") if recurrent_init is not None else None,
             )
         result: SimulationResult = run(params, inputs, external, carry, capacity)
         if checked:
@@ -188,8 +186,8 @@ def _spiking_layer(
         if is_concrete(result.overflow):
             if bool(result.overflow):
                 needed = required_capacity(
-                    params["weights"], inputs, neuron, t_max=t_max, kernel=kernel,
-                    recurrent_weights=params.get("recurrent_weights") if recurrent_init is not None else None,
+                    params["weight"], inputs, neuron, t_max=t_max, kernel=kernel,
+                    recurrent_weight=params.get("recurrent_weight") if recurrent_init is not None else None,
                     initial_state=carry, start=2 * capacity,
                 )
                 raise ValueError(
@@ -218,9 +216,10 @@ def LIF(
     t_max: float,
     kernel: str = "auto",
     gradient: str = "eventprop",
-    weight_mean: float = 0.0,
-    weight_std: Optional[float] = None,
     weight_init: Optional[WeightInit] = None,
+    weight_scale: float = 1.0,
+    weight_mean: float = 0.0,
+    dtype: Any = None,
     checked: bool = False,
 ) -> Layer:
     """Feed-forward layer of event-based LIF neurons with exact spike times.
@@ -235,10 +234,12 @@ def LIF(
             2, else the root solver), ``"lambertw"``, ``"quadratic"`` or ``"root"``.
         gradient: ``"eventprop"`` (adjoint method, default) or ``"analytic"`` (autodiff through
             the exact spike times).
-        weight_mean: mean of the normal weight init.
-        weight_std: std of the normal weight init; default
-            ``(v_th - v_leak) / (psp_peak * sqrt(n_in))`` (a unit-variance drive in threshold units).
-        weight_init: ``(rng, (n_in, size)) -> weights``, overrides mean/std.
+        weight_init: ``(key, shape, dtype) -> weight`` (the ``jax.nn.initializers``
+            signature, e.g. ``jaxsnn.initializers.normal(stddev, mean)``); default
+            ``weight_mean + weight_scale * unit * N(0, 1) / sqrt(n_in)`` with
+            ``unit = (v_th - v_leak) / psp_peak`` (the weight whose PSP peaks at threshold).
+        weight_scale, weight_mean: parameters of the default initialiser.
+        dtype: parameter dtype (default float32, float64 under x64).
         checked: raise when the capacity overflows: eagerly with the required capacity when
             values are concrete, through ``checkify`` under ``jax.jit``.
 
@@ -255,9 +256,10 @@ def LIF(
     reference = float(np.max(np.asarray(v_th) - np.asarray(v_leak))) / psp_peak(
         float(np.mean(tau_mem)), float(np.mean(tau_syn))
     )
-    init = weight_init or _normal_init(weight_mean, weight_std, reference)
+    init = make_weight_init(weight_init, weight_scale, weight_mean, reference)
     return _spiking_layer(
-        f"LIF({size})", size, neuron, capacity, t_max, kernel, gradient, init, None, checked
+        f"LIF({size})", size, neuron, capacity, t_max, kernel, gradient, init, None, checked,
+        default_dtype(dtype),
     )
 
 
@@ -274,25 +276,26 @@ def RecurrentLIF(
     t_max: float,
     kernel: str = "auto",
     gradient: str = "eventprop",
-    weight_mean: float = 0.0,
-    weight_std: Optional[float] = None,
     weight_init: Optional[WeightInit] = None,
-    recurrent_mean: float = 0.0,
-    recurrent_std: Optional[float] = None,
+    weight_scale: float = 1.0,
+    weight_mean: float = 0.0,
     recurrent_init: Optional[WeightInit] = None,
+    recurrent_scale: float = 0.5,
+    recurrent_mean: float = 0.0,
+    dtype: Any = None,
     checked: bool = False,
 ) -> Layer:
     """LIF layer whose output spikes also feed back: spike of neuron ``i`` adds ``W_rec[i]`` to ``I``.
 
     Args:
         size, tau_syn, tau_mem, v_th, v_reset, v_leak, t_ref, capacity, t_max, kernel, gradient,
-            weight_mean, weight_std, weight_init, checked: as for ``LIF``.
-        recurrent_mean: mean of the normal recurrent weight init.
-        recurrent_std: std of the recurrent init (default: half the input default's scale).
-        recurrent_init: ``(rng, (size, size)) -> recurrent weights``, overrides mean/std.
+            weight_init, weight_scale, weight_mean, dtype, checked: as for ``LIF``.
+        recurrent_init: ``(key, (size, size), dtype) -> recurrent weight``; default
+            ``recurrent_mean + recurrent_scale * unit * N(0, 1) / sqrt(size)``.
+        recurrent_scale, recurrent_mean: parameters of the default recurrent initialiser.
 
     Returns:
-        A ``Layer`` with params ``{"weights", "recurrent_weights"}``.
+        A ``Layer`` with params ``{"weight", "recurrent_weight"}``.
 
     Raises:
         ValueError: as ``LIF``.
@@ -303,20 +306,21 @@ def RecurrentLIF(
     reference = float(np.max(np.asarray(v_th) - np.asarray(v_leak))) / psp_peak(
         float(np.mean(tau_mem)), float(np.mean(tau_syn))
     )
-    init = weight_init or _normal_init(weight_mean, weight_std, reference)
-    rec_init = recurrent_init or _normal_init(recurrent_mean, recurrent_std, 0.5 * reference)
+    init = make_weight_init(weight_init, weight_scale, weight_mean, reference)
+    rec_init = make_weight_init(recurrent_init, recurrent_scale, recurrent_mean, reference)
     return _spiking_layer(
-        f"RecurrentLIF({size})", size, neuron, capacity, t_max, kernel, gradient, init, rec_init, checked
+        f"RecurrentLIF({size})", size, neuron, capacity, t_max, kernel, gradient, init, rec_init,
+        checked, default_dtype(dtype),
     )
 
 
 @jax.jit
-def _li_max(weights, inputs: Spikes, neuron: LIFParameters, t_max, state: LIFState):
+def _li_max(weight, inputs: Spikes, neuron: LIFParameters, t_max, state: LIFState):
     """Exact maximum of ``v`` over ``[0, t_max]``: per inter-event interval, the larger of the
     interval's end values and, if it lies inside, the value at the interval's single extremum."""
-    dtype = weights.dtype
+    dtype = weight.dtype
     in_time = jnp.where((inputs.idx >= 0) & (inputs.time <= t_max), inputs.time, jnp.inf).astype(dtype)
-    rows = weights[jnp.clip(inputs.idx, 0, weights.shape[0] - 1)]
+    rows = weight[jnp.clip(inputs.idx, 0, weight.shape[0] - 1)]
 
     def interval_max(t, state, t_end):
         u0 = state.v - neuron.v_leak
@@ -343,10 +347,10 @@ def _li_max(weights, inputs: Spikes, neuron: LIFParameters, t_max, state: LIFSta
 
 
 @jax.jit
-def _li_times(weights, inputs: Spikes, neuron: LIFParameters, state: LIFState, times):
+def _li_times(weight, inputs: Spikes, neuron: LIFParameters, state: LIFState, times):
     """Membrane at each query time by superposition (the LI neuron is linear)."""
     valid = inputs.idx >= 0
-    rows = jnp.where(valid[:, None], weights[jnp.clip(inputs.idx, 0, weights.shape[0] - 1)], 0.0)
+    rows = jnp.where(valid[:, None], weight[jnp.clip(inputs.idx, 0, weight.shape[0] - 1)], 0.0)
     lag = times[:, None] - jnp.where(valid, inputs.time, 0.0)[None, :]  # (n_times, n_slots)
     active = valid[None, :] & (lag >= 0)
     response = jnp.where(active, psp_kernel(jnp.where(active, lag, 0.0), neuron.tau_mem, neuron.tau_syn), 0.0)
@@ -365,9 +369,10 @@ def LI(
     t_max: float,
     readout: str = "max",
     times: Any = None,
-    weight_mean: float = 0.0,
-    weight_std: Optional[float] = None,
     weight_init: Optional[WeightInit] = None,
+    weight_scale: float = 1.0,
+    weight_mean: float = 0.0,
+    dtype: Any = None,
 ) -> Layer:
     """Non-spiking leaky-integrator readout driven by input spikes.
 
@@ -382,7 +387,8 @@ def LI(
         t_max: end of the window.
         readout: ``"max"`` (output ``(size,)``) or ``"times"`` (output ``(n_times, size)``).
         times: 1-d array of times in ``[0, t_max]``, required for ``readout="times"``.
-        weight_mean, weight_std, weight_init: weight initialisation as for ``LIF``.
+        weight_init, weight_scale, weight_mean, dtype: as for ``LIF``, with
+            ``unit = 1 / psp_peak``.
 
     Returns:
         A ``Layer``: ``apply(params, spikes, external=None, carry=None) -> (state at t_max,
@@ -406,31 +412,32 @@ def LI(
         if not np.all(np.isfinite(times_np)) or np.any(times_np < 0) or np.any(times_np > t_max):
             raise ValueError("times must be finite and within [0, t_max]")
     reference = 1.0 / psp_peak(float(np.mean(tau_mem)), float(np.mean(tau_syn)))
-    init_weights = weight_init or _normal_init(weight_mean, weight_std, reference)
+    init_weights = make_weight_init(weight_init, weight_scale, weight_mean, reference)
+    param_dtype = default_dtype(dtype)
     label = f"LI({size})"
 
     def init(rng: jax.Array, input_shape: Any):
         n_in = _input_size(label, input_shape)
-        params = {"weights": jnp.asarray(init_weights(rng, (n_in, size)))}
+        params = {"weight": init_weight(label, rng, (n_in, size), param_dtype, init_weights)}
         out_shape = (size,) if readout == "max" else (len(times_np), size)
         return out_shape, params
 
     def apply(params: Any, inputs: Spikes, external: Any = None, carry: Optional[LIFState] = None):
         if external is not None:
             raise ValueError(f"{label} is a readout and takes no external data")
-        weights = jnp.asarray(params["weights"])
+        weight = jnp.asarray(params["weight"])
         with jax.ensure_compile_time_eval():
-            validate_spikes(inputs, n_neurons=weights.shape[0], name=f"{label} input spikes")
-        dtype = jnp.result_type(weights, inputs.time)
-        weights = weights.astype(dtype)
+            validate_spikes(inputs, n_neurons=weight.shape[0], name=f"{label} input spikes")
+        dtype = jnp.result_type(weight, inputs.time)
+        weight = weight.astype(dtype)
         local = LIFParameters(*[jnp.asarray(value, dtype) for value in neuron])
         state = rest_state(size, local, dtype) if carry is None else LIFState(*[jnp.asarray(x, dtype) for x in carry])
         t_end = jnp.asarray(t_max, dtype)
-        final, vmax = _li_max(weights, inputs, local, t_end, state)
+        final, vmax = _li_max(weight, inputs, local, t_end, state)
         if readout == "max":
             output = vmax
         else:
-            output = _li_times(weights, inputs, local, state, jnp.asarray(times_np, dtype))
+            output = _li_times(weight, inputs, local, state, jnp.asarray(times_np, dtype))
         final = final._replace(refractory_until=jnp.full((size,), -jnp.inf, dtype))
         return final, output, LIRecording(membrane=output)
 

@@ -7,9 +7,9 @@
 2. takes the earliest event: the earliest crossing if it is not later than the next input spike
    (crossings win ties, as in the model definition), otherwise the next input spike;
 3. advances all neurons to that time in closed form and applies the event: an input spike adds
-   ``weights[j]`` to the current; a crossing resets every neuron that crosses at that instant
+   ``weight[j]`` to the current; a crossing resets every neuron that crosses at that instant
    (all of them are emitted in the same step, in ascending index order) and, for recurrent
-   layers, adds their rows of ``recurrent_weights`` to the current.
+   layers, adds their rows of ``recurrent_weight`` to the current.
 
 Every step consumes one input slot or emits at least one spike, so the scan length bounds the
 work and the result is exact as long as no more than ``capacity`` spikes occur; otherwise the
@@ -81,40 +81,40 @@ def _check_capacity(capacity: Any) -> None:
 
 
 def validate_inputs(
-    weights: Any,
+    weight: Any,
     input_spikes: Any,
     neuron: LIFParameters,
     *,
     capacity: Any,
     t_max: Any,
-    recurrent_weights: Any = None,
+    recurrent_weight: Any = None,
     initial_state: Optional[LIFState] = None,
 ) -> None:
     """Eager checks of every ``simulate`` argument (value checks skip traced values).
 
     Args:
-        weights, input_spikes, neuron, capacity, t_max, recurrent_weights, initial_state: as
+        weight, input_spikes, neuron, capacity, t_max, recurrent_weight, initial_state: as
             for ``simulate``.
 
     Raises:
         TypeError: wrong types or dtypes.
         ValueError: bad shapes or values, naming the argument (unsorted, negative or non-finite
-            input times, input indices outside ``[0, weights.shape[0])``, ``capacity < 1``,
+            input times, input indices outside ``[0, weight.shape[0])``, ``capacity < 1``,
             ``t_max`` not finite and > 0, invalid neuron parameters, non-finite weights).
     """
     # Concrete values are checked now even inside a caller's jit (e.g. closed-over inputs).
     with jax.ensure_compile_time_eval():
-        _validate_inputs(weights, input_spikes, neuron, capacity, t_max, recurrent_weights, initial_state)
+        _validate_inputs(weight, input_spikes, neuron, capacity, t_max, recurrent_weight, initial_state)
 
 
-def _validate_inputs(weights, input_spikes, neuron, capacity, t_max, recurrent_weights, initial_state) -> None:
+def _validate_inputs(weight, input_spikes, neuron, capacity, t_max, recurrent_weight, initial_state) -> None:
     _check_capacity(capacity)
-    if jnp.ndim(weights) != 2:
-        raise ValueError(f"weights must be 2-dimensional (n_inputs, size), got shape {jnp.shape(weights)}")
-    if not jnp.issubdtype(jnp.result_type(weights), jnp.floating):
-        raise TypeError(f"weights must have a floating-point dtype, got {jnp.result_type(weights)}")
-    n_inputs, size = jnp.shape(weights)
-    check_finite("weights", weights)
+    if jnp.ndim(weight) != 2:
+        raise ValueError(f"weight must be 2-dimensional (n_inputs, size), got shape {jnp.shape(weight)}")
+    if not jnp.issubdtype(jnp.result_type(weight), jnp.floating):
+        raise TypeError(f"weight must have a floating-point dtype, got {jnp.result_type(weight)}")
+    n_inputs, size = jnp.shape(weight)
+    check_finite("weight", weight)
     spikes_lib.validate(input_spikes, n_neurons=n_inputs, name="input_spikes")
     if jnp.ndim(input_spikes.time) != 1:
         raise ValueError(
@@ -129,12 +129,12 @@ def _validate_inputs(weights, input_spikes, neuron, capacity, t_max, recurrent_w
             raise ValueError(
                 f"neuron.{name} must be a scalar or have shape ({size},), got shape {jnp.shape(value)}"
             )
-    if recurrent_weights is not None:
-        if jnp.shape(recurrent_weights) != (size, size):
+    if recurrent_weight is not None:
+        if jnp.shape(recurrent_weight) != (size, size):
             raise ValueError(
-                f"recurrent_weights must have shape ({size}, {size}), got {jnp.shape(recurrent_weights)}"
+                f"recurrent_weight must have shape ({size}, {size}), got {jnp.shape(recurrent_weight)}"
             )
-        check_finite("recurrent_weights", recurrent_weights)
+        check_finite("recurrent_weight", recurrent_weight)
     if initial_state is not None:
         if not isinstance(initial_state, LIFState):
             raise TypeError(f"initial_state must be a LIFState, got {type(initial_state).__name__}")
@@ -150,12 +150,12 @@ def _validate_inputs(weights, input_spikes, neuron, capacity, t_max, recurrent_w
 
 
 def checked_inputs(
-    weights: jax.Array,
+    weight: jax.Array,
     input_spikes: Spikes,
     neuron: LIFParameters,
     *,
     t_max: Any,
-    recurrent_weights: Optional[jax.Array] = None,
+    recurrent_weight: Optional[jax.Array] = None,
 ) -> None:
     """The value checks of ``validate_inputs`` as ``checkify`` checks, for use under ``jax.jit``.
 
@@ -163,12 +163,12 @@ def checked_inputs(
     ``err.throw()`` its error to raise.
 
     Args:
-        weights, input_spikes, neuron, t_max, recurrent_weights: as for ``simulate`` (may be traced).
+        weight, input_spikes, neuron, t_max, recurrent_weight: as for ``simulate`` (may be traced).
     """
-    spikes_lib.checked_validate(input_spikes, n_neurons=jnp.shape(weights)[0], name="input_spikes")
-    checkify.check(jnp.all(jnp.isfinite(weights)), "weights contains NaN/inf values")
-    if recurrent_weights is not None:
-        checkify.check(jnp.all(jnp.isfinite(recurrent_weights)), "recurrent_weights contains NaN/inf values")
+    spikes_lib.checked_validate(input_spikes, n_neurons=jnp.shape(weight)[0], name="input_spikes")
+    checkify.check(jnp.all(jnp.isfinite(weight)), "weight contains NaN/inf values")
+    if recurrent_weight is not None:
+        checkify.check(jnp.all(jnp.isfinite(recurrent_weight)), "recurrent_weight contains NaN/inf values")
     checkify.check(jnp.all(jnp.isfinite(t_max) & (t_max > 0)), "t_max must be finite and > 0")
     checkify.check(jnp.all(neuron.tau_syn > 0), "tau_syn must be > 0")
     checkify.check(jnp.all(neuron.tau_mem > 0), "tau_mem must be > 0")
@@ -235,29 +235,29 @@ def resolve_algorithm(algorithm: str, neuron: LIFParameters, t_max: Any, recurre
 
 
 def simulate(
-    weights: jax.Array,
+    weight: jax.Array,
     input_spikes: Spikes,
     neuron: LIFParameters,
     *,
     capacity: int,
     t_max: float,
     kernel: str = "auto",
-    recurrent_weights: Optional[jax.Array] = None,
+    recurrent_weight: Optional[jax.Array] = None,
     initial_state: Optional[LIFState] = None,
     algorithm: str = "auto",
 ) -> SimulationResult:
     """Simulate one layer of LIF neurons exactly, event by event, over ``[0, t_max]``.
 
     Dynamics (see ``jaxsnn.event.neuron``): ``tau_mem dv/dt = -(v - v_leak) + I``,
-    ``tau_syn dI/dt = -I``; input spike ``(t, j)``: ``I += weights[j]``; crossing of ``v_th``:
-    spike, ``v = v_reset`` (held for ``t_ref``), ``I += recurrent_weights[i]``.
+    ``tau_syn dI/dt = -I``; input spike ``(t, j)``: ``I += weight[j]``; crossing of ``v_th``:
+    spike, ``v = v_reset`` (held for ``t_ref``), ``I += recurrent_weight[i]``.
 
     Pure, jittable and vmappable (batch over samples with ``jax.vmap``); ``jax.grad`` gives
     exact derivatives of spike times w.r.t. weights, input times and neuron parameters (away
     from spike creation and deletion, where spike times are discontinuous).
 
     Args:
-        weights: ``(n_inputs, size)`` input weights.
+        weight: ``(n_inputs, size)`` input weights.
         input_spikes: one sample's input ``Spikes`` (indices in ``[0, n_inputs)``). Inputs after
             ``t_max`` are ignored.
         neuron: ``LIFParameters`` (scalars or ``(size,)`` arrays).
@@ -265,7 +265,7 @@ def simulate(
         t_max: end of the window; crossings after ``t_max`` are not emitted.
         kernel: ``"auto"``, ``"lambertw"`` (``tau_mem == tau_syn``), ``"quadratic"``
             (``tau_mem == 2 tau_syn``) or ``"root"`` (any ratio).
-        recurrent_weights: optional ``(size, size)`` weights from output spikes to the layer.
+        recurrent_weight: optional ``(size, size)`` weights from output spikes to the layer.
         initial_state: state at ``t = 0`` (default: rest), e.g. a previous ``final_state``.
         algorithm: ``"auto"`` (default), ``"scan"`` (event by event, any layer) or
             ``"parallel"`` (all inter-input intervals at once; needs ``t_ref >= t_max`` and no
@@ -279,47 +279,47 @@ def simulate(
             algorithm choice.
     """
     validate_inputs(
-        weights,
+        weight,
         input_spikes,
         neuron,
         capacity=capacity,
         t_max=t_max,
-        recurrent_weights=recurrent_weights,
+        recurrent_weight=recurrent_weight,
         initial_state=initial_state,
     )
     method = resolve_kernel(kernel, neuron)
-    algorithm = resolve_algorithm(algorithm, neuron, t_max, recurrent_weights is not None)
-    weights = jnp.asarray(weights)
-    dtype = jnp.result_type(weights, input_spikes.time)
+    algorithm = resolve_algorithm(algorithm, neuron, t_max, recurrent_weight is not None)
+    weight = jnp.asarray(weight)
+    dtype = jnp.result_type(weight, input_spikes.time)
     neuron = LIFParameters(*[jnp.asarray(value, dtype) for value in neuron])
-    if recurrent_weights is not None:
-        recurrent_weights = jnp.asarray(recurrent_weights, dtype)
+    if recurrent_weight is not None:
+        recurrent_weight = jnp.asarray(recurrent_weight, dtype)
     if initial_state is not None:
         initial_state = LIFState(*[jnp.asarray(value, dtype) for value in initial_state])
-    weights = weights.astype(dtype)
+    weight = weight.astype(dtype)
     input_spikes = Spikes(input_spikes.time.astype(dtype), input_spikes.idx)
     t_max = jnp.asarray(t_max, dtype)
     static = dict(capacity=int(capacity), method=method)
     if algorithm == "parallel":
-        return _simulate_parallel(weights, input_spikes, neuron, t_max, initial_state, **static)
-    return _simulate_core(weights, input_spikes, neuron, t_max, recurrent_weights, initial_state, **static)
+        return _simulate_parallel(weight, input_spikes, neuron, t_max, initial_state, **static)
+    return _simulate_core(weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, **static)
 
 
 # Jitted so eager calls compile once per shape; inside a caller's jit it is simply inlined.
 @functools.partial(jax.jit, static_argnames=("capacity", "method"))
 def _simulate_core(
-    weights: jax.Array,
+    weight: jax.Array,
     input_spikes: Spikes,
     neuron: LIFParameters,
     t_max: jax.Array,
-    recurrent_weights: Optional[jax.Array],
+    recurrent_weight: Optional[jax.Array],
     initial_state: Optional[LIFState],
     *,
     capacity: int,
     method: str,
 ) -> SimulationResult:
-    dtype = weights.dtype
-    size = weights.shape[1]
+    dtype = weight.dtype
+    size = weight.shape[1]
     in_time = input_spikes.time
     in_idx = input_spikes.idx
     n_slots = in_time.shape[0]
@@ -348,9 +348,9 @@ def _simulate_core(
         v = jnp.where(fired, neuron.v_reset, state.v)
         refractory_until = jnp.where(fired, refractory_end, state.refractory_until)
         current = state.current
-        if recurrent_weights is not None:
-            current = current + fired.astype(dtype) @ recurrent_weights
-        row = weights[jnp.clip(in_idx[slot], 0, weights.shape[0] - 1)]
+        if recurrent_weight is not None:
+            current = current + fired.astype(dtype) @ recurrent_weight
+        row = weight[jnp.clip(in_idx[slot], 0, weight.shape[0] - 1)]
         current = current + jnp.where(is_input, row, jnp.zeros_like(row))
         position = n_out + jnp.cumsum(fired, dtype=jnp.int32) - 1
         target = jnp.where(fired & (position < capacity), position, capacity)
@@ -387,7 +387,7 @@ def _simulate_core(
 
 @functools.partial(jax.jit, static_argnames=("capacity", "method"))
 def _simulate_parallel(
-    weights: jax.Array,
+    weight: jax.Array,
     input_spikes: Spikes,
     neuron: LIFParameters,
     t_max: jax.Array,
@@ -396,14 +396,14 @@ def _simulate_parallel(
     capacity: int,
     method: str,
 ) -> SimulationResult:
-    dtype = weights.dtype
-    n_inputs, size = weights.shape
+    dtype = weight.dtype
+    n_inputs, size = weight.shape
     in_idx = input_spikes.idx
     valid = (in_idx >= 0) & (input_spikes.time <= t_max)
     # Inputs that never act (padding, after the window) sit at the window end with zero weight:
     # they only add empty intervals. Valid inputs come first, so the times stay sorted.
     times = jnp.where(valid, input_spikes.time, t_max)
-    rows = weights[jnp.clip(in_idx, 0, n_inputs - 1)]
+    rows = weight[jnp.clip(in_idx, 0, n_inputs - 1)]
     rows = jnp.where(valid[:, None], rows, jnp.zeros_like(rows))
     state = rest_state(size, neuron, dtype) if initial_state is None else initial_state
 
@@ -445,13 +445,13 @@ def _simulate_parallel(
 
 
 def required_capacity(
-    weights: jax.Array,
+    weight: jax.Array,
     input_spikes: Spikes,
     neuron: LIFParameters,
     *,
     t_max: float,
     kernel: str = "auto",
-    recurrent_weights: Optional[jax.Array] = None,
+    recurrent_weight: Optional[jax.Array] = None,
     initial_state: Optional[LIFState] = None,
     start: int = 1,
     limit: int = 1 << 20,
@@ -459,7 +459,7 @@ def required_capacity(
     """Number of output spikes a simulation produces (eager; doubles the capacity until it fits).
 
     Args:
-        weights, input_spikes, neuron, t_max, kernel, recurrent_weights, initial_state: as for
+        weight, input_spikes, neuron, t_max, kernel, recurrent_weight, initial_state: as for
             ``simulate``; concrete values (not traced).
         start: first capacity tried.
         limit: largest capacity tried.
@@ -473,8 +473,8 @@ def required_capacity(
     capacity = max(int(start), 1)
     while True:
         result = simulate(
-            weights, input_spikes, neuron, capacity=capacity, t_max=t_max, kernel=kernel,
-            recurrent_weights=recurrent_weights, initial_state=initial_state,
+            weight, input_spikes, neuron, capacity=capacity, t_max=t_max, kernel=kernel,
+            recurrent_weight=recurrent_weight, initial_state=initial_state,
         )
         if not bool(result.overflow):
             return max(int(result.spikes.count()), 1)

@@ -91,7 +91,7 @@ def probe_spikes(
     repetitions: int = 16,
     max_spikes: int = 6,
     send_offset: float = 0.0,
-    make_params: Callable[[np.ndarray], Any] = lambda weights: {"weights": weights},
+    make_params: Callable[[np.ndarray], Any] = lambda weight: {"weight": weight},
     trial: int = 0,
     policy: SanitizePolicy = SanitizePolicy(),
 ) -> np.ndarray:
@@ -133,13 +133,13 @@ def probe_spikes(
                 raise ValueError(f"probe levels must be ints in [0, 63], got {probe}")
         if not probe.delay >= 0:
             raise ValueError(f"probe delay must be >= 0, got {probe}")
-        weights = np.zeros((n_inputs, size), dtype=dtype)
-        weights[:n_pre] = int(probe.pre_level) / weight_scale
-        weights[n_pre:] = int(probe.level) / weight_scale
+        weight = np.zeros((n_inputs, size), dtype=dtype)
+        weight[:n_pre] = int(probe.pre_level) / weight_scale
+        weight[n_pre:] = int(probe.level) / weight_scale
         test_time = probe.delay + send_offset if probe.delay > 0 else 0.0
         row = np.concatenate([np.zeros(n_pre), np.full(n_inputs - n_pre, test_time)]).astype(dtype)
         inputs = Spikes(np.tile(row, (repetitions, 1)), np.tile(np.arange(n_inputs, dtype=np.int32), (repetitions, 1)))
-        (measured,), _ = measure_host(backend, [make_params(weights)], inputs, trial + k, policy=policy)
+        (measured,), _ = measure_host(backend, [make_params(weight)], inputs, trial + k, policy=policy)
         for sample in range(repetitions):
             for neuron in range(size):
                 own = measured.time[sample][measured.idx[sample] == neuron][:max_spikes]
@@ -337,7 +337,7 @@ def calibrate_layer(
     weight_scale: float,
     repetitions: int = 16,
     clock_tick: Optional[float] = None,
-    make_params: Callable[[np.ndarray], Any] = lambda weights: {"weights": weights},
+    make_params: Callable[[np.ndarray], Any] = lambda weight: {"weight": weight},
     trial: int = 0,
 ) -> Calibration:
     """Probe a single-layer backend with ``default_probes`` and fit its neurons.
@@ -378,7 +378,7 @@ def calibrate_layer(
     )
 
 
-def correct_weights(weights: Any, calibration: Calibration, nominal: LIFParameters) -> jax.Array:
+def correct_weights(weight: Any, calibration: Calibration, nominal: LIFParameters) -> jax.Array:
     """Rescale a layer's input weights so each neuron behaves as if it had the nominal threshold.
 
     ``W'[:, i] = W[:, i] (v_th_i - v_leak) / (v_th - v_leak)``: exact for threshold deviations
@@ -386,7 +386,7 @@ def correct_weights(weights: Any, calibration: Calibration, nominal: LIFParamete
     Neurons without a calibration (NaN) keep their weights.
 
     Args:
-        weights: ``(n_in, size)`` weight matrix.
+        weight: ``(n_in, size)`` weight matrix.
         calibration: the layer's ``Calibration``.
         nominal: the nominal parameters the software model assumes.
 
@@ -396,8 +396,8 @@ def correct_weights(weights: Any, calibration: Calibration, nominal: LIFParamete
     theta_nominal = float(nominal.v_th) - float(nominal.v_leak)
     factor = (np.asarray(calibration.v_th) - float(nominal.v_leak)) / theta_nominal
     factor = np.where(np.isfinite(factor), factor, 1.0)
-    weights = jnp.asarray(weights)
-    return weights * jnp.asarray(factor, weights.dtype)[None, :]
+    weight = jnp.asarray(weight)
+    return weight * jnp.asarray(factor, weight.dtype)[None, :]
 
 
 def time_correction(calibrations: Sequence[Calibration], nominals: Sequence[LIFParameters]) -> float:
@@ -469,8 +469,8 @@ class CalibratedBackend:
             if calibration is None:
                 corrected.append(layer_params)
                 continue
-            weights = correct_weights(self.get_weights(layer_params), calibration, nominal)
-            corrected.append(self.set_weights(layer_params, np.asarray(weights)))
+            weight = correct_weights(self.get_weights(layer_params), calibration, nominal)
+            corrected.append(self.set_weights(layer_params, np.asarray(weight)))
         stretched = Spikes(
             np.where(np.asarray(input_spikes.idx) >= 0, np.asarray(input_spikes.time) * self.time_factor, np.inf),
             np.asarray(input_spikes.idx),

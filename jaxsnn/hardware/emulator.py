@@ -73,14 +73,14 @@ MAX_WEIGHT_LEVEL = 63
 """Largest magnitude of a signed 6-bit synapse weight."""
 
 
-def quantize_weights(weights: Any, weight_scale: float) -> jax.Array:
+def quantize_weights(weight: Any, weight_scale: float) -> jax.Array:
     """The weights a chip with signed 6-bit synapses actually applies.
 
     ``w_chip = clip(round(weight_scale * w), -63, 63) / weight_scale``; for
     ``|w| <= 63.5 / weight_scale`` the error is at most ``0.5 / weight_scale``.
 
     Args:
-        weights: model weights (any shape).
+        weight: model weights (any shape).
         weight_scale: integer levels per unit of model weight, > 0.
 
     Returns:
@@ -91,9 +91,9 @@ def quantize_weights(weights: Any, weight_scale: float) -> jax.Array:
     """
     if not (np.isfinite(weight_scale) and weight_scale > 0):
         raise ValueError(f"weight_scale must be finite and > 0, got {weight_scale!r}")
-    weights = jnp.asarray(weights)
-    levels = jnp.clip(jnp.round(weights * weight_scale), -MAX_WEIGHT_LEVEL, MAX_WEIGHT_LEVEL)
-    return (levels / weight_scale).astype(weights.dtype)
+    weight = jnp.asarray(weight)
+    levels = jnp.clip(jnp.round(weight * weight_scale), -MAX_WEIGHT_LEVEL, MAX_WEIGHT_LEVEL)
+    return (levels / weight_scale).astype(weight.dtype)
 
 
 @dataclass(frozen=True)
@@ -200,7 +200,7 @@ class ChipParameters(NamedTuple):
 def default_weights(layer_params: Any) -> jax.Array:
     """Extract the input weight matrix ``(n_in, size)`` from one layer's params.
 
-    Accepts a bare array, a mapping with a ``"weights"`` or ``"input_weights"`` entry, or an
+    Accepts a bare array, a mapping with a ``"weight"`` or ``"input_weights"`` entry, or an
     object with such an attribute.
 
     Args:
@@ -214,7 +214,7 @@ def default_weights(layer_params: Any) -> jax.Array:
     """
     if isinstance(layer_params, (np.ndarray, jax.Array)):
         return layer_params
-    for key in ("weights", "input_weights"):
+    for key in ("weight", "input_weights"):
         if isinstance(layer_params, dict) and key in layer_params:
             return layer_params[key]
         if hasattr(layer_params, key):
@@ -225,23 +225,23 @@ def default_weights(layer_params: Any) -> jax.Array:
     )
 
 
-def replace_weights(layer_params: Any, weights: Any) -> Any:
+def replace_weights(layer_params: Any, weight: Any) -> Any:
     """Return one layer's params with its input weight matrix replaced (inverse of ``default_weights``).
 
     Args:
-        layer_params: a bare array, or a mapping with a ``"weights"`` entry.
-        weights: the new matrix.
+        layer_params: a bare array, or a mapping with a ``"weight"`` entry.
+        weight: the new matrix.
 
     Returns:
-        The updated params (a new dict for mappings; ``weights`` itself for bare arrays).
+        The updated params (a new dict for mappings; ``weight`` itself for bare arrays).
 
     Raises:
         TypeError: for other params structures.
     """
     if isinstance(layer_params, (np.ndarray, jax.Array)):
-        return weights
-    if isinstance(layer_params, dict) and "weights" in layer_params:
-        return {**layer_params, "weights": weights}
+        return weight
+    if isinstance(layer_params, dict) and "weight" in layer_params:
+        return {**layer_params, "weight": weight}
     raise TypeError(f"cannot replace the weights of layer params of type {type(layer_params).__name__}")
 
 
@@ -453,9 +453,9 @@ class Emulator:
         recorded: List[Spikes] = []
         for position, layer in enumerate(self.layers):
             k_th, k_jit, k_loss = jax.random.split(jax.random.fold_in(key, position), 3)
-            weights = self.weights_fn(params[position])
+            weight = self.weights_fn(params[position])
             if cfg.weight_scale is not None:
-                weights = quantize_weights(weights, cfg.weight_scale)
+                weight = quantize_weights(weight, cfg.weight_scale)
             neuron = self._neuron_on_chip(position, k_th)
             t_max = to_chip(layer.t_max)
             kernel = layer.kernel
@@ -464,7 +464,7 @@ class Emulator:
                 # with it the analytic kernel, is the nominal one (the per-neuron values are traced
                 # under jit, where "auto" could not see the ratio and would use the root solver)
                 kernel = resolve_kernel("auto", layer.neuron)
-            result = simulate(weights, spikes, neuron, capacity=layer.capacity, t_max=t_max, kernel=kernel)
+            result = simulate(weight, spikes, neuron, capacity=layer.capacity, t_max=t_max, kernel=kernel)
             out = result.spikes
             if cfg.jitter_std > 0:
                 out = jitter_spikes(out, k_jit, cfg.jitter_std, t_max)

@@ -890,7 +890,7 @@ def check_finite_gradients_without_spikes(
 
 
 def event_reference(
-    neuron: Any, t_max: float, *, weight_key: Any = "weights", recurrent_key: Any = None,
+    neuron: Any, t_max: float, *, weight_key: Any = "weight", recurrent_key: Any = None,
 ) -> Callable[[Any, Spikes], Spikes]:
     """A reference function for ``check_matches_reference`` on one event LIF layer.
 
@@ -898,9 +898,9 @@ def event_reference(
         neuron: the layer's ``LIFParameters``.
         t_max: the layer's window end.
         weight_key: where the ``(n_in, size)`` input weights are in the params (a dict key,
-            default ``"weights"`` as in ``jaxsnn.event``, or a callable ``params -> weights``).
+            default ``"weight"`` as in ``jaxsnn.event``, or a callable ``params -> weights``).
         recurrent_key: where the recurrent weights are (``None`` for feed-forward layers,
-            ``"recurrent_weights"`` for ``jaxsnn.event.RecurrentLIF``).
+            ``"recurrent_weight"`` for ``jaxsnn.event.RecurrentLIF``).
 
     Returns:
         ``(params, inputs) -> Spikes`` computed by ``jaxsnn.testing.reference.simulate_event``
@@ -915,7 +915,7 @@ def event_reference(
         recurrent = None if recurrent_key is None else np.asarray(get(params, recurrent_key), np.float64)
         times, idx = simulate_event(
             np.asarray(get(params, weight_key), np.float64), np.asarray(inputs.time, np.float64),
-            np.asarray(inputs.idx), neuron, t_max, recurrent_weights=recurrent,
+            np.asarray(inputs.idx), neuron, t_max, recurrent_weight=recurrent,
         )
         capacity = max(times.size, 1)
         # NumPy arrays, not jax arrays: keeps float64 even when x64 is off.
@@ -949,7 +949,7 @@ def discrete_reference(*, output: str = "spikes", weight_key: Any = "weight", re
     def reference_fn(params, inputs):
         recurrent = None if recurrent_key is None else np.asarray(get(params, recurrent_key), np.float64)
         record = simulate_discrete(np.asarray(get(params, weight_key), np.float64), np.asarray(inputs, np.float64),
-                                   recurrent_weights=recurrent, readout=readout, **neuron)
+                                   recurrent_weight=recurrent, readout=readout, **neuron)
         return record[output]
 
     return reference_fn

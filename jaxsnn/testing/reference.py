@@ -170,13 +170,13 @@ def _as_per_neuron(name: str, value: Any, size: int) -> np.ndarray:
         ) from None
 
 
-def _prepare(weights, input_times, input_idx, params, recurrent_weights):
-    weights = np.asarray(weights, dtype=np.float64)
-    if weights.ndim != 2:
-        raise ValueError(f"weights must be 2-dimensional (n_inputs, size), got shape {weights.shape}")
-    if not np.all(np.isfinite(weights)):
-        raise ValueError("weights must be finite (NaN/inf found)")
-    n_inputs, size = weights.shape
+def _prepare(weight, input_times, input_idx, params, recurrent_weight):
+    weight = np.asarray(weight, dtype=np.float64)
+    if weight.ndim != 2:
+        raise ValueError(f"weight must be 2-dimensional (n_inputs, size), got shape {weight.shape}")
+    if not np.all(np.isfinite(weight)):
+        raise ValueError("weight must be finite (NaN/inf found)")
+    n_inputs, size = weight.shape
     input_times = np.asarray(input_times, dtype=np.float64).reshape(-1)
     input_idx = np.asarray(input_idx).reshape(-1)
     if input_times.shape != input_idx.shape:
@@ -189,28 +189,28 @@ def _prepare(weights, input_times, input_idx, params, recurrent_weights):
     if not np.all(np.isfinite(input_times)) or np.any(input_times < 0):
         raise ValueError("input_times must be finite and >= 0")
     if np.any(input_idx < 0) or np.any(input_idx >= n_inputs):
-        raise ValueError(f"input_idx must be in [0, {n_inputs}) (rows of weights), got {input_idx.tolist()}")
-    if recurrent_weights is not None:
-        recurrent_weights = np.asarray(recurrent_weights, dtype=np.float64)
-        if recurrent_weights.shape != (size, size):
+        raise ValueError(f"input_idx must be in [0, {n_inputs}) (rows of weight), got {input_idx.tolist()}")
+    if recurrent_weight is not None:
+        recurrent_weight = np.asarray(recurrent_weight, dtype=np.float64)
+        if recurrent_weight.shape != (size, size):
             raise ValueError(
-                f"recurrent_weights must have shape ({size}, {size}), got {recurrent_weights.shape}"
+                f"recurrent_weight must have shape ({size}, {size}), got {recurrent_weight.shape}"
             )
-        if not np.all(np.isfinite(recurrent_weights)):
-            raise ValueError("recurrent_weights must be finite (NaN/inf found)")
+        if not np.all(np.isfinite(recurrent_weight)):
+            raise ValueError("recurrent_weight must be finite (NaN/inf found)")
     validate_parameters(params)
     per_neuron = {name: _as_per_neuron(name, getattr(params, name), size) for name in LIFParameters._fields}
-    return weights, input_times, input_idx, recurrent_weights, per_neuron
+    return weight, input_times, input_idx, recurrent_weight, per_neuron
 
 
-def _run(weights, input_times, input_idx, params, t_max, recurrent_weights, initial_state):
-    weights, input_times, input_idx, recurrent_weights, p = _prepare(
-        weights, input_times, input_idx, params, recurrent_weights
+def _run(weight, input_times, input_idx, params, t_max, recurrent_weight, initial_state):
+    weight, input_times, input_idx, recurrent_weight, p = _prepare(
+        weight, input_times, input_idx, params, recurrent_weight
     )
     t_max = float(t_max)
     if not math.isfinite(t_max) or t_max < 0:
         raise ValueError(f"t_max must be finite and >= 0, got {t_max}")
-    size = weights.shape[1]
+    size = weight.shape[1]
     if initial_state is None:
         v0, current0, ref0 = p["v_leak"], np.zeros(size), np.full(size, -math.inf)
     else:
@@ -228,7 +228,7 @@ def _run(weights, input_times, input_idx, params, t_max, recurrent_weights, init
     # Group input events by time: all events at one instant are applied together.
     order = np.argsort(input_times, kind="stable")
     group_times = np.unique(input_times[order])
-    group_drive = [weights[input_idx[input_times == t]].sum(axis=0) for t in group_times]
+    group_drive = [weight[input_idx[input_times == t]].sum(axis=0) for t in group_times]
 
     out_times, out_idx = [], []
     now, group = 0.0, 0
@@ -252,8 +252,8 @@ def _run(weights, input_times, input_idx, params, t_max, recurrent_weights, init
                 neurons[i].ref_until = now + neurons[i].t_ref if neurons[i].t_ref > 0 else -math.inf
                 out_times.append(now)
                 out_idx.append(i)
-            if recurrent_weights is not None:
-                drive = recurrent_weights[fired].sum(axis=0)
+            if recurrent_weight is not None:
+                drive = recurrent_weight[fired].sum(axis=0)
                 for i, neuron in enumerate(neurons):
                     neuron.current += drive[i]
             if len(out_times) > MAX_REFERENCE_SPIKES:
@@ -282,30 +282,30 @@ def _run(weights, input_times, input_idx, params, t_max, recurrent_weights, init
 
 
 def simulate_event(
-    weights: Any,
+    weight: Any,
     input_times: Any,
     input_idx: Any,
     params: LIFParameters,
     t_max: float,
-    recurrent_weights: Optional[Any] = None,
+    recurrent_weight: Optional[Any] = None,
     initial_state: Optional[Any] = None,
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Exact event-based simulation of one layer of current-based LIF neurons (float64).
 
     ``tau_mem dv/dt = -(v - v_leak) + I``, ``tau_syn dI/dt = -I``; an input event ``(t, j)``
-    adds ``weights[j, :]`` to ``I`` (all events at one instant together); a neuron spikes at the
+    adds ``weight[j, :]`` to ``I`` (all events at one instant together); a neuron spikes at the
     first time ``v`` reaches ``v_th`` (tangential touches count), is reset to ``v_reset`` and
-    held there for ``t_ref``; an output spike of neuron ``i`` adds ``recurrent_weights[i, :]``
+    held there for ``t_ref``; an output spike of neuron ``i`` adds ``recurrent_weight[i, :]``
     to ``I`` at the same instant (after the reset).
 
     Args:
-        weights: ``(n_inputs, size)`` input weights.
+        weight: ``(n_inputs, size)`` input weights.
         input_times: input event times, finite and >= 0, any order. Entries whose index is
             ``-1`` (``Spikes`` padding) are ignored.
         input_idx: source index of each input event, in ``[0, n_inputs)`` (or ``-1`` = padding).
         params: ``LIFParameters`` (scalars or per-neuron ``(size,)`` arrays).
         t_max: end of the window; crossings after ``t_max`` are not emitted.
-        recurrent_weights: optional ``(size, size)`` recurrent weights.
+        recurrent_weight: optional ``(size, size)`` recurrent weights.
         initial_state: optional ``(v, current)`` or ``LIFState`` at ``t = 0`` (default: rest).
 
     Returns:
@@ -317,23 +317,23 @@ def simulate_event(
             parameters, or an initial potential at or above threshold.
         RuntimeError: if more than ``MAX_REFERENCE_SPIKES`` spikes occur (runaway excitation).
     """
-    times, idx, _ = _run(weights, input_times, input_idx, params, t_max, recurrent_weights, initial_state)
+    times, idx, _ = _run(weight, input_times, input_idx, params, t_max, recurrent_weight, initial_state)
     return times, idx
 
 
 def event_state_at(
-    weights: Any,
+    weight: Any,
     input_times: Any,
     input_idx: Any,
     params: LIFParameters,
     t: float,
-    recurrent_weights: Optional[Any] = None,
+    recurrent_weight: Optional[Any] = None,
     initial_state: Optional[Any] = None,
 ) -> Tuple[np.ndarray, np.ndarray]:
     """State ``(v, I)`` of every neuron at time ``t`` (right limit: events at ``t`` included).
 
     Args:
-        weights, input_times, input_idx, params, recurrent_weights, initial_state: as for
+        weight, input_times, input_idx, params, recurrent_weight, initial_state: as for
             ``simulate_event``.
         t: the time, >= 0.
 
@@ -343,12 +343,12 @@ def event_state_at(
     Raises:
         ValueError: as ``simulate_event``.
     """
-    _, _, state = _run(weights, input_times, input_idx, params, t, recurrent_weights, initial_state)
+    _, _, state = _run(weight, input_times, input_idx, params, t, recurrent_weight, initial_state)
     return state[0], state[1]
 
 
 def simulate_discrete(
-    weights: Any,
+    weight: Any,
     inputs: Any,
     *,
     tau_syn: float,
@@ -358,7 +358,7 @@ def simulate_discrete(
     v_reset: float = 0.0,
     v_leak: float = 0.0,
     reset: str = "subtract",
-    recurrent_weights: Optional[Any] = None,
+    recurrent_weight: Optional[Any] = None,
     readout: bool = False,
 ) -> Dict[str, np.ndarray]:
     """Discrete-time current-based LIF (or LI readout), step by step in float64.
@@ -372,7 +372,7 @@ def simulate_discrete(
         subtract: v_t -= z_t (v_th - v_reset);  hard: v_t = v_reset where z_t = 1
 
     Args:
-        weights: ``(n_in, size)`` weights.
+        weight: ``(n_in, size)`` weights.
         inputs: ``(T, n_in)`` inputs.
         tau_syn: synaptic time constant, > 0.
         tau_mem: membrane time constant, > 0.
@@ -381,7 +381,7 @@ def simulate_discrete(
         v_reset: reset value (``hard``) or the level the subtraction aims at (``subtract``).
         v_leak: resting potential.
         reset: ``"subtract"`` or ``"hard"``.
-        recurrent_weights: optional ``(size, size)`` recurrent weights (previous step's spikes).
+        recurrent_weight: optional ``(size, size)`` recurrent weights (previous step's spikes).
         readout: if True, a non-spiking LI: no threshold, no reset, spikes all zero.
 
     Returns:
@@ -391,22 +391,22 @@ def simulate_discrete(
     Raises:
         ValueError: on bad shapes, non-positive time constants or an unknown ``reset``.
     """
-    weights = np.asarray(weights, dtype=np.float64)
+    weight = np.asarray(weight, dtype=np.float64)
     inputs = np.asarray(inputs, dtype=np.float64)
-    if weights.ndim != 2:
-        raise ValueError(f"weights must be (n_in, size), got shape {weights.shape}")
-    if inputs.ndim != 2 or inputs.shape[1] != weights.shape[0]:
-        raise ValueError(f"inputs must be (T, {weights.shape[0]}), got shape {inputs.shape}")
+    if weight.ndim != 2:
+        raise ValueError(f"weight must be (n_in, size), got shape {weight.shape}")
+    if inputs.ndim != 2 or inputs.shape[1] != weight.shape[0]:
+        raise ValueError(f"inputs must be (T, {weight.shape[0]}), got shape {inputs.shape}")
     for name, value in (("tau_syn", tau_syn), ("tau_mem", tau_mem), ("dt", dt)):
         if not (math.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be finite and > 0, got {value}")
     if reset not in ("subtract", "hard"):
         raise ValueError(f"reset must be 'subtract' or 'hard', got {reset!r}")
-    size = weights.shape[1]
-    if recurrent_weights is not None:
-        recurrent_weights = np.asarray(recurrent_weights, dtype=np.float64)
-        if recurrent_weights.shape != (size, size):
-            raise ValueError(f"recurrent_weights must have shape ({size}, {size}), got {recurrent_weights.shape}")
+    size = weight.shape[1]
+    if recurrent_weight is not None:
+        recurrent_weight = np.asarray(recurrent_weight, dtype=np.float64)
+        if recurrent_weight.shape != (size, size):
+            raise ValueError(f"recurrent_weight must have shape ({size}, {size}), got {recurrent_weight.shape}")
     a_syn, a_mem = math.exp(-dt / tau_syn), math.exp(-dt / tau_mem)
     n_steps = inputs.shape[0]
     record = {key: np.zeros((n_steps, size)) for key in ("spikes", "v", "v_before_reset", "current")}
@@ -414,9 +414,9 @@ def simulate_discrete(
     current = np.zeros(size)
     z = np.zeros(size)
     for t in range(n_steps):
-        drive = inputs[t] @ weights
-        if recurrent_weights is not None:
-            drive = drive + z @ recurrent_weights
+        drive = inputs[t] @ weight
+        if recurrent_weight is not None:
+            drive = drive + z @ recurrent_weight
         current = a_syn * current + drive
         v = v_leak + a_mem * (v - v_leak) + (1.0 - a_mem) * current
         record["v_before_reset"][t] = v

@@ -54,7 +54,7 @@ def test_conv_lif_network_under_vmap_jit_grad():
     )
     shape, params = net.init(jax.random.PRNGKey(4), (8, 6, 6, 1))
     assert shape == (8, 3, 3, 2)
-    assert net.init.layer_name == "serial(Conv(2, 3), LIF((3, 3, 2)))"
+    assert net.name == "serial(Conv(2, 3), LIF((3, 3, 2)))"
     x = (jax.random.uniform(jax.random.PRNGKey(5), (3, 8, 6, 6, 1)) < 0.5).astype(jnp.float32)
 
     def total_spikes(p, x):

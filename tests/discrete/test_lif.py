@@ -66,7 +66,7 @@ def test_recurrent_lif_matches_float64_reference(x64, reset):
         np.asarray(x),
         **NEURON,
         reset=reset,
-        recurrent_weights=np.asarray(params["recurrent_weight"]),
+        recurrent_weight=np.asarray(params["recurrent_weight"]),
     )
     assert want["spikes"].sum() > 0
     np.testing.assert_array_equal(np.asarray(spikes), want["spikes"])

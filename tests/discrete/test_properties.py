@@ -20,32 +20,32 @@ def _layer_kwargs(params):
 
 @given(
     params=strategies.lif_parameters("discrete"),
-    weights=strategies.weights((3, 4), low=-1.0, high=3.0),
+    weight=strategies.weights((3, 4), low=-1.0, high=3.0),
     inputs=strategies.dense_inputs(T, 3, dtype=np.float64),
 )
-def test_lif_matches_reference(params, weights, inputs):
+def test_lif_matches_reference(params, weight, inputs):
     with jax.enable_x64(True):
         layer = LIF(4, **_layer_kwargs(params))
         reference = properties.discrete_reference(**_layer_kwargs(params))
         # Spikes are 0/1: identical to the reference; membranes to float64 round-off (rtol 1e-9).
         properties.check_matches_reference(
-            layer, {"weight": jnp.asarray(weights)}, jnp.asarray(inputs), reference, rtol=0, atol=0
+            layer, {"weight": jnp.asarray(weight)}, jnp.asarray(inputs), reference, rtol=0, atol=0
         )
 
 
 @given(
     params=strategies.lif_parameters("discrete"),
-    weights=strategies.weights((2, 3)),
+    weight=strategies.weights((2, 3)),
     recurrent=strategies.weights((3, 3), low=-2.0, high=2.0),
     inputs=strategies.dense_inputs(T, 2, dtype=np.float64),
 )
-def test_recurrent_lif_and_li_match_reference(params, weights, recurrent, inputs):
+def test_recurrent_lif_and_li_match_reference(params, weight, recurrent, inputs):
     with jax.enable_x64(True):
         kwargs = _layer_kwargs(params)
         rec_layer = RecurrentLIF(3, **kwargs)
         properties.check_matches_reference(
             rec_layer,
-            {"weight": jnp.asarray(weights), "recurrent_weight": jnp.asarray(recurrent)},
+            {"weight": jnp.asarray(weight), "recurrent_weight": jnp.asarray(recurrent)},
             jnp.asarray(inputs),
             properties.discrete_reference(recurrent_key="recurrent_weight", **kwargs),
             rtol=0,
@@ -54,7 +54,7 @@ def test_recurrent_lif_and_li_match_reference(params, weights, recurrent, inputs
         li_kwargs = {k: kwargs[k] for k in ("tau_syn", "tau_mem", "dt", "v_leak")}
         properties.check_matches_reference(
             LI(3, **li_kwargs),
-            {"weight": jnp.asarray(weights)},
+            {"weight": jnp.asarray(weight)},
             jnp.asarray(inputs),
             properties.discrete_reference(output="v", readout=True, **li_kwargs),
             rtol=1e-12,
@@ -69,36 +69,36 @@ def test_recurrent_lif_and_li_match_reference(params, weights, recurrent, inputs
 def test_no_input_no_spikes_and_decay_to_rest(params, v0, i0):
     kwargs = _layer_kwargs(params)
     layer = LIF(2, **kwargs, record_membrane=True)
-    _, weights = layer.init(jax.random.PRNGKey(0), (T, 3))
-    properties.check_no_input_no_spike(layer, weights, jnp.zeros((T, 3)))
+    _, weight = layer.init(jax.random.PRNGKey(0), (T, 3))
+    properties.check_no_input_no_spike(layer, weight, jnp.zeros((T, 3)))
     # Started below threshold without current, the membrane relaxes monotonically to v_leak.
     v_leak, v_th = kwargs["v_leak"], kwargs["v_th"]
     start = v_leak + v0 * (v_th - v_leak)
     state = LIFState(jnp.full(2, start, jnp.float32), jnp.zeros(2, jnp.float32))
-    _, spikes, rec = layer.apply(weights, jnp.zeros((T, 3)), carry=state)
+    _, spikes, rec = layer.apply(weight, jnp.zeros((T, 3)), carry=state)
     assert float(jnp.sum(spikes)) == 0
     distance = np.abs(np.asarray(rec.v, np.float64) - v_leak)
     assert np.all(np.diff(distance, axis=0) <= 1e-6 * (1 + abs(start)))
     # With any initial current the state still returns to rest after many time constants.
     long = 40 * int(round(max(kwargs["tau_syn"], kwargs["tau_mem"]) / kwargs["dt"]))
     state = LIFState(jnp.full(2, start, jnp.float32), jnp.full(2, i0, jnp.float32))
-    final, _, _ = layer.apply(weights, jnp.zeros((long, 3)), carry=state)
+    final, _, _ = layer.apply(weight, jnp.zeros((long, 3)), carry=state)
     np.testing.assert_allclose(np.asarray(final.v), v_leak, atol=1e-5)
     np.testing.assert_allclose(np.asarray(final.current), 0.0, atol=1e-5)
 
 
 @given(
     params=strategies.lif_parameters("discrete"),
-    weights=strategies.weights((3, 1), low=0.0, high=3.0),
+    weight=strategies.weights((3, 1), low=0.0, high=3.0),
     factor=st.floats(1.0, 4.0),
     inputs=strategies.dense_inputs(24, 3, dtype=np.float64),
 )
-def test_larger_positive_weights_never_reduce_spike_count(params, weights, factor, inputs):
+def test_larger_positive_weights_never_reduce_spike_count(params, weight, factor, inputs):
     with jax.enable_x64(True):
         layer = LIF(1, **_layer_kwargs(params))
         x = jnp.asarray(inputs)
-        weaker = layer.apply({"weight": jnp.asarray(weights)}, x)[1]
-        stronger = layer.apply({"weight": jnp.asarray(weights * factor)}, x)[1]
+        weaker = layer.apply({"weight": jnp.asarray(weight)}, x)[1]
+        stronger = layer.apply({"weight": jnp.asarray(weight * factor)}, x)[1]
         assert float(jnp.sum(stronger)) >= float(jnp.sum(weaker)), (
             float(jnp.sum(stronger)),
             float(jnp.sum(weaker)),
@@ -107,14 +107,14 @@ def test_larger_positive_weights_never_reduce_spike_count(params, weights, facto
 
 @given(
     params=strategies.lif_parameters("discrete"),
-    weights=strategies.weights((3, 4)),
+    weight=strategies.weights((3, 4)),
     inputs=strategies.dense_inputs(T, 3),
     shift=st.integers(0, T),
 )
-def test_time_shift_shifts_output(params, weights, inputs, shift):
+def test_time_shift_shifts_output(params, weight, inputs, shift):
     layer = LIF(4, **_layer_kwargs(params))
     properties.check_time_shift(
-        layer, {"weight": jnp.asarray(weights, jnp.float32)}, jnp.asarray(inputs), shift
+        layer, {"weight": jnp.asarray(weight, jnp.float32)}, jnp.asarray(inputs), shift
     )
 
 

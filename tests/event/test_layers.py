@@ -27,7 +27,7 @@ def _layer(**kwargs):
 
 LAYER = _layer()
 _, PARAMS = LAYER.init(jax.random.PRNGKey(0), (N_IN,))
-PARAMS = {"weights": PARAMS["weights"] + 2.0}  # strong enough that most neurons spike
+PARAMS = {"weight": PARAMS["weight"] + 2.0}  # strong enough that most neurons spike
 
 
 def _inputs(seed, n=6, dtype=None):
@@ -37,17 +37,17 @@ def _inputs(seed, n=6, dtype=None):
 
 def test_init_shapes_and_default_scale():
     shape, params = LIF(120, capacity=8, t_max=T_MAX).init(jax.random.PRNGKey(1), (5,))
-    assert shape == (120,) and params["weights"].shape == (5, 120)
+    assert shape == (120,) and params["weight"].shape == (5, 120)
     # Default std: threshold / (psp peak * sqrt(n_in)).
-    np.testing.assert_allclose(np.std(params["weights"]), 1.0 / (0.25 * np.sqrt(5)), rtol=0.15)
+    np.testing.assert_allclose(np.std(params["weight"]), 1.0 / (0.25 * np.sqrt(5)), rtol=0.15)
     assert abs(psp_peak(1e-2, 5e-3) - 0.25) < 1e-6 and abs(psp_peak(5e-3, 5e-3) - np.exp(-1)) < 1e-6
     shape, params = RecurrentLIF(4, capacity=8, t_max=T_MAX).init(jax.random.PRNGKey(1), (3,))
-    assert params["recurrent_weights"].shape == (4, 4)
+    assert params["recurrent_weight"].shape == (4, 4)
 
 
 def test_layer_matches_reference_and_records_overflow():
     with jax.enable_x64(True):
-        params = {"weights": jnp.asarray(PARAMS["weights"], jnp.float64)}
+        params = {"weight": jnp.asarray(PARAMS["weight"], jnp.float64)}
         inputs = _inputs(1, dtype=jnp.float64)
         properties.check_matches_reference(LAYER, params, inputs, properties.event_reference(NEURON, T_MAX),
                                            rtol=0, atol=1e-9 * T_MAX)
@@ -80,7 +80,7 @@ def test_no_input_jit_vmap():
 def test_serial_two_layers_gradient():
     net = serial(_layer(), LIF(2, capacity=8, t_max=T_MAX, gradient="analytic"))
     _, params = net.init(jax.random.PRNGKey(3), (N_IN,))
-    params = [{"weights": params[0]["weights"] + 2.0}, {"weights": params[1]["weights"] + 2.0}]
+    params = [{"weight": params[0]["weight"] + 2.0}, {"weight": params[1]["weight"] + 2.0}]
     report = properties.check_gradients(net, params, _inputs(4), rtol=1e-4, max_coordinates=5)
     assert report.checked >= 3
 
@@ -104,9 +104,9 @@ def test_recurrent_layer_matches_reference():
     with jax.enable_x64(True):
         layer = RecurrentLIF(SIZE, capacity=CAPACITY, t_max=T_MAX, t_ref=1e-3, gradient="analytic")
         _, params = layer.init(jax.random.PRNGKey(2), (N_IN,))
-        params = {"weights": jnp.asarray(params["weights"], jnp.float64) + 2.0,
-                  "recurrent_weights": jnp.asarray(params["recurrent_weights"], jnp.float64)}
-        reference = properties.event_reference(NEURON, T_MAX, recurrent_key="recurrent_weights")
+        params = {"weight": jnp.asarray(params["weight"], jnp.float64) + 2.0,
+                  "recurrent_weight": jnp.asarray(params["recurrent_weight"], jnp.float64)}
+        reference = properties.event_reference(NEURON, T_MAX, recurrent_key="recurrent_weight")
         properties.check_matches_reference(layer, params, _inputs(6, dtype=jnp.float64), reference,
                                            rtol=0, atol=1e-9 * T_MAX)
 
@@ -117,10 +117,10 @@ def test_li_readouts_match_reference(x64):
     times_layer = LI(2, t_max=T_MAX, readout="times", times=times)
     shape, params = times_layer.init(jax.random.PRNGKey(0), (N_IN,))
     assert shape == (64, 2) and max_layer.init(jax.random.PRNGKey(0), (N_IN,))[0] == (2,)
-    params = {"weights": jnp.asarray([[1.0, -2.0], [0.5, 1.5], [-1.0, 3.0]])}
+    params = {"weight": jnp.asarray([[1.0, -2.0], [0.5, 1.5], [-1.0, 3.0]])}
     inputs = _inputs(7, dtype=jnp.float64)
     never = LIFParameters(v_th=1e9)  # the reference without threshold
-    args = (np.asarray(params["weights"]), np.asarray(inputs.time), np.asarray(inputs.idx), never)
+    args = (np.asarray(params["weight"]), np.asarray(inputs.time), np.asarray(inputs.idx), never)
     _, trace, _ = times_layer.apply(params, inputs)
     want = np.stack([event_state_at(*args, t)[0] for t in times])
     np.testing.assert_allclose(trace, want, atol=1e-12)
@@ -133,10 +133,10 @@ def test_li_readouts_match_reference(x64):
     np.testing.assert_allclose(vmax, np.max(np.asarray(fine_trace), axis=0), atol=1e-7)
     # Differentiable by plain autodiff (finite differences, rtol 1e-6).
     def objective(w):
-        return jnp.sum(max_layer.apply({"weights": w}, inputs)[1])
-    grad = jax.grad(objective)(params["weights"])
+        return jnp.sum(max_layer.apply({"weight": w}, inputs)[1])
+    grad = jax.grad(objective)(params["weight"])
     e = jnp.zeros((N_IN, 2)).at[1, 1].set(1e-6)
-    fd = (objective(params["weights"] + e) - objective(params["weights"] - e)) / 2e-6
+    fd = (objective(params["weight"] + e) - objective(params["weight"] - e)) / 2e-6
     np.testing.assert_allclose(grad[1, 1], fd, rtol=1e-6)
 
 

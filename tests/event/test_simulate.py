@@ -24,10 +24,10 @@ RATIOS = [(1.0, "lambertw"), (2.0, "quadratic"), (0.5, "root"), (1.5, "root"), (
 # Neuron parameters are traced arguments, so one compilation serves every drawn parameter set
 # (per kernel and dtype); the analytic kernels are named explicitly.
 @functools.partial(jax.jit, static_argnames=("kernel", "capacity"))
-def run(weights, spikes, neuron, recurrent_weights=None, *, kernel, capacity=CAPACITY, t_max=T_MAX,
+def run(weight, spikes, neuron, recurrent_weight=None, *, kernel, capacity=CAPACITY, t_max=T_MAX,
         initial_state=None):
-    return simulate(weights, spikes, neuron, capacity=capacity, t_max=t_max, kernel=kernel,
-                    recurrent_weights=recurrent_weights, initial_state=initial_state)
+    return simulate(weight, spikes, neuron, capacity=capacity, t_max=t_max, kernel=kernel,
+                    recurrent_weight=recurrent_weight, initial_state=initial_state)
 
 
 def _valid(result):
@@ -35,16 +35,16 @@ def _valid(result):
     return np.asarray(result.spikes.time[:n], np.float64), np.asarray(result.spikes.idx[:n])
 
 
-def _compare(weights, spikes, neuron, kernel, dtype, tolerance, recurrent=None, drawn=True):
-    weights = np.asarray(weights, dtype)
+def _compare(weight, spikes, neuron, kernel, dtype, tolerance, recurrent=None, drawn=True):
+    weight = np.asarray(weight, dtype)
     recurrent = None if recurrent is None else np.asarray(recurrent, dtype)
     neuron = LIFParameters(*[np.asarray(v, dtype) for v in neuron])
-    result = run(jnp.asarray(weights), spikes, neuron,
+    result = run(jnp.asarray(weight), spikes, neuron,
                  None if recurrent is None else jnp.asarray(recurrent), kernel=kernel)
     want_t, want_i = simulate_event(
-        weights.astype(np.float64), np.asarray(spikes.time, np.float64), np.asarray(spikes.idx),
+        weight.astype(np.float64), np.asarray(spikes.time, np.float64), np.asarray(spikes.idx),
         LIFParameters(*[float(v) for v in neuron]), T_MAX,
-        recurrent_weights=None if recurrent is None else recurrent.astype(np.float64),
+        recurrent_weight=None if recurrent is None else recurrent.astype(np.float64),
     )
     if drawn:
         assume(len(want_t) <= CAPACITY)
@@ -52,7 +52,7 @@ def _compare(weights, spikes, neuron, kernel, dtype, tolerance, recurrent=None, 
     got_t, got_i = _valid(result)
     assert len(got_t) == len(want_t), (got_t, want_t, got_i, want_i)
     # Same neurons in the same order (up to the order of events closer than the tolerance).
-    for neuron_index in range(weights.shape[1]):
+    for neuron_index in range(weight.shape[1]):
         np.testing.assert_allclose(got_t[got_i == neuron_index], want_t[want_i == neuron_index],
                                    rtol=0, atol=tolerance)
     return np.max(np.abs(got_t - want_t)) if len(got_t) else 0.0
@@ -66,9 +66,9 @@ def test_matches_reference_float64(ratio, kernel, data):
     # A context manager rather than the x64 fixture: fixtures are not reset between examples.
     with jax.enable_x64(True):
         neuron = data.draw(strategies.lif_parameters("event", tau_ratio=ratio, tau_syn=TAU_SYN))
-        weights = data.draw(strategies.weights((N_IN, SIZE), low=-1.0, high=6.0, ties=True))
+        weight = data.draw(strategies.weights((N_IN, SIZE), low=-1.0, high=6.0, ties=True))
         spikes = data.draw(strategies.spikes(N_IN, SLOTS, 0.6 * T_MAX, dtype=np.float64))
-        error = _compare(weights, spikes, neuron, kernel, np.float64, 1e-6 * TAU_SYN)
+        error = _compare(weight, spikes, neuron, kernel, np.float64, 1e-6 * TAU_SYN)
         assert error <= 1e-11 * TAU_SYN  # near machine precision, not merely the tolerance
 
 
@@ -78,9 +78,9 @@ def test_matches_reference_float64(ratio, kernel, data):
 def test_matches_reference_float32(ratio, kernel, data):
     """float32: spike times within 1e-4 tau_syn of the float64 reference on the same inputs."""
     neuron = data.draw(strategies.lif_parameters("event", tau_ratio=ratio, tau_syn=TAU_SYN))
-    weights = data.draw(strategies.weights((N_IN, SIZE), low=-1.0, high=6.0))
+    weight = data.draw(strategies.weights((N_IN, SIZE), low=-1.0, high=6.0))
     spikes = data.draw(strategies.spikes(N_IN, SLOTS, 0.6 * T_MAX, dtype=np.float32))
-    _compare(weights, spikes, neuron, kernel, np.float32, 1e-4 * TAU_SYN)
+    _compare(weight, spikes, neuron, kernel, np.float32, 1e-4 * TAU_SYN)
 
 
 @pytest.mark.parametrize("ratio,kernel", [(2.0, "quadratic"), (3.0, "root")])
@@ -88,20 +88,20 @@ def test_recurrent_matches_reference(x64, ratio, kernel):
     rng = np.random.default_rng(7)
     neuron = LIFParameters(tau_syn=TAU_SYN, tau_mem=ratio * TAU_SYN, t_ref=1e-3, v_reset=-0.1)
     for _ in range(3):
-        weights = rng.normal(2.0, 2.0, (N_IN, SIZE))
+        weight = rng.normal(2.0, 2.0, (N_IN, SIZE))
         recurrent = rng.normal(0.0, 1.5, (SIZE, SIZE))
         spikes = spikes_lib.from_lists(rng.uniform(0, 0.02, 6), rng.integers(0, N_IN, 6), capacity=SLOTS,
                                        dtype=jnp.float64)
-        error = _compare(weights, spikes, neuron, kernel, np.float64, 1e-6 * TAU_SYN, recurrent, drawn=False)
+        error = _compare(weight, spikes, neuron, kernel, np.float64, 1e-6 * TAU_SYN, recurrent, drawn=False)
         assert error <= 1e-11 * TAU_SYN
 
 
 def test_simultaneous_crossings_all_emitted(x64):
     """Identical neurons cross at the same instant: every one is emitted, in index order."""
-    weights = jnp.full((N_IN, SIZE), 5.0)
+    weight = jnp.full((N_IN, SIZE), 5.0)
     spikes = spikes_lib.from_lists([1e-3, 1e-3, 2e-3], [0, 1, 2], capacity=SLOTS, dtype=jnp.float64)
     neuron = LIFParameters(t_ref=1.0)
-    result = run(weights, spikes, neuron, kernel="quadratic")
+    result = run(weight, spikes, neuron, kernel="quadratic")
     times, idx = _valid(result)
     assert list(idx) == [0, 1, 2] and times[0] == times[1] == times[2]
 
@@ -111,7 +111,7 @@ def test_simultaneous_crossings_all_emitted(x64):
 def test_gradient_matches_finite_differences(x64, ratio, kernel):
     """d(spike times)/d(weights, input times, neuron params) vs float64 central differences, rtol 1e-4."""
     rng = np.random.default_rng(11)
-    weights = jnp.asarray(rng.normal(2.0, 1.5, (N_IN, SIZE)))
+    weight = jnp.asarray(rng.normal(2.0, 1.5, (N_IN, SIZE)))
     times = np.sort(rng.uniform(0, 0.01, 6))
     idx = rng.integers(0, N_IN, 6)
     neuron = LIFParameters(tau_syn=TAU_SYN, tau_mem=ratio * TAU_SYN, t_ref=2e-3, v_reset=-0.1, v_leak=0.05)
@@ -125,30 +125,30 @@ def test_gradient_matches_finite_differences(x64, ratio, kernel):
         valid = result.spikes.idx >= 0
         return jnp.sum(jnp.where(valid, result.spikes.time, 0.0) * jnp.arange(1, CAPACITY + 1)), result
 
-    value, result = objective(weights, jnp.asarray(times))
+    value, result = objective(weight, jnp.asarray(times))
     assert int(result.spikes.count()) >= 3
-    grad_w, grad_t = jax.jit(jax.grad(lambda w, t: objective(w, t)[0], argnums=(0, 1)))(weights, jnp.asarray(times))
+    grad_w, grad_t = jax.jit(jax.grad(lambda w, t: objective(w, t)[0], argnums=(0, 1)))(weight, jnp.asarray(times))
     h = 1e-7
-    for k in range(weights.size):
-        e = jnp.zeros(weights.size).at[k].set(h).reshape(weights.shape)
-        fd = (objective(weights + e, times)[0] - objective(weights - e, times)[0]) / (2 * h)
+    for k in range(weight.size):
+        e = jnp.zeros(weight.size).at[k].set(h).reshape(weight.shape)
+        fd = (objective(weight + e, times)[0] - objective(weight - e, times)[0]) / (2 * h)
         np.testing.assert_allclose(grad_w.reshape(-1)[k], fd, rtol=1e-4, atol=1e-9)
     for k in range(len(times)):
         e = jnp.zeros(len(times)).at[k].set(1e-9)
-        fd = (objective(weights, times + e)[0] - objective(weights, times - e)[0]) / 2e-9
+        fd = (objective(weight, times + e)[0] - objective(weight, times - e)[0]) / 2e-9
         np.testing.assert_allclose(grad_t[k], fd, rtol=1e-4, atol=1e-9)
 
 
 def test_gradient_wrt_neuron_parameters(x64):
     """Traced time constants select the root solver; its gradient matches differences."""
     rng = np.random.default_rng(5)
-    weights = jnp.asarray(rng.normal(2.5, 1.0, (N_IN, SIZE)))
+    weight = jnp.asarray(rng.normal(2.5, 1.0, (N_IN, SIZE)))
     spikes = spikes_lib.from_lists([1e-3, 2e-3, 4e-3], [0, 1, 2], capacity=SLOTS, dtype=jnp.float64)
 
     @jax.jit
     def objective(p):
         neuron = LIFParameters(tau_syn=p[0], tau_mem=p[1], v_th=p[2])
-        result = simulate(weights, spikes, neuron, capacity=CAPACITY, t_max=T_MAX)
+        result = simulate(weight, spikes, neuron, capacity=CAPACITY, t_max=T_MAX)
         return jnp.sum(jnp.where(result.spikes.idx >= 0, result.spikes.time, 0.0))
 
     p = jnp.asarray([TAU_SYN, 1.7 * TAU_SYN, 1.0])
@@ -160,30 +160,30 @@ def test_gradient_wrt_neuron_parameters(x64):
 
 
 def test_overflow_is_flagged_never_silent():
-    weights = jnp.full((N_IN, SIZE), 8.0)
+    weight = jnp.full((N_IN, SIZE), 8.0)
     spikes = spikes_lib.from_lists([0.0, 1e-3, 2e-3], [0, 1, 2], capacity=SLOTS)
     neuron = LIFParameters()
-    full = run(weights, spikes, neuron, kernel="quadratic")
+    full = run(weight, spikes, neuron, kernel="quadratic")
     n_spikes = int(full.spikes.count())
     assert not bool(full.overflow) and 4 < n_spikes < CAPACITY
-    short = run(weights, spikes, neuron, kernel="quadratic", capacity=n_spikes - 1)
+    short = run(weight, spikes, neuron, kernel="quadratic", capacity=n_spikes - 1)
     assert bool(short.overflow)
     # The spikes that fit are the earliest ones, exactly.
     np.testing.assert_array_equal(short.spikes.time, full.spikes.time[: n_spikes - 1])
     # n_spikes slots suffice (required_capacity starts there and does not overflow).
-    assert required_capacity(weights, spikes, neuron, t_max=T_MAX, start=n_spikes) == n_spikes
+    assert required_capacity(weight, spikes, neuron, t_max=T_MAX, start=n_spikes) == n_spikes
 
 
 def test_jit_equals_eager_and_vmap_equals_loop():
     rng = np.random.default_rng(2)
-    weights = jnp.asarray(rng.normal(2.0, 2.0, (N_IN, SIZE)), jnp.float32)
+    weight = jnp.asarray(rng.normal(2.0, 2.0, (N_IN, SIZE)), jnp.float32)
     batch = [spikes_lib.from_lists(rng.uniform(0, 0.02, 5), rng.integers(0, N_IN, 5), capacity=SLOTS)
              for _ in range(4)]
     neuron = LIFParameters()
-    eager = [simulate(weights, s, neuron, capacity=CAPACITY, t_max=T_MAX) for s in batch]
-    jitted = [run(weights, s, neuron, kernel="quadratic") for s in batch]
+    eager = [simulate(weight, s, neuron, capacity=CAPACITY, t_max=T_MAX) for s in batch]
+    jitted = [run(weight, s, neuron, kernel="quadratic") for s in batch]
     stacked = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *batch)
-    vmapped = jax.vmap(lambda s: run(weights, s, neuron, kernel="quadratic"))(stacked)
+    vmapped = jax.vmap(lambda s: run(weight, s, neuron, kernel="quadratic"))(stacked)
     for k, (a, b) in enumerate(zip(eager, jitted)):
         np.testing.assert_array_equal(a.spikes.idx, b.spikes.idx)
         np.testing.assert_allclose(a.spikes.time, b.spikes.time, rtol=1e-6)
@@ -195,7 +195,7 @@ def test_jit_equals_eager_and_vmap_equals_loop():
 def test_streaming_with_final_state(x64):
     """Two windows chained through final_state equal one window of twice the length."""
     rng = np.random.default_rng(3)
-    weights = jnp.asarray(rng.normal(2.0, 2.0, (N_IN, SIZE)))
+    weight = jnp.asarray(rng.normal(2.0, 2.0, (N_IN, SIZE)))
     neuron = LIFParameters(t_ref=2e-3)
     times = np.sort(rng.uniform(0, 2 * T_MAX, SLOTS))
     idx = rng.integers(0, N_IN, SLOTS)
@@ -203,10 +203,10 @@ def test_streaming_with_final_state(x64):
     def buffer(t, i):
         return spikes_lib.from_lists(t, i, capacity=SLOTS, dtype=jnp.float64)
 
-    whole = run(weights, buffer(times, idx), neuron, kernel="quadratic", t_max=2 * T_MAX)
+    whole = run(weight, buffer(times, idx), neuron, kernel="quadratic", t_max=2 * T_MAX)
     first_part = times <= T_MAX
-    first = run(weights, buffer(times[first_part], idx[first_part]), neuron, kernel="quadratic")
-    second = run(weights, buffer(times[~first_part] - T_MAX, idx[~first_part]), neuron, kernel="quadratic",
+    first = run(weight, buffer(times[first_part], idx[first_part]), neuron, kernel="quadratic")
+    second = run(weight, buffer(times[~first_part] - T_MAX, idx[~first_part]), neuron, kernel="quadratic",
                  initial_state=first.final_state)
     t1, i1 = _valid(first)
     t2, i2 = _valid(second)
@@ -223,7 +223,7 @@ def test_no_input_no_spike_and_padding_only():
     np.testing.assert_array_equal(result.final_state.v, np.zeros(SIZE))
 
 
-GOOD = dict(weights=np.ones((N_IN, SIZE), np.float32), neuron=LIFParameters())
+GOOD = dict(weight=np.ones((N_IN, SIZE), np.float32), neuron=LIFParameters())
 
 
 def _good_spikes():
@@ -246,9 +246,9 @@ def _good_spikes():
         (dict(neuron=LIFParameters(t_ref=-1.0)), "t_ref"),
         (dict(t_max=float("inf")), "t_max"),
         (dict(t_max=0.0), "t_max"),
-        (dict(weights=np.ones((N_IN,), np.float32)), "weights must be 2-dimensional"),
-        (dict(weights=np.full((N_IN, SIZE), np.nan, np.float32)), "weights contains"),
-        (dict(recurrent_weights=np.ones((2, 2), np.float32)), "recurrent_weights must have shape"),
+        (dict(weight=np.ones((N_IN,), np.float32)), "weight must be 2-dimensional"),
+        (dict(weight=np.full((N_IN, SIZE), np.nan, np.float32)), "weight contains"),
+        (dict(recurrent_weight=np.ones((2, 2), np.float32)), "recurrent_weight must have shape"),
         (dict(initial_state=LIFState(jnp.full(SIZE, 2.0), jnp.zeros(SIZE), jnp.zeros(SIZE))), "below v_th"),
         (dict(kernel="quadratic", neuron=LIFParameters(tau_mem=7e-3)), "quadratic"),
     ],
@@ -258,16 +258,16 @@ def test_bad_input_raises_naming_the_argument(change, match):
     arguments.update(change)
     error = TypeError if "must be an int" in match else ValueError
     with pytest.raises(error, match=match):
-        simulate(arguments.pop("weights"), arguments.pop("input_spikes"), arguments.pop("neuron"), **arguments)
+        simulate(arguments.pop("weight"), arguments.pop("input_spikes"), arguments.pop("neuron"), **arguments)
 
 
 def test_checkify_path_under_jit():
     """Under jit values are unknown: checked_inputs reports bad values through checkify."""
 
     @jax.jit
-    def checked(weights, spikes):
-        checked_inputs(weights, spikes, LIFParameters(), t_max=T_MAX)
-        return simulate(weights, spikes, LIFParameters(), capacity=4, t_max=T_MAX).spikes
+    def checked(weight, spikes):
+        checked_inputs(weight, spikes, LIFParameters(), t_max=T_MAX)
+        return simulate(weight, spikes, LIFParameters(), capacity=4, t_max=T_MAX).spikes
 
     run_checked = checkify.checkify(checked)
     error, _ = run_checked(jnp.ones((N_IN, SIZE)), _good_spikes())

@@ -27,8 +27,8 @@ RATIOS = [(1.0, "lambertw"), (2.0, "quadratic"), (1.5, "root")]
 
 
 @functools.partial(jax.jit, static_argnames=("kernel", "capacity", "algorithm"))
-def run(weights, spikes, neuron, initial_state=None, *, kernel, capacity, algorithm):
-    return simulate(weights, spikes, neuron, capacity=capacity, t_max=T_MAX, kernel=kernel,
+def run(weight, spikes, neuron, initial_state=None, *, kernel, capacity, algorithm):
+    return simulate(weight, spikes, neuron, capacity=capacity, t_max=T_MAX, kernel=kernel,
                     initial_state=initial_state, algorithm=algorithm)
 
 
@@ -54,11 +54,11 @@ def test_parallel_equals_scan_and_reference(ratio, kernel, data):
     """
     with jax.enable_x64(True):
         neuron = _single_spike(data.draw(strategies.lif_parameters("event", tau_ratio=ratio, tau_syn=TAU_SYN)))
-        weights = np.asarray(data.draw(strategies.weights((N_IN, SIZE), low=-1.0, high=6.0)))
+        weight = np.asarray(data.draw(strategies.weights((N_IN, SIZE), low=-1.0, high=6.0)))
         spikes = data.draw(strategies.spikes(N_IN, SLOTS, 0.8 * T_MAX, dtype=np.float64))
         capacity = data.draw(st.sampled_from([2, SIZE, 2 * SIZE]))
-        scan = run(jnp.asarray(weights), spikes, neuron, kernel=kernel, capacity=capacity, algorithm="scan")
-        par = run(jnp.asarray(weights), spikes, neuron, kernel=kernel, capacity=capacity, algorithm="parallel")
+        scan = run(jnp.asarray(weight), spikes, neuron, kernel=kernel, capacity=capacity, algorithm="scan")
+        par = run(jnp.asarray(weight), spikes, neuron, kernel=kernel, capacity=capacity, algorithm="parallel")
         assert bool(scan.overflow) == bool(par.overflow)
         np.testing.assert_array_equal(np.asarray(par.spikes.idx), np.asarray(scan.spikes.idx))
         np.testing.assert_allclose(np.asarray(par.spikes.time), np.asarray(scan.spikes.time),
@@ -68,7 +68,7 @@ def test_parallel_equals_scan_and_reference(ratio, kernel, data):
                 np.testing.assert_allclose(np.asarray(getattr(par.final_state, field)),
                                            np.asarray(getattr(scan.final_state, field)), rtol=1e-12, atol=1e-15)
         want_t, want_i = simulate_event(
-            weights, np.asarray(spikes.time), np.asarray(spikes.idx),
+            weight, np.asarray(spikes.time), np.asarray(spikes.idx),
             LIFParameters(*[float(v) for v in neuron]), T_MAX,
         )
         n = min(len(want_t), capacity)
@@ -85,11 +85,11 @@ def test_parallel_streams_from_an_initial_state(x64):
     """A non-rest initial state (charged, partly refractory) is honoured like the scan does."""
     neuron = LIFParameters(tau_syn=TAU_SYN, tau_mem=2 * TAU_SYN, t_ref=2 * T_MAX)
     rng = np.random.default_rng(3)
-    weights = jnp.asarray(rng.uniform(0.0, 3.0, (N_IN, SIZE)))
+    weight = jnp.asarray(rng.uniform(0.0, 3.0, (N_IN, SIZE)))
     spikes = jaxsnn.Spikes(jnp.asarray([1e-3, 4e-3, 9e-3, jnp.inf]), jnp.asarray([0, 2, 1, -1], jnp.int32))
     state = LIFState(v=jnp.linspace(-0.5, 0.9, SIZE), current=jnp.linspace(0.0, 2.0, SIZE),
                      refractory_until=jnp.asarray([-jnp.inf, 5e-3, -jnp.inf, 2e-2, -jnp.inf, 1e-3]))
-    results = [run(weights, spikes, neuron, state, kernel="quadratic", capacity=SIZE, algorithm=a)
+    results = [run(weight, spikes, neuron, state, kernel="quadratic", capacity=SIZE, algorithm=a)
                for a in ("scan", "parallel")]
     assert int(results[0].spikes.count()) >= 2  # the case exercises spikes
     np.testing.assert_array_equal(np.asarray(results[0].spikes.idx), np.asarray(results[1].spikes.idx))
@@ -146,11 +146,11 @@ def test_auto_picks_parallel_only_where_exact():
     (LIFParameters(t_ref=T_MAX), True, "does not support recurrent weights"),
 ])
 def test_parallel_where_not_exact_raises(neuron, recurrent, match):
-    weights = jnp.ones((2, 3))
+    weight = jnp.ones((2, 3))
     spikes = jaxsnn.Spikes(jnp.asarray([1e-3]), jnp.asarray([0], jnp.int32))
     with pytest.raises(ValueError, match=match):
-        simulate(weights, spikes, neuron, capacity=3, t_max=T_MAX, algorithm="parallel",
-                 recurrent_weights=jnp.zeros((3, 3)) if recurrent else None)
+        simulate(weight, spikes, neuron, capacity=3, t_max=T_MAX, algorithm="parallel",
+                 recurrent_weight=jnp.zeros((3, 3)) if recurrent else None)
 
 
 def test_unknown_algorithm_raises():

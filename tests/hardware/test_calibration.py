@@ -65,18 +65,18 @@ def test_weight_correction_is_exact_for_threshold_offsets():
     hidden = chip.hidden_parameters(0)
     calibration = Calibration(hidden.v_th, hidden.tau_mem, hidden.tau_syn, np.zeros(SIZE), np.zeros(SIZE))
     rng = np.random.default_rng(0)
-    weights = jnp.asarray(rng.uniform(0.2, 1.5, (N_LINES, SIZE)), jnp.float32)
+    weight = jnp.asarray(rng.uniform(0.2, 1.5, (N_LINES, SIZE)), jnp.float32)
     inputs = Spikes(jnp.asarray(np.sort(rng.uniform(0, 0.01, (3, N_LINES)), -1), jnp.float32),
                     jnp.tile(jnp.arange(N_LINES, dtype=jnp.int32), (3, 1)))
     wrapped = CalibratedBackend(chip, [calibration], [NOMINAL])
-    (corrected,) = wrapped.run([{"weights": weights}], inputs, 0)
-    (reference,) = ideal.run([{"weights": weights}], inputs, 0)
-    (raw,) = chip.run([{"weights": weights}], inputs, 0)
+    (corrected,) = wrapped.run([{"weight": weight}], inputs, 0)
+    (reference,) = ideal.run([{"weight": weight}], inputs, 0)
+    (raw,) = chip.run([{"weight": weight}], inputs, 0)
     np.testing.assert_array_equal(corrected.idx, reference.idx)
     np.testing.assert_allclose(corrected.time, reference.time, rtol=1e-5)  # float32 rounding of the rescaled weights
     assert not np.array_equal(raw.time, reference.time)  # uncorrected, the offsets show
-    np.testing.assert_allclose(np.asarray(correct_weights(weights, calibration, NOMINAL)),
-                               np.asarray(weights) * np.asarray(hidden.v_th)[None, :], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(correct_weights(weight, calibration, NOMINAL)),
+                               np.asarray(weight) * np.asarray(hidden.v_th)[None, :], rtol=1e-6)
 
 
 def test_time_correction_undoes_a_uniformly_slow_chip():
@@ -87,11 +87,11 @@ def test_time_correction_undoes_a_uniformly_slow_chip():
     factor = time_correction([calibration], [NOMINAL])
     assert factor == pytest.approx(1.1, rel=1e-6)
     rng = np.random.default_rng(1)
-    weights = jnp.asarray(rng.uniform(0.2, 1.5, (N_LINES, SIZE)), jnp.float32)
+    weight = jnp.asarray(rng.uniform(0.2, 1.5, (N_LINES, SIZE)), jnp.float32)
     inputs = Spikes(jnp.asarray(np.sort(rng.uniform(0, 0.01, (3, N_LINES)), -1), jnp.float32),
                     jnp.tile(jnp.arange(N_LINES, dtype=jnp.int32), (3, 1)))
     wrapped = CalibratedBackend(chip, [None], [NOMINAL], time_factor=factor)
-    (corrected,) = wrapped.run([{"weights": weights}], inputs, 0)
-    (reference,) = ideal.run([{"weights": weights}], inputs, 0)
+    (corrected,) = wrapped.run([{"weight": weight}], inputs, 0)
+    (reference,) = ideal.run([{"weight": weight}], inputs, 0)
     np.testing.assert_array_equal(corrected.idx, reference.idx)
     np.testing.assert_allclose(corrected.time, reference.time, rtol=1e-5)

@@ -61,16 +61,16 @@ def software():
 
 
 @jax.jit
-def _simulate_per_neuron(weights, inputs, neuron):
+def _simulate_per_neuron(weight, inputs, neuron):
     # per-neuron parameter arrays, traced; the taus keep the 2:1 ratio, so the analytic kernel
     # (what "auto" picks for the emulator's concrete parameters) is named explicitly
-    return jax.vmap(lambda x: simulate(weights, x, neuron, capacity=CAP_HID, t_max=T_MAX, kernel="quadratic").spikes)(inputs)
+    return jax.vmap(lambda x: simulate(weight, x, neuron, capacity=CAP_HID, t_max=T_MAX, kernel="quadratic").spikes)(inputs)
 
 
-def _simulate_layer(weights, inputs, neuron):
+def _simulate_layer(weight, inputs, neuron):
     """One layer in software; one compiled function serves every parameter set."""
     neuron = LIFParameters(*[jnp.broadcast_to(jnp.asarray(v, jnp.float32), (N_HID,)) for v in neuron])
-    return _simulate_per_neuron(weights, inputs, neuron)
+    return _simulate_per_neuron(weight, inputs, neuron)
 
 
 def test_ideal_emulator_equals_software_exactly(software):

@@ -8,7 +8,15 @@ import pytest
 import jaxsnn
 from jaxsnn.event import LIF, LIFParameters
 from jaxsnn.event.eventprop import simulate_eventprop
-from jaxsnn.hardware import EmulatedLayer, Emulator, EmulatorConfig, in_the_loop, inject, measure_host
+from jaxsnn.hardware import (
+    EmulatedLayer,
+    Emulator,
+    EmulatorConfig,
+    in_the_loop,
+    inject,
+    measure_host,
+)
+from jaxsnn.initializers import normal
 from jaxsnn.spikes import Spikes
 
 NEURON = LIFParameters(tau_syn=5e-3, tau_mem=1e-2, v_th=1.0)
@@ -21,8 +29,8 @@ BATCH = 4
 def _network(gradient="eventprop"):
     common = dict(tau_syn=5e-3, tau_mem=1e-2, t_max=T_MAX, gradient=gradient)
     return jaxsnn.serial(
-        LIF(N_HID, capacity=CAP_HID, weight_mean=1.5, weight_std=0.6, **common),
-        LIF(N_OUT, capacity=CAP_OUT, weight_mean=1.2, weight_std=0.8, **common),
+        LIF(N_HID, capacity=CAP_HID, weight_init=normal(0.6, 1.5), **common),
+        LIF(N_OUT, capacity=CAP_OUT, weight_init=normal(0.8, 1.2), **common),
     )
 
 
@@ -86,9 +94,9 @@ def test_gradient_is_eventprop_at_the_measured_times(perturbed, loop_gradient):
     def chained_loss(p):
         # EventProp layer by layer, each layer's forward value replaced by its measurement
         def one(x, m_hidden, m_out):
-            hidden = simulate_eventprop(p[0]["weights"], x, NEURON, capacity=CAP_HID, t_max=T_MAX,
+            hidden = simulate_eventprop(p[0]["weight"], x, NEURON, capacity=CAP_HID, t_max=T_MAX,
                                         external_spikes=m_hidden).spikes
-            out = simulate_eventprop(p[1]["weights"], hidden, NEURON, capacity=CAP_OUT, t_max=T_MAX,
+            out = simulate_eventprop(p[1]["weight"], hidden, NEURON, capacity=CAP_OUT, t_max=T_MAX,
                                      external_spikes=m_out).spikes
             return hidden, out
 
@@ -98,8 +106,8 @@ def test_gradient_is_eventprop_at_the_measured_times(perturbed, loop_gradient):
     _, got = loop_gradient
     expected = jax.jit(jax.grad(chained_loss))(params)
     for g, e in zip(got, expected):
-        np.testing.assert_allclose(np.asarray(g["weights"]), np.asarray(e["weights"]), rtol=1e-6, atol=1e-9)
-    assert float(jnp.max(jnp.abs(got[0]["weights"]))) > 0  # hidden weights get gradient through measured times
+        np.testing.assert_allclose(np.asarray(g["weight"]), np.asarray(e["weight"]), rtol=1e-6, atol=1e-9)
+    assert float(jnp.max(jnp.abs(got[0]["weight"]))) > 0  # hidden weights get gradient through measured times
 
 
 @pytest.mark.slow
@@ -127,10 +135,10 @@ def test_ideal_chip_in_the_loop_gradient_equals_exact_software_gradient(x64):
     rng = np.random.default_rng(7)
     step = 1e-6
     for _ in range(3):
-        direction = [{"weights": jnp.asarray(rng.normal(size=p["weights"].shape))} for p in params]
+        direction = [{"weight": jnp.asarray(rng.normal(size=p["weight"].shape))} for p in params]
         shifted = lambda sign: jax.tree_util.tree_map(lambda p, d: p + sign * step * d, params, direction)  # noqa: E731
         numeric = (float(software_loss(shifted(1.0))) - float(software_loss(shifted(-1.0)))) / (2 * step)
-        analytic = sum(float(jnp.sum(g["weights"] * d["weights"])) for g, d in zip(grads, direction))
+        analytic = sum(float(jnp.sum(g["weight"] * d["weight"])) for g, d in zip(grads, direction))
         assert analytic == pytest.approx(numeric, rel=1e-5)
 
 
@@ -146,7 +154,7 @@ def test_one_call_helper_under_jit_equals_eager_two_stage(perturbed, loop_gradie
     expected_value, expected_grads = loop_gradient
     np.testing.assert_allclose(float(value), float(expected_value), rtol=1e-6)
     for g, e in zip(grads, expected_grads):
-        np.testing.assert_allclose(np.asarray(g["weights"]), np.asarray(e["weights"]), rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(np.asarray(g["weight"]), np.asarray(e["weight"]), rtol=1e-6, atol=1e-9)
 
 
 def test_layer_mapping_errors(perturbed):

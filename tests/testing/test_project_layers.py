@@ -153,7 +153,7 @@ def test_event_lif_matches_reference_and_properties(name):
     @given(inputs=EVENT_INPUTS, w=EVENT_WEIGHTS, split=st.floats(0.0, 4.0), shift=st.floats(0.0, 2.0),
            seed=st.integers(0, 3))
     def run(inputs, w, split, shift, seed):
-        params = {"weights": jnp.asarray(w)}
+        params = {"weight": jnp.asarray(w)}
         # 1e-7 of the window (8e-7 tau_syn): inside issue 3's 1e-6 tau_syn float64 requirement.
         P.check_matches_reference(layer, params, inputs, P.event_reference(neuron, T_MAX), rtol=1e-7)
         P.check_causality(layer, params, inputs, split)
@@ -173,11 +173,11 @@ def test_event_lif_gradients_match_finite_differences(name):
     @settings(max_examples=max(2, settings.default.max_examples // 3))
     @given(inputs=EVENT_INPUTS, w=S.weights((N_IN, SIZE), low=0.5, high=4.0))
     def run(inputs, w):
-        P.check_gradients(layer, {"weights": jnp.asarray(w)}, inputs, max_coordinates=4)
+        P.check_gradients(layer, {"weight": jnp.asarray(w)}, inputs, max_coordinates=4)
 
     run()
     silent = Spikes(jnp.array([0.5, jnp.inf]), jnp.array([0, -1], jnp.int32))
-    P.check_finite_gradients_without_spikes(layer, {"weights": jnp.full((N_IN, SIZE), 0.1)}, silent)
+    P.check_finite_gradients_without_spikes(layer, {"weight": jnp.full((N_IN, SIZE), 0.1)}, silent)
 
 
 @pytest.mark.slow
@@ -185,7 +185,7 @@ def test_event_lif_chunked_vmap_jit_and_unsorted():
     name, split = "quadratic", 3.0
     first, second = jitted(_event_layer(name, t_max=split)), jitted(_event_layer(name, t_max=T_MAX - split))
     rng = np.random.default_rng(5)
-    params = {"weights": jnp.asarray(rng.uniform(0.0, 3.0, (N_IN, SIZE)))}
+    params = {"weight": jnp.asarray(rng.uniform(0.0, 3.0, (N_IN, SIZE)))}
     times = np.sort(rng.uniform(0, 6, (3, IN_CAP)), axis=1)
     batch = Spikes(jnp.asarray(times), jnp.asarray(rng.integers(0, N_IN, (3, IN_CAP)), jnp.int32))
     sample = Spikes(batch.time[0], batch.idx[0])
@@ -203,8 +203,8 @@ def test_event_recurrent_lif_matches_reference():
 
     @given(inputs=EVENT_INPUTS, w=EVENT_WEIGHTS, w_rec=S.weights((SIZE, SIZE), low=-1.0, high=1.0))
     def run(inputs, w, w_rec):
-        params = {"weights": jnp.asarray(w), "recurrent_weights": jnp.asarray(w_rec)}
+        params = {"weight": jnp.asarray(w), "recurrent_weight": jnp.asarray(w_rec)}
         P.check_matches_reference(layer, params, inputs,
-                                  P.event_reference(neuron, T_MAX, recurrent_key="recurrent_weights"), rtol=1e-7)
+                                  P.event_reference(neuron, T_MAX, recurrent_key="recurrent_weight"), rtol=1e-7)
 
     run()

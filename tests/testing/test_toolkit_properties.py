@@ -96,7 +96,7 @@ def _causality_search(make_layer, store, max_examples):
         times = np.unique(np.asarray(inputs.time)[np.asarray(inputs.idx) >= 0])
         split = times[k] + fraction * (times[k + 1] - times[k]) if k + 1 < times.size else fraction * INPUT_WINDOW
         layer = make_layer(neuron)
-        recorded(store, (inputs, split), P.check_causality, layer, {"weights": w}, inputs, split)
+        recorded(store, (inputs, split), P.check_causality, layer, {"weight": w}, inputs, split)
 
     return run
 
@@ -120,7 +120,7 @@ def _reference_search(bug, store, max_examples, ties=False, neurons=NEURONS):
     @given(inputs=event_inputs(), w=S.weights((N_IN, SIZE), low=-1.0, high=4.0, ties=ties), neuron=neurons)
     def run(inputs, w, neuron):
         layer = toy_event_lif(SIZE, neuron, T_MAX, OUT_CAP, bug=bug)
-        recorded(store, (inputs, w, neuron), P.check_matches_reference, layer, {"weights": w}, inputs,
+        recorded(store, (inputs, w, neuron), P.check_matches_reference, layer, {"weight": w}, inputs,
                  P.event_reference(neuron, T_MAX))
 
     return run
@@ -156,7 +156,7 @@ def _unsorted_search(wrap, store, max_examples):
     @given(inputs=event_inputs(min_events=2, simultaneous=False), w=EVENT_WEIGHTS, neuron=NEURONS)
     def run(inputs, w, neuron):
         layer = wrap(toy_event_lif(SIZE, neuron, T_MAX, OUT_CAP))
-        recorded(store, inputs, P.check_unsorted_inputs, layer, {"weights": w}, inputs)
+        recorded(store, inputs, P.check_unsorted_inputs, layer, {"weight": w}, inputs)
 
     return run
 
@@ -198,7 +198,7 @@ def _gradient_search(scale, store, max_examples):
            neuron=NEURONS)
     def run(inputs, w, neuron):
         layer = toy_event_lif(SIZE, neuron, T_MAX, OUT_CAP, bug=Bug(gradient_scale_below_rest=scale))
-        recorded(store, (inputs, neuron), P.check_gradients, layer, {"weights": w}, inputs, max_coordinates=3)
+        recorded(store, (inputs, neuron), P.check_gradients, layer, {"weight": w}, inputs, max_coordinates=3)
 
     return run
 
@@ -220,22 +220,22 @@ def test_gradient_check_skips_perturbations_that_change_the_spike_count():
     layer = toy_event_lif(SIZE, neuron, T_MAX, OUT_CAP)
     # Peak of w (q - q^2) is w/4: w = 4 + 1e-7 barely crosses, so +-1e-6 on row 0 deletes the
     # spike (skipped); rows 1 and 2 carry no input event (gradient 0, comparable).
-    weights = jnp.zeros((N_IN, SIZE)).at[0].set(4.0 + 1e-7)
+    weight = jnp.zeros((N_IN, SIZE)).at[0].set(4.0 + 1e-7)
     inputs = Spikes(jnp.array([0.0] + [jnp.inf] * (IN_CAP - 1)), jnp.array([0] + [-1] * (IN_CAP - 1), jnp.int32))
-    report = P.check_gradients(layer, {"weights": weights}, inputs, max_coordinates=N_IN * SIZE)
+    report = P.check_gradients(layer, {"weight": weight}, inputs, max_coordinates=N_IN * SIZE)
     assert report.skipped == SIZE and report.checked == (N_IN - 1) * SIZE
     with pytest.raises(AssertionError, match="at least 9"):
-        P.check_gradients(layer, {"weights": weights}, inputs, max_coordinates=N_IN * SIZE, min_checked=9)
+        P.check_gradients(layer, {"weight": weight}, inputs, max_coordinates=N_IN * SIZE, min_checked=9)
 
 
 def test_finite_gradients_without_spikes():
     silent = Spikes(jnp.array([0.0, jnp.inf]), jnp.array([0, -1], jnp.int32))
-    params = {"weights": jnp.array([[0.5, 1.0]])}  # peak w/4 < 1: nobody fires
+    params = {"weight": jnp.array([[0.5, 1.0]])}  # peak w/4 < 1: nobody fires
     P.check_finite_gradients_without_spikes(ratio2_first_spike(2, 1.0, safe=True), params, silent)
     with pytest.raises(AssertionError, match="non-finite"):
         P.check_finite_gradients_without_spikes(ratio2_first_spike(2, 1.0, safe=False), params, silent)
     with pytest.raises(AssertionError, match="precondition"):
-        P.check_finite_gradients_without_spikes(ratio2_first_spike(2, 1.0), {"weights": jnp.array([[5.0, 1.0]])},
+        P.check_finite_gradients_without_spikes(ratio2_first_spike(2, 1.0), {"weight": jnp.array([[5.0, 1.0]])},
                                                 silent)
 
 
@@ -245,7 +245,7 @@ def _shift_search(wrap, store, max_examples):
     @given(inputs=event_inputs(), w=EVENT_WEIGHTS, neuron=NEURONS, shift=st.floats(0.0, 2.0))
     def run(inputs, w, neuron, shift):
         layer = wrap(toy_event_lif(SIZE, neuron, T_MAX, OUT_CAP))
-        recorded(store, inputs, P.check_time_shift, layer, {"weights": w}, inputs, shift, t_max=T_MAX)
+        recorded(store, inputs, P.check_time_shift, layer, {"weight": w}, inputs, shift, t_max=T_MAX)
 
     return run
 
@@ -265,7 +265,7 @@ def _order_search(wrap, store, max_examples):
     @given(inputs=event_inputs(min_events=2), w=EVENT_WEIGHTS, neuron=NEURONS, seed=st.integers(0, 3))
     def run(inputs, w, neuron, seed):
         layer = wrap(toy_event_lif(SIZE, neuron, T_MAX, OUT_CAP))
-        recorded(store, inputs, P.check_simultaneous_order, layer, {"weights": w}, inputs, seed=seed)
+        recorded(store, inputs, P.check_simultaneous_order, layer, {"weight": w}, inputs, seed=seed)
 
     return run
 
@@ -346,10 +346,10 @@ def test_no_input_no_spike():
     with pytest.raises(AssertionError, match="no input -> no spike"):
         P.check_no_input_no_spike(toy_discrete_lif(2, bias=1.0, **DISCRETE), params, jnp.ones((T_STEPS, 3)))
     event = toy_event_lif(SIZE, LIFParameters(tau_syn=1.0, tau_mem=2.0), T_MAX, OUT_CAP)
-    P.check_no_input_no_spike(event, {"weights": jnp.ones((N_IN, SIZE))}, Spikes(jnp.zeros(4), jnp.zeros(4, jnp.int32)))
+    P.check_no_input_no_spike(event, {"weight": jnp.ones((N_IN, SIZE))}, Spikes(jnp.zeros(4), jnp.zeros(4, jnp.int32)))
     with pytest.raises(AssertionError, match="fired"):
         P.check_no_input_no_spike(peeking(event)._replace(apply=lambda p, x, **k: event.apply(
-            p, Spikes(x.time.at[0].set(0.0), x.idx.at[0].set(0)))), {"weights": 5 * jnp.ones((N_IN, SIZE))},
+            p, Spikes(x.time.at[0].set(0.0), x.idx.at[0].set(0)))), {"weight": 5 * jnp.ones((N_IN, SIZE))},
             Spikes(jnp.zeros(4), jnp.zeros(4, jnp.int32)))
 
 
@@ -378,7 +378,7 @@ def test_first_spike_monotone_event():
     @settings(max_examples=settings.default.max_examples)
     @given(inputs=event_inputs(), w=EVENT_WEIGHTS, neuron=NEURONS)
     def run(inputs, w, neuron):
-        P.check_first_spike_monotone(toy_event_lif(SIZE, neuron, T_MAX, OUT_CAP), {"weights": w}, inputs,
+        P.check_first_spike_monotone(toy_event_lif(SIZE, neuron, T_MAX, OUT_CAP), {"weight": w}, inputs,
                                      n_neurons=SIZE)
 
     run()
@@ -408,7 +408,7 @@ def test_event_vmap_and_jit():
     rng = np.random.default_rng(3)
     times = np.sort(rng.uniform(0, 3, (2, IN_CAP)), axis=1)
     batch = Spikes(jnp.asarray(times), jnp.asarray(rng.integers(0, N_IN, (2, IN_CAP)), jnp.int32))
-    params = {"weights": jnp.asarray(rng.uniform(0, 3, (N_IN, SIZE)))}
+    params = {"weight": jnp.asarray(rng.uniform(0, 3, (N_IN, SIZE)))}
     P.check_vmap_equals_loop(layer, params, batch)
     P.check_jit_equals_eager(layer, params, Spikes(batch.time[0], batch.idx[0]))
 

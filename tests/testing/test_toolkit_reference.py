@@ -33,9 +33,9 @@ def _rk4_step(v, current, h, p):
     )
 
 
-def brute_force_event(weights, times, idx, p, t_max, recurrent=None, step=2e-3):
+def brute_force_event(weight, times, idx, p, t_max, recurrent=None, step=2e-3):
     """RK4 integration of the LIF ODE with bisection-refined crossings (scalar taus only)."""
-    size = weights.shape[1]
+    size = weight.shape[1]
     h_max = step * min(p.tau_syn, p.tau_mem)
     v = np.full(size, float(p.v_leak))
     current = np.zeros(size)
@@ -81,7 +81,7 @@ def brute_force_event(weights, times, idx, p, t_max, recurrent=None, step=2e-3):
             continue
         v, current, t = v_new, i_new, t_next
         while k < len(events) and events[k][0] <= t:
-            current = current + weights[events[k][1]]
+            current = current + weight[events[k][1]]
             k += 1
     out.sort()
     return np.array([o[0] for o in out]), np.array([o[1] for o in out], dtype=int)
@@ -193,13 +193,13 @@ def test_event_reference_matches_brute_force_rk4(ratio, v_leak, v_reset, t_ref, 
         tau_syn=tau_syn, tau_mem=ratio * tau_syn, v_th=1.0, v_reset=v_reset, v_leak=v_leak, t_ref=t_ref
     )
     gain = 1.0 + 1.0 / ratio  # short tau_mem needs more drive to fire
-    weights = rng.uniform(0.0, 2.5 * gain, (n_in, size)) - 0.3 * gain
+    weight = rng.uniform(0.0, 2.5 * gain, (n_in, size)) - 0.3 * gain
     times = rng.uniform(0, 3 * tau_syn, 20)
     idx = rng.integers(0, n_in, 20)
     rec = rng.normal(0, 0.3 * gain, (size, size)) if recurrent else None
     t_max = 5 * tau_syn
-    got_t, got_i = reference.simulate_event(weights, times, idx, params, t_max, recurrent_weights=rec)
-    want_t, want_i = brute_force_event(weights, times, idx, params, t_max, recurrent=rec)
+    got_t, got_i = reference.simulate_event(weight, times, idx, params, t_max, recurrent_weight=rec)
+    want_t, want_i = brute_force_event(weight, times, idx, params, t_max, recurrent=rec)
     assert got_t.size >= 4 and np.all(np.bincount(got_i) >= 1), "case should be non-trivial"
     assert got_i.tolist() == want_i.tolist()
     # Reached: max |difference| 1e-13 .. 2e-11 tau_syn (the RK4 global error, O(step^4));
@@ -209,12 +209,12 @@ def test_event_reference_matches_brute_force_rk4(ratio, v_leak, v_reset, t_ref, 
 
 def test_event_state_at_matches_brute_force_membrane():
     params = LIFParameters(tau_syn=1.0, tau_mem=1.5, v_leak=0.1, v_th=5.0)
-    weights = np.array([[1.0, -0.5], [0.3, 2.0]])
+    weight = np.array([[1.0, -0.5], [0.3, 2.0]])
     times, idx = [0.1, 0.4, 0.4], [0, 1, 0]
-    v, current = reference.event_state_at(weights, times, idx, params, 0.9)
+    v, current = reference.event_state_at(weight, times, idx, params, 0.9)
     # RK4 from 0 to 0.9 across the events, no spikes (threshold unreachable).
     state_v, state_i, t = np.full(2, 0.1), np.zeros(2), 0.0
-    for t_event, drive in [(0.1, weights[0]), (0.4, weights[1] + weights[0]), (0.9, 0.0)]:
+    for t_event, drive in [(0.1, weight[0]), (0.4, weight[1] + weight[0]), (0.9, 0.0)]:
         n = 2000
         for _ in range(n):
             state_v, state_i = _rk4_step(state_v, state_i, (t_event - t) / n, params)
@@ -225,20 +225,20 @@ def test_event_state_at_matches_brute_force_membrane():
 
 
 def test_per_neuron_parameters_equal_separate_runs():
-    weights = np.array([[2.5, 3.0]])
+    weight = np.array([[2.5, 3.0]])
     params = LIFParameters(tau_syn=1.0, tau_mem=np.array([1.0, 2.0]), v_leak=np.array([0.0, 0.1]))
-    times, idx = reference.simulate_event(weights, [0.0], [0], params, 5.0)
+    times, idx = reference.simulate_event(weight, [0.0], [0], params, 5.0)
     for n in range(2):
         single = LIFParameters(tau_syn=1.0, tau_mem=[1.0, 2.0][n], v_leak=[0.0, 0.1][n])
-        t_n, _ = reference.simulate_event(weights[:, n:n + 1], [0.0], [0], single, 5.0)
+        t_n, _ = reference.simulate_event(weight[:, n:n + 1], [0.0], [0], single, 5.0)
         assert np.array_equal(times[idx == n], t_n)
 
 
 def test_padding_is_ignored_and_order_of_inputs_is_irrelevant():
     params = LIFParameters(tau_syn=1.0, tau_mem=2.0)
-    weights = np.array([[3.0, 1.0], [-1.0, 4.0]])
-    a = reference.simulate_event(weights, [0.5, 0.5, 0.1, np.inf], [1, 0, 0, -1], params, 5.0)
-    b = reference.simulate_event(weights, [0.1, 0.5, 0.5], [0, 0, 1], params, 5.0)
+    weight = np.array([[3.0, 1.0], [-1.0, 4.0]])
+    a = reference.simulate_event(weight, [0.5, 0.5, 0.1, np.inf], [1, 0, 0, -1], params, 5.0)
+    b = reference.simulate_event(weight, [0.1, 0.5, 0.5], [0, 0, 1], params, 5.0)
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
 
 
@@ -248,16 +248,16 @@ def test_padding_is_ignored_and_order_of_inputs_is_irrelevant():
         (dict(input_idx=[3]), "input_idx"),
         (dict(input_times=[-1.0]), "input_times"),
         (dict(input_times=[np.nan]), "input_times"),
-        (dict(weights=np.ones(3)), "weights"),
+        (dict(weight=np.ones(3)), "weight"),
         (dict(params=LIFParameters(tau_syn=0.0)), "tau_syn"),
         (dict(params=LIFParameters(v_th=0.0, v_reset=0.0)), "v_reset"),
         (dict(t_max=-1.0), "t_max"),
-        (dict(recurrent_weights=np.ones((2, 2))), "recurrent_weights"),
+        (dict(recurrent_weight=np.ones((2, 2))), "recurrent_weight"),
         (dict(initial_state=(np.array([2.0]), np.array([0.0]))), "initial_state"),
     ],
 )
 def test_event_reference_rejects_bad_input(kwargs, match):
-    args = dict(weights=np.ones((2, 1)), input_times=[0.0], input_idx=[0], params=LIFParameters(), t_max=1.0)
+    args = dict(weight=np.ones((2, 1)), input_times=[0.0], input_idx=[0], params=LIFParameters(), t_max=1.0)
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         reference.simulate_event(**args)
@@ -297,7 +297,7 @@ def test_discrete_reference_leak_recurrence_and_readout():
     assert np.all(out["v"] == 0.4)  # rest is a fixed point
     rec = np.array([[0.0, 10.0], [0.0, 0.0]])
     out = reference.simulate_discrete(np.array([[50.0, 0.0]]), np.array([[1.0], [0.0], [0.0]]), tau_syn=1.0,
-                                      tau_mem=1.0, dt=0.1, recurrent_weights=rec)
+                                      tau_mem=1.0, dt=0.1, recurrent_weight=rec)
     assert out["spikes"][0, 0] == 1.0
     # Neuron 1 receives 10 at step 1 (one step of delay).
     assert out["current"][0, 1] == 0.0 and out["current"][1, 1] == 10.0
@@ -313,11 +313,11 @@ def test_discrete_reference_leak_recurrence_and_readout():
         (dict(dt=-1.0), "dt"),
         (dict(reset="zero"), "reset"),
         (dict(inputs=np.zeros((3, 5))), "inputs"),
-        (dict(recurrent_weights=np.zeros((3, 3))), "recurrent_weights"),
+        (dict(recurrent_weight=np.zeros((3, 3))), "recurrent_weight"),
     ],
 )
 def test_discrete_reference_rejects_bad_input(kwargs, match):
-    args = dict(weights=np.ones((2, 1)), inputs=np.zeros((3, 2)), tau_syn=1.0, tau_mem=1.0, dt=0.1)
+    args = dict(weight=np.ones((2, 1)), inputs=np.zeros((3, 2)), tau_syn=1.0, tau_mem=1.0, dt=0.1)
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         reference.simulate_discrete(**args)

@@ -195,4 +195,4 @@ def test_event_networks_build(network):
     # Construction and init only: running event layers eagerly compiles them (slow).
     assert network.kind == "event" and network.input_shape == (2,)
     assert len(network.params) == network.description.count("LIF(")
-    assert all("weights" in p for p in network.params)
+    assert all("weight" in p for p in network.params)

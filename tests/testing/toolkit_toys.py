@@ -107,17 +107,17 @@ def _crossings(t, v, current, ref, horizon, c):
 
 
 @functools.partial(jax.jit, static_argnames=("capacity",))
-def _simulate(weights, in_time, in_idx, constants, t_max, capacity, bug):
+def _simulate(weight, in_time, in_idx, constants, t_max, capacity, bug):
     # The bug flags are traced values, so every variant shares one compilation.
     dtype = constants.dtype
-    weights, in_time = weights.astype(dtype), in_time.astype(dtype)
+    weight, in_time = weight.astype(dtype), in_time.astype(dtype)
     c = dict(zip(("tau_syn", "tau_mem", "v_th", "v_reset", "v_leak", "t_ref"), constants))
     drop_simultaneous, ignore_leak, ratio_dispatch, scale_below_rest = bug
     gradient_scale = jnp.where(c["v_reset"] < c["v_leak"], scale_below_rest, 1.0)
     c["v_leak"] = jnp.where(ignore_leak > 0, 0.0, c["v_leak"])
     near_two = (ratio_dispatch > 0) & (jnp.abs(c["tau_mem"] / c["tau_syn"] - 2.0) < 0.5)
     c["tau_mem"] = jnp.where(near_two, 2.0 * c["tau_syn"], c["tau_mem"])
-    size = weights.shape[1]
+    size = weight.shape[1]
     n_in = in_time.shape[0]
     in_time = jnp.where(in_idx >= 0, in_time, jnp.inf).astype(dtype)
 
@@ -153,7 +153,7 @@ def _simulate(weights, in_time, in_idx, constants, t_max, capacity, bug):
         out_t = jnp.where(spike, out_t.at[slot].set(t_next), out_t)
         out_i = jnp.where(spike, out_i.at[slot].set(n.astype(jnp.int32)), out_i)
         n_out = n_out + spike.astype(jnp.int32)
-        drive = weights[jnp.clip(in_idx[k_safe], 0, weights.shape[0] - 1)]
+        drive = weight[jnp.clip(in_idx[k_safe], 0, weight.shape[0] - 1)]
         current = current + jnp.where(do_input, drive, 0.0)
         k = k + do_input.astype(jnp.int32)
         return (t_next, v, current, ref, k, out_t, out_i, n_out), None
@@ -179,17 +179,17 @@ def toy_event_lif(size: int, neuron: LIFParameters, t_max: float, capacity: int 
 
     def init(rng, input_shape):
         (n_in,) = input_shape
-        return (size,), {"weights": 1.5 * jax.random.uniform(rng, (n_in, size)) - 0.2}
+        return (size,), {"weight": 1.5 * jax.random.uniform(rng, (n_in, size)) - 0.2}
 
     def apply(params, inputs, external=None, carry=None):
-        weights = params["weights"]
-        dtype = jnp.result_type(weights, inputs.time)
+        weight = params["weight"]
+        dtype = jnp.result_type(weight, inputs.time)
         # NumPy constants: no eager device work before the one jitted call.
         constants = np.asarray([neuron.tau_syn, neuron.tau_mem, neuron.v_th, neuron.v_reset, neuron.v_leak,
                                 neuron.t_ref], dtype)
         flags = np.asarray([float(bug.drop_simultaneous), float(bug.ignore_leak), float(bug.ratio_dispatch),
                             bug.gradient_scale_below_rest], dtype)
-        out, state, overflow = _simulate(weights, inputs.time, inputs.idx, constants, np.asarray(t_max, dtype),
+        out, state, overflow = _simulate(weight, inputs.time, inputs.idx, constants, np.asarray(t_max, dtype),
                                          capacity, flags)
         return state, out, {"spikes": out, "overflow": overflow}
 
@@ -245,11 +245,11 @@ def ratio2_first_spike(size: int, tau_syn: float, theta: float = 1.0, safe: bool
     tau_mem = 2 * tau_syn
 
     def init(rng, input_shape):
-        return (size,), {"weights": jax.random.uniform(rng, (input_shape[0], size))}
+        return (size,), {"weight": jax.random.uniform(rng, (input_shape[0], size))}
 
     def apply(params, inputs, external=None, carry=None):
         valid = (inputs.idx >= 0)[:, None]
-        drive = jnp.sum(jnp.where(valid, params["weights"][jnp.maximum(inputs.idx, 0)], 0.0), axis=0)
+        drive = jnp.sum(jnp.where(valid, params["weight"][jnp.maximum(inputs.idx, 0)], 0.0), axis=0)
         # u = I0 (q - q^2), q = exp(-t / tau_mem): crossing where I0 q^2 - I0 q + theta = 0.
         disc = drive * drive - 4 * drive * theta
         crosses = disc >= 0
@@ -268,12 +268,12 @@ def ratio2_first_spike(size: int, tau_syn: float, theta: float = 1.0, safe: bool
 
 # ------------------------------------------------------------------ discrete
 @functools.partial(jax.jit, static_argnames=("hard_reset", "forget_current", "wrap_weights"))
-def _discrete_run(weights, x, v0, i0, constants, bias, hard_reset, forget_current, wrap_weights):
+def _discrete_run(weight, x, v0, i0, constants, bias, hard_reset, forget_current, wrap_weights):
     a_syn, a_mem, v_th, v_reset, v_leak = constants
     if forget_current:
         i0 = jnp.zeros_like(i0)
     if wrap_weights:  # fixed-point weights in [-2, 2) that wrap around on overflow instead of saturating
-        weights = jnp.mod(weights + 2.0, 4.0) - 2.0
+        weight = jnp.mod(weight + 2.0, 4.0) - 2.0
     threshold = v_th
 
     def body(state, drive):
@@ -284,7 +284,7 @@ def _discrete_run(weights, x, v0, i0, constants, bias, hard_reset, forget_curren
         v = jnp.where(z > 0, v_reset, v) if hard_reset else v - z * (threshold - v_reset)
         return (v, current), z
 
-    return jax.lax.scan(body, (v0, i0), x @ weights + bias)
+    return jax.lax.scan(body, (v0, i0), x @ weight + bias)
 
 
 def toy_discrete_lif(size: int, *, tau_syn, tau_mem, dt, v_th=1.0, v_reset=0.0, v_leak=0.0, reset="subtract",
