@@ -10,8 +10,18 @@ event-based layers, EventProp), ``hardware`` (backends and in-the-loop training)
 reference) is imported on demand.
 """
 
-from jaxsnn import data, discrete, encode, event, hardware, initializers, loss, spikes
-from jaxsnn.compose import leaf_count, serial, stateless
+from jaxsnn import data, discrete, encode, event, graph, hardware, initializers, loss, spikes
+from jaxsnn.compose import (
+    fan_in_concat,
+    fan_in_sum,
+    fan_out,
+    identity,
+    leaf_count,
+    parallel,
+    residual,
+    serial,
+    stateless,
+)
 from jaxsnn.spikes import Spikes
 from jaxsnn.types import ApplyFn, InitFn, Layer, layer_name, named_layer
 
@@ -26,12 +36,19 @@ __all__ = [
     "discrete",
     "encode",
     "event",
+    "fan_in_concat",
+    "fan_in_sum",
+    "fan_out",
+    "graph",
     "hardware",
+    "identity",
     "initializers",
     "layer_name",
     "leaf_count",
     "loss",
     "named_layer",
+    "parallel",
+    "residual",
     "serial",
     "spikes",
     "stateless",

@@ -8,12 +8,14 @@ Layers (all ``jaxsnn.Layer`` pairs, usable in ``jaxsnn.serial``; per-sample inpu
 - ``RecurrentLIF``: ``LIF`` with all-to-all recurrent weights.
 - ``Dense`` (alias ``Linear``): projection of every time step at once.
 - ``Conv``: 2-D convolution of every time step at once.
+- ``Delay``: a fixed delay of a whole number of time steps.
 
 ``surrogate`` holds the spike functions (Heaviside forward, surrogate derivative backward).
 """
 
 from jaxsnn.discrete import surrogate
 from jaxsnn.discrete.conv import Conv
+from jaxsnn.discrete.delay import Delay
 from jaxsnn.discrete.lif import (
     LI,
     LIF,
@@ -30,6 +32,7 @@ from jaxsnn.discrete.linear import Dense, Linear
 __all__ = [
     "Conv",
     "Dense",
+    "Delay",
     "LI",
     "LIF",
     "LIFRecording",

@@ -6,6 +6,7 @@ one ``jaxsnn.serial``. ``simulate`` is the underlying exact single-layer simulat
 """
 
 from jaxsnn.event.convert import ToDense, ToSpikes
+from jaxsnn.event.delay import Delay, DelayRecording
 from jaxsnn.event.dynamics import evolve, extremum_time, free_membrane, psp_kernel, rest_state
 from jaxsnn.event.kernels import KERNELS, lambertw0, next_crossing, resolve_kernel
 from jaxsnn.event.layers import LI, LIF, LIFRecording, LIRecording, RecurrentLIF, psp_peak
@@ -19,6 +20,8 @@ from jaxsnn.event.simulate import (
 )
 
 __all__ = [
+    "Delay",
+    "DelayRecording",
     "KERNELS",
     "LI",
     "LIF",
