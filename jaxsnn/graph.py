@@ -39,6 +39,7 @@ outputs before the window. A window simulated in chunks equals one run.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import jax
@@ -598,6 +599,12 @@ def discrete_graph(
     plan = _plan(kind, nodes, edges, output, merge, event=False)
     children = _Children(plan.layers)
     init = _graph_init(kind, plan, children)
+    # One jitted step-wise simulation per cycle, built once: eager calls compile it once per
+    # input shape instead of re-tracing the scan on every call; inside a caller's jit it inlines.
+    cycle_runners = {
+        block: jax.jit(functools.partial(_run_cycle, kind, plan, children, block))
+        for block in plan.blocks if block.cyclic
+    }
 
     def apply(params, inputs, external=None, carry=None):
         children.check(kind, params, external, carry)
@@ -607,7 +614,6 @@ def discrete_graph(
         before: Dict[int, Any] = {}
         states: Dict[int, Any] = {}
         records: Dict[int, Any] = {}
-        shapes = None
         for block in plan.blocks:
             if not block.cyclic:
                 k = block.members[0]
@@ -618,10 +624,21 @@ def discrete_graph(
                     before[k] = histories[k] if histories[k] is not None else jnp.zeros(
                         (plan.depth[k],) + tuple(y.shape[1:]), y.dtype)
                 continue
-            if shapes is None:
-                shapes = _resolve_shapes(kind, plan, (1,) + tuple(inputs.shape[1:]))[1]
-            _run_cycle(kind, plan, children, block, params, external, shares, histories, inputs,
-                       outputs, before, states, records, shapes)
+            members = block.members
+            member_set = set(members)
+            # What edges from outside the cycle deliver, over the whole window (one value per step).
+            outside = {
+                e: _window_value(plan, e, outputs, before)
+                for k in members for e in plan.incoming[k] if _source(plan, e) not in member_set
+            }
+            results = cycle_runners[block](
+                params, {k: children.part(k, external) for k in members}, {k: shares[k] for k in members},
+                {k: histories[k] for k in members if plan.depth[k]}, outside, inputs,
+            )
+            for k, (y, state, record, history) in results.items():
+                outputs[k], states[k], records[k] = y, state, record
+                if plan.depth[k]:
+                    before[k] = history
         new_carry: List[Any] = []
         recording: List[Any] = []
         for k in range(len(plan.names)):
@@ -637,18 +654,15 @@ def discrete_graph(
     return Layer(init, apply, name=name, leaves=children.n_leaves)
 
 
-def _run_cycle(kind, plan, children, block, params, external, shares, histories, inputs,
-               outputs, before, states, records, shapes):
-    """Simulate the nodes of one cycle step by step in one ``lax.scan``."""
+def _run_cycle(kind, plan, children, block, params, node_external, shares, histories, outside, inputs):
+    """Simulate the nodes of one cycle step by step in one ``lax.scan``.
+
+    Returns ``{node: (outputs (T, ...), final carry, recording, history before the window)}``.
+    """
     members = block.members
     member_set = set(members)
     n_steps = inputs.shape[0]
-    # What edges from outside the cycle deliver, over the whole window (one value per step).
-    outside = {
-        e: _window_value(plan, e, outputs, before)
-        for k in members for e in plan.incoming[k] if _source(plan, e) not in member_set
-    }
-    node_external = {k: children.part(k, external) for k in members}
+    shapes = _resolve_shapes(kind, plan, (1,) + tuple(inputs.shape[1:]))[1]
     delayed = [k for k in members if plan.depth[k]]
 
     def step(layer_states, history, outside_t, external_t):
@@ -684,7 +698,7 @@ def _run_cycle(kind, plan, children, block, params, external, shares, histories,
     def initial_history(dtypes):
         result = {}
         for k in delayed:
-            if histories[k] is not None:
+            if histories.get(k) is not None:
                 result[k] = jnp.asarray(histories[k])
             else:
                 result[k] = jnp.zeros((plan.depth[k],) + tuple(shapes[k][1:]), dtypes[k])
@@ -723,15 +737,15 @@ def _run_cycle(kind, plan, children, block, params, external, shares, histories,
         )
     else:
         last_states, rest_out, rest_records = first_states, None, None
+    results = {}
     for k in members:
         if rest_out is None:
-            outputs[k] = first_out[k][None]
+            y = first_out[k][None]
         else:
-            outputs[k] = jnp.concatenate([first_out[k][None], rest_out[k]], axis=0)
-        states[k] = last_states[k]
-        records[k] = _stack_steps(first_records[k], None if rest_records is None else rest_records[k], n_steps - 1)
-        if plan.depth[k]:
-            before[k] = history0[k]
+            y = jnp.concatenate([first_out[k][None], rest_out[k]], axis=0)
+        record = _stack_steps(first_records[k], None if rest_records is None else rest_records[k], n_steps - 1)
+        results[k] = (y, last_states[k], record, history0.get(k))
+    return results
 
 
 # ----------------------------------------------------------------------------- event populations

@@ -56,7 +56,8 @@ def simulate_discrete_graph(
       reset by subtraction (``v -= z (v_th - v_reset)``) or to ``v_reset``; output ``z_t``;
     * ``{"kind": "li", ...}``: the same without threshold; output ``v_t``;
     * ``{"kind": "dense", "weight"}``: ``y_t = x_t W``;
-    * ``{"kind": "tanh"}``: ``y_t = tanh(x_t)``.
+    * ``{"kind": "tanh", "size"}``: ``y_t = tanh(x_t)`` (``size`` is only needed when a delayed
+      edge reads the node before its first output).
 
     ``x_t`` is the concatenation (or, with ``merge[name] == "sum"``, the sum) of the node's
     incoming edges in edge-list order; an edge ``(source, target, delay)`` delivers the source's
@@ -139,9 +140,13 @@ def _output_size(nodes, source, inputs) -> int:
     if source == INPUT:
         return inputs.shape[1]
     spec = nodes[source]
+    if "size" in spec:
+        return int(spec["size"])
     if "weight" in spec:
         return np.asarray(spec["weight"]).shape[1]
-    raise ValueError(f"cannot tell the size of node {source!r} ({spec['kind']}) before its first output")
+    raise ValueError(
+        f"cannot tell the size of node {source!r} ({spec['kind']}) before its first output; give it a 'size'"
+    )
 
 
 def _delayed(times: np.ndarray, idx: np.ndarray, delay: Any) -> Tuple[np.ndarray, np.ndarray]:
