@@ -259,6 +259,27 @@ def test_composite_nodes_and_nesting_keep_flat_lists():
     assert len(grads) == 5 and all(np.all(np.isfinite(g["weight"])) for g in grads if g)
 
 
+def test_external_data_reaches_a_node_inside_a_cycle_step_by_step():
+    """Hardware-style ``external``: node b's outputs are injected; a sees them one step later."""
+    from test_compose import Accumulate  # a toy stateful layer whose output is external when given
+
+    graph = discrete_graph({"a": Accumulate(2), "b": Accumulate(2)}, [("input", "a"), ("a", "b"), ("b", "a")],
+                           output=("a", "b"))
+    _, params = graph.init(jax.random.PRNGKey(0), (T, N_IN))
+    x = np.asarray(jax.random.normal(jax.random.PRNGKey(1), (T, N_IN)), np.float32)
+    injected = np.asarray(jax.random.normal(jax.random.PRNGKey(2), (T, 2)), np.float32)
+    carry, (a, b), _ = jax.jit(graph.apply)(params, jnp.asarray(x), external=[None, jnp.asarray(injected)])
+    np.testing.assert_array_equal(b, injected)
+    total, want = np.zeros(2), []
+    for t in range(T):  # explicit loop: a integrates [x_t, b_{t-1}] @ W_a
+        previous = injected[t - 1] if t else np.zeros(2)
+        total = total + np.concatenate([x[t], previous]) @ np.asarray(params[0])
+        want.append(total)
+    np.testing.assert_allclose(a, np.stack(want), rtol=1e-5, atol=1e-5)
+    assert isinstance(carry[1], GraphCarry)
+    np.testing.assert_array_equal(carry[1].history[0], injected[-1])
+
+
 def test_discrete_graph_errors_name_the_edge():
     lif = LIF(3, **KW)
     with pytest.raises(ValueError, match=r"edge 'h1' -> 'nope' ends at a missing node 'nope'"):
