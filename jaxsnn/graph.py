@@ -923,6 +923,11 @@ def event_graph(
                     f"must share {attribute}, got {sorted(values)}"
                 )
     graph_init = _graph_init(kind, plan, children)
+    # One jitted exact simulation per cycle, built once (eager calls compile it once per shape).
+    cycle_runners = {
+        block: jax.jit(functools.partial(_event_cycle_core, kind, plan, children, block, input_size))
+        for block in plan.blocks if block.cyclic
+    }
 
     def init(rng, input_shape):
         if _shape_tuple(input_shape) != (input_size,):
@@ -949,8 +954,8 @@ def event_graph(
                 states[k], outputs[k], records[k] = _run_node(
                     children, k, params, x, children.part(k, external), shares[k])
                 continue
-            _run_event_cycle(kind, plan, children, block, params, external, shares, outputs, states,
-                             records, sizes)
+            _run_event_cycle(kind, plan, children, block, cycle_runners[block], params, external, shares,
+                             outputs, states, records)
         new_carry: List[Any] = []
         recording: List[Any] = []
         for k in range(len(plan.names)):
@@ -962,8 +967,62 @@ def event_graph(
     return Layer(init, apply, name=name, leaves=children.n_leaves)
 
 
-def _run_event_cycle(kind, plan, children, block, params, external, shares, outputs, states, records, sizes):
-    """Simulate the populations of one cycle exactly as one layer with block recurrent weights."""
+def _cycle_sources(plan: _Plan, block: _Block) -> List[Any]:
+    """Sources outside a cycle that feed it, each once, in order of first appearance."""
+    member_set = set(block.members)
+    outside: List[Any] = []
+    for k in sorted(block.members):
+        for e in plan.incoming[k]:
+            source = _source(plan, e)
+            if source not in member_set and source not in outside:
+                outside.append(source)
+    return outside
+
+
+def _run_event_cycle(kind, plan, children, block, runner, params, external, shares, outputs, states, records):
+    """Simulate the populations of one cycle exactly as one layer with block recurrent weights.
+
+    Checks what can be checked on Python values here, runs the jitted ``runner`` and raises for
+    ``checked`` populations whose capacity overflowed.
+    """
+    members = sorted(block.members)
+    names = [plan.names[k] for k in members]
+    outside = _cycle_sources(plan, block)
+    for source in outside:
+        if not isinstance(outputs[source], Spikes):
+            label = INPUT if source == INPUT else plan.names[source]
+            raise ValueError(
+                f"{kind}: node {label!r} feeds the cycle {names} but gives "
+                f"{type(outputs[source]).__name__}, not Spikes"
+            )
+    member_external = [children.part(k, external) for k in members]
+    if any(x is None for x in member_external) and not all(x is None for x in member_external):
+        missing = [plan.names[k] for k, x in zip(members, member_external) if x is None]
+        raise ValueError(
+            f"{kind}: external spikes were given for some nodes of the cycle {names} "
+            f"but not for {missing}; a cycle is simulated as one layer, so give all or none"
+        )
+    specs = {k: plan.layers[k].spec for k in members}
+    if specs[members[0]].gradient != "eventprop" and member_external[0] is not None:
+        raise ValueError(f"{kind}: external spikes need gradient='eventprop'")
+    results, overflow = runner(
+        params, [outputs[source] for source in outside], member_external, [shares[k] for k in members]
+    )
+    for k, (spikes, state, record) in zip(members, results):
+        outputs[k], states[k], records[k] = spikes, state, record
+    if any(specs[k].checked for k in members):
+        if is_concrete(overflow):
+            if bool(overflow):
+                raise ValueError(
+                    f"{kind}: the cycle {names} emitted more spikes than a node's capacity "
+                    f"({[specs[k].capacity for k in members]}); increase the capacities"
+                )
+        else:
+            checkify.check(~overflow, f"{kind}: the cycle {names} overflowed a node's capacity; increase the capacities")
+
+
+def _event_cycle_core(kind, plan, children, block, input_size, params, outside_values, member_external, member_carry):
+    """The numeric part of ``_run_event_cycle`` (jitted once per cycle)."""
     from jaxsnn.event.dynamics import rest_state
     from jaxsnn.event.eventprop import simulate_eventprop
     from jaxsnn.event.kernels import resolve_kernel
@@ -971,6 +1030,8 @@ def _run_event_cycle(kind, plan, children, block, params, external, shares, outp
     from jaxsnn.event.neuron import LIFState
     from jaxsnn.event.simulate import simulate
 
+    _, shapes = _resolve_shapes(kind, plan, (input_size,))
+    sizes = {INPUT: input_size, **{k: int(shapes[k][-1]) for k in range(len(plan.names))}}
     members = sorted(block.members)  # neuron layout: node order
     member_set = set(members)
     specs = {k: plan.layers[k].spec for k in members}
@@ -978,27 +1039,14 @@ def _run_event_cycle(kind, plan, children, block, params, external, shares, outp
     for k in members:
         offsets[k] = total
         total += specs[k].size
-    # Sources outside the cycle, each once, in order of first appearance.
-    outside: List[Any] = []
-    for k in members:
-        for e in plan.incoming[k]:
-            source = _source(plan, e)
-            if source not in member_set and source not in outside:
-                outside.append(source)
-    for source in outside:
-        if not isinstance(outputs[source], Spikes):
-            label = INPUT if source == INPUT else plan.names[source]
-            raise ValueError(
-                f"{kind}: node {label!r} feeds the cycle {[plan.names[k] for k in members]} but gives "
-                f"{type(outputs[source]).__name__}, not Spikes"
-            )
+    outside = _cycle_sources(plan, block)
     in_offsets, n_outside = {}, 0
     for source in outside:
         in_offsets[source] = n_outside
         n_outside += sizes[source]
 
     weights = {k: jnp.asarray(children.part(k, params)["weight"]) for k in members}
-    dtype = jnp.result_type(*weights.values(), *[outputs[s].time for s in outside])
+    dtype = jnp.result_type(*weights.values(), *[value.time for value in outside_values])
     input_weight = jnp.zeros((max(n_outside, 1), total), dtype)
     recurrent_weight = jnp.zeros((total, total), dtype)
     for k in members:
@@ -1021,7 +1069,7 @@ def _run_event_cycle(kind, plan, children, block, params, external, shares, outp
             recurrent_weight = recurrent_weight.at[own, own].add(
                 jnp.asarray(children.part(k, params)["recurrent_weight"], dtype))
     if outside:
-        merged_inputs = merge_concat(kind, [outputs[s] for s in outside], [sizes[s] for s in outside])
+        merged_inputs = merge_concat(kind, list(outside_values), [sizes[s] for s in outside])
     else:
         merged_inputs = spikes_lib.empty(1, dtype)
     neuron = _combined_neuron([specs[k] for k in members])
@@ -1031,7 +1079,6 @@ def _run_event_cycle(kind, plan, children, block, params, external, shares, outp
     t_max = specs[members[0]].t_max
     gradient = specs[members[0]].gradient
 
-    member_carry = [shares[k] for k in members]
     if all(c is None for c in member_carry):
         initial_state = None
     else:
@@ -1039,47 +1086,27 @@ def _run_event_cycle(kind, plan, children, block, params, external, shares, outp
         for k, c in zip(members, member_carry):
             parts.append(rest_state(specs[k].size, specs[k].neuron, dtype) if c is None else LIFState(*c))
         initial_state = LIFState(*[jnp.concatenate([jnp.asarray(p[f], dtype) for p in parts]) for f in range(3)])
-    member_external = [children.part(k, external) for k in members]
-    if all(x is None for x in member_external):
+    if member_external[0] is None:
         external_spikes = None
-    elif any(x is None for x in member_external):
-        missing = [plan.names[k] for k, x in zip(members, member_external) if x is None]
-        raise ValueError(
-            f"{kind}: external spikes were given for some nodes of the cycle {[plan.names[k] for k in members]} "
-            f"but not for {missing}; a cycle is simulated as one layer, so give all or none"
-        )
     else:
-        external_spikes = merge_concat(kind, member_external, [specs[k].size for k in members])
+        external_spikes = merge_concat(kind, list(member_external), [specs[k].size for k in members])
     if gradient == "eventprop":
         result = simulate_eventprop(
             input_weight, merged_inputs, neuron, capacity=capacity, t_max=t_max, kernel=kernel,
             recurrent_weight=recurrent_weight, initial_state=initial_state, external_spikes=external_spikes,
         )
     else:
-        if external_spikes is not None:
-            raise ValueError(f"{kind}: external spikes need gradient='eventprop'")
         result = simulate(
             input_weight, merged_inputs, neuron, capacity=capacity, t_max=t_max, kernel=kernel,
             recurrent_weight=recurrent_weight, initial_state=initial_state,
         )
-    overflows = {}
+    results, overflows = [], []
     for k in members:
         low, high = offsets[k], offsets[k] + specs[k].size
         mine = (result.spikes.idx >= low) & (result.spikes.idx < high)
         spikes, count = _first_kept(result.spikes.time, result.spikes.idx - low, mine, specs[k].capacity)
         overflow = result.overflow | (count > specs[k].capacity)
-        outputs[k] = spikes
-        records[k] = LIFRecording(spikes=spikes, overflow=overflow)
-        states[k] = LIFState(*[field[low:high] for field in result.final_state])
-        overflows[k] = overflow
-    if any(specs[k].checked for k in members):
-        names = [plan.names[k] for k in members]
-        flag = jnp.any(jnp.stack([overflows[k] for k in members]))
-        if is_concrete(flag):
-            if bool(flag):
-                raise ValueError(
-                    f"{kind}: the cycle {names} emitted more spikes than a node's capacity "
-                    f"({[specs[k].capacity for k in members]}); increase the capacities"
-                )
-        else:
-            checkify.check(~flag, f"{kind}: the cycle {names} overflowed a node's capacity; increase the capacities")
+        state = LIFState(*[field[low:high] for field in result.final_state])
+        results.append((spikes, state, LIFRecording(spikes=spikes, overflow=overflow)))
+        overflows.append(overflow)
+    return results, jnp.any(jnp.stack(overflows))

@@ -206,11 +206,11 @@ def test_combinators_chunked_jit_vmap_and_exact_gradients():
     x = np.asarray(jax.random.bernoulli(jax.random.PRNGKey(1), 0.5, (T, N_IN)), np.float32)
     _, _, recording = BRANCHES.apply(params, jnp.asarray(x))
     assert float(recording[1].spikes.sum()) > 0 and float(recording[2].spikes.sum()) > 0
-    properties.check_chunked_equals_whole(BRANCHES, params, x, 4)
+    properties.check_chunked_equals_whole(BRANCHES_APPLY, params, x, T // 2)
     properties.check_jit_equals_eager(BRANCHES, params, jnp.asarray(x))
     batch = np.asarray(jax.random.bernoulli(jax.random.PRNGKey(2), 0.5, (2, T, N_IN)), np.float32)
-    properties.check_vmap_equals_loop(BRANCHES, params, jnp.asarray(batch))
-    properties.check_causality(BRANCHES, params, x, 5)
+    properties.check_vmap_equals_loop(BRANCHES_APPLY, params, jnp.asarray(batch))
+    properties.check_causality(BRANCHES_APPLY, params, x, 5)
     # Exact path (no threshold): LI branches summed, with a skip; FD from the NumPy reference.
     with jax.enable_x64(True):
         net = serial(fan_out(2), parallel(LI(3, **KW), residual(LI(N_IN, **KW))), fan_in_sum())
@@ -371,9 +371,10 @@ def test_event_branches_properties_chunked_causality():
                   {"weight": jnp.full((6, 2), 1.0)}]
         spikes = jaxsnn.spikes.from_lists([0.001, 0.002, 0.004, 0.012], [0, 1, 2, 0], capacity=5, n_neurons=N_IN,
                                           dtype=np.float64)
-        _, out, _ = EVENT_BRANCHES.apply(params, spikes)
+        _, out, _ = EVENT_APPLY(params, spikes)
         assert int(out.count()) > 0
         split = 0.007
-        properties.check_chunked_equals_whole(event_branches(split), params, spikes, split,
-                                              second_layer=event_branches(T_MAX - split), whole_layer=EVENT_BRANCHES)
-        properties.check_causality(EVENT_BRANCHES, params, spikes, 0.006)
+        properties.check_chunked_equals_whole(jax.jit(event_branches(split).apply), params, spikes, split,
+                                              second_layer=jax.jit(event_branches(T_MAX - split).apply),
+                                              whole_layer=EVENT_APPLY)
+        properties.check_causality(EVENT_APPLY, params, spikes, 0.006)

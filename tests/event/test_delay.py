@@ -78,8 +78,9 @@ def test_delay_gradient_matches_float64_finite_differences_of_the_reference(per)
         grad_delay = jax.jit(jax.grad(lambda p: _objective(net.apply(p, spikes)[1])))(params)[0]["delay"]
         # The same from the input-time gradient of the LIF layer alone (EventProp's dL/dt_in).
         delayed = jax.jit(net.apply)(params, spikes)[2][0].spikes
-        grad_times = jax.jit(jax.grad(lambda t: _objective(LIF(SIZE, capacity=12, **EVENT_KW).apply(
-            params[1], Spikes(t, delayed.idx))[1])))(delayed.time)
+        lif = LIF(SIZE, capacity=12, **EVENT_KW)
+        grad_times = jax.jit(jax.grad(lambda t: _objective(lif.apply(params[1], Spikes(t, delayed.idx))[1])))(
+            delayed.time)
         per_neuron = np.zeros(N_IN)
         np.add.at(per_neuron, np.asarray(delayed.idx)[np.asarray(delayed.idx) >= 0],
                   np.asarray(grad_times)[np.asarray(delayed.idx) >= 0])
