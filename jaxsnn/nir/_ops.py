@@ -81,7 +81,8 @@ def pool2d(x: Array, kernel: Sequence[int], stride: Sequence[int], padding: Pads
     window = (1,) * (x.ndim - 2) + tuple(int(k) for k in kernel)
     strides = (1,) * (x.ndim - 2) + tuple(int(s) for s in stride)
     pads = ((0, 0),) * (x.ndim - 2) + tuple(tuple(p) for p in padding)
-    y = lax.reduce_window(x, jnp.zeros((), x.dtype), lax.add, window, strides, pads)
+    # A concrete zero makes this the (differentiable) windowed-sum primitive.
+    y = lax.reduce_window(x, np.zeros((), x.dtype), lax.add, window, strides, pads)
     if mean:
         y = y / float(np.prod(kernel))
     return y
