@@ -49,19 +49,20 @@ def fixed_input(shape, t_steps, seed, p=0.3, scale=1.0):
     return (rng.rand(t_steps, *shape) < p).astype(np.float32) * np.float32(scale)
 
 
-def save(name, graph_writer, graph, inputs, output, dt, traces, info):
+def save(name, graph_writer, graph, inputs, output, dt, traces, info, directory=None):
     """Write ``<name>.nir`` and ``<name>.npz`` (traces: {node: {"output"/"v"/"current": (T, ...)}})."""
-    FIXTURES.mkdir(parents=True, exist_ok=True)
+    directory = FIXTURES if directory is None else Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
     # Uncompressed HDF5 datasets: a third of the size of nir.write's default gzip chunks for
     # these small arrays (the graph is the writer's own).
-    graph_writer(str(FIXTURES / f"{name}.nir"), graph, compression=None)
+    graph_writer(str(directory / f"{name}.nir"), graph, compression=None)
     arrays = {"input": np.asarray(inputs, np.float32), "output": np.asarray(output, np.float32),
               "dt": np.float64(dt)}
     for node, fields in traces.items():
         for field, value in fields.items():
             arrays[f"trace/{node}/{field}"] = np.asarray(value, np.float32)
     arrays["info"] = np.array(json.dumps(info))
-    np.savez_compressed(FIXTURES / f"{name}.npz", **arrays)
+    np.savez_compressed(directory / f"{name}.npz", **arrays)
     rates = {k: float(np.mean(v["output"])) for k, v in traces.items() if "output" in v}
     print(f"  {name}: output spikes {float(np.sum(output)):.0f}, node rates {rates}")
 
@@ -120,14 +121,15 @@ def snntorch_worker():
     versions = {"snntorch": snn.__version__, "torch": torch.__version__, "nir": nir.version}
 
     def leaky(shape, **kw):
-        return snn.Leaky(beta=per_neuron(shape, 0.75, 0.95), threshold=per_neuron(shape, 0.8, 1.2),
+        # Per-neuron decay; one threshold (snnTorch's importer rejects per-neuron thresholds).
+        return snn.Leaky(beta=per_neuron(shape, 0.75, 0.95), threshold=torch.ones(shape),
                          init_hidden=True, **kw)
 
     # feed-forward: Linear -> Leaky -> Linear -> Synaptic
     net = torch.nn.Sequential(
         scaled_linear(6, 10, 3.0), leaky((10,)), scaled_linear(10, 4, 2.5),
         snn.Synaptic(alpha=per_neuron((4,), 0.6, 0.85), beta=per_neuron((4,), 0.75, 0.9),
-                     threshold=per_neuron((4,), 0.8, 1.2), init_hidden=True),
+                     threshold=torch.ones(4), init_hidden=True),
     )
     x = fixed_input((6,), T, SEED + 1)
     graph = export_to_nir(net, torch.zeros(1, 6), ignore_dims=[0])
@@ -136,12 +138,12 @@ def snntorch_worker():
          {"writer": "snntorch", "net": "Linear-Leaky-Linear-Synaptic", **versions})
 
     # recurrent: Linear -> RLeaky (all-to-all, biased recurrent Linear) -> Linear -> Leaky
-    rleaky = snn.RLeaky(beta=per_neuron((10,), 0.75, 0.95), threshold=per_neuron((10,), 0.8, 1.2),
+    rleaky = snn.RLeaky(beta=per_neuron((10,), 0.75, 0.95), threshold=torch.ones(10),
                         linear_features=10, init_hidden=True)
     with torch.no_grad():
         rleaky.recurrent.weight.mul_(2.0)
         rleaky.recurrent.bias.uniform_(-0.1, 0.2)
-    net = torch.nn.Sequential(scaled_linear(6, 10, 3.0), rleaky, scaled_linear(10, 4, 4.0),
+    net = torch.nn.Sequential(scaled_linear(6, 10, 3.0), rleaky, scaled_linear(10, 4, 6.0),
                               leaky((4,)))
     x = fixed_input((6,), T, SEED + 2)
     graph = export_to_nir(net, torch.zeros(1, 6), ignore_dims=[0])
@@ -308,7 +310,10 @@ def spyx_worker():
         layers = list(model.layers)
         states = [layer.initial_state(1) if hasattr(layer, "initial_state") else None
                   for layer in layers]
-        traces = {name: {} for name in names.values()}
+        traces = {}
+        for name in names.values():
+            for node in (name if isinstance(name, tuple) else (name,)):
+                traces[node] = {}
         outputs = []
         for t in range(x.shape[0]):
             h = jnp.asarray(x[t][None])
@@ -321,16 +326,18 @@ def spyx_worker():
                     h, states[index] = layer(h, states[index])
                 name = names.get(index)
                 if name:
+                    # (node holding the state, node giving the spikes): PSU_LIF is written as
+                    # LI "layer_i" (its membrane) followed by Threshold "layer_i_threshold".
+                    state_node, out_node = name if isinstance(name, tuple) else (name, name)
                     state = np.asarray(states[index][0])
                     out = np.asarray(h[0])
-                    rec = traces[name]
                     if isinstance(layer, (snn.CuBaLIF, snn.RCuBaLIF)):
                         v, current = np.split(state, 2, axis=-1)
-                        rec.setdefault("current", []).append(_channels_first(current))
+                        traces[state_node].setdefault("current", []).append(_channels_first(current))
                     else:
                         v = state
-                    rec.setdefault("v", []).append(_channels_first(v))
-                    rec.setdefault("output", []).append(_channels_first(out))
+                    traces[state_node].setdefault("v", []).append(_channels_first(v))
+                    traces[out_node].setdefault("output", []).append(_channels_first(out))
             outputs.append(_channels_first(np.asarray(h[0])))
         return np.stack(outputs), {k: {f: np.stack(v) for f, v in d.items()} for k, d in traces.items()}
 
@@ -345,16 +352,16 @@ def spyx_worker():
     save("spyx_ff", nir.write, graph, x, out, dt, traces,
          {"writer": "spyx", "net": "Linear-LIF-Linear-CuBaLIF", **versions})
 
-    # recurrent: Linear -> RLIF -> Linear -> LIF
+    # recurrent: Linear -> RLIF -> Linear -> PSU_LIF (reset-free; written as LI + Threshold)
     rlif = snn.RLIF((10,), rngs=rngs)
     rlif.recurrent_w[...] = rlif.recurrent_w[...] * 0.5
     model = snn.Sequential(scaled_linear(6, 10, 2.0), rlif, scaled_linear(10, 4, 2.0),
-                           snn.LIF((4,), rngs=rngs))
+                           snn.PSU_LIF((4,), threshold=2.0, rngs=rngs))
     x = fixed_input((6,), T, SEED + 2)
     graph = spyx_nir.to_nir(model, {"input": np.array([6])}, {"output": np.array([4])}, dt=dt)
-    out, traces = simulate(model, x, {1: "layer_1.layer_1.lif", 3: "layer_3"})
+    out, traces = simulate(model, x, {1: "layer_1.layer_1.lif", 3: ("layer_3", "layer_3_threshold")})
     save("spyx_rec", nir.write, graph, x, out, dt, traces,
-         {"writer": "spyx", "net": "Linear-RLIF-Linear-LIF", **versions})
+         {"writer": "spyx", "net": "Linear-RLIF-Linear-PSU_LIF", **versions})
 
     # convolutional: Conv(SAME) -> LIF -> SumPool -> Flatten -> Linear -> LIF (channels last)
     conv = nnx.Conv(2, 4, (3, 3), padding="SAME", rngs=rngs)
@@ -379,7 +386,9 @@ def _channels_first(a):
 # jaxsnn's own fixtures (main environment)
 
 
-def jaxsnn_fixtures():
+def jaxsnn_fixtures(targets_dir=None):
+    """jaxsnn's networks: the "spec" files go to the fixtures; with ``targets_dir``, the same
+    networks written for each peer's importer (``to_nir(..., dialect=peer)``) go there."""
     import jax
     import jax.numpy as jnp
     from jax.example_libraries import stax
@@ -391,46 +400,83 @@ def jaxsnn_fixtures():
 
     dt = 1e-3
     key = jax.random.PRNGKey(SEED)
+    read_dt = {"spec": dt, "snntorch": 1e-4, "norse": dt, "spyx": dt}
 
-    def run(name, net, in_shape, x, jax_layout_input=None, info=None):
+    def run(name, net, in_shape, x, targets, jax_layout_input=None, info=None):
         shape, params = net.init(key, (x.shape[0],) + tuple(in_shape))
-        graph = jnir.to_nir(net, params, (x.shape[0],) + tuple(in_shape), dt=dt)
         xin = x if jax_layout_input is None else jax_layout_input(x)
         _, out, rec = net.apply(params, jnp.asarray(xin))
-        layer, p = jnir.from_nir(graph, dt=dt)
-        _, out2, rec2 = layer.apply(p, jnp.asarray(x))
         out = np.asarray(out)
         if out.ndim == 4:
             out = np.transpose(out, (0, 3, 1, 2))
-        assert np.array_equal(np.asarray(out2), out), f"{name}: round trip differs"
-        traces = {k: {"output": np.asarray(r.output), "v": np.asarray(r.state.v)}
-                  for k, r in rec2.items() if r.state is not None}
-        save(name, nir.write, graph, x, out, dt, traces,
-             {"writer": "jaxsnn", "net": info, "jaxsnn": jaxsnn.__version__, "nir": nir.version})
+        for target in targets:
+            graph = jnir.to_nir(net, params, (x.shape[0],) + tuple(in_shape), dt=dt,
+                                dialect=target)
+            layer, p = jnir.from_nir(graph, dt=read_dt[target])
+            _, out2, rec2 = layer.apply(p, jnp.asarray(x))
+            if target in ("spec", "snntorch", "norse"):
+                assert np.array_equal(np.asarray(out2), out), f"{name} ({target}) differs"
+            traces = {k: {"output": np.asarray(r.output), "v": np.asarray(r.state.v)}
+                      for k, r in rec2.items() if r.state is not None}
+            meta = {"writer": "jaxsnn", "net": info, "dialect": target,
+                    "jaxsnn": jaxsnn.__version__, "nir": nir.version}
+            if target == "spec":
+                save(name, nir.write, graph, x, out, dt, traces, meta)
+            elif targets_dir is not None:
+                save(f"{name}_for_{target}", nir.write, graph, x, out, read_dt[target], {},
+                     meta, directory=targets_dir)
 
-    kw = dict(tau_syn=5e-3, tau_mem=1e-2, dt=dt)
     bias = jax.nn.initializers.uniform(0.4)
+    hard = dict(tau_syn=5e-3, tau_mem=1e-2, dt=dt, reset="hard")
+    subtract = dict(tau_syn=5e-3, tau_mem=1e-2, dt=dt, reset="subtract")
     net = jaxsnn.serial(Dense(10, bias=True, bias_init=bias, weight_scale=3.0),
-                        LIF(10, project=False, **kw),
-                        LIF(4, weight_scale=8.0, reset="hard", **kw))
-    run("jaxsnn_ff", net, (6,), fixed_input((6,), T, SEED + 1, scale=1.0),
+                        LIF(10, project=False, **subtract), LIF(4, weight_scale=8.0, **hard))
+    run("jaxsnn_ff", net, (6,), fixed_input((6,), T, SEED + 1), ["spec"],
         info="Dense(bias)-LIF(subtract)-LIF(hard)")
-    net = jaxsnn.serial(LIF(10, weight_scale=3.0, **kw),
-                        RecurrentLIF(10, weight_scale=3.0, recurrent_scale=1.0, **kw),
-                        LIF(4, weight_scale=4.0, **kw))
-    run("jaxsnn_rec", net, (6,), fixed_input((6,), T, SEED + 2),
+    net = jaxsnn.serial(Dense(10, bias=True, bias_init=bias, weight_scale=3.0),
+                        LIF(10, project=False, **hard), LIF(4, weight_scale=8.0, **hard))
+    run("jaxsnn_ffhard", net, (6,), fixed_input((6,), T, SEED + 1), ["snntorch", "norse"],
+        info="Dense(bias)-LIF(hard)-LIF(hard)")
+    net = jaxsnn.serial(Dense(10, bias=True, bias_init=bias, weight_scale=3.0),
+                        LIF(10, project=False, **subtract), LIF(4, weight_scale=8.0, **subtract))
+    run("jaxsnn_ffsub", net, (6,), fixed_input((6,), T, SEED + 1), ["spyx"],
+        info="Dense(bias)-LIF(subtract)-LIF(subtract)")
+    net = jaxsnn.serial(LIF(10, weight_scale=3.0, **hard),
+                        RecurrentLIF(10, weight_scale=3.0, recurrent_scale=1.0, **hard),
+                        LIF(4, weight_scale=4.0, **hard))
+    run("jaxsnn_rec", net, (6,), fixed_input((6,), T, SEED + 2), ["spec", "snntorch", "norse"],
         info="LIF-RecurrentLIF-LIF")
     net = jaxsnn.serial(Conv(4, 3, padding="SAME", bias=True, bias_init=bias, weight_scale=3.0),
-                        LIF((8, 8, 4), project=False, **kw),
+                        LIF((8, 8, 4), project=False, **hard),
                         jaxsnn.stateless(stax.Flatten),
-                        LIF(5, weight_scale=5.0, **kw))
+                        LIF(5, weight_scale=10.0, **hard))
     run("jaxsnn_conv", net, (8, 8, 2), fixed_input((2, 8, 8), T_CONV, SEED + 3),
-        jax_layout_input=lambda a: np.transpose(a, (0, 2, 3, 1)),
+        ["spec", "snntorch", "norse"], jax_layout_input=lambda a: np.transpose(a, (0, 2, 3, 1)),
         info="Conv(bias)-LIF-Flatten-LIF")
 
 
 # ------------------------------------------------------------------------------------------
 # readers: each library's importer on every fixture file
+
+
+def _read_graph(path):
+    """``nir.read`` as a user would call it; if NIR's type check rejects the file, read it
+    again without the check (noted in the result) so that the importer itself is measured."""
+    import nir
+
+    try:
+        return nir.read(str(path)), ""
+    except Exception as error:  # noqa: BLE001
+        note = f"nir.read type check failed ({type(error).__name__}); read with type_check=False"
+        return nir.read(str(path), type_check=False), note
+
+
+def _quiet(fn, *args):
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return fn(*args)
 
 
 def _load_fixture(path):
@@ -447,14 +493,15 @@ def snntorch_reader(paths):
     for path in paths:
         x, _, _ = _load_fixture(path)
         try:
-            module = import_from_nir(nir.read(str(path)))
+            graph, note = _read_graph(path)
+            module = _quiet(import_from_nir, graph)
             outs = []
             with torch.no_grad():
                 for t in range(x.shape[0]):
                     out = module(torch.tensor(x[t][None]))
                     out = out[0] if isinstance(out, tuple) else out
                     outs.append(out[0].numpy())
-            results[path.stem] = {"output": np.stack(outs).tolist()}
+            results[path.stem] = {"output": np.stack(outs).tolist(), "note": note}
         except Exception as error:  # noqa: BLE001 - the error is the measurement
             results[path.stem] = {"error": f"{type(error).__name__}: {error}".splitlines()[0][:200]}
     return results
@@ -469,14 +516,15 @@ def norse_reader(paths):
     for path in paths:
         x, _, dt = _load_fixture(path)
         try:
-            module = nt.from_nir(nir.read(str(path)), dt=dt)
+            graph, note = _read_graph(path)
+            module = _quiet(lambda g: nt.from_nir(g, dt=dt), graph)
             state = None
             outs = []
             with torch.no_grad():
                 for t in range(x.shape[0]):
                     out, state = module(torch.tensor(x[t][None]), state)
                     outs.append(out[0].numpy())
-            results[path.stem] = {"output": np.stack(outs).tolist()}
+            results[path.stem] = {"output": np.stack(outs).tolist(), "note": note}
         except Exception as error:  # noqa: BLE001
             results[path.stem] = {"error": f"{type(error).__name__}: {error}".splitlines()[0][:200]}
     return results
@@ -494,11 +542,12 @@ def spyx_reader(paths):
             data = x[:, None]
             if data.ndim == 5:  # Spyx runs channels last: (T, B, H, W, C)
                 data = np.transpose(data, (0, 1, 3, 4, 2))
-            _, out = spyx_nir.from_nir(nir.read(str(path)), jnp.asarray(data), dt=dt)
+            graph, note = _read_graph(path)
+            _, out = _quiet(lambda g: spyx_nir.from_nir(g, jnp.asarray(data), dt=dt), graph)
             out = np.asarray(out)[:, 0]
             if out.ndim == 4:
                 out = np.transpose(out, (0, 3, 1, 2))
-            results[path.stem] = {"output": out.tolist()}
+            results[path.stem] = {"output": out.tolist(), "note": note}
         except Exception as error:  # noqa: BLE001
             results[path.stem] = {"error": f"{type(error).__name__}: {error}".splitlines()[0][:200]}
     return results
@@ -525,13 +574,30 @@ READERS = {"snntorch": snntorch_reader, "norse": norse_reader, "spyx": spyx_read
 WORKERS = {"snntorch": snntorch_worker, "norse": norse_worker, "spyx": spyx_worker}
 
 
-def mismatch(reference, other):
-    """Spike-train mismatch ``sum|a - b| / max(sum|a|, sum|b|)`` (0: identical)."""
+def compare(reference, other):
+    """How well ``other`` reproduces ``reference``: for spikes the mismatch
+    ``sum|a - b| / (sum|a| + sum|b|)`` (0: identical, 1: disjoint); for membranes (non-binary
+    outputs) the largest error relative to the trace's range and whether it is within
+    ``rtol=1e-5`` (absolute floor ``1e-6`` of the range)."""
     reference, other = np.asarray(reference, np.float64), np.asarray(other, np.float64)
     if reference.shape != other.shape:
-        return None
-    denominator = max(np.abs(reference).sum(), np.abs(other).sum(), 1e-12)
-    return float(np.abs(reference - other).sum() / denominator)
+        return {"error": f"output shape {other.shape}, the writer's is {reference.shape}"}
+    if not np.all(np.isfinite(other)):
+        return {"error": "output has NaN/inf"}
+    if np.all((reference == 0) | (reference == 1)):
+        total = np.abs(reference).sum() + np.abs(other).sum()
+        value = float(np.abs(reference - other).sum() / max(total, 1e-12))
+        entry = {"kind": "spikes", "mismatch": value, "writer_spikes": float(reference.sum()),
+                 "reader_spikes": float(other.sum())}
+        for shift in range(1, 4):  # identical but later (a reader with per-layer latency)?
+            if value > 0 and np.array_equal(other[shift:], reference[:-shift]):
+                entry["identical_after_steps"] = shift
+                break
+        return entry
+    scale = float(np.max(np.abs(reference)))
+    error = float(np.max(np.abs(reference - other)) / max(scale, 1e-30))
+    close = bool(np.allclose(other, reference, rtol=1e-5, atol=1e-6 * scale))
+    return {"kind": "membrane", "relative_error": error, "reproduced": close}
 
 
 def run_in_venv(peer, mode, extra=()):
@@ -549,14 +615,27 @@ def run_in_venv(peer, mode, extra=()):
 
 
 def matrix():
-    paths = sorted(p for p in FIXTURES.glob("*.nir"))
-    outputs = {}
-    for peer in PEERS:
-        out_file = RESULTS / f"_nir_reader_{peer}.json"
-        run_in_venv(peer, "--reader", [str(out_file)])
-        outputs[peer] = json.loads(out_file.read_text())
-        out_file.unlink()
-    outputs["jaxsnn"] = jaxsnn_reader(paths)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        print("jaxsnn: writing its networks for each peer's importer")
+        jaxsnn_fixtures(targets_dir=scratch)
+        directories = [str(FIXTURES), scratch]
+        paths = sorted(p for d in directories for p in Path(d).glob("*.nir"))
+        outputs = {}
+        for peer in PEERS:
+            out_file = Path(scratch) / f"_reader_{peer}.json"
+            run_in_venv(peer, "--reader", [str(out_file), *directories])
+            outputs[peer] = json.loads(out_file.read_text())
+        outputs["jaxsnn"] = jaxsnn_reader(paths)
+        table = _table(paths, outputs)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "nir_interop.json").write_text(json.dumps(table, indent=1) + "\n")
+    (RESULTS / "nir_interop.md").write_text(markdown(table))
+    print(markdown(table))
+
+
+def _table(paths, outputs):
     table = {}
     for path in paths:
         _, own, _ = _load_fixture(path)
@@ -566,28 +645,23 @@ def matrix():
             if "error" in result:
                 row[reader] = {"error": result["error"]}
                 continue
-            value = mismatch(own, result["output"])
-            entry = {"mismatch": value, "own_spikes": float(np.sum(own)),
-                     "reader_spikes": float(np.sum(result["output"]))}
-            if value is None:
-                entry["error"] = f"output shape {np.shape(result['output'])} != {own.shape}"
-            if "dialect" in result:
-                entry["dialect"] = result["dialect"]
+            entry = compare(own, result["output"])
+            for key in ("dialect", "note"):
+                if result.get(key):
+                    entry[key] = result[key]
             row[reader] = entry
         table[path.stem] = row
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "nir_interop.json").write_text(json.dumps(table, indent=1) + "\n")
-    (RESULTS / "nir_interop.md").write_text(markdown(table))
-    print(markdown(table))
+    return table
 
 
 def markdown(table):
     readers = ["jaxsnn", "snntorch", "norse", "spyx"]
     lines = [
         "Each file (row) is read by each library's NIR importer (column) and run on the file's "
-        "fixed input; the cell is the output spike mismatch against the writer's own "
-        "simulation, sum|a - b| / max(sum|a|, sum|b|) (0 % = identical outputs), or why it did "
-        "not run. Made by `python tools/nir_fixtures.py`.",
+        "fixed input; the cell compares the output with the writer's own simulation: spike "
+        "mismatch sum|a - b| / (sum|a| + sum|b|) (0 % = identical, 100 % = disjoint), the "
+        "membrane error for LI outputs, or why it did not run. Made by "
+        "`python tools/nir_fixtures.py`.",
         "",
         "| file (writer_net) | " + " | ".join(readers) + " |",
         "|---|" + "---|" * len(readers),
@@ -596,12 +670,21 @@ def markdown(table):
         cells = []
         for reader in readers:
             entry = row.get(reader, {})
+            note = " (type check off)" if entry.get("note") else ""
             if "error" in entry:
-                cells.append("fails: " + entry["error"].replace("|", "/")[:90])
-            elif entry.get("mismatch") == 0.0:
-                cells.append("**identical**")
+                cells.append("fails: " + entry["error"].replace("|", "/")[:80] + note)
+            elif entry["kind"] == "spikes":
+                if entry["mismatch"] == 0.0:
+                    cells.append("**identical spikes**" + note)
+                elif "identical_after_steps" in entry:
+                    cells.append(f"identical spikes, {entry['identical_after_steps']} steps later"
+                                 + note)
+                else:
+                    cells.append(f"{100 * entry['mismatch']:.0f} % spike mismatch" + note)
+            elif entry["reproduced"]:
+                cells.append(f"**membrane within 1e-5** ({entry['relative_error']:.0e})" + note)
             else:
-                cells.append(f"{100 * entry['mismatch']:.0f} % mismatch")
+                cells.append(f"membrane off by {100 * entry['relative_error']:.3g} %" + note)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -609,15 +692,15 @@ def markdown(table):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--worker", choices=PEERS)
-    parser.add_argument("--reader", nargs=2, metavar=("PEER", "OUT"))
+    parser.add_argument("--reader", nargs="+", metavar="PEER OUT DIR")
     parser.add_argument("--only-matrix", action="store_true")
     args = parser.parse_args()
     if args.worker:
         WORKERS[args.worker]()
         return
     if args.reader:
-        peer, out = args.reader
-        paths = sorted(p for p in FIXTURES.glob("*.nir"))
+        peer, out, *directories = args.reader
+        paths = sorted(p for d in directories for p in Path(d).glob("*.nir"))
         try:
             results = READERS[peer](paths)
         except Exception:  # noqa: BLE001 - an importer that cannot even be imported

@@ -79,7 +79,7 @@ def from_nir(
     dt = positive_scalar("dt", dt)
     graph = _graph.load(graph_or_path)
     if isinstance(dialect, str) and dialect == "auto":
-        dialect = _detect.detect(graph)[0]
+        dialect = _detect.reading_dialect(graph)
     dialect = get_dialect(dialect)
     spike_fn = surrogate_lib.get(surrogate)
     program = _graph.build_program(graph, dialect, dt, spike_fn)

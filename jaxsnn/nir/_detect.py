@@ -121,6 +121,24 @@ def writer_evidence(graph: Any) -> Dict[str, List[str]]:
     return evidence
 
 
+def reading_dialect(graph: Any):
+    """How ``dialect="auto"`` reads ``graph``: a dialect name, or for files jaxsnn wrote for a
+    peer's importer (``to_nir(..., dialect=peer)``) the dialect that reads them as it does."""
+    name, _ = detect(graph)
+    if name != "jaxsnn":
+        return name
+    meta = getattr(graph, "metadata", None) or {}
+    target = as_text(meta.get("dialect")) if isinstance(meta, dict) else None
+    from jaxsnn.nir._dialects import Norse, SnnTorch, Spyx
+
+    readers = {
+        "snntorch": lambda: SnnTorch(reset_mechanism="zero", reset_delay=False),
+        "norse": lambda: Norse(convention="reader"),
+        "spyx": Spyx,
+    }
+    return readers[target]() if target in readers else "jaxsnn"
+
+
 def detect(graph: Any) -> Tuple[str, str]:
     """The dialect name of ``graph``'s writer and why; raises ``ValueError`` when unsure."""
     evidence = writer_evidence(graph)

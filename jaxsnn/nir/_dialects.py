@@ -797,9 +797,31 @@ class Norse(Dialect):
         IAFCell:    v' = v + x_t;  fire and reset as above
 
     Rest: ``v = v_leak`` (``IF``: ``v_reset``), ``i = 0``. Norse writes no recurrent layers.
+
+    ``Norse(convention="reader")`` reads a file as Norse's own ``from_nir`` does (the files
+    ``jaxsnn.nir.to_nir(..., dialect="norse")`` writes for it): ``tau`` taken as stored
+    (``k = dt / tau``), ``CubaLIF`` as a leaky-integrator synapse
+    ``s_t = s + k_syn ((v_leak - s) + w_in x_t)`` followed by ``LIFBox`` with input ``r s_t``,
+    every reset to 0 (Norse's importer passes no ``v_reset``); ``LI`` nodes, which that
+    importer drops, are refused.
+
+    Args:
+        convention: ``"writer"`` (default) or ``"reader"``.
     """
 
     name = "norse"
+
+    def __init__(self, convention: str = "writer"):
+        if convention not in ("writer", "reader"):
+            raise ValueError(
+                f"convention must be 'writer' (files Norse writes) or 'reader' (files as Norse's "
+                f"from_nir reads them), got {convention!r}"
+            )
+        self.convention = convention
+
+    def __repr__(self) -> str:
+        return f"Norse(convention={self.convention!r})"
+
     recurrence = (
         "Norse writes no feedback loops; a loop is read as in 'spec' (the closing edge delivers "
         "the previous step)"
@@ -822,8 +844,18 @@ class Norse(Dialect):
     def _rate(self, name, node, shape, field_name, dt):
         tau_file = positive(broadcast_param(field(node, field_name, name), shape, field_name,
                                             name), field_name, name)
+        if self.convention == "reader":
+            return dt / tau_file
         # The file holds dt * tau; k = dt / tau = dt^2 / tau_file.
         return dt * dt / tau_file
+
+    def _reader_reset(self, name, node, shape):
+        v_reset = broadcast_param(field(node, "v_reset", name), shape, "v_reset", name)
+        if not close_to(v_reset, 0.0):
+            raise ValueError(
+                f"NIR node {name!r}: v_reset != 0, which Norse's importer ignores (it resets to "
+                "0); read the file with dialect='spec' or Norse(convention='writer')"
+            )
 
     def _fire(self, name, node, shape):
         threshold = broadcast_param(field(node, "v_threshold", name), shape, "v_threshold", name)
@@ -832,6 +864,8 @@ class Norse(Dialect):
 
     def neuron_cubalif(self, name, node, in_shape, dt, spike_fn):
         shape = tuple(in_shape)
+        if self.convention == "reader":
+            return self._reader_cubalif(name, node, shape, dt, spike_fn)
         self._unit(name, node, shape, "r")
         self._unit(name, node, shape, "w_in")
         k_syn = self._rate(name, node, shape, "tau_syn", dt)
@@ -856,9 +890,36 @@ class Norse(Dialect):
         return Node(name, "CubaLIF", shape, shape, init_state=init_state, step=step,
                     describe="Norse LIFCell (forward Euler)")
 
+    def _reader_cubalif(self, name, node, shape, dt, spike_fn):
+        def get(f):
+            return broadcast_param(field(node, f, name), shape, f, name)
+
+        self._reader_reset(name, node, shape)
+        k_syn = self._rate(name, node, shape, "tau_syn", dt)
+        k_mem = self._rate(name, node, shape, "tau_mem", dt)
+        w_in, r, v_leak, threshold = get("w_in"), get("r"), get("v_leak"), get("v_threshold")
+
+        def init_state(dtype):
+            return NeuronState(jnp.asarray(v_leak, dtype), jnp.asarray(v_leak, dtype))
+
+        def step(p, state, inputs):
+            dtype = state.v.dtype
+            leak = _const(v_leak, dtype)
+            x = _const(w_in, dtype) * sum_inputs(inputs)
+            s = state.current + _const(k_syn, dtype) * ((leak - state.current) + x)
+            v = state.v + _const(k_mem, dtype) * (_const(r, dtype) * s + leak - state.v)
+            z = spike_fn(v - _const(threshold, dtype))
+            return NeuronState((1 - z) * v, s), z
+
+        return Node(name, "CubaLIF", shape, shape, init_state=init_state, step=step,
+                    describe="as Norse's from_nir reads CubaLIF (LIBox synapse, LIFBox neuron)")
+
     def neuron_lif(self, name, node, in_shape, dt, spike_fn):
         shape = tuple(in_shape)
-        self._unit(name, node, shape, "r")
+        if self.convention == "reader":
+            self._reader_reset(name, node, shape)  # Norse's importer ignores r (it warns)
+        else:
+            self._unit(name, node, shape, "r")
         k = self._rate(name, node, shape, "tau", dt)
         v_leak = broadcast_param(field(node, "v_leak", name), shape, "v_leak", name)
         threshold, v_reset = self._fire(name, node, shape)
@@ -878,6 +939,11 @@ class Norse(Dialect):
 
     def neuron_li(self, name, node, in_shape, dt, spike_fn):
         shape = tuple(in_shape)
+        if self.convention == "reader":
+            raise ValueError(
+                f"NIR node {name!r} is an LI, which Norse's from_nir drops from the network; "
+                "read the file with Norse(convention='writer') or dialect='spec'"
+            )
         self._unit(name, node, shape, "r")
         k = self._rate(name, node, shape, "tau", dt)
         v_leak = broadcast_param(field(node, "v_leak", name), shape, "v_leak", name)
@@ -895,7 +961,10 @@ class Norse(Dialect):
 
     def neuron_if(self, name, node, in_shape, dt, spike_fn):
         shape = tuple(in_shape)
-        self._unit(name, node, shape, "r")
+        if self.convention == "reader":
+            self._reader_reset(name, node, shape)  # Norse's importer ignores r (it warns)
+        else:
+            self._unit(name, node, shape, "r")
         threshold, v_reset = self._fire(name, node, shape)
 
         def init_state(dtype):

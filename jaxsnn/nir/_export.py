@@ -79,9 +79,10 @@ def _factory(layer: Any) -> Tuple[str, str]:
 class _Writer:
     """Accumulates NIR nodes and edges while walking the layers."""
 
-    def __init__(self, nir, dt: float):
+    def __init__(self, nir, dt: float, target: str = "spec"):
         self.nir = nir
         self.dt = dt
+        self.target = target
         self.nodes: Dict[str, Any] = {}
         self.edges: List[Tuple[str, str]] = []
 
@@ -121,7 +122,13 @@ def _full(value: float, shape) -> np.ndarray:
     return np.full(shape, float(value), dtype=np.float64)
 
 
+SNNTORCH_DT = 1e-4  # the step snnTorch's NIR importer assumes (hard-coded there)
+TARGETS = ("spec", "snntorch", "norse", "spyx")
+
+
 def _discrete_neuron(writer: _Writer, name: str, config: Any, shape, spiking: bool, label: str):
+    if writer.target != "spec":
+        return _targeted_neuron(writer, config, shape, spiking, label)
     nir, dt = writer.nir, writer.dt
     a_syn, a_mem, gain, tau_mem = _neuron_constants(config, dt, label)
     v_leak = _full(config.v_leak, shape)
@@ -150,6 +157,71 @@ def _discrete_neuron(writer: _Writer, name: str, config: Any, shape, spiking: bo
     return node
 
 
+def _targeted_neuron(writer: _Writer, config: Any, shape, spiking: bool, label: str):
+    """A neuron written the way a peer's importer reads it (see ``to_nir``'s ``dialect``)."""
+    nir, dt, target = writer.nir, writer.dt, writer.target
+    a_syn, a_mem, gain, _ = _neuron_constants(config, dt, label)
+    reset = str(config.reset) if spiking else None
+
+    def refuse(what: str):
+        return ValueError(
+            f"to_nir(dialect={target!r}): {label} {what}; write it with dialect='spec' (for "
+            "readers of the NIR equations and for jaxsnn)"
+        )
+
+    if not spiking:
+        raise refuse("is a non-spiking readout, which this library's NIR importer does not load")
+    if float(config.v_leak) != 0.0:
+        raise refuse(f"has v_leak={config.v_leak}, which this library's importer cannot express")
+    if float(config.v_reset) != 0.0:
+        raise refuse(f"has v_reset={config.v_reset}, which this library's importer cannot express")
+    if target == "snntorch":
+        # snnTorch's importer: Synaptic/Leaky(alpha, beta = 1 - 1e-4 / tau), reset to zero in
+        # the spike's step; mem = beta mem + syn is jaxsnn's v / gain, so the threshold is
+        # v_th / gain.
+        if reset != "hard":
+            raise refuse("resets by subtraction; snnTorch's importer resets to zero")
+        step = SNNTORCH_DT
+        tau_mem = _full(step / (1.0 - a_mem), shape)
+        common = dict(tau_mem=tau_mem, r=tau_mem / step, v_leak=_full(0.0, shape),
+                      v_threshold=_full(float(config.v_th) / gain, shape),
+                      v_reset=_full(0.0, shape))
+        if a_syn > 0.0:
+            tau_syn = _full(step / (1.0 - a_syn), shape)
+            return nir.CubaLIF(tau_syn=tau_syn, w_in=tau_syn / step, **common)
+        tau = common.pop("tau_mem")
+        return nir.LIF(tau=tau, **common)
+    if target == "norse":
+        # Norse's importer: k = dt / tau; CubaLIF as a leaky-integrator synapse (input
+        # w_in x) followed by a LIFBox neuron (input r s) that resets to v_reset.
+        if reset != "hard":
+            raise refuse("resets by subtraction; Norse's importer resets to v_reset")
+        k_mem = 1.0 - a_mem
+        common = dict(v_leak=_full(0.0, shape), v_threshold=_full(config.v_th, shape),
+                      v_reset=_full(config.v_reset, shape))
+        if a_syn > 0.0:
+            k_syn = 1.0 - a_syn
+            return nir.CubaLIF(tau_syn=_full(dt / k_syn, shape), tau_mem=_full(dt / k_mem, shape),
+                               w_in=_full(1.0 / k_syn, shape), r=_full(gain / k_mem, shape),
+                               **common)
+        if not math.isclose(gain, k_mem, rel_tol=1e-12):
+            raise refuse(f"has input scale {gain} != 1 - a_mem, which Norse's LIFBox cannot take")
+        return nir.LIF(tau=_full(dt / k_mem, shape), r=_full(1.0, shape), **common)
+    # Spyx's importer: beta = 1 - dt / tau (r is written as beta, as Spyx's writer does); it
+    # subtracts the threshold and fires from the previous membrane (one step later).
+    if reset != "subtract":
+        raise refuse("resets to v_reset; Spyx's neurons reset by subtracting the threshold")
+    common = dict(tau_mem=_full(dt / (1.0 - a_mem), shape), r=_full(a_mem, shape),
+                  v_leak=_full(0.0, shape),
+                  v_threshold=_full(float(config.v_th) / gain, shape),
+                  v_reset=_full(0.0, shape))
+    if a_syn > 0.0:
+        return nir.CubaLIF(tau_syn=_full(dt / (1.0 - a_syn), shape), w_in=_full(1.0, shape),
+                           **common)
+    tau = common.pop("tau_mem")
+    return nir.LIF(tau=tau, **common)
+
+
 def _weights_after(cursor: _Cursor, weight: np.ndarray, label: str) -> np.ndarray:
     """``weight (n_in, n_out)`` in jaxsnn's order -> NIR ``(n_out, n_in)`` in the NIR order."""
     weight = np.asarray(weight, dtype=np.float64)
@@ -174,10 +246,11 @@ def _no_permutation(cursor: _Cursor, label: str) -> None:
         )
 
 
-def _dense_bias(bias: Any, dt: float) -> np.ndarray:
+def _dense_bias(bias: Any, writer: _Writer) -> np.ndarray:
     # NIR's Affine bias is a constant current whose integral over a step, bias * dt, is what
-    # the layer adds per step.
-    return np.asarray(bias, dtype=np.float64) / dt
+    # the layer adds per step; the peers' importers add the stored bias per step.
+    bias = np.asarray(bias, dtype=np.float64)
+    return bias / writer.dt if writer.target == "spec" else bias
 
 
 def _write_layer(writer: _Writer, layer: Any, params: Any, cursor: _Cursor, index: List[int],
@@ -251,7 +324,7 @@ def _write_dense(writer, prefix, cursor, weight, bias, label) -> _Cursor:
         node = nir.Linear(weight=w)
         name = writer.add(f"{prefix}_linear", node, [cursor.node])
     else:
-        node = nir.Affine(weight=w, bias=_dense_bias(bias, writer.dt))
+        node = nir.Affine(weight=w, bias=_dense_bias(bias, writer))
         name = writer.add(f"{prefix}_affine", node, [cursor.node])
     return _Cursor(name, (w.shape[0],))
 
@@ -264,7 +337,7 @@ def _write_flatten(writer, prefix, cursor, label) -> _Cursor:
     name = writer.add(f"{prefix}_flatten", node, [cursor.node])
     size = int(np.prod(shape))
     permutation = None
-    if cursor.channels_last:
+    if cursor.channels_last and writer.target != "spyx":  # Spyx flattens (H, W, C) like jaxsnn
         c, h, w = shape
         # jaxsnn flattens (H, W, C); NIR (C, H, W): jaxsnn index (y, x, k) is NIR (k, y, x).
         permutation = np.arange(size).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)
@@ -295,7 +368,7 @@ def _write_conv(writer, prefix, cursor, params, scope, label) -> _Cursor:
     kernel, strides = scope["kernel"], scope["strides"]
     padding = _symmetric_padding(scope["pad"], (h, w), kernel, strides, label)
     bias = params.get("bias") if scope.get("bias") else None
-    bias = np.zeros(weight.shape[3]) if bias is None else _dense_bias(bias, writer.dt)
+    bias = np.zeros(weight.shape[3]) if bias is None else _dense_bias(bias, writer)
     node = nir.Conv2d(
         input_shape=(h, w), weight=weight.transpose(3, 2, 0, 1).copy(), stride=tuple(strides),
         padding=padding, dilation=(1, 1), groups=1, bias=bias,
@@ -373,7 +446,7 @@ def _write_event(writer, prefix, cursor, params, scope, factory, label, opts) ->
     return _Cursor(name, shape, kind="event")
 
 
-def to_nir(layer: Any, params: Any, input_shape: Any, *, dt: float,
+def to_nir(layer: Any, params: Any, input_shape: Any, *, dt: float, dialect: str = "spec",
            ignore_refractory: bool = False):
     """Write a jaxsnn network as a ``nir.NIRGraph`` (see the module docstring for the mapping).
 
@@ -388,6 +461,16 @@ def to_nir(layer: Any, params: Any, input_shape: Any, *, dt: float,
         dt: the time step the discrete layers were built with (their decay factors are
             ``exp(-dt / tau)``; the written time constants are ``-dt / log(decay)``). Event layers
             are written in continuous time; ``dt`` only scales nothing there, but is stored.
+        dialect: ``"spec"`` (default): the NIR equations, exact at ``dt``; jaxsnn reads the
+            file back exactly. ``"snntorch"``, ``"norse"``, ``"spyx"``: a file for that
+            library's NIR importer, with the parameters encoded the way it reads them, so that
+            it reproduces the network as far as its neurons can: snnTorch (``dt = 1e-4``
+            encoding, reset to zero, threshold ``v_th / g``) and Norse (``k = dt / tau``,
+            synapse ``w_in = 1 / (1 - a_syn)``, ``r = g / (1 - a_mem)``) reproduce hard-reset
+            layers with ``v_reset = v_leak = 0`` exactly; Spyx (``beta = 1 - dt / tau``,
+            threshold ``v_th / g``, subtractive reset) reproduces subtract-reset layers one step
+            later per layer. Neurons a library cannot express raise. ``dialect="auto"`` reads
+            such files as that importer does.
         ignore_refractory: write event layers with ``t_ref > 0`` without their refractory
             period (kept in metadata ``jaxsnn_t_ref``) instead of raising.
 
@@ -410,9 +493,15 @@ def to_nir(layer: Any, params: Any, input_shape: Any, *, dt: float,
         shape = tuple(int(s) for s in input_shape)
     except TypeError:
         raise TypeError(f"to_nir: input_shape must be a tuple of ints, got {input_shape!r}") from None
-    module, _ = _factory(layer)
+    if dialect not in TARGETS:
+        raise ValueError(f"to_nir: dialect must be one of {TARGETS}, got {dialect!r}")
     event = _is_event_network(layer)
-    writer = _Writer(nir, dt)
+    if event and dialect != "spec":
+        raise ValueError(
+            "to_nir: event layers are written in continuous time (dialect='spec'); the peers' "
+            "importers run discrete steps"
+        )
+    writer = _Writer(nir, dt, dialect)
     if event:
         if len(shape) != 1:
             raise ValueError(f"to_nir: event networks take input_shape (n_inputs,), got {shape}")
@@ -435,7 +524,8 @@ def to_nir(layer: Any, params: Any, input_shape: Any, *, dt: float,
     writer.add("output", nir.Output(output_type={"output": np.array(cursor.shape)}), [cursor.node])
     from jaxsnn import __version__
 
-    metadata = {"writer": "jaxsnn", "jaxsnn_version": __version__, "dt": float(dt)}
+    metadata = {"writer": "jaxsnn", "jaxsnn_version": __version__, "dt": float(dt),
+                "dialect": dialect}
     return nir.NIRGraph(nodes=writer.nodes, edges=writer.edges, metadata=metadata)
 
 

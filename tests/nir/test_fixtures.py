@@ -94,7 +94,7 @@ class _NorseBiasTimesDt(jnir.Norse):
     bias_per_step = False
 
 
-class _SnnTorchNoClamp(jnir.SnnTorch):
+class _SnnTorchLatency(jnir.SnnTorch):
     """snnTorch with the spike delayed by one step (fires from the previous membrane)."""
 
     def _neuron(self, name, kind, shape, beta, alpha, threshold, spike_fn):
@@ -114,7 +114,7 @@ class _SnnTorchNoClamp(jnir.SnnTorch):
 MUTATIONS = [
     ("snntorch_ff", jnir.SnnTorch(reset_delay=False)),
     ("snntorch_ff", jnir.SnnTorch(reset_mechanism="zero")),
-    ("snntorch_ff", _SnnTorchNoClamp()),
+    ("snntorch_ff", _SnnTorchLatency()),
     ("snntorch_rec", jnir.SnnTorch(reset_delay=False)),
     ("snntorch_conv", jnir.SnnTorch(reset_mechanism="none")),
     ("norse_ff", _NorseTauLiteral()),

@@ -239,3 +239,59 @@ def test_spec_integrates_the_event_ode_exactly(x64):
         for t in range(first):
             v_ref, _ = event_state_at(weight, times, idx, params_neuron, (t + 1) * dt - 1e-13)
             assert abs(v[t, i] - v_ref[i]) < 1e-9
+
+
+# ------------------------------------------------------------------------------------------
+# files for the peers' importers (to_nir(..., dialect=peer)), read back as those importers do
+
+
+def _targeted(target, reset, read_dt):
+    kw = dict(tau_syn=5e-3, tau_mem=1e-2, dt=DT, reset=reset)
+    net = jaxsnn.serial(
+        Dense(8, bias=True, bias_init=jax.nn.initializers.uniform(0.5), weight_scale=3.0),
+        LIF(8, project=False, **kw),
+        RecurrentLIF(5, weight_scale=5.0, recurrent_scale=1.0, **kw),
+    )
+    _, params = net.init(jax.random.PRNGKey(0), (30, 6))
+    x = bernoulli((30, 6), scale=1.0)
+    graph = jnir.to_nir(net, params, (30, 6), dt=DT, dialect=target)
+    layer, imported = jnir.from_nir(graph, dt=read_dt)  # "auto": as that importer reads it
+    _, expected, recording = net.apply(params, x)
+    _, got, _ = layer.apply(imported, x)
+    return np.asarray(expected), np.asarray(got), recording, graph
+
+
+@pytest.mark.parametrize("target,read_dt", [("snntorch", 1e-4), ("norse", DT)])
+def test_files_for_snntorch_and_norse_reproduce_hard_reset_layers(target, read_dt):
+    expected, got, recording, graph = _targeted(target, "hard", read_dt)
+    assert graph.metadata["dialect"] == target
+    np.testing.assert_array_equal(got, expected)
+    assert spikes_in(recording) > 0 and expected.sum() > 0
+
+
+def test_files_for_spyx_reproduce_subtract_layers_one_step_later_per_layer():
+    expected, got, _, _ = _targeted("spyx", "subtract", DT)
+    assert expected.sum() > 0
+    assert not np.array_equal(got, expected)
+    np.testing.assert_array_equal(got[2:], expected[:-2])  # two spiking layers
+
+
+def test_targets_refuse_what_the_importer_cannot_express():
+    def params_of(net):
+        return net.init(jax.random.PRNGKey(0), (5, 3))[1]
+
+    subtract = jaxsnn.serial(LIF(4, **KW))
+    with pytest.raises(ValueError, match=r"dialect='snntorch'\): LIF\(4\) resets by subtraction; "
+                                         r"snnTorch's importer resets to zero"):
+        jnir.to_nir(subtract, params_of(subtract), (5, 3), dt=DT, dialect="snntorch")
+    hard = jaxsnn.serial(LIF(4, reset="hard", **KW))
+    with pytest.raises(ValueError, match=r"resets to v_reset; Spyx's neurons reset by subtracting"):
+        jnir.to_nir(hard, params_of(hard), (5, 3), dt=DT, dialect="spyx")
+    readout = jaxsnn.serial(LI(4, **KW))
+    with pytest.raises(ValueError, match=r"non-spiking readout, which this library's NIR importer"):
+        jnir.to_nir(readout, params_of(readout), (5, 3), dt=DT, dialect="norse")
+    leaky = jaxsnn.serial(LIF(4, reset="hard", v_leak=0.1, **KW))
+    with pytest.raises(ValueError, match=r"has v_leak=0.1.*write it with dialect='spec'"):
+        jnir.to_nir(leaky, params_of(leaky), (5, 3), dt=DT, dialect="norse")
+    with pytest.raises(ValueError, match=r"dialect must be one of"):
+        jnir.to_nir(hard, params_of(hard), (5, 3), dt=DT, dialect="brian")
