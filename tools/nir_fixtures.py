@@ -50,14 +50,20 @@ def fixed_input(shape, t_steps, seed, p=0.3, scale=1.0):
 
 
 def save(name, graph_writer, graph, inputs, output, dt, traces, info, directory=None):
-    """Write ``<name>.nir`` and ``<name>.npz`` (traces: {node: {"output"/"v"/"current": (T, ...)}})."""
+    """Write ``<name>.nir`` and ``<name>.npz``.
+
+    ``traces`` maps NIR node names to ``{"output" | "v" | "current": (T, ...)}``.
+    """
     directory = FIXTURES if directory is None else Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     # Uncompressed HDF5 datasets: a third of the size of nir.write's default gzip chunks for
     # these small arrays (the graph is the writer's own).
     graph_writer(str(directory / f"{name}.nir"), graph, compression=None)
-    arrays = {"input": np.asarray(inputs, np.float32), "output": np.asarray(output, np.float32),
-              "dt": np.float64(dt)}
+    arrays = {
+        "input": np.asarray(inputs, np.float32),
+        "output": np.asarray(output, np.float32),
+        "dt": np.float64(dt),
+    }
     for node, fields in traces.items():
         for field, value in fields.items():
             arrays[f"trace/{node}/{field}"] = np.asarray(value, np.float32)
@@ -114,55 +120,101 @@ def snntorch_worker():
                         traces[name]["output"].append(h[0].numpy().copy())
                         traces[name]["v"].append(module.mem[0].numpy().copy())
                         if hasattr(module, "syn"):
-                            traces[name].setdefault("current", []).append(module.syn[0].numpy().copy())
+                            traces[name].setdefault("current", []).append(
+                                module.syn[0].numpy().copy()
+                            )
                 outputs.append(h[0].numpy().copy())
-        return np.stack(outputs), {k: {f: np.stack(v) for f, v in d.items()} for k, d in traces.items()}
+        return np.stack(outputs), {
+            k: {f: np.stack(v) for f, v in d.items()} for k, d in traces.items()
+        }
 
     versions = {"snntorch": snn.__version__, "torch": torch.__version__, "nir": nir.version}
 
     def leaky(shape, **kw):
         # Per-neuron decay; one threshold (snnTorch's importer rejects per-neuron thresholds).
-        return snn.Leaky(beta=per_neuron(shape, 0.75, 0.95), threshold=torch.ones(shape),
-                         init_hidden=True, **kw)
+        return snn.Leaky(
+            beta=per_neuron(shape, 0.75, 0.95), threshold=torch.ones(shape), init_hidden=True, **kw
+        )
 
     # feed-forward: Linear -> Leaky -> Linear -> Synaptic
     net = torch.nn.Sequential(
-        scaled_linear(6, 10, 3.0), leaky((10,)), scaled_linear(10, 4, 2.5),
-        snn.Synaptic(alpha=per_neuron((4,), 0.6, 0.85), beta=per_neuron((4,), 0.75, 0.9),
-                     threshold=torch.ones(4), init_hidden=True),
+        scaled_linear(6, 10, 3.0),
+        leaky((10,)),
+        scaled_linear(10, 4, 2.5),
+        snn.Synaptic(
+            alpha=per_neuron((4,), 0.6, 0.85),
+            beta=per_neuron((4,), 0.75, 0.9),
+            threshold=torch.ones(4),
+            init_hidden=True,
+        ),
     )
     x = fixed_input((6,), T, SEED + 1)
     graph = export_to_nir(net, torch.zeros(1, 6), ignore_dims=[0])
     out, traces = simulate(net, x, {1: "1", 3: "3"})
-    save("snntorch_ff", nir.write, graph, x, out, 1e-4, traces,
-         {"writer": "snntorch", "net": "Linear-Leaky-Linear-Synaptic", **versions})
+    save(
+        "snntorch_ff",
+        nir.write,
+        graph,
+        x,
+        out,
+        1e-4,
+        traces,
+        {"writer": "snntorch", "net": "Linear-Leaky-Linear-Synaptic", **versions},
+    )
 
     # recurrent: Linear -> RLeaky (all-to-all, biased recurrent Linear) -> Linear -> Leaky
-    rleaky = snn.RLeaky(beta=per_neuron((10,), 0.75, 0.95), threshold=torch.ones(10),
-                        linear_features=10, init_hidden=True)
+    rleaky = snn.RLeaky(
+        beta=per_neuron((10,), 0.75, 0.95),
+        threshold=torch.ones(10),
+        linear_features=10,
+        init_hidden=True,
+    )
     with torch.no_grad():
         rleaky.recurrent.weight.mul_(2.0)
         rleaky.recurrent.bias.uniform_(-0.1, 0.2)
-    net = torch.nn.Sequential(scaled_linear(6, 10, 3.0), rleaky, scaled_linear(10, 4, 6.0),
-                              leaky((4,)))
+    net = torch.nn.Sequential(
+        scaled_linear(6, 10, 3.0), rleaky, scaled_linear(10, 4, 6.0), leaky((4,))
+    )
     x = fixed_input((6,), T, SEED + 2)
     graph = export_to_nir(net, torch.zeros(1, 6), ignore_dims=[0])
     out, traces = simulate(net, x, {1: "1.lif", 3: "3"})
-    save("snntorch_rec", nir.write, graph, x, out, 1e-4, traces,
-         {"writer": "snntorch", "net": "Linear-RLeaky-Linear-Leaky", **versions})
+    save(
+        "snntorch_rec",
+        nir.write,
+        graph,
+        x,
+        out,
+        1e-4,
+        traces,
+        {"writer": "snntorch", "net": "Linear-RLeaky-Linear-Leaky", **versions},
+    )
 
     # convolutional: Conv2d -> Leaky -> AvgPool2d -> Flatten -> Linear -> Leaky
     conv = torch.nn.Conv2d(2, 4, 3, padding=1)
     with torch.no_grad():
         conv.weight.mul_(3.0)
         conv.bias.uniform_(-0.1, 0.3)
-    net = torch.nn.Sequential(conv, leaky((4, 8, 8)), torch.nn.AvgPool2d(2), torch.nn.Flatten(),
-                              scaled_linear(64, 5, 6.0), leaky((5,)))
+    net = torch.nn.Sequential(
+        conv,
+        leaky((4, 8, 8)),
+        torch.nn.AvgPool2d(2),
+        torch.nn.Flatten(),
+        scaled_linear(64, 5, 6.0),
+        leaky((5,)),
+    )
     x = fixed_input((2, 8, 8), T_CONV, SEED + 3)
     graph = export_to_nir(net, torch.zeros(1, 2, 8, 8), ignore_dims=[0])
     out, traces = simulate(net, x, {1: "1", 5: "5"})
-    save("snntorch_conv", nir.write, graph, x, out, 1e-4, traces,
-         {"writer": "snntorch", "net": "Conv2d-Leaky-AvgPool2d-Flatten-Linear-Leaky", **versions})
+    save(
+        "snntorch_conv",
+        nir.write,
+        graph,
+        x,
+        out,
+        1e-4,
+        traces,
+        {"writer": "snntorch", "net": "Conv2d-Leaky-AvgPool2d-Flatten-Linear-Leaky", **versions},
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -192,8 +244,10 @@ def norse_worker():
 
     def lif_p(shape):
         return nt.LIFParameters(
-            tau_syn_inv=1.0 / uniform(shape, 4e-3, 6e-3), tau_mem_inv=1.0 / uniform(shape, 8e-3, 12e-3),
-            v_leak=uniform(shape, 0.0, 0.1), v_th=uniform(shape, 0.25, 0.35),
+            tau_syn_inv=1.0 / uniform(shape, 4e-3, 6e-3),
+            tau_mem_inv=1.0 / uniform(shape, 8e-3, 12e-3),
+            v_leak=uniform(shape, 0.0, 0.1),
+            v_th=uniform(shape, 0.25, 0.35),
             v_reset=torch.zeros(shape),
         )
 
@@ -217,26 +271,44 @@ def norse_worker():
                         if hasattr(states[index], "i"):
                             rec.setdefault("current", []).append(states[index].i[0].numpy().copy())
                 outputs.append(h[0].numpy().copy())
-        return np.stack(outputs), {k: {f: np.stack(v) for f, v in d.items()} for k, d in traces.items()}
+        return np.stack(outputs), {
+            k: {f: np.stack(v) for f, v in d.items()} for k, d in traces.items()
+        }
 
     versions = {"norse": norse.__version__, "torch": torch.__version__, "nir": nir.version}
 
     # feed-forward: Linear -> LIFCell -> Linear -> LIFBoxCell -> Linear -> LIBoxCell
     modules = [
-        scaled_linear(6, 10, 2.0), nt.LIFCell(lif_p((10,))), scaled_linear(10, 6, 1.5),
-        nt.LIFBoxCell(nt.LIFBoxParameters(tau_mem_inv=1.0 / uniform((6,), 8e-3, 12e-3),
-                                          v_leak=torch.zeros(6), v_th=uniform((6,), 0.15, 0.25),
-                                          v_reset=torch.zeros(6))),
+        scaled_linear(6, 10, 2.0),
+        nt.LIFCell(lif_p((10,))),
+        scaled_linear(10, 6, 1.5),
+        nt.LIFBoxCell(
+            nt.LIFBoxParameters(
+                tau_mem_inv=1.0 / uniform((6,), 8e-3, 12e-3),
+                v_leak=torch.zeros(6),
+                v_th=uniform((6,), 0.15, 0.25),
+                v_reset=torch.zeros(6),
+            )
+        ),
         scaled_linear(6, 3, 1.0),
-        nt.LIBoxCell(nt.LIBoxParameters(tau_mem_inv=1.0 / uniform((3,), 8e-3, 12e-3),
-                                        v_leak=torch.zeros(3))),
+        nt.LIBoxCell(
+            nt.LIBoxParameters(tau_mem_inv=1.0 / uniform((3,), 8e-3, 12e-3), v_leak=torch.zeros(3))
+        ),
     ]
     net = nt.SequentialState(*modules)
     x = fixed_input((6,), T, SEED + 1)
     graph = nt.to_nir(net, torch.zeros(1, 6))
     out, traces = simulate(modules, x, {1: "1", 3: "3", 5: "5"})
-    save("norse_ff", nir.write, graph, x, out, 1e-3, traces,
-         {"writer": "norse", "net": "Linear-LIFCell-Linear-LIFBoxCell-Linear-LIBoxCell", **versions})
+    save(
+        "norse_ff",
+        nir.write,
+        graph,
+        x,
+        out,
+        1e-3,
+        traces,
+        {"writer": "norse", "net": "Linear-LIFCell-Linear-LIFBoxCell-Linear-LIBoxCell", **versions},
+    )
 
     # convolutional: Conv2d -> LIFCell -> Conv2d(stride 2) -> IAFCell  (Norse writes no Flatten)
     conv1 = torch.nn.Conv2d(2, 4, 3, padding=1)
@@ -244,9 +316,14 @@ def norse_worker():
     with torch.no_grad():
         conv1.weight.mul_(3.0)
         conv2.weight.mul_(1.5)
-    modules = [conv1, nt.LIFCell(lif_p((4, 8, 8))), conv2,
-               nt.IAFCell(nt.IAFParameters(v_th=uniform((4, 3, 3), 0.4, 0.6),
-                                           v_reset=torch.zeros(4, 3, 3)))]
+    modules = [
+        conv1,
+        nt.LIFCell(lif_p((4, 8, 8))),
+        conv2,
+        nt.IAFCell(
+            nt.IAFParameters(v_th=uniform((4, 3, 3), 0.4, 0.6), v_reset=torch.zeros(4, 3, 3))
+        ),
+    ]
     net = nt.SequentialState(*modules)
     x = fixed_input((2, 8, 8), T_CONV, SEED + 3)
     # Norse writes Conv2d(input_shape=None), which nir.write cannot store; NIR's own type
@@ -255,14 +332,26 @@ def norse_worker():
     graph = nt.to_nir(net, torch.zeros(2, 8, 8))
     graph.infer_types()
     out, traces = simulate(modules, x, {1: "1", 3: "3"})
-    save("norse_conv", nir.write, graph, x, out, 1e-3, traces,
-         {"writer": "norse", "net": "Conv2d-LIFCell-Conv2d-IAFCell",
-          "note": "to_nir(net, unbatched sample) + graph.infer_types() before nir.write",
-          **versions})
+    save(
+        "norse_conv",
+        nir.write,
+        graph,
+        x,
+        out,
+        1e-3,
+        traces,
+        {
+            "writer": "norse",
+            "net": "Conv2d-LIFCell-Conv2d-IAFCell",
+            "note": "to_nir(net, unbatched sample) + graph.infer_types() before nir.write",
+            **versions,
+        },
+    )
 
     # recurrent: Norse's writer has no mapping for LIFRecurrentCell; record what it does.
-    rec = nt.SequentialState(torch.nn.Linear(6, 10), nt.LIFRecurrentCell(10, 10),
-                             torch.nn.Linear(10, 3), nt.LIFCell())
+    rec = nt.SequentialState(
+        torch.nn.Linear(6, 10), nt.LIFRecurrentCell(10, 10), torch.nn.Linear(10, 3), nt.LIFCell()
+    )
     try:
         graph = nt.to_nir(rec, torch.zeros(1, 6))
         kinds = {k: type(v).__name__ for k, v in graph.nodes.items()}
@@ -308,11 +397,12 @@ def spyx_worker():
 
     def simulate(model, x, names, channels_last_input=False):
         layers = list(model.layers)
-        states = [layer.initial_state(1) if hasattr(layer, "initial_state") else None
-                  for layer in layers]
+        states = [
+            layer.initial_state(1) if hasattr(layer, "initial_state") else None for layer in layers
+        ]
         traces = {}
         for name in names.values():
-            for node in (name if isinstance(name, tuple) else (name,)):
+            for node in name if isinstance(name, tuple) else (name,):
                 traces[node] = {}
         outputs = []
         for t in range(x.shape[0]):
@@ -333,48 +423,99 @@ def spyx_worker():
                     out = np.asarray(h[0])
                     if isinstance(layer, (snn.CuBaLIF, snn.RCuBaLIF)):
                         v, current = np.split(state, 2, axis=-1)
-                        traces[state_node].setdefault("current", []).append(_channels_first(current))
+                        traces[state_node].setdefault("current", []).append(
+                            _channels_first(current)
+                        )
                     else:
                         v = state
                     traces[state_node].setdefault("v", []).append(_channels_first(v))
                     traces[out_node].setdefault("output", []).append(_channels_first(out))
             outputs.append(_channels_first(np.asarray(h[0])))
-        return np.stack(outputs), {k: {f: np.stack(v) for f, v in d.items()} for k, d in traces.items()}
+        return np.stack(outputs), {
+            k: {f: np.stack(v) for f, v in d.items()} for k, d in traces.items()
+        }
 
-    versions = {"spyx": getattr(spyx, "__version__", "?"), "jax": jax.__version__, "nir": nir.version}
+    versions = {
+        "spyx": getattr(spyx, "__version__", "?"),
+        "jax": jax.__version__,
+        "nir": nir.version,
+    }
 
     # feed-forward: Linear -> LIF -> Linear -> CuBaLIF
-    model = snn.Sequential(scaled_linear(6, 10, 2.0), snn.LIF((10,), rngs=rngs),
-                           scaled_linear(10, 4, 2.0), snn.CuBaLIF((4,), rngs=rngs))
+    model = snn.Sequential(
+        scaled_linear(6, 10, 2.0),
+        snn.LIF((10,), rngs=rngs),
+        scaled_linear(10, 4, 2.0),
+        snn.CuBaLIF((4,), rngs=rngs),
+    )
     x = fixed_input((6,), T, SEED + 1)
     graph = spyx_nir.to_nir(model, {"input": np.array([6])}, {"output": np.array([4])}, dt=dt)
     out, traces = simulate(model, x, {1: "layer_1", 3: "layer_3"})
-    save("spyx_ff", nir.write, graph, x, out, dt, traces,
-         {"writer": "spyx", "net": "Linear-LIF-Linear-CuBaLIF", **versions})
+    save(
+        "spyx_ff",
+        nir.write,
+        graph,
+        x,
+        out,
+        dt,
+        traces,
+        {"writer": "spyx", "net": "Linear-LIF-Linear-CuBaLIF", **versions},
+    )
 
     # recurrent: Linear -> RLIF -> Linear -> PSU_LIF (reset-free; written as LI + Threshold)
     rlif = snn.RLIF((10,), rngs=rngs)
     rlif.recurrent_w[...] = rlif.recurrent_w[...] * 0.5
-    model = snn.Sequential(scaled_linear(6, 10, 2.0), rlif, scaled_linear(10, 4, 2.0),
-                           snn.PSU_LIF((4,), threshold=2.0, rngs=rngs))
+    model = snn.Sequential(
+        scaled_linear(6, 10, 2.0),
+        rlif,
+        scaled_linear(10, 4, 2.0),
+        snn.PSU_LIF((4,), threshold=2.0, rngs=rngs),
+    )
     x = fixed_input((6,), T, SEED + 2)
     graph = spyx_nir.to_nir(model, {"input": np.array([6])}, {"output": np.array([4])}, dt=dt)
-    out, traces = simulate(model, x, {1: "layer_1.layer_1.lif", 3: ("layer_3", "layer_3_threshold")})
-    save("spyx_rec", nir.write, graph, x, out, dt, traces,
-         {"writer": "spyx", "net": "Linear-RLIF-Linear-PSU_LIF", **versions})
+    out, traces = simulate(
+        model, x, {1: "layer_1.layer_1.lif", 3: ("layer_3", "layer_3_threshold")}
+    )
+    save(
+        "spyx_rec",
+        nir.write,
+        graph,
+        x,
+        out,
+        dt,
+        traces,
+        {"writer": "spyx", "net": "Linear-RLIF-Linear-PSU_LIF", **versions},
+    )
 
     # convolutional: Conv(SAME) -> LIF -> SumPool -> Flatten -> Linear -> LIF (channels last)
     conv = nnx.Conv(2, 4, (3, 3), padding="SAME", rngs=rngs)
     conv.kernel[...] = conv.kernel[...] * 2.0
     conv.bias[...] = jnp.asarray(rng.uniform(-0.1, 0.3, 4), jnp.float32)
-    model = snn.Sequential(conv, snn.LIF((8, 8, 4), rngs=rngs), snn.SumPool((2, 2), (2, 2), "VALID"),
-                           snn.Flatten(), scaled_linear(64, 5, 1.5), snn.LIF((5,), rngs=rngs))
+    model = snn.Sequential(
+        conv,
+        snn.LIF((8, 8, 4), rngs=rngs),
+        snn.SumPool((2, 2), (2, 2), "VALID"),
+        snn.Flatten(),
+        scaled_linear(64, 5, 1.5),
+        snn.LIF((5,), rngs=rngs),
+    )
     x = fixed_input((2, 8, 8), T_CONV, SEED + 3)
     graph = spyx_nir.to_nir(model, {"input": np.array([2, 8, 8])}, {"output": np.array([5])}, dt=dt)
     out, traces = simulate(model, x, {1: "layer_1", 5: "layer_5"}, channels_last_input=True)
-    save("spyx_conv", nir.write, graph, x, out, dt, traces,
-         {"writer": "spyx", "net": "Conv-LIF-SumPool-Flatten-Linear-LIF (channels last)",
-          **versions})
+    save(
+        "spyx_conv",
+        nir.write,
+        graph,
+        x,
+        out,
+        dt,
+        traces,
+        {
+            "writer": "spyx",
+            "net": "Conv-LIF-SumPool-Flatten-Linear-LIF (channels last)",
+            **versions,
+        },
+    )
 
 
 def _channels_first(a):
@@ -410,49 +551,108 @@ def jaxsnn_fixtures(targets_dir=None):
         if out.ndim == 4:
             out = np.transpose(out, (0, 3, 1, 2))
         for target in targets:
-            graph = jnir.to_nir(net, params, (x.shape[0],) + tuple(in_shape), dt=dt,
-                                dialect=target)
+            graph = jnir.to_nir(net, params, (x.shape[0],) + tuple(in_shape), dt=dt, dialect=target)
             layer, p = jnir.from_nir(graph, dt=read_dt[target])
             _, out2, rec2 = layer.apply(p, jnp.asarray(x))
             if target in ("spec", "snntorch", "norse"):
                 assert np.array_equal(np.asarray(out2), out), f"{name} ({target}) differs"
-            traces = {k: {"output": np.asarray(r.output), "v": np.asarray(r.state.v)}
-                      for k, r in rec2.items() if r.state is not None}
-            meta = {"writer": "jaxsnn", "net": info, "dialect": target,
-                    "jaxsnn": jaxsnn.__version__, "nir": nir.version}
+            traces = {
+                k: {"output": np.asarray(r.output), "v": np.asarray(r.state.v)}
+                for k, r in rec2.items()
+                if r.state is not None
+            }
+            meta = {
+                "writer": "jaxsnn",
+                "net": info,
+                "dialect": target,
+                "jaxsnn": jaxsnn.__version__,
+                "nir": nir.version,
+            }
             if target == "spec":
                 save(name, nir.write, graph, x, out, dt, traces, meta)
             elif targets_dir is not None:
-                save(f"{name}_for_{target}", nir.write, graph, x, out, read_dt[target], {},
-                     meta, directory=targets_dir)
+                save(
+                    f"{name}_for_{target}",
+                    nir.write,
+                    graph,
+                    x,
+                    out,
+                    read_dt[target],
+                    {},
+                    meta,
+                    directory=targets_dir,
+                )
 
     bias = jax.nn.initializers.uniform(0.4)
     hard = dict(tau_syn=5e-3, tau_mem=1e-2, dt=dt, reset="hard")
     subtract = dict(tau_syn=5e-3, tau_mem=1e-2, dt=dt, reset="subtract")
-    net = jaxsnn.serial(Dense(10, bias=True, bias_init=bias, weight_scale=3.0),
-                        LIF(10, project=False, **subtract), LIF(4, weight_scale=8.0, **hard))
-    run("jaxsnn_ff", net, (6,), fixed_input((6,), T, SEED + 1), ["spec"],
-        info="Dense(bias)-LIF(subtract)-LIF(hard)")
-    net = jaxsnn.serial(Dense(10, bias=True, bias_init=bias, weight_scale=3.0),
-                        LIF(10, project=False, **hard), LIF(4, weight_scale=8.0, **hard))
-    run("jaxsnn_ffhard", net, (6,), fixed_input((6,), T, SEED + 1), ["snntorch", "norse"],
-        info="Dense(bias)-LIF(hard)-LIF(hard)")
-    net = jaxsnn.serial(Dense(10, bias=True, bias_init=bias, weight_scale=3.0),
-                        LIF(10, project=False, **subtract), LIF(4, weight_scale=8.0, **subtract))
-    run("jaxsnn_ffsub", net, (6,), fixed_input((6,), T, SEED + 1), ["spyx"],
-        info="Dense(bias)-LIF(subtract)-LIF(subtract)")
-    net = jaxsnn.serial(LIF(10, weight_scale=3.0, **hard),
-                        RecurrentLIF(10, weight_scale=3.0, recurrent_scale=1.0, **hard),
-                        LIF(4, weight_scale=4.0, **hard))
-    run("jaxsnn_rec", net, (6,), fixed_input((6,), T, SEED + 2), ["spec", "snntorch", "norse"],
-        info="LIF-RecurrentLIF-LIF")
-    net = jaxsnn.serial(Conv(4, 3, padding="SAME", bias=True, bias_init=bias, weight_scale=3.0),
-                        LIF((8, 8, 4), project=False, **hard),
-                        jaxsnn.stateless(stax.Flatten),
-                        LIF(5, weight_scale=10.0, **hard))
-    run("jaxsnn_conv", net, (8, 8, 2), fixed_input((2, 8, 8), T_CONV, SEED + 3),
-        ["spec", "snntorch", "norse"], jax_layout_input=lambda a: np.transpose(a, (0, 2, 3, 1)),
-        info="Conv(bias)-LIF-Flatten-LIF")
+    net = jaxsnn.serial(
+        Dense(10, bias=True, bias_init=bias, weight_scale=3.0),
+        LIF(10, project=False, **subtract),
+        LIF(4, weight_scale=8.0, **hard),
+    )
+    run(
+        "jaxsnn_ff",
+        net,
+        (6,),
+        fixed_input((6,), T, SEED + 1),
+        ["spec"],
+        info="Dense(bias)-LIF(subtract)-LIF(hard)",
+    )
+    net = jaxsnn.serial(
+        Dense(10, bias=True, bias_init=bias, weight_scale=3.0),
+        LIF(10, project=False, **hard),
+        LIF(4, weight_scale=8.0, **hard),
+    )
+    run(
+        "jaxsnn_ffhard",
+        net,
+        (6,),
+        fixed_input((6,), T, SEED + 1),
+        ["snntorch", "norse"],
+        info="Dense(bias)-LIF(hard)-LIF(hard)",
+    )
+    net = jaxsnn.serial(
+        Dense(10, bias=True, bias_init=bias, weight_scale=3.0),
+        LIF(10, project=False, **subtract),
+        LIF(4, weight_scale=8.0, **subtract),
+    )
+    run(
+        "jaxsnn_ffsub",
+        net,
+        (6,),
+        fixed_input((6,), T, SEED + 1),
+        ["spyx"],
+        info="Dense(bias)-LIF(subtract)-LIF(subtract)",
+    )
+    net = jaxsnn.serial(
+        LIF(10, weight_scale=3.0, **hard),
+        RecurrentLIF(10, weight_scale=3.0, recurrent_scale=1.0, **hard),
+        LIF(4, weight_scale=4.0, **hard),
+    )
+    run(
+        "jaxsnn_rec",
+        net,
+        (6,),
+        fixed_input((6,), T, SEED + 2),
+        ["spec", "snntorch", "norse"],
+        info="LIF-RecurrentLIF-LIF",
+    )
+    net = jaxsnn.serial(
+        Conv(4, 3, padding="SAME", bias=True, bias_init=bias, weight_scale=3.0),
+        LIF((8, 8, 4), project=False, **hard),
+        jaxsnn.stateless(stax.Flatten),
+        LIF(5, weight_scale=10.0, **hard),
+    )
+    run(
+        "jaxsnn_conv",
+        net,
+        (8, 8, 2),
+        fixed_input((2, 8, 8), T_CONV, SEED + 3),
+        ["spec", "snntorch", "norse"],
+        jax_layout_input=lambda a: np.transpose(a, (0, 2, 3, 1)),
+        info="Conv(bias)-LIF-Flatten-LIF",
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -485,7 +685,6 @@ def _load_fixture(path):
 
 
 def snntorch_reader(paths):
-    import nir
     import torch
     from snntorch.import_nir import import_from_nir
 
@@ -508,7 +707,6 @@ def snntorch_reader(paths):
 
 
 def norse_reader(paths):
-    import nir
     import norse.torch as nt
     import torch
 
@@ -532,7 +730,6 @@ def norse_reader(paths):
 
 def spyx_reader(paths):
     import jax.numpy as jnp
-    import nir
     from spyx import nir as spyx_nir
 
     results = {}
@@ -563,8 +760,10 @@ def jaxsnn_reader(paths):
         try:
             layer, params = jnir.from_nir(str(path), dt=dt, dialect="auto")
             _, out, _ = layer.apply(params, jnp.asarray(x))
-            results[path.stem] = {"output": np.asarray(out).tolist(),
-                                  "dialect": jnir.detect_dialect(str(path))}
+            results[path.stem] = {
+                "output": np.asarray(out).tolist(),
+                "dialect": jnir.detect_dialect(str(path)),
+            }
         except Exception as error:  # noqa: BLE001
             results[path.stem] = {"error": f"{type(error).__name__}: {error}".splitlines()[0][:200]}
     return results
@@ -587,8 +786,12 @@ def compare(reference, other):
     if np.all((reference == 0) | (reference == 1)):
         total = np.abs(reference).sum() + np.abs(other).sum()
         value = float(np.abs(reference - other).sum() / max(total, 1e-12))
-        entry = {"kind": "spikes", "mismatch": value, "writer_spikes": float(reference.sum()),
-                 "reader_spikes": float(other.sum())}
+        entry = {
+            "kind": "spikes",
+            "mismatch": value,
+            "writer_spikes": float(reference.sum()),
+            "reader_spikes": float(other.sum()),
+        }
         for shift in range(1, 4):  # identical but later (a reader with per-layer latency)?
             if value > 0 and np.array_equal(other[shift:], reference[:-shift]):
                 entry["identical_after_steps"] = shift
@@ -621,7 +824,9 @@ def matrix():
         print("jaxsnn: writing its networks for each peer's importer")
         jaxsnn_fixtures(targets_dir=scratch)
         directories = [str(FIXTURES), scratch]
-        paths = sorted(p for d in directories for p in Path(d).glob("*.nir"))
+        paths = sorted(
+            (p for d in directories for p in Path(d).glob("*.nir")), key=lambda p: p.stem
+        )
         outputs = {}
         for peer in PEERS:
             out_file = Path(scratch) / f"_reader_{peer}.json"
@@ -654,6 +859,12 @@ def _table(paths, outputs):
     return table
 
 
+def _short(error):
+    """The gist of an importer's error for a table cell."""
+    error = error.replace("|", "/").replace("\n", " ")
+    return error[:70] + ("..." if len(error) > 70 else "")
+
+
 def markdown(table):
     readers = ["jaxsnn", "snntorch", "norse", "spyx"]
     lines = [
@@ -672,13 +883,14 @@ def markdown(table):
             entry = row.get(reader, {})
             note = " (type check off)" if entry.get("note") else ""
             if "error" in entry:
-                cells.append("fails: " + entry["error"].replace("|", "/")[:80] + note)
+                cells.append("fails: " + _short(entry["error"]) + note)
             elif entry["kind"] == "spikes":
                 if entry["mismatch"] == 0.0:
                     cells.append("**identical spikes**" + note)
                 elif "identical_after_steps" in entry:
-                    cells.append(f"identical spikes, {entry['identical_after_steps']} steps later"
-                                 + note)
+                    cells.append(
+                        f"identical spikes, {entry['identical_after_steps']} steps later" + note
+                    )
                 else:
                     cells.append(f"{100 * entry['mismatch']:.0f} % spike mismatch" + note)
             elif entry["reproduced"]:

@@ -88,14 +88,26 @@ def from_nir(
     return _graph.make_layer(program, params, label), params
 
 
-def read(path: Union[str, os.PathLike], *, dt: float, dialect: Union[str, Dialect] = "auto",
-         **kwargs: Any) -> Tuple[Layer, Dict[str, Dict[str, Array]]]:
+def read(
+    path: Union[str, os.PathLike],
+    *,
+    dt: float,
+    dialect: Union[str, Dialect] = "auto",
+    **kwargs: Any,
+) -> Tuple[Layer, Dict[str, Dict[str, Array]]]:
     """``from_nir`` of a file: ``(layer, params)``; see ``from_nir`` for the arguments."""
     return from_nir(os.fspath(path), dt=dt, dialect=dialect, **kwargs)
 
 
-def write(path: Union[str, os.PathLike], layer: Layer, params: Any, input_shape: Any, *,
-          dt: float, **kwargs: Any):
+def write(
+    path: Union[str, os.PathLike],
+    layer: Layer,
+    params: Any,
+    input_shape: Any,
+    *,
+    dt: float,
+    **kwargs: Any,
+):
     """``to_nir`` and ``nir.write``: save a jaxsnn network as a NIR file; returns the graph."""
     nir = _graph.require_nir()
     graph = to_nir(layer, params, input_shape, dt=dt, **kwargs)

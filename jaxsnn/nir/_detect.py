@@ -75,7 +75,11 @@ def writer_evidence(graph: Any) -> Dict[str, List[str]]:
                     and (c, b) in sub_edges
                     for c in sub_kinds
                 )
-                if sub_kinds.get(a) == "Input" and sub_kinds.get(b) in ("Linear", "Affine") and closes_loop:
+                if (
+                    sub_kinds.get(a) == "Input"
+                    and sub_kinds.get(b) in ("Linear", "Affine")
+                    and closes_loop
+                ):
                     evidence["spyx"].append(
                         f"nested recurrent graph {name!r} with an edge {a!r} -> {b!r}"
                     )

@@ -12,8 +12,7 @@ a delay (see ``_graph.py``) or the dialect's neuron itself fires from the previo
 
 from __future__ import annotations
 
-import math
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -28,7 +27,14 @@ Shape = Tuple[int, ...]
 
 NEURON_KINDS = ("I", "IF", "LI", "LIF", "CubaLI", "CubaLIF")
 STATELESS_KINDS = (
-    "Affine", "Linear", "Scale", "Threshold", "Flatten", "Conv1d", "Conv2d", "SumPool2d",
+    "Affine",
+    "Linear",
+    "Scale",
+    "Threshold",
+    "Flatten",
+    "Conv1d",
+    "Conv2d",
+    "SumPool2d",
     "AvgPool2d",
 )
 
@@ -212,8 +218,9 @@ class Dialect:
         def apply(p, x):
             return _ops.affine(x, p["weight"], p.get("bias"))
 
-        return Node(name, kind, tuple(in_shape), (weight.shape[0],), params, apply=apply,
-                    describe=describe)
+        return Node(
+            name, kind, tuple(in_shape), (weight.shape[0],), params, apply=apply, describe=describe
+        )
 
     def build_scale(self, name, node, in_shape, dt, spike_fn) -> Node:
         scale = broadcast_param(field(node, "scale", name), tuple(in_shape), "scale", name)
@@ -221,18 +228,32 @@ class Dialect:
         def apply(p, x):
             return x * p["scale"]
 
-        return Node(name, "Scale", tuple(in_shape), tuple(in_shape), {"scale": scale},
-                    apply=apply, describe="y = x * scale")
+        return Node(
+            name,
+            "Scale",
+            tuple(in_shape),
+            tuple(in_shape),
+            {"scale": scale},
+            apply=apply,
+            describe="y = x * scale",
+        )
 
     def build_threshold(self, name, node, in_shape, dt, spike_fn) -> Node:
-        threshold = broadcast_param(field(node, "threshold", name), tuple(in_shape), "threshold",
-                                    name)
+        threshold = broadcast_param(
+            field(node, "threshold", name), tuple(in_shape), "threshold", name
+        )
 
         def apply(p, x):
             return spike_fn(x - _const(threshold, x.dtype))
 
-        return Node(name, "Threshold", tuple(in_shape), tuple(in_shape), apply=apply,
-                    describe="y = H(x - threshold)")
+        return Node(
+            name,
+            "Threshold",
+            tuple(in_shape),
+            tuple(in_shape),
+            apply=apply,
+            describe="y = H(x - threshold)",
+        )
 
     def build_flatten(self, name, node, in_shape, dt, spike_fn) -> Node:
         n = len(in_shape)
@@ -263,8 +284,14 @@ class Dialect:
             return _ops.flatten(x, start, end, n, channels_last)
 
         order = "(H, W, C) order" if channels_last else "stored order"
-        return Node(name, "Flatten", tuple(in_shape), out_shape, apply=apply,
-                    describe=f"flatten dims {start}..{end} in {order}")
+        return Node(
+            name,
+            "Flatten",
+            tuple(in_shape),
+            out_shape,
+            apply=apply,
+            describe=f"flatten dims {start}..{end} in {order}",
+        )
 
     def build_conv1d(self, name, node, in_shape, dt, spike_fn) -> Node:
         return self._conv(name, node, in_shape, 1, dt)
@@ -290,8 +317,9 @@ class Dialect:
         stride = int_tuple(node.stride, n_spatial, "stride", name)
         dilation = int_tuple(node.dilation, n_spatial, "dilation", name)
         kernel = tuple(int(k) for k in weight.shape[2:])
-        padding = self._conv_padding(name, kind, node.padding, tuple(in_shape[1:]), kernel,
-                                     stride, dilation)
+        padding = self._conv_padding(
+            name, kind, node.padding, tuple(in_shape[1:]), kernel, stride, dilation
+        )
         bias = getattr(node, "bias", None)
         params = {"weight": weight.copy()}
         if bias is not None:
@@ -311,9 +339,15 @@ class Dialect:
                 f"NIR node {name!r} ({kind}): kernel {kernel} with padding {padding} does not fit "
                 f"the input {tuple(in_shape)}"
             )
-        return Node(name, kind, tuple(in_shape), tuple(out), params, apply=apply,
-                    describe=f"stride {stride}, padding {padding}, dilation {dilation}, "
-                    f"groups {groups}")
+        return Node(
+            name,
+            kind,
+            tuple(in_shape),
+            tuple(out),
+            params,
+            apply=apply,
+            describe=f"stride {stride}, padding {padding}, dilation {dilation}, groups {groups}",
+        )
 
     def _conv_padding(self, name, kind, padding, spatial, kernel, stride, dilation):
         text = as_text(padding)
@@ -340,8 +374,7 @@ class Dialect:
                     "'SAME')"
                 )
             return tuple(
-                (d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2)
-                for k, d in zip(kernel, dilation)
+                (d * (k - 1) // 2, d * (k - 1) - d * (k - 1) // 2) for k, d in zip(kernel, dilation)
             )
         amounts = int_tuple(padding, n, "padding", name)
         if any(a < 0 for a in amounts):
@@ -388,8 +421,14 @@ class Dialect:
                 f"NIR node {name!r} ({kind}): kernel {kernel} does not fit input {tuple(in_shape)}"
             )
         what = "mean over the window (padding counted)" if mean else "sum over the window"
-        return Node(name, kind, tuple(in_shape), (in_shape[0],) + out, apply=apply,
-                    describe=f"{what}, kernel {kernel}, stride {stride}, padding {padding}")
+        return Node(
+            name,
+            kind,
+            tuple(in_shape),
+            (in_shape[0],) + out,
+            apply=apply,
+            describe=f"{what}, kernel {kernel}, stride {stride}, padding {padding}",
+        )
 
     def build_delay(self, name, node, in_shape, dt, spike_fn) -> Node:
         delay = broadcast_param(field(node, "delay", name), tuple(in_shape), "delay", name)
@@ -404,8 +443,7 @@ class Dialect:
         k_max = int(steps.max()) if steps.size else 0
         shape = tuple(in_shape)
         if k_max == 0:
-            return Node(name, "Delay", shape, shape, apply=lambda p, x: x,
-                        describe="zero delay")
+            return Node(name, "Delay", shape, shape, apply=lambda p, x: x, describe="zero delay")
 
         def init_state(dtype):
             return jnp.zeros((k_max,) + shape, dtype)
@@ -415,14 +453,21 @@ class Dialect:
             y = _read_delayed(history, steps, k_max)
             return jnp.concatenate([history[1:], x[None]], axis=0), jnp.where(steps == 0, x, y)
 
-        emit = None
-        if np.all(steps >= 1):
+        def read(p, history):
+            return _read_delayed(history, steps, k_max)
 
-            def emit(p, history):
-                return _read_delayed(history, steps, k_max)
+        emit = read if np.all(steps >= 1) else None
 
-        return Node(name, "Delay", shape, shape, init_state=init_state, step=step, emit=emit,
-                    describe=f"delay of {np.unique(steps)[:5]} steps")
+        return Node(
+            name,
+            "Delay",
+            shape,
+            shape,
+            init_state=init_state,
+            step=step,
+            emit=emit,
+            describe=f"delay of {np.unique(steps)[:5]} steps",
+        )
 
 
 def _read_delayed(history: Array, steps: np.ndarray, k_max: int) -> Array:
@@ -556,19 +601,36 @@ class Spec(Dialect):
         if kind in ("I", "IF"):
             one = np.ones(shape)
             return exact_neuron(
-                name, kind, shape, a_syn=None, a_mem=one, gain=r, v_leak=np.zeros(shape),
-                v_threshold=threshold, v_reset=v_reset,
-                reset=self._reset(name, node) if spiking else None, v0=np.zeros(shape),
-                spike_fn=spike_fn, describe="v += r x",
+                name,
+                kind,
+                shape,
+                a_syn=None,
+                a_mem=one,
+                gain=r,
+                v_leak=np.zeros(shape),
+                v_threshold=threshold,
+                v_reset=v_reset,
+                reset=self._reset(name, node) if spiking else None,
+                v0=np.zeros(shape),
+                spike_fn=spike_fn,
+                describe="v += r x",
             )
         v_leak = get("v_leak")
         if kind in ("LI", "LIF"):
             tau = positive(get("tau"), "tau", name)
             a = np.exp(-dt / tau)
             return exact_neuron(
-                name, kind, shape, a_syn=None, a_mem=a, gain=a * r / tau, v_leak=v_leak,
-                v_threshold=threshold, v_reset=v_reset,
-                reset=self._reset(name, node) if spiking else None, v0=v_leak,
+                name,
+                kind,
+                shape,
+                a_syn=None,
+                a_mem=a,
+                gain=a * r / tau,
+                v_leak=v_leak,
+                v_threshold=threshold,
+                v_reset=v_reset,
+                reset=self._reset(name, node) if spiking else None,
+                v0=v_leak,
                 spike_fn=spike_fn,
                 describe="v = v_leak + a (v + r x / tau - v_leak), a = exp(-dt / tau)",
             )
@@ -577,9 +639,18 @@ class Spec(Dialect):
         w_in = get("w_in")
         gain = r * exact_gain_cuba(dt, tau_syn, tau_mem) * w_in / tau_syn
         return exact_neuron(
-            name, kind, shape, a_syn=np.exp(-dt / tau_syn), a_mem=np.exp(-dt / tau_mem),
-            gain=gain, v_leak=v_leak, v_threshold=threshold, v_reset=v_reset,
-            reset=self._reset(name, node) if spiking else None, v0=v_leak, spike_fn=spike_fn,
+            name,
+            kind,
+            shape,
+            a_syn=np.exp(-dt / tau_syn),
+            a_mem=np.exp(-dt / tau_mem),
+            gain=gain,
+            v_leak=v_leak,
+            v_threshold=threshold,
+            v_reset=v_reset,
+            reset=self._reset(name, node) if spiking else None,
+            v0=v_leak,
+            spike_fn=spike_fn,
             describe="exact current-based integration over the step",
         )
 
@@ -668,8 +739,7 @@ class SnnTorch(Dialect):
         self.reset_delay = reset_delay
 
     def __repr__(self) -> str:
-        return (f"SnnTorch(reset_mechanism={self.reset_mechanism!r}, "
-                f"reset_delay={self.reset_delay})")
+        return f"SnnTorch(reset_mechanism={self.reset_mechanism!r}, reset_delay={self.reset_delay})"
 
     def _check_common(self, name, node, shape, dt, taus, r, r_field):
         v_leak = broadcast_param(field(node, "v_leak", name), shape, "v_leak", name)
@@ -730,8 +800,9 @@ class SnnTorch(Dialect):
         two_state = alpha is not None
 
         def init_state(dtype):
-            return NeuronState(jnp.zeros(shape, dtype),
-                               jnp.zeros(shape, dtype) if two_state else None)
+            return NeuronState(
+                jnp.zeros(shape, dtype), jnp.zeros(shape, dtype) if two_state else None
+            )
 
         def make_step(recurrent: bool):
             def step(p, state, inputs):
@@ -770,10 +841,17 @@ class SnnTorch(Dialect):
             return step
 
         # A neuron inside a feedback loop is an RLeaky/RSynaptic, whose "zero" reset differs.
-        return Node(name, kind, shape, shape, init_state=init_state, step=make_step(False),
-                    loop_step=make_step(True),
-                    describe=f"snnTorch {'Synaptic' if two_state else 'Leaky'}, reset "
-                    f"{mechanism}{' (delayed)' if delayed else ''}")
+        return Node(
+            name,
+            kind,
+            shape,
+            shape,
+            init_state=init_state,
+            step=make_step(False),
+            loop_step=make_step(True),
+            describe=f"snnTorch {'Synaptic' if two_state else 'Leaky'}, reset "
+            f"{mechanism}{' (delayed)' if delayed else ''}",
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -842,8 +920,11 @@ class Norse(Dialect):
             )
 
     def _rate(self, name, node, shape, field_name, dt):
-        tau_file = positive(broadcast_param(field(node, field_name, name), shape, field_name,
-                                            name), field_name, name)
+        tau_file = positive(
+            broadcast_param(field(node, field_name, name), shape, field_name, name),
+            field_name,
+            name,
+        )
         if self.convention == "reader":
             return dt / tau_file
         # The file holds dt * tau; k = dt / tau = dt^2 / tau_file.
@@ -887,8 +968,15 @@ class Norse(Dialect):
             v = (1 - z) * v + z * _const(v_reset, dtype)
             return NeuronState(v, i_decayed), z
 
-        return Node(name, "CubaLIF", shape, shape, init_state=init_state, step=step,
-                    describe="Norse LIFCell (forward Euler)")
+        return Node(
+            name,
+            "CubaLIF",
+            shape,
+            shape,
+            init_state=init_state,
+            step=step,
+            describe="Norse LIFCell (forward Euler)",
+        )
 
     def _reader_cubalif(self, name, node, shape, dt, spike_fn):
         def get(f):
@@ -911,8 +999,15 @@ class Norse(Dialect):
             z = spike_fn(v - _const(threshold, dtype))
             return NeuronState((1 - z) * v, s), z
 
-        return Node(name, "CubaLIF", shape, shape, init_state=init_state, step=step,
-                    describe="as Norse's from_nir reads CubaLIF (LIBox synapse, LIFBox neuron)")
+        return Node(
+            name,
+            "CubaLIF",
+            shape,
+            shape,
+            init_state=init_state,
+            step=step,
+            describe="as Norse's from_nir reads CubaLIF (LIBox synapse, LIFBox neuron)",
+        )
 
     def neuron_lif(self, name, node, in_shape, dt, spike_fn):
         shape = tuple(in_shape)
@@ -934,8 +1029,15 @@ class Norse(Dialect):
             v = (1 - z) * v + z * _const(v_reset, dtype)
             return NeuronState(v), z
 
-        return Node(name, "LIF", shape, shape, init_state=init_state, step=step,
-                    describe="Norse LIFBoxCell (forward Euler)")
+        return Node(
+            name,
+            "LIF",
+            shape,
+            shape,
+            init_state=init_state,
+            step=step,
+            describe="Norse LIFBoxCell (forward Euler)",
+        )
 
     def neuron_li(self, name, node, in_shape, dt, spike_fn):
         shape = tuple(in_shape)
@@ -953,11 +1055,20 @@ class Norse(Dialect):
 
         def step(p, state, inputs):
             dtype = state.v.dtype
-            v = state.v + _const(k, dtype) * ((_const(v_leak, dtype) - state.v) + sum_inputs(inputs))
+            v = state.v + _const(k, dtype) * (
+                (_const(v_leak, dtype) - state.v) + sum_inputs(inputs)
+            )
             return NeuronState(v), v
 
-        return Node(name, "LI", shape, shape, init_state=init_state, step=step,
-                    describe="Norse LIBoxCell (forward Euler)")
+        return Node(
+            name,
+            "LI",
+            shape,
+            shape,
+            init_state=init_state,
+            step=step,
+            describe="Norse LIBoxCell (forward Euler)",
+        )
 
     def neuron_if(self, name, node, in_shape, dt, spike_fn):
         shape = tuple(in_shape)
@@ -977,8 +1088,9 @@ class Norse(Dialect):
             v = (1 - z) * v + z * _const(v_reset, dtype)
             return NeuronState(v), z
 
-        return Node(name, "IF", shape, shape, init_state=init_state, step=step,
-                    describe="Norse IAFCell")
+        return Node(
+            name, "IF", shape, shape, init_state=init_state, step=step, describe="Norse IAFCell"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -1024,14 +1136,19 @@ class Spyx(Dialect):
         dense = [k for k, v in nodes.items() if type(v).__name__ in ("Linear", "Affine")]
         if len(nodes) == 4 and len(inputs) == 1 and len(neurons) == 1 and len(dense) == 1:
             wrong = (inputs[0], dense[0])
-            if wrong in edges and (dense[0], neurons[0]) in edges and (neurons[0], dense[0]) in edges:
+            if (
+                wrong in edges
+                and (dense[0], neurons[0]) in edges
+                and (neurons[0], dense[0]) in edges
+            ):
                 # Spyx's recurrent layer feeds the input to the neuron, not through w_rec.
                 edges = [(inputs[0], neurons[0]) if e == wrong else e for e in edges]
         return nodes, edges
 
     def _beta(self, name, node, shape, tau_field, dt, r_check: bool):
-        tau = positive(broadcast_param(field(node, tau_field, name), shape, tau_field, name),
-                       tau_field, name)
+        tau = positive(
+            broadcast_param(field(node, tau_field, name), shape, tau_field, name), tau_field, name
+        )
         beta = 1.0 - dt / tau
         if r_check:
             r = broadcast_param(field(node, "r", name), shape, "r", name)
@@ -1059,8 +1176,9 @@ class Spyx(Dialect):
         two_state = alpha is not None
 
         def init_state(dtype):
-            return NeuronState(jnp.zeros(shape, dtype),
-                               jnp.zeros(shape, dtype) if two_state else None)
+            return NeuronState(
+                jnp.zeros(shape, dtype), jnp.zeros(shape, dtype) if two_state else None
+            )
 
         def emit(p, state):
             return spike_fn(state.v - _const(threshold, state.v.dtype))
@@ -1081,16 +1199,25 @@ class Spyx(Dialect):
                 v = v + x
             return NeuronState(v - z * thr), z
 
-        return Node(name, kind, shape, shape, init_state=init_state, step=step, emit=emit,
-                    describe=describe)
+        return Node(
+            name, kind, shape, shape, init_state=init_state, step=step, emit=emit, describe=describe
+        )
 
     def neuron_lif(self, name, node, in_shape, dt, spike_fn):
         shape = tuple(in_shape)
         self._no_leak(name, node, shape)
         beta = self._beta(name, node, shape, "tau", dt, r_check=True)
         threshold = broadcast_param(field(node, "v_threshold", name), shape, "v_threshold", name)
-        return self._spiking(name, "LIF", shape, threshold, beta, None, spike_fn,
-                             "Spyx LIF (fires from the previous membrane)")
+        return self._spiking(
+            name,
+            "LIF",
+            shape,
+            threshold,
+            beta,
+            None,
+            spike_fn,
+            "Spyx LIF (fires from the previous membrane)",
+        )
 
     def neuron_cubalif(self, name, node, in_shape, dt, spike_fn):
         shape = tuple(in_shape)
@@ -1098,14 +1225,21 @@ class Spyx(Dialect):
         w_in = broadcast_param(field(node, "w_in", name), shape, "w_in", name)
         if not close_to(w_in, 1.0):
             raise ValueError(
-                f"NIR node {name!r}: w_in != 1, which Spyx does not write; read with "
-                "dialect='spec'"
+                f"NIR node {name!r}: w_in != 1, which Spyx does not write; read with dialect='spec'"
             )
         beta = self._beta(name, node, shape, "tau_mem", dt, r_check=True)
         alpha = self._beta(name, node, shape, "tau_syn", dt, r_check=False)
         threshold = broadcast_param(field(node, "v_threshold", name), shape, "v_threshold", name)
-        return self._spiking(name, "CubaLIF", shape, threshold, beta, alpha, spike_fn,
-                             "Spyx CuBaLIF (fires from the previous membrane)")
+        return self._spiking(
+            name,
+            "CubaLIF",
+            shape,
+            threshold,
+            beta,
+            alpha,
+            spike_fn,
+            "Spyx CuBaLIF (fires from the previous membrane)",
+        )
 
     def neuron_if(self, name, node, in_shape, dt, spike_fn):
         shape = tuple(in_shape)
@@ -1117,8 +1251,16 @@ class Spyx(Dialect):
                 "dialect='spec'"
             )
         threshold = broadcast_param(field(node, "v_threshold", name), shape, "v_threshold", name)
-        return self._spiking(name, "IF", shape, threshold, None, None, spike_fn,
-                             "Spyx IF (fires from the previous membrane)")
+        return self._spiking(
+            name,
+            "IF",
+            shape,
+            threshold,
+            None,
+            None,
+            spike_fn,
+            "Spyx IF (fires from the previous membrane)",
+        )
 
     def neuron_li(self, name, node, in_shape, dt, spike_fn):
         shape = tuple(in_shape)
@@ -1140,8 +1282,15 @@ class Spyx(Dialect):
                 v = v + x
             return NeuronState(v), v
 
-        return Node(name, "LI", shape, shape, init_state=init_state, step=step,
-                    describe="Spyx PSU_LIF membrane: V = beta V + x")
+        return Node(
+            name,
+            "LI",
+            shape,
+            shape,
+            init_state=init_state,
+            step=step,
+            describe="Spyx PSU_LIF membrane: V = beta V + x",
+        )
 
 
 DIALECTS: Dict[str, Callable[[], Dialect]] = {

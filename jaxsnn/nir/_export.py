@@ -29,8 +29,6 @@ from __future__ import annotations
 import math
 from typing import Any, Dict, List, Optional, Tuple
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
@@ -97,8 +95,14 @@ class _Writer:
 class _Cursor:
     """Where the network stands: the last NIR node, its NIR shape, and jaxsnn's layout."""
 
-    def __init__(self, node: str, shape: Tuple[int, ...], channels_last: bool = False,
-                 permutation: Optional[np.ndarray] = None, kind: str = "discrete"):
+    def __init__(
+        self,
+        node: str,
+        shape: Tuple[int, ...],
+        channels_last: bool = False,
+        permutation: Optional[np.ndarray] = None,
+        kind: str = "discrete",
+    ):
         self.node = node
         self.shape = tuple(int(s) for s in shape)  # NIR shape (channels first)
         self.channels_last = channels_last  # jaxsnn holds (H, W, C) for NIR (C, H, W)
@@ -112,8 +116,10 @@ def _neuron_constants(config: Any, dt: float, label: str):
     scale = getattr(config, "input_scale", None)
     gain = (1.0 - a_mem) if scale is None else float(scale)
     if not 0.0 < a_mem < 1.0 or not 0.0 <= a_syn < 1.0:
-        raise ValueError(f"to_nir: {label} has decay factors a_syn={a_syn}, a_mem={a_mem} "
-                         "outside what NIR time constants can express")
+        raise ValueError(
+            f"to_nir: {label} has decay factors a_syn={a_syn}, a_mem={a_mem} "
+            "outside what NIR time constants can express"
+        )
     tau_mem = -dt / math.log(a_mem)
     return a_syn, a_mem, gain, tau_mem
 
@@ -137,12 +143,21 @@ def _discrete_neuron(writer: _Writer, name: str, config: Any, shape, spiking: bo
         tau_syn = -dt / math.log(a_syn)
         kappa = float(exact_gain_cuba(dt, np.float64(tau_syn), np.float64(tau_mem)))
         r = _full(gain * tau_syn / kappa, shape)
-        common = dict(tau_syn=_full(tau_syn, shape), tau_mem=_full(tau_mem, shape), r=r,
-                      v_leak=v_leak, w_in=_full(1.0, shape))
+        common = dict(
+            tau_syn=_full(tau_syn, shape),
+            tau_mem=_full(tau_mem, shape),
+            r=r,
+            v_leak=v_leak,
+            w_in=_full(1.0, shape),
+        )
         if spiking:
             meta["jaxsnn_reset"] = str(config.reset)
-            node = nir.CubaLIF(v_threshold=_full(config.v_th, shape),
-                               v_reset=_full(config.v_reset, shape), metadata=meta, **common)
+            node = nir.CubaLIF(
+                v_threshold=_full(config.v_th, shape),
+                v_reset=_full(config.v_reset, shape),
+                metadata=meta,
+                **common,
+            )
         else:
             node = nir.CubaLI(metadata=meta, **common)
     else:
@@ -150,8 +165,12 @@ def _discrete_neuron(writer: _Writer, name: str, config: Any, shape, spiking: bo
         common = dict(tau=_full(tau_mem, shape), r=r, v_leak=v_leak)
         if spiking:
             meta["jaxsnn_reset"] = str(config.reset)
-            node = nir.LIF(v_threshold=_full(config.v_th, shape),
-                           v_reset=_full(config.v_reset, shape), metadata=meta, **common)
+            node = nir.LIF(
+                v_threshold=_full(config.v_th, shape),
+                v_reset=_full(config.v_reset, shape),
+                metadata=meta,
+                **common,
+            )
         else:
             node = nir.LI(metadata=meta, **common)
     return node
@@ -183,9 +202,13 @@ def _targeted_neuron(writer: _Writer, config: Any, shape, spiking: bool, label: 
             raise refuse("resets by subtraction; snnTorch's importer resets to zero")
         step = SNNTORCH_DT
         tau_mem = _full(step / (1.0 - a_mem), shape)
-        common = dict(tau_mem=tau_mem, r=tau_mem / step, v_leak=_full(0.0, shape),
-                      v_threshold=_full(float(config.v_th) / gain, shape),
-                      v_reset=_full(0.0, shape))
+        common = dict(
+            tau_mem=tau_mem,
+            r=tau_mem / step,
+            v_leak=_full(0.0, shape),
+            v_threshold=_full(float(config.v_th) / gain, shape),
+            v_reset=_full(0.0, shape),
+        )
         if a_syn > 0.0:
             tau_syn = _full(step / (1.0 - a_syn), shape)
             return nir.CubaLIF(tau_syn=tau_syn, w_in=tau_syn / step, **common)
@@ -197,13 +220,20 @@ def _targeted_neuron(writer: _Writer, config: Any, shape, spiking: bool, label: 
         if reset != "hard":
             raise refuse("resets by subtraction; Norse's importer resets to v_reset")
         k_mem = 1.0 - a_mem
-        common = dict(v_leak=_full(0.0, shape), v_threshold=_full(config.v_th, shape),
-                      v_reset=_full(config.v_reset, shape))
+        common = dict(
+            v_leak=_full(0.0, shape),
+            v_threshold=_full(config.v_th, shape),
+            v_reset=_full(config.v_reset, shape),
+        )
         if a_syn > 0.0:
             k_syn = 1.0 - a_syn
-            return nir.CubaLIF(tau_syn=_full(dt / k_syn, shape), tau_mem=_full(dt / k_mem, shape),
-                               w_in=_full(1.0 / k_syn, shape), r=_full(gain / k_mem, shape),
-                               **common)
+            return nir.CubaLIF(
+                tau_syn=_full(dt / k_syn, shape),
+                tau_mem=_full(dt / k_mem, shape),
+                w_in=_full(1.0 / k_syn, shape),
+                r=_full(gain / k_mem, shape),
+                **common,
+            )
         if not math.isclose(gain, k_mem, rel_tol=1e-12):
             raise refuse(f"has input scale {gain} != 1 - a_mem, which Norse's LIFBox cannot take")
         return nir.LIF(tau=_full(dt / k_mem, shape), r=_full(1.0, shape), **common)
@@ -211,13 +241,17 @@ def _targeted_neuron(writer: _Writer, config: Any, shape, spiking: bool, label: 
     # subtracts the threshold and fires from the previous membrane (one step later).
     if reset != "subtract":
         raise refuse("resets to v_reset; Spyx's neurons reset by subtracting the threshold")
-    common = dict(tau_mem=_full(dt / (1.0 - a_mem), shape), r=_full(a_mem, shape),
-                  v_leak=_full(0.0, shape),
-                  v_threshold=_full(float(config.v_th) / gain, shape),
-                  v_reset=_full(0.0, shape))
+    common = dict(
+        tau_mem=_full(dt / (1.0 - a_mem), shape),
+        r=_full(a_mem, shape),
+        v_leak=_full(0.0, shape),
+        v_threshold=_full(float(config.v_th) / gain, shape),
+        v_reset=_full(0.0, shape),
+    )
     if a_syn > 0.0:
-        return nir.CubaLIF(tau_syn=_full(dt / (1.0 - a_syn), shape), w_in=_full(1.0, shape),
-                           **common)
+        return nir.CubaLIF(
+            tau_syn=_full(dt / (1.0 - a_syn), shape), w_in=_full(1.0, shape), **common
+        )
     tau = common.pop("tau_mem")
     return nir.LIF(tau=tau, **common)
 
@@ -226,9 +260,7 @@ def _weights_after(cursor: _Cursor, weight: np.ndarray, label: str) -> np.ndarra
     """``weight (n_in, n_out)`` in jaxsnn's order -> NIR ``(n_out, n_in)`` in the NIR order."""
     weight = np.asarray(weight, dtype=np.float64)
     if cursor.channels_last:
-        raise ValueError(
-            f"to_nir: {label} takes a (H, W, C) tensor; put a Flatten before it"
-        )
+        raise ValueError(f"to_nir: {label} takes a (H, W, C) tensor; put a Flatten before it")
     if cursor.permutation is not None:
         permuted = np.zeros_like(weight)
         permuted[cursor.permutation] = weight
@@ -253,11 +285,16 @@ def _dense_bias(bias: Any, writer: _Writer) -> np.ndarray:
     return bias / writer.dt if writer.target == "spec" else bias
 
 
-def _write_layer(writer: _Writer, layer: Any, params: Any, cursor: _Cursor, index: List[int],
-                 opts: Dict[str, Any]) -> _Cursor:
+def _write_layer(
+    writer: _Writer,
+    layer: Any,
+    params: Any,
+    cursor: _Cursor,
+    index: List[int],
+    opts: Dict[str, Any],
+) -> _Cursor:
     module, factory = _factory(layer)
     label = layer_name(layer)
-    nir, dt = writer.nir, writer.dt
     scope = _closure(layer[1])
 
     if factory == "serial" and module == "jaxsnn.compose":
@@ -266,7 +303,7 @@ def _write_layer(writer: _Writer, layer: Any, params: Any, cursor: _Cursor, inde
         for child in children:
             count = leaf_count(child)
             if isinstance(child, Layer) and child.leaves is not None:
-                child_params = list(params[offset:offset + count])
+                child_params = list(params[offset : offset + count])
             else:
                 child_params = params[offset]
             cursor = _write_layer(writer, child, child_params, cursor, index, opts)
@@ -294,8 +331,14 @@ def _write_layer(writer: _Writer, layer: Any, params: Any, cursor: _Cursor, inde
             raise ValueError(f"to_nir: layer {i} ({label}) is discrete but follows event layers")
         if factory == "Dense":
             bias = params.get("bias") if scope.get("bias") else None
-            return _write_dense(writer, prefix, cursor, np.asarray(params["weight"]),
-                                None if bias is None else np.asarray(bias), label)
+            return _write_dense(
+                writer,
+                prefix,
+                cursor,
+                np.asarray(params["weight"]),
+                None if bias is None else np.asarray(bias),
+                label,
+            )
         if factory == "Conv":
             return _write_conv(writer, prefix, cursor, params, scope, label)
         if factory in ("LIF", "LI", "RecurrentLIF"):
@@ -318,7 +361,9 @@ def _write_layer(writer: _Writer, layer: Any, params: Any, cursor: _Cursor, inde
 def _write_dense(writer, prefix, cursor, weight, bias, label) -> _Cursor:
     nir = writer.nir
     if len(cursor.shape) != 1:
-        raise ValueError(f"to_nir: {label} takes (time, features) but gets NIR shape {cursor.shape}")
+        raise ValueError(
+            f"to_nir: {label} takes (time, features) but gets NIR shape {cursor.shape}"
+        )
     w = _weights_after(cursor, weight, label)
     if bias is None:
         node = nir.Linear(weight=w)
@@ -362,7 +407,9 @@ def _write_conv(writer, prefix, cursor, params, scope, label) -> _Cursor:
     nir = writer.nir
     _no_permutation(cursor, label)
     if len(cursor.shape) != 3 or not cursor.channels_last:
-        raise ValueError(f"to_nir: {label} takes (time, H, W, C) inputs, got NIR shape {cursor.shape}")
+        raise ValueError(
+            f"to_nir: {label} takes (time, H, W, C) inputs, got NIR shape {cursor.shape}"
+        )
     weight = np.asarray(params["weight"], dtype=np.float64)  # (kh, kw, C_in, C_out)
     c_in, h, w = cursor.shape
     kernel, strides = scope["kernel"], scope["strides"]
@@ -370,8 +417,13 @@ def _write_conv(writer, prefix, cursor, params, scope, label) -> _Cursor:
     bias = params.get("bias") if scope.get("bias") else None
     bias = np.zeros(weight.shape[3]) if bias is None else _dense_bias(bias, writer)
     node = nir.Conv2d(
-        input_shape=(h, w), weight=weight.transpose(3, 2, 0, 1).copy(), stride=tuple(strides),
-        padding=padding, dilation=(1, 1), groups=1, bias=bias,
+        input_shape=(h, w),
+        weight=weight.transpose(3, 2, 0, 1).copy(),
+        stride=tuple(strides),
+        padding=padding,
+        dilation=(1, 1),
+        groups=1,
+        bias=bias,
     )
     name = writer.add(f"{prefix}_conv", node, [cursor.node])
     out = tuple(int(s) for s in np.ravel(node.output_type["output"]))
@@ -390,7 +442,9 @@ def _write_discrete_neurons(writer, prefix, cursor, params, scope, factory, labe
     else:
         _no_permutation(cursor, label)
         shape = cursor.shape
-        if tuple(features) != (tuple(shape[1:]) + shape[:1] if cursor.channels_last else tuple(shape)):
+        if tuple(features) != (
+            tuple(shape[1:]) + shape[:1] if cursor.channels_last else tuple(shape)
+        ):
             raise ValueError(f"to_nir: {label} has size {features} but gets NIR shape {shape}")
     kind = "lif" if spiking else "li"
     neuron = _discrete_neuron(writer, f"{prefix}_{kind}", config, shape, spiking, label)
@@ -429,15 +483,24 @@ def _write_event(writer, prefix, cursor, params, scope, factory, label, opts) ->
         return np.broadcast_to(np.asarray(value, dtype=np.float64), shape).copy()
 
     tau_syn = per_neuron(neuron.tau_syn)
-    common = dict(tau_syn=tau_syn, tau_mem=per_neuron(neuron.tau_mem), r=tau_syn.copy(),
-                  v_leak=per_neuron(neuron.v_leak), w_in=per_neuron(1.0))
+    common = dict(
+        tau_syn=tau_syn,
+        tau_mem=per_neuron(neuron.tau_mem),
+        r=tau_syn.copy(),
+        v_leak=per_neuron(neuron.v_leak),
+        w_in=per_neuron(1.0),
+    )
     if factory == "LI":
         node = nir.CubaLI(metadata={"jaxsnn_readout": str(scope.get("readout", "max"))}, **common)
         name = writer.add(f"{prefix}_li", node, [linear])
         return _Cursor(name, shape, kind="event")
     meta["jaxsnn_reset"] = "hard"
-    node = nir.CubaLIF(v_threshold=per_neuron(neuron.v_th), v_reset=per_neuron(neuron.v_reset),
-                       metadata=meta, **common)
+    node = nir.CubaLIF(
+        v_threshold=per_neuron(neuron.v_th),
+        v_reset=per_neuron(neuron.v_reset),
+        metadata=meta,
+        **common,
+    )
     name = writer.add(f"{prefix}_lif", node, [linear])
     if scope.get("recurrent_init") is not None:
         w_rec = np.asarray(params["recurrent_weight"], dtype=np.float64).T.copy()
@@ -446,8 +509,15 @@ def _write_event(writer, prefix, cursor, params, scope, factory, label, opts) ->
     return _Cursor(name, shape, kind="event")
 
 
-def to_nir(layer: Any, params: Any, input_shape: Any, *, dt: float, dialect: str = "spec",
-           ignore_refractory: bool = False):
+def to_nir(
+    layer: Any,
+    params: Any,
+    input_shape: Any,
+    *,
+    dt: float,
+    dialect: str = "spec",
+    ignore_refractory: bool = False,
+):
     """Write a jaxsnn network as a ``nir.NIRGraph`` (see the module docstring for the mapping).
 
     Args:
@@ -492,7 +562,9 @@ def to_nir(layer: Any, params: Any, input_shape: Any, *, dt: float, dialect: str
     try:
         shape = tuple(int(s) for s in input_shape)
     except TypeError:
-        raise TypeError(f"to_nir: input_shape must be a tuple of ints, got {input_shape!r}") from None
+        raise TypeError(
+            f"to_nir: input_shape must be a tuple of ints, got {input_shape!r}"
+        ) from None
     if dialect not in TARGETS:
         raise ValueError(f"to_nir: dialect must be one of {TARGETS}, got {dialect!r}")
     event = _is_event_network(layer)
@@ -508,14 +580,19 @@ def to_nir(layer: Any, params: Any, input_shape: Any, *, dt: float, dialect: str
         nir_shape, channels_last = shape, False
     else:
         if len(shape) < 2:
-            raise ValueError(f"to_nir: discrete networks take input_shape (T, *features), got {shape}")
+            raise ValueError(
+                f"to_nir: discrete networks take input_shape (T, *features), got {shape}"
+            )
         features = shape[1:]
         channels_last = len(features) == 3
         nir_shape = (features[2], features[0], features[1]) if channels_last else features
     writer.add("input", nir.Input(input_type={"input": np.array(nir_shape)}), [])
-    cursor = _Cursor("input", nir_shape, channels_last=channels_last,
-                     kind="event" if event else "discrete")
-    cursor = _write_layer(writer, layer, params, cursor, [0], {"ignore_refractory": ignore_refractory})
+    cursor = _Cursor(
+        "input", nir_shape, channels_last=channels_last, kind="event" if event else "discrete"
+    )
+    cursor = _write_layer(
+        writer, layer, params, cursor, [0], {"ignore_refractory": ignore_refractory}
+    )
     if cursor.permutation is not None:
         raise ValueError(
             "to_nir: the network ends with a Flatten of a (H, W, C) tensor, whose order NIR "
@@ -524,8 +601,12 @@ def to_nir(layer: Any, params: Any, input_shape: Any, *, dt: float, dialect: str
     writer.add("output", nir.Output(output_type={"output": np.array(cursor.shape)}), [cursor.node])
     from jaxsnn import __version__
 
-    metadata = {"writer": "jaxsnn", "jaxsnn_version": __version__, "dt": float(dt),
-                "dialect": dialect}
+    metadata = {
+        "writer": "jaxsnn",
+        "jaxsnn_version": __version__,
+        "dt": float(dt),
+        "dialect": dialect,
+    }
     return nir.NIRGraph(nodes=writer.nodes, edges=writer.edges, metadata=metadata)
 
 

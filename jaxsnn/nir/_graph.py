@@ -5,10 +5,12 @@ feedback loop runs over the whole window at once (a stateless node as one array 
 e.g. one ``(T, n_in) @ (n_in, n_out)`` matrix multiply; a neuron as one ``lax.scan`` of its
 elementwise update), in topological order. The nodes of each feedback loop advance together in
 one ``lax.scan`` over time. Inside a loop, a node's same-step inputs must be computed before it,
-which is possible unless the loop passes only through feed-through nodes; there, the edge that
-closes the loop in a depth-first search from the loop's entry (in the file's edge order)
-delivers its source's output of the previous step (zeros at rest). A node that fires from its
-previous state (``Node.emit``) breaks a loop without that delay.
+which is possible unless the loop passes only through feed-through nodes; there, one edge per
+cycle delivers its source's output of the previous step (zeros at rest): the last edge leaving
+a stateful node (a neuron's spikes) on the cycle that a depth-first search from the loop's
+entry (in the file's edge order) closes, or the closing edge itself if the cycle has no
+stateful node. A node that fires from its previous state (``Node.emit``) breaks a loop without
+that delay.
 
 Summation. Several edges into one node are summed, inputs from outside a loop first, then in
 the file's edge order.
@@ -17,7 +19,7 @@ the file's edge order.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -311,8 +313,17 @@ def build_program(graph: Any, dialect: Dialect, dt: float, spike_fn) -> Program:
             continue
         plan.append(_group(members, built, sources_in_file, sources))
     sources[output_name] = tuple(sources_in_file[output_name])
-    return Program(built, input_name, tuple(input_shape), output_name, output_shape, sources,
-                   tuple(plan), dialect, dt)
+    return Program(
+        built,
+        input_name,
+        tuple(input_shape),
+        output_name,
+        output_shape,
+        sources,
+        tuple(plan),
+        dialect,
+        dt,
+    )
 
 
 def _delayed_edges(members, depends, entries, built) -> set:
@@ -327,8 +338,9 @@ def _delayed_edges(members, depends, entries, built) -> set:
     delayed: set = set()
 
     def successors(node):
-        return [t for t in members if t in depends and node in depends[t]
-                and (node, t) not in delayed]
+        return [
+            t for t in members if t in depends and node in depends[t] and (node, t) not in delayed
+        ]
 
     while True:
         state: Dict[str, str] = {}
@@ -475,7 +487,9 @@ def _run_group(group: Group, program: Program, params, values, carry_nodes, carr
     return states_T, prev_T, outs, records
 
 
-def run_program(program: Program, params: Dict[str, Any], inputs: Array, carry: Optional[GraphState]):
+def run_program(
+    program: Program, params: Dict[str, Any], inputs: Array, carry: Optional[GraphState]
+):
     """Run the imported graph on one sample ``inputs (T, *input_shape)``."""
     dtype = jnp.result_type(inputs.dtype, *jax.tree_util.tree_leaves(params))
     inputs = inputs.astype(dtype)
@@ -498,8 +512,9 @@ def run_program(program: Program, params: Dict[str, Any], inputs: Array, carry: 
             continue
         node = program.nodes[entry]
         x = sum_inputs([values[s] for s in program.sources[entry]])
-        state, y, record = _window(node, _node_params(params, entry), x,
-                                   carry_nodes.get(entry), dtype)
+        state, y, record = _window(
+            node, _node_params(params, entry), x, carry_nodes.get(entry), dtype
+        )
         if node.stateful:
             new_nodes[entry] = state
         values[entry] = y
@@ -527,7 +542,9 @@ def make_layer(program: Program, params0: Dict[str, Any], label: str) -> Layer:
         try:
             shape = tuple(int(s) for s in input_shape)
         except TypeError:
-            raise TypeError(f"{label}: input_shape must be a tuple of ints, got {input_shape!r}") from None
+            raise TypeError(
+                f"{label}: input_shape must be a tuple of ints, got {input_shape!r}"
+            ) from None
         if shape[n_time_dims:] != program.input_shape or len(shape) != 1 + len(program.input_shape):
             raise ValueError(
                 f"{label} takes inputs (time, {', '.join(map(str, program.input_shape))}) (the "
@@ -561,7 +578,9 @@ def make_layer(program: Program, params0: Dict[str, Any], label: str) -> Layer:
         if not hasattr(inputs, "shape") or not hasattr(inputs, "dtype"):
             raise TypeError(f"{label}: inputs must be an array, got {type(inputs).__name__}")
         check_float_dtype(f"{label}: inputs", inputs)
-        if tuple(inputs.shape[1:]) != program.input_shape or inputs.ndim != 1 + len(program.input_shape):
+        if tuple(inputs.shape[1:]) != program.input_shape or inputs.ndim != 1 + len(
+            program.input_shape
+        ):
             raise ValueError(
                 f"{label}: inputs must be (time, {', '.join(map(str, program.input_shape))}) "
                 f"for one sample (batch with jax.vmap), got shape {tuple(inputs.shape)}"

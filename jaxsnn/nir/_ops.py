@@ -22,7 +22,9 @@ Pads = Tuple[Tuple[int, int], ...]
 def fold_leading(x: Array, n_trailing: int) -> Tuple[Array, Tuple[int, ...]]:
     """Merge all axes before the last ``n_trailing`` into one batch axis (for convolutions)."""
     lead = tuple(x.shape[: x.ndim - n_trailing])
-    return jnp.reshape(x, (int(np.prod(lead, dtype=np.int64)),) + tuple(x.shape[x.ndim - n_trailing:])), lead
+    return jnp.reshape(
+        x, (int(np.prod(lead, dtype=np.int64)),) + tuple(x.shape[x.ndim - n_trailing :])
+    ), lead
 
 
 def unfold_leading(y: Array, lead: Tuple[int, ...]) -> Array:
@@ -76,7 +78,9 @@ def conv(
     return unfold_leading(y, lead)
 
 
-def pool2d(x: Array, kernel: Sequence[int], stride: Sequence[int], padding: Pads, mean: bool) -> Array:
+def pool2d(
+    x: Array, kernel: Sequence[int], stride: Sequence[int], padding: Pads, mean: bool
+) -> Array:
     """Sum (or mean over the whole window, zero padding included) over the last two axes."""
     window = (1,) * (x.ndim - 2) + tuple(int(k) for k in kernel)
     strides = (1,) * (x.ndim - 2) + tuple(int(s) for s in stride)

@@ -68,8 +68,14 @@ class _FeedThrough(jnir.Spyx):
             new_state, _ = node.step(p, state, inputs)
             return new_state, spike_fn(new_state.v - float(np.mean(threshold)))
 
-        return Node(node.name, node.kind, node.in_shape, node.out_shape,
-                    init_state=node.init_state, step=step)
+        return Node(
+            node.name,
+            node.kind,
+            node.in_shape,
+            node.out_shape,
+            init_state=node.init_state,
+            step=step,
+        )
 
 
 class _SpyxLiteralSubgraph(jnir.Spyx):
@@ -107,8 +113,15 @@ class _SnnTorchLatency(jnir.SnnTorch):
             new_state, _ = node.step(p, state, inputs)
             return new_state, emit(p, state)
 
-        return Node(node.name, node.kind, node.in_shape, node.out_shape,
-                    init_state=node.init_state, step=step, emit=emit)
+        return Node(
+            node.name,
+            node.kind,
+            node.in_shape,
+            node.out_shape,
+            init_state=node.init_state,
+            step=step,
+            emit=emit,
+        )
 
 
 MUTATIONS = [
@@ -127,7 +140,11 @@ MUTATIONS = [
 ]
 
 
-@pytest.mark.parametrize("name,dialect", MUTATIONS, ids=[f"{n}-{type(d).__name__ if not isinstance(d, str) else d}" for n, d in MUTATIONS])
+@pytest.mark.parametrize(
+    "name,dialect",
+    MUTATIONS,
+    ids=[f"{n}-{type(d).__name__ if not isinstance(d, str) else d}" for n, d in MUTATIONS],
+)
 def test_a_changed_convention_breaks_the_comparison(nirtest, name, dialect):
     try:
         data, output, recording = run(nirtest, name, dialect=dialect)

@@ -49,8 +49,12 @@ def test_affine_bias_is_a_current_in_spec_and_per_step_in_peers():
 def test_scale_and_threshold():
     s = np.array([2.0, -1.0, 0.5])
     x = np.array([[1.0, 1.0, 2.0], [0.5, -1.0, 4.0]], np.float32)
-    out, _ = run(chain(nir.Scale(scale=s), nir.Threshold(threshold=np.array([1.0, 1.0, 1.0])),
-                       input_shape=[3]), x)
+    out, _ = run(
+        chain(
+            nir.Scale(scale=s), nir.Threshold(threshold=np.array([1.0, 1.0, 1.0])), input_shape=[3]
+        ),
+        x,
+    )
     # 2 > 1, -1 > 1, 1 > 1 (no: H(0) = 0); 1 > 1 (no), 1 > 1 (no), 2 > 1
     np.testing.assert_array_equal(out, [[1, 0, 0], [0, 0, 1]])
 
@@ -58,10 +62,15 @@ def test_scale_and_threshold():
 @pytest.mark.parametrize("start,end", [(0, -1), (1, 2), (0, 1), (-2, -1)])
 def test_flatten_respects_stored_dims(start, end):
     x = RNG.randn(3, 2, 3, 4).astype(np.float32)
-    out, _ = run(chain(nir.Flatten(input_type={"input": np.array([2, 3, 4])}, start_dim=start,
-                                   end_dim=end), input_shape=[2, 3, 4]), x)
+    out, _ = run(
+        chain(
+            nir.Flatten(input_type={"input": np.array([2, 3, 4])}, start_dim=start, end_dim=end),
+            input_shape=[2, 3, 4],
+        ),
+        x,
+    )
     s, e = start % 3, end % 3
-    shape = (3,) + (2, 3, 4)[:s] + (int(np.prod((2, 3, 4)[s:e + 1])),) + (2, 3, 4)[e + 1:]
+    shape = (3,) + (2, 3, 4)[:s] + (int(np.prod((2, 3, 4)[s : e + 1])),) + (2, 3, 4)[e + 1 :]
     np.testing.assert_array_equal(out, x.reshape(shape))
 
 
@@ -79,7 +88,8 @@ def conv_reference(x, w, b, stride, pads, dilation, groups):
     c_out, c_in_g = w.shape[:2]
     kernel = w.shape[2:]
     out_shape = [
-        (x.shape[1 + d] - dilation[d] * (kernel[d] - 1) - 1) // stride[d] + 1 for d in range(n_spatial)
+        (x.shape[1 + d] - dilation[d] * (kernel[d] - 1) - 1) // stride[d] + 1
+        for d in range(n_spatial)
     ]
     y = np.zeros([c_out] + out_shape)
     per_group = c_out // groups
@@ -117,8 +127,15 @@ def test_conv_matches_the_definition(n_spatial, padding, stride, dilation, group
     spatial = (size,) * n_spatial
     x = RNG.randn(2, c_in, *spatial).astype(np.float32)
     cls = nir.Conv1d if n_spatial == 1 else nir.Conv2d
-    node = cls(input_shape=spatial[0] if n_spatial == 1 else spatial, weight=w, stride=stride,
-               padding=padding, dilation=dilation, groups=groups, bias=b)
+    node = cls(
+        input_shape=spatial[0] if n_spatial == 1 else spatial,
+        weight=w,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+        bias=b,
+    )
     dt = 0.5
     out, _ = run(chain(node, input_shape=[c_in, *spatial]), x, dt=dt)
 
@@ -133,7 +150,9 @@ def test_conv_matches_the_definition(n_spatial, padding, stride, dilation, group
     else:
         pads = [(p, p) for p in tup(padding)]
     for t in range(2):
-        expected = conv_reference(x[t].astype(np.float64), w, b * dt, tup(stride), pads, dil, groups)
+        expected = conv_reference(
+            x[t].astype(np.float64), w, b * dt, tup(stride), pads, dil, groups
+        )
         np.testing.assert_allclose(out[t], expected, rtol=1e-4, atol=1e-4)
 
 
@@ -146,7 +165,7 @@ def test_pooling_matches_the_definition(mean):
     padded = np.pad(x, [(0, 0), (0, 0), (1, 1), (0, 0)])
     expected = np.zeros((2, 3, 4, 3))
     for i, j in itertools.product(range(4), range(3)):
-        window = padded[:, :, 2 * i:2 * i + 3, 2 * j:2 * j + 2]
+        window = padded[:, :, 2 * i : 2 * i + 3, 2 * j : 2 * j + 2]
         expected[:, :, i, j] = window.sum(axis=(2, 3)) / (6.0 if mean else 1.0)
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
 
@@ -209,17 +228,23 @@ def test_integrators():
     # neuron 0: 0.6, 1.2 -> spike, reset 0; 0; 0.5.  neuron 1: 0.5, 1.0 (not > 1), 1.5 -> spike,
     # reset 0.25; 0.75.
     np.testing.assert_array_equal(out, [[0, 0], [1, 0], [0, 1], [0, 0]])
-    np.testing.assert_allclose(np.asarray(rec["n0"].state.v), [[0.6, 0.5], [0.0, 1.0],
-                                                              [0.0, 0.25], [0.5, 0.75]], rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(rec["n0"].state.v), [[0.6, 0.5], [0.0, 1.0], [0.0, 0.25], [0.5, 0.75]], rtol=1e-6
+    )
 
 
 def test_several_edges_into_one_node_are_summed():
     w1, w2 = RNG.randn(3, 4), RNG.randn(3, 4)
-    lif = dict(tau=np.full(3, 5e-3), r=np.full(3, 5.0), v_leak=np.zeros(3),
-               v_threshold=np.full(3, 0.5))
-    nodes = {"input": nir.Input(input_type={"input": np.array([4])}), "a": nir.Linear(weight=w1),
-             "b": nir.Linear(weight=w2), "lif": nir.LIF(**lif),
-             "output": nir.Output(output_type={"output": np.array([3])})}
+    lif = dict(
+        tau=np.full(3, 5e-3), r=np.full(3, 5.0), v_leak=np.zeros(3), v_threshold=np.full(3, 0.5)
+    )
+    nodes = {
+        "input": nir.Input(input_type={"input": np.array([4])}),
+        "a": nir.Linear(weight=w1),
+        "b": nir.Linear(weight=w2),
+        "lif": nir.LIF(**lif),
+        "output": nir.Output(output_type={"output": np.array([3])}),
+    }
     edges = [("input", "a"), ("input", "b"), ("a", "lif"), ("b", "lif"), ("lif", "output")]
     x = (RNG.rand(20, 4) < 0.5).astype(np.float32)
     two, rec = run(graph_of(nodes, edges), x)
@@ -230,15 +255,26 @@ def test_several_edges_into_one_node_are_summed():
 
 def test_nested_graph_is_inlined():
     w = RNG.randn(3, 4) * 3
-    lif = nir.LIF(tau=np.full(3, 5e-3), r=np.full(3, 5.0), v_leak=np.zeros(3),
-                  v_threshold=np.full(3, 0.5))
-    inner = graph_of({"in": nir.Input(input_type={"input": np.array([4])}),
-                      "w": nir.Linear(weight=w), "lif": lif,
-                      "out": nir.Output(output_type={"output": np.array([3])})},
-                     [("in", "w"), ("w", "lif"), ("lif", "out")])
-    outer = graph_of({"input": nir.Input(input_type={"input": np.array([4])}), "sub": inner,
-                      "output": nir.Output(output_type={"output": np.array([3])})},
-                     [("input", "sub"), ("sub", "output")])
+    lif = nir.LIF(
+        tau=np.full(3, 5e-3), r=np.full(3, 5.0), v_leak=np.zeros(3), v_threshold=np.full(3, 0.5)
+    )
+    inner = graph_of(
+        {
+            "in": nir.Input(input_type={"input": np.array([4])}),
+            "w": nir.Linear(weight=w),
+            "lif": lif,
+            "out": nir.Output(output_type={"output": np.array([3])}),
+        },
+        [("in", "w"), ("w", "lif"), ("lif", "out")],
+    )
+    outer = graph_of(
+        {
+            "input": nir.Input(input_type={"input": np.array([4])}),
+            "sub": inner,
+            "output": nir.Output(output_type={"output": np.array([3])}),
+        },
+        [("input", "sub"), ("sub", "output")],
+    )
     x = (RNG.rand(20, 4) < 0.5).astype(np.float32)
     nested, rec = run(outer, x)
     flat, _ = run(chain(nir.Linear(weight=w), lif, input_shape=[4]), x)
@@ -251,10 +287,13 @@ def test_feedback_loop_delays_the_spikes_in_spec():
     n, dt = 3, 1e-3
     w_in, w_rec, b = RNG.randn(n, 2) * 2, RNG.randn(n, n) * 2, RNG.rand(n)
     tau, r, thr = np.full(n, 5e-3), np.full(n, 5.0), np.full(n, 0.4)
-    nodes = {"input": nir.Input(input_type={"input": np.array([2])}), "w": nir.Linear(weight=w_in),
-             "lif": nir.LIF(tau=tau, r=r, v_leak=np.zeros(n), v_threshold=thr),
-             "rec": nir.Affine(weight=w_rec, bias=b),
-             "output": nir.Output(output_type={"output": np.array([n])})}
+    nodes = {
+        "input": nir.Input(input_type={"input": np.array([2])}),
+        "w": nir.Linear(weight=w_in),
+        "lif": nir.LIF(tau=tau, r=r, v_leak=np.zeros(n), v_threshold=thr),
+        "rec": nir.Affine(weight=w_rec, bias=b),
+        "output": nir.Output(output_type={"output": np.array([n])}),
+    }
     edges = [("input", "w"), ("w", "lif"), ("lif", "rec"), ("rec", "lif"), ("lif", "output")]
     x = (RNG.rand(30, 2) < 0.4).astype(np.float64)
     with jax.enable_x64(True):
@@ -274,10 +313,15 @@ def test_feedback_loop_delays_the_spikes_in_spec():
 def test_loop_of_two_neurons_delays_the_edge_that_closes_it():
     """input -> a -> b -> a: the edge b -> a (closing the loop) carries the previous step."""
     n = 2
-    lif = dict(tau=np.full(n, 5e-3), r=np.full(n, 5.0), v_leak=np.zeros(n),
-               v_threshold=np.full(n, 0.3))
-    nodes = {"input": nir.Input(input_type={"input": np.array([n])}), "a": nir.LIF(**lif),
-             "b": nir.LIF(**lif), "output": nir.Output(output_type={"output": np.array([n])})}
+    lif = dict(
+        tau=np.full(n, 5e-3), r=np.full(n, 5.0), v_leak=np.zeros(n), v_threshold=np.full(n, 0.3)
+    )
+    nodes = {
+        "input": nir.Input(input_type={"input": np.array([n])}),
+        "a": nir.LIF(**lif),
+        "b": nir.LIF(**lif),
+        "output": nir.Output(output_type={"output": np.array([n])}),
+    }
     edges = [("input", "a"), ("a", "b"), ("b", "a"), ("b", "output")]
     x = (RNG.rand(25, n) < 0.5).astype(np.float32)
     layer, params = jnir.from_nir(graph_of(nodes, edges), dt=1e-3, dialect="spec")

@@ -49,28 +49,37 @@ def bernoulli(shape, p=0.4, seed=1, scale=1.0):
 CASES = {
     "lif-subtract": (jaxsnn.serial(LIF(8, weight_scale=4.0, **KW)), (30, 5)),
     "lif-hard-leak-reset": (
-        jaxsnn.serial(LIF(8, weight_scale=4.0, reset="hard", v_leak=0.1, v_reset=-0.2, v_th=0.8,
-                          **KW)),
+        jaxsnn.serial(
+            LIF(8, weight_scale=4.0, reset="hard", v_leak=0.1, v_reset=-0.2, v_th=0.8, **KW)
+        ),
         (30, 5),
     ),
     "dense-bias-lif-project-false": (
-        jaxsnn.serial(Dense(8, bias=True, bias_init=jax.nn.initializers.uniform(0.5),
-                            weight_scale=4.0), LIF(8, project=False, **KW)),
+        jaxsnn.serial(
+            Dense(8, bias=True, bias_init=jax.nn.initializers.uniform(0.5), weight_scale=4.0),
+            LIF(8, project=False, **KW),
+        ),
         (30, 5),
     ),
-    "dense-no-bias-li": (jaxsnn.serial(Dense(6, weight_scale=2.0), LI(6, project=False, **KW)),
-                         (30, 5)),
+    "dense-no-bias-li": (
+        jaxsnn.serial(Dense(6, weight_scale=2.0), LI(6, project=False, **KW)),
+        (30, 5),
+    ),
     "li-project": (jaxsnn.serial(LIF(8, weight_scale=4.0, **KW), LI(3, **KW)), (30, 5)),
     "recurrent": (
-        jaxsnn.serial(RecurrentLIF(8, weight_scale=4.0, recurrent_scale=2.0, **KW)), (30, 5)
+        jaxsnn.serial(RecurrentLIF(8, weight_scale=4.0, recurrent_scale=2.0, **KW)),
+        (30, 5),
     ),
     "recurrent-project-false": (
-        jaxsnn.serial(Dense(8, weight_scale=4.0),
-                      RecurrentLIF(8, project=False, recurrent_scale=2.0, reset="hard", **KW)),
+        jaxsnn.serial(
+            Dense(8, weight_scale=4.0),
+            RecurrentLIF(8, project=False, recurrent_scale=2.0, reset="hard", **KW),
+        ),
         (30, 5),
     ),
     "stax-dense-flatten": (
-        jaxsnn.serial(jaxsnn.stateless(stax.Dense(8)), LIF(8, project=False, **KW)), (30, 5)
+        jaxsnn.serial(jaxsnn.stateless(stax.Dense(8)), LIF(8, project=False, **KW)),
+        (30, 5),
     ),
 }
 
@@ -93,11 +102,16 @@ CONV_CASES = {
 
 @pytest.mark.parametrize("case", sorted(CONV_CASES))
 def test_conv_round_trip_is_exact(case, tmp_path):
-    conv = Conv(3, 3, weight_scale=3.0, bias_init=jax.nn.initializers.uniform(0.5),
-                **CONV_CASES[case])
+    conv = Conv(
+        3, 3, weight_scale=3.0, bias_init=jax.nn.initializers.uniform(0.5), **CONV_CASES[case]
+    )
     shape, _ = conv.init(jax.random.PRNGKey(0), (12, 7, 7, 2))
-    net = jaxsnn.serial(conv, LIF(shape[1:], project=False, **KW),
-                        jaxsnn.stateless(stax.Flatten), LIF(4, weight_scale=12.0, **KW))
+    net = jaxsnn.serial(
+        conv,
+        LIF(shape[1:], project=False, **KW),
+        jaxsnn.stateless(stax.Flatten),
+        LIF(4, weight_scale=12.0, **KW),
+    )
     x = bernoulli((12, 7, 7, 2), scale=1.0)
     expected, got, recording, nir_recording, graph = round_trip(
         net, (12, 7, 7, 2), x, channels_last=True, tmp_path=tmp_path
@@ -127,8 +141,12 @@ def test_single_state_lif_round_trip_if_available(tmp_path):
     params=strategies.lif_parameters("discrete"),
     seed=st.integers(0, 2**16),
 )
-@example(params=dict(tau_syn=5e-3, tau_mem=5e-3, dt=1e-3, v_th=1.0, v_reset=0.0, v_leak=0.0,
-                     reset="subtract"), seed=0)
+@example(
+    params=dict(
+        tau_syn=5e-3, tau_mem=5e-3, dt=1e-3, v_th=1.0, v_reset=0.0, v_leak=0.0, reset="subtract"
+    ),
+    seed=0,
+)
 def test_round_trip_is_exact_for_any_constants(params, seed):
     net = jaxsnn.serial(
         Dense(6, bias=True, bias_init=jax.nn.initializers.uniform(1.0), weight_scale=5.0),
@@ -153,7 +171,9 @@ def test_written_graph_declares_writer_and_reset():
     assert type(lif).__name__ == "CubaLIF" and lif.metadata["jaxsnn_reset"] == "subtract"
     np.testing.assert_allclose(lif.tau_syn, 5e-3, rtol=1e-12)
     np.testing.assert_allclose(lif.tau_mem, 1e-2, rtol=1e-12)
-    np.testing.assert_array_equal(graph.nodes["layer0_linear"].weight, np.asarray(params[0]["weight"]).T)
+    np.testing.assert_array_equal(
+        graph.nodes["layer0_linear"].weight, np.asarray(params[0]["weight"]).T
+    )
 
 
 def test_imported_layer_composes_in_serial():
@@ -178,8 +198,16 @@ def test_event_layers_are_written_as_the_exact_ode(tmp_path):
     from jaxsnn.event import RecurrentLIF as EventRecurrentLIF
 
     net = jaxsnn.serial(
-        EventLIF(5, tau_syn=4e-3, tau_mem=9e-3, v_th=0.7, v_reset=-0.1, v_leak=0.05,
-                 capacity=16, t_max=0.02),
+        EventLIF(
+            5,
+            tau_syn=4e-3,
+            tau_mem=9e-3,
+            v_th=0.7,
+            v_reset=-0.1,
+            v_leak=0.05,
+            capacity=16,
+            t_max=0.02,
+        ),
         EventRecurrentLIF(4, tau_syn=5e-3, tau_mem=1e-2, capacity=16, t_max=0.02),
         EventLI(2, tau_syn=5e-3, tau_mem=1e-2, t_max=0.02),
     )
@@ -189,16 +217,24 @@ def test_event_layers_are_written_as_the_exact_ode(tmp_path):
     nir.read(tmp_path / "event.nir")  # NIR's type check accepts the cycle and every node
     kinds = {k: type(v).__name__ for k, v in graph.nodes.items()}
     assert kinds == {
-        "input": "Input", "layer0_linear": "Linear", "layer0_lif": "CubaLIF",
-        "layer1_linear": "Linear", "layer1_lif": "CubaLIF", "layer1_rec": "Linear",
-        "layer2_linear": "Linear", "layer2_li": "CubaLI", "output": "Output",
+        "input": "Input",
+        "layer0_linear": "Linear",
+        "layer0_lif": "CubaLIF",
+        "layer1_linear": "Linear",
+        "layer1_lif": "CubaLIF",
+        "layer1_rec": "Linear",
+        "layer2_linear": "Linear",
+        "layer2_li": "CubaLI",
+        "output": "Output",
     }
     lif = graph.nodes["layer0_lif"]
-    for field, value in dict(tau_syn=4e-3, tau_mem=9e-3, v_threshold=0.7, v_reset=-0.1,
-                             v_leak=0.05, r=4e-3, w_in=1.0).items():
+    for field, value in dict(
+        tau_syn=4e-3, tau_mem=9e-3, v_threshold=0.7, v_reset=-0.1, v_leak=0.05, r=4e-3, w_in=1.0
+    ).items():
         np.testing.assert_array_equal(getattr(lif, field), np.full(5, value), err_msg=field)
-    np.testing.assert_array_equal(graph.nodes["layer1_rec"].weight,
-                                  np.asarray(params[1]["recurrent_weight"]).T)
+    np.testing.assert_array_equal(
+        graph.nodes["layer1_rec"].weight, np.asarray(params[1]["recurrent_weight"]).T
+    )
     assert ("layer1_rec", "layer1_lif") in graph.edges
 
 
@@ -209,8 +245,9 @@ def test_spec_integrates_the_event_ode_exactly(x64):
     from jaxsnn.testing.reference import event_state_at, simulate_event
 
     dt, n_steps = 2.5e-4, 80
-    params_neuron = LIFParameters(tau_syn=3e-3, tau_mem=7e-3, v_th=0.5, v_reset=0.0,
-                                  v_leak=0.02, t_ref=0.0)
+    params_neuron = LIFParameters(
+        tau_syn=3e-3, tau_mem=7e-3, v_th=0.5, v_reset=0.0, v_leak=0.02, t_ref=0.0
+    )
     net = EventLIF(3, tau_syn=3e-3, tau_mem=7e-3, v_th=0.5, v_leak=0.02, capacity=32, t_max=0.02)
     rng = np.random.RandomState(0)
     weight = rng.uniform(-0.2, 1.2, (4, 3))
@@ -281,8 +318,11 @@ def test_targets_refuse_what_the_importer_cannot_express():
         return net.init(jax.random.PRNGKey(0), (5, 3))[1]
 
     subtract = jaxsnn.serial(LIF(4, **KW))
-    with pytest.raises(ValueError, match=r"dialect='snntorch'\): LIF\(4\) resets by subtraction; "
-                                         r"snnTorch's importer resets to zero"):
+    with pytest.raises(
+        ValueError,
+        match=r"dialect='snntorch'\): LIF\(4\) resets by subtraction; "
+        r"snnTorch's importer resets to zero",
+    ):
         jnir.to_nir(subtract, params_of(subtract), (5, 3), dt=DT, dialect="snntorch")
     hard = jaxsnn.serial(LIF(4, reset="hard", **KW))
     with pytest.raises(ValueError, match=r"resets to v_reset; Spyx's neurons reset by subtracting"):

@@ -66,7 +66,9 @@ def test_gradient_equals_the_original_network(network):
     ]
     for expected, got in pairs:
         assert float(jnp.max(jnp.abs(expected))) > 0
-        np.testing.assert_allclose(got, expected, rtol=2e-4, atol=1e-6 * float(jnp.max(jnp.abs(expected))))
+        np.testing.assert_allclose(
+            got, expected, rtol=2e-4, atol=1e-6 * float(jnp.max(jnp.abs(expected)))
+        )
 
 
 def test_chunks_with_carry_equal_one_window(network):
@@ -81,8 +83,15 @@ def test_chunks_with_carry_equal_one_window(network):
 def test_recording_holds_every_internal_node(network):
     _, _, layer, imported, x = network
     _, _, recording = layer.apply(imported, x[0])
-    assert set(recording) == {"layer0_affine", "layer1_lif", "layer2_linear", "layer2_lif",
-                              "layer2_rec", "layer3_linear", "layer3_li"}
+    assert set(recording) == {
+        "layer0_affine",
+        "layer1_lif",
+        "layer2_linear",
+        "layer2_lif",
+        "layer2_rec",
+        "layer3_linear",
+        "layer3_li",
+    }
     assert recording["layer1_lif"].state.current.shape == (30, 8)
     assert recording["layer0_affine"].state is None
     assert float(recording["layer2_lif"].output.sum()) > 0
