@@ -31,10 +31,8 @@ def run(graph, x, dt=1e-3, dialect="spec"):
     return np.asarray(out), recording
 
 
-RNG = np.random.RandomState(0)
-
-
 def test_affine_bias_is_a_current_in_spec_and_per_step_in_peers():
+    RNG = np.random.RandomState(0)
     w, b = RNG.randn(3, 4), RNG.randn(3)
     x = RNG.randn(5, 4).astype(np.float32)
     dt = 0.01
@@ -61,6 +59,7 @@ def test_scale_and_threshold():
 
 @pytest.mark.parametrize("start,end", [(0, -1), (1, 2), (0, 1), (-2, -1)])
 def test_flatten_respects_stored_dims(start, end):
+    RNG = np.random.RandomState(0)
     x = RNG.randn(3, 2, 3, 4).astype(np.float32)
     out, _ = run(
         chain(
@@ -75,6 +74,7 @@ def test_flatten_respects_stored_dims(start, end):
 
 
 def test_spyx_flattens_channels_last():
+    RNG = np.random.RandomState(0)
     x = RNG.randn(2, 2, 3, 4).astype(np.float32)
     node = nir.Flatten(input_type={"input": np.array([2, 3, 4])}, start_dim=0, end_dim=-1)
     out, _ = run(chain(node, input_shape=[2, 3, 4]), x, dialect="spyx")
@@ -120,6 +120,7 @@ CONVS = [
 
 @pytest.mark.parametrize("n_spatial,padding,stride,dilation,groups", CONVS)
 def test_conv_matches_the_definition(n_spatial, padding, stride, dilation, groups):
+    RNG = np.random.RandomState(0)
     c_in, c_out, size = 4, 4, 7
     kernel = (3,) * n_spatial if n_spatial == 1 else (3, 2)
     w = RNG.randn(c_out, c_in // groups, *kernel)
@@ -158,6 +159,7 @@ def test_conv_matches_the_definition(n_spatial, padding, stride, dilation, group
 
 @pytest.mark.parametrize("mean", [False, True])
 def test_pooling_matches_the_definition(mean):
+    RNG = np.random.RandomState(0)
     x = RNG.randn(2, 3, 7, 6).astype(np.float32)
     cls = nir.AvgPool2d if mean else nir.SumPool2d
     node = cls(kernel_size=np.array([3, 2]), stride=np.array([2, 2]), padding=np.array([1, 0]))
@@ -171,6 +173,7 @@ def test_pooling_matches_the_definition(mean):
 
 
 def test_delay_shifts_each_element_by_its_steps():
+    RNG = np.random.RandomState(0)
     dt = 1e-3
     delays = np.array([0.0, 1e-3, 3e-3])
     x = RNG.randn(8, 3).astype(np.float32)
@@ -198,6 +201,7 @@ def exact_li(x, tau, r, v_leak, dt, v0):
 
 
 def test_li_and_lif_integrate_the_ode_exactly(x64):
+    RNG = np.random.RandomState(0)
     tau, r, v_leak, dt = np.array([4e-3, 9e-3]), np.array([0.5, 2.0]), np.array([0.1, -0.2]), 1e-3
     x = RNG.rand(30, 2) * 0.01
     out, _ = run(chain(nir.LI(tau=tau, r=r, v_leak=v_leak), input_shape=[2]), x, dt=dt)
@@ -234,6 +238,7 @@ def test_integrators():
 
 
 def test_several_edges_into_one_node_are_summed():
+    RNG = np.random.RandomState(0)
     w1, w2 = RNG.randn(3, 4), RNG.randn(3, 4)
     lif = dict(
         tau=np.full(3, 5e-3), r=np.full(3, 5.0), v_leak=np.zeros(3), v_threshold=np.full(3, 0.5)
@@ -254,6 +259,7 @@ def test_several_edges_into_one_node_are_summed():
 
 
 def test_nested_graph_is_inlined():
+    RNG = np.random.RandomState(0)
     w = RNG.randn(3, 4) * 3
     lif = nir.LIF(
         tau=np.full(3, 5e-3), r=np.full(3, 5.0), v_leak=np.zeros(3), v_threshold=np.full(3, 0.5)
@@ -284,9 +290,10 @@ def test_nested_graph_is_inlined():
 
 def test_feedback_loop_delays_the_spikes_in_spec():
     """lif -> Affine(w_rec, b) -> lif: the loop delivers Affine(z_{t-1}); the bias acts from t=0."""
+    RNG = np.random.RandomState(0)
     n, dt = 3, 1e-3
-    w_in, w_rec, b = RNG.randn(n, 2) * 2, RNG.randn(n, n) * 2, RNG.rand(n)
-    tau, r, thr = np.full(n, 5e-3), np.full(n, 5.0), np.full(n, 0.4)
+    w_in, w_rec, b = RNG.randn(n, 2) * 2, RNG.randn(n, n) * 2, 100.0 + 100.0 * RNG.rand(n)
+    tau, r, thr = np.full(n, 5e-3), np.full(n, 5e-3), np.full(n, 0.4)
     nodes = {
         "input": nir.Input(input_type={"input": np.array([2])}),
         "w": nir.Linear(weight=w_in),
@@ -297,21 +304,26 @@ def test_feedback_loop_delays_the_spikes_in_spec():
     edges = [("input", "w"), ("w", "lif"), ("lif", "rec"), ("rec", "lif"), ("lif", "output")]
     x = (RNG.rand(30, 2) < 0.4).astype(np.float64)
     with jax.enable_x64(True):
-        out, _ = run(graph_of(nodes, edges), x, dt=dt)
+        out, recording = run(graph_of(nodes, edges), x, dt=dt)
     a = np.exp(-dt / tau)
-    v, z, expected = np.zeros(n), np.zeros(n), []
+    v, z, expected, membrane = np.zeros(n), np.zeros(n), [], []
     for x_t in x:
         drive = w_in @ x_t + (w_rec @ z + b * dt)
         v = a * (v + r * drive / tau)
         z = (v > thr).astype(float)
         v = np.where(z > 0, 0.0, v)
         expected.append(z)
+        membrane.append(v)
     assert 0 < np.sum(expected) < np.size(expected)
     np.testing.assert_array_equal(out, np.array(expected))
+    np.testing.assert_allclose(
+        np.asarray(recording["lif"].state.v), np.array(membrane), rtol=1e-12, atol=1e-14
+    )
 
 
 def test_loop_of_two_neurons_delays_the_edge_that_closes_it():
     """input -> a -> b -> a: the edge b -> a (closing the loop) carries the previous step."""
+    RNG = np.random.RandomState(0)
     n = 2
     lif = dict(
         tau=np.full(n, 5e-3), r=np.full(n, 5.0), v_leak=np.zeros(n), v_threshold=np.full(n, 0.3)
@@ -332,3 +344,39 @@ def test_loop_of_two_neurons_delays_the_edge_that_closes_it():
     shifted = x + np.concatenate([np.zeros((1, n)), b_out[:-1]])
     alone, _ = run(chain(nir.LIF(**lif), input_shape=[n]), shifted)
     np.testing.assert_array_equal(alone, a_out)
+
+
+@pytest.mark.parametrize("ratio", [0.5, 1.0, 2.0])
+def test_cubali_integrates_the_ode_exactly(x64, ratio):
+    """CubaLI with arbitrary r, w_in, v_leak against the float64 event-by-event solution of
+    tau_syn dI/dt = -I + w_in S, tau_mem dv/dt = v_leak - v + r I (tau_mem = tau_syn is the
+    limit case of the exact gain)."""
+    RNG = np.random.RandomState(0)
+    from jaxsnn.event.neuron import LIFParameters
+    from jaxsnn.testing.reference import event_state_at
+
+    dt, n_steps, tau_syn = 5e-4, 40, 4e-3
+    tau_mem = ratio * tau_syn
+    r, w_in, v_leak = np.array([0.7, 2.0]), np.array([1.5, 0.3]), np.array([0.1, -0.2])
+    node = nir.CubaLI(
+        tau_syn=np.full(2, tau_syn), tau_mem=np.full(2, tau_mem), r=r, v_leak=v_leak, w_in=w_in
+    )
+    x = RNG.rand(n_steps, 2) * (RNG.rand(n_steps, 2) < 0.3) * 1e-2
+    out, _ = run(chain(node, input_shape=[2]), x, dt=dt)
+    # The event reference: I_ref = r I jumps by r w_in x / tau_syn at the start of each step,
+    # one reference input per event (its own amplitude as its weight).
+    steps, idx = np.nonzero(x)
+    times = steps * dt
+    neuron = LIFParameters(
+        tau_syn=tau_syn, tau_mem=tau_mem, v_th=1e9, v_reset=0.0, v_leak=v_leak, t_ref=0.0
+    )
+    for t in range(0, n_steps, 7):
+        expected = np.zeros(2)
+        for i in range(2):
+            mine = idx == i
+            w = (r[i] * w_in[i] / tau_syn) * x[steps[mine], i][:, None]
+            params_i = neuron._replace(v_leak=v_leak[i])
+            # At the end of step t (an input at that instant changes I, not v).
+            v, _ = event_state_at(w, times[mine], np.arange(mine.sum()), params_i, (t + 1) * dt)
+            expected[i] = v[0]
+        np.testing.assert_allclose(out[t], expected, rtol=1e-10, atol=1e-13)
