@@ -411,12 +411,17 @@ DT = 1e-3
 KW = dict(tau_syn=5e-3, tau_mem=1e-2, dt=DT)
 
 
+def zeros(key, shape, dtype=jnp.float32):
+    # The values do not matter here; zeros avoid compiling jax.random for every shape.
+    return jnp.zeros(shape, dtype)
+
+
 def init(net, shape):
     return net.init(jax.random.PRNGKey(0), shape)[1]
 
 
 def test_to_nir_refuses_unknown_layers():
-    net = jaxsnn.serial(LIF(4, **KW), jaxsnn.stateless(stax.Relu))
+    net = jaxsnn.serial(LIF(4, weight_init=zeros, **KW), jaxsnn.stateless(stax.Relu))
     with pytest.raises(
         ValueError,
         match=r"layer 1 \(elementwise\) wraps the stax layer "
@@ -425,7 +430,7 @@ def test_to_nir_refuses_unknown_layers():
         jnir.to_nir(net, init(net, (5, 3)), (5, 3), dt=DT)
     from jaxsnn.event import ToSpikes
 
-    net = jaxsnn.serial(LIF(4, **KW), ToSpikes(dt=DT, capacity=8))
+    net = jaxsnn.serial(LIF(4, weight_init=zeros, **KW), ToSpikes(dt=DT, capacity=8))
     with pytest.raises(ValueError, match=r"converts between spike buffers and dense grids"):
         jnir.to_nir(net, init(net, (5, 3)), (5, 3), dt=DT)
     custom = jaxsnn.Layer(
@@ -438,7 +443,9 @@ def test_to_nir_refuses_unknown_layers():
 
 
 def test_to_nir_refuses_asymmetric_padding():
-    net = jaxsnn.serial(Conv(2, 2, padding="SAME"), LIF((6, 6, 2), project=False, **KW))
+    net = jaxsnn.serial(
+        Conv(2, 2, padding="SAME", weight_init=zeros), LIF((6, 6, 2), project=False, **KW)
+    )
     with pytest.raises(
         ValueError,
         match=r"Conv\(2, 2\) pads \[\(0, 1\), \(0, 1\)\].*NIR's Conv2d "
@@ -449,14 +456,14 @@ def test_to_nir_refuses_asymmetric_padding():
 
 def test_to_nir_refuses_a_trailing_channels_last_flatten():
     net = jaxsnn.serial(
-        Conv(2, 3, padding="SAME"),
+        Conv(2, 3, padding="SAME", weight_init=zeros),
         LIF((6, 6, 2), project=False, **KW),
         jaxsnn.stateless(stax.Flatten),
     )
     with pytest.raises(ValueError, match=r"ends with a Flatten of a \(H, W, C\) tensor"):
         jnir.to_nir(net, init(net, (3, 6, 6, 1)), (3, 6, 6, 1), dt=DT)
     net = jaxsnn.serial(
-        Conv(2, 3, padding="SAME"),
+        Conv(2, 3, padding="SAME", weight_init=zeros),
         LIF((6, 6, 2), project=False, **KW),
         jaxsnn.stateless(stax.Flatten),
         LIF(72, project=False, **KW),
@@ -468,7 +475,9 @@ def test_to_nir_refuses_a_trailing_channels_last_flatten():
 def test_to_nir_refuses_refractory_event_layers_unless_told():
     from jaxsnn.event import LIF as EventLIF
 
-    net = EventLIF(3, tau_syn=5e-3, tau_mem=1e-2, t_ref=2e-3, capacity=8, t_max=0.02)
+    net = EventLIF(
+        3, tau_syn=5e-3, tau_mem=1e-2, t_ref=2e-3, capacity=8, t_max=0.02, weight_init=zeros
+    )
     params = init(net, (2,))
     with pytest.raises(ValueError, match=r"refractory period t_ref=0.002.*ignore_refractory=True"):
         jnir.to_nir(net, params, (2,), dt=DT)
@@ -479,12 +488,13 @@ def test_to_nir_refuses_refractory_event_layers_unless_told():
 def test_to_nir_refuses_mixed_and_bad_arguments():
     from jaxsnn.event import LIF as EventLIF
 
-    event, dense = EventLIF(3, tau_syn=5e-3, tau_mem=1e-2, capacity=8, t_max=0.02), Dense(2)
+    event = EventLIF(3, tau_syn=5e-3, tau_mem=1e-2, capacity=8, t_max=0.02, weight_init=zeros)
+    dense = Dense(2, weight_init=zeros)
     net = jaxsnn.serial(event, dense)
     params = [init(event, (2,)), init(dense, (5, 3))]
     with pytest.raises(ValueError, match=r"layer 1 \(Dense\(2\)\) is discrete but follows event"):
         jnir.to_nir(net, params, (2,), dt=DT)
-    net = jaxsnn.serial(LIF(4, **KW))
+    net = jaxsnn.serial(LIF(4, weight_init=zeros, **KW))
     with pytest.raises(TypeError, match=r"input_shape must be a tuple of ints"):
         jnir.to_nir(net, init(net, (5, 3)), None, dt=DT)
     with pytest.raises(ValueError, match=r"discrete networks take input_shape \(T, \*features\)"):

@@ -14,13 +14,34 @@ DT = 1e-3
 KW = dict(tau_syn=5e-3, tau_mem=1e-2, dt=DT)
 
 
+def W(scale=1.0, seed=0):
+    """A NumPy weight initialiser (``scale * N(0, 1) / sqrt(fan_in)``): no jax.random
+    compilation per weight shape, which dominates these tests' time otherwise."""
+
+    def init(key, shape, dtype=jnp.float32):
+        rng = np.random.RandomState(seed + int(np.prod(shape)))
+        fan_in = int(np.prod(shape[:-1]))
+        return jnp.asarray(rng.randn(*shape) * scale / np.sqrt(fan_in), dtype)
+
+    return init
+
+
+def B(high=0.5, seed=1):
+    """A NumPy bias initialiser: uniform in [0, high)."""
+
+    def init(key, shape, dtype=jnp.float32):
+        return jnp.asarray(np.random.RandomState(seed).uniform(0.0, high, shape), dtype)
+
+    return init
+
+
 @pytest.fixture(scope="module")
 def network():
     net = jaxsnn.serial(
-        Dense(8, bias=True, bias_init=jax.nn.initializers.uniform(0.5), weight_scale=4.0),
+        Dense(8, bias=True, bias_init=B(0.5), weight_init=W(4.0)),
         LIF(8, project=False, **KW),
-        RecurrentLIF(6, weight_scale=4.0, recurrent_scale=2.0, **KW),
-        LI(3, **KW),
+        RecurrentLIF(6, weight_init=W(4.0), recurrent_init=W(2.0, seed=7), **KW),
+        LI(3, weight_init=W(), **KW),
     )
     _, params = net.init(jax.random.PRNGKey(0), (30, 5))
     layer, imported = jnir.from_nir(jnir.to_nir(net, params, (30, 5), dt=DT), dt=DT)
@@ -38,8 +59,9 @@ def test_jit_equals_eager(network):
 def test_vmap_equals_a_loop(network):
     _, _, layer, imported, x = network
     _, batched, recording = jax.vmap(lambda xs: layer.apply(imported, xs))(x)
+    apply = jax.jit(layer.apply)
     for b in range(x.shape[0]):
-        _, single, _ = layer.apply(imported, x[b])
+        _, single, _ = apply(imported, x[b])
         np.testing.assert_allclose(batched[b], single, rtol=1e-6, atol=1e-6)
     assert recording["layer2_lif"].output.shape == (4, 30, 6)
 
