@@ -5,8 +5,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-nir = pytest.importorskip("nir")
-
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 

@@ -13,6 +13,8 @@ import pytest
 import jaxsnn.nir as jnir
 from jaxsnn.nir._node import Node
 
+pytest.importorskip("nir")
+
 PEER_FIXTURES = {
     "snntorch_ff": "snntorch",
     "snntorch_rec": "snntorch",

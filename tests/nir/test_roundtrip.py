@@ -184,6 +184,20 @@ def test_round_trip_is_exact_for_any_constants(params, seed):
     assert spikes_in(recording) > 0
 
 
+def test_write_and_read_files(tmp_path):
+    net = jaxsnn.serial(LIF(5, weight_init=W(8.0, seed=4), **KW))
+    _, params = net.init(jax.random.PRNGKey(0), (20, 3))
+    graph = jnir.write(tmp_path / "net.nir", net, params, (20, 3), dt=DT)
+    assert jnir.detect_dialect(tmp_path / "net.nir") == "jaxsnn"
+    layer, imported = jnir.read(tmp_path / "net.nir", dt=DT)
+    x = bernoulli((20, 3), p=0.6, scale=3.0)
+    _, expected, _ = jax.jit(net.apply)(params, x)
+    np.testing.assert_array_equal(jax.jit(layer.apply)(imported, x)[1], expected)
+    assert float(np.sum(expected)) > 0 and set(graph.nodes) == set(
+        nir.read(tmp_path / "net.nir").nodes
+    )
+
+
 def test_written_graph_declares_writer_and_reset():
     net = jaxsnn.serial(LIF(4, reset="subtract", weight_init=W(), **KW))
     _, params = net.init(jax.random.PRNGKey(0), (5, 3))
@@ -229,9 +243,18 @@ def test_event_layers_are_written_as_the_exact_ode(tmp_path):
             v_leak=0.05,
             capacity=16,
             t_max=0.02,
+            weight_init=W(),
         ),
-        EventRecurrentLIF(4, tau_syn=5e-3, tau_mem=1e-2, capacity=16, t_max=0.02),
-        EventLI(2, tau_syn=5e-3, tau_mem=1e-2, t_max=0.02),
+        EventRecurrentLIF(
+            4,
+            tau_syn=5e-3,
+            tau_mem=1e-2,
+            capacity=16,
+            t_max=0.02,
+            weight_init=W(),
+            recurrent_init=W(seed=3),
+        ),
+        EventLI(2, tau_syn=5e-3, tau_mem=1e-2, t_max=0.02, weight_init=W()),
     )
     _, params = net.init(jax.random.PRNGKey(0), (3,))
     graph = jnir.to_nir(net, params, (3,), dt=1e-4)

@@ -119,7 +119,7 @@ def test_recording_holds_every_internal_node(network):
     assert float(recording["layer2_lif"].output.sum()) > 0
 
 
-@pytest.mark.parametrize("name", ["snntorch_rec", "spyx_rec", "norse_ff", "spyx_conv"])
+@pytest.mark.parametrize("name", ["snntorch_rec", "spyx_rec", "spyx_conv"])
 def test_peer_graphs_are_differentiable(nirtest, name):
     path, data = nirtest.fixture_data(name)
     layer, params = jnir.from_nir(path, dt=float(data["dt"]))
