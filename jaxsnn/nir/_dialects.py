@@ -564,15 +564,17 @@ class Spec(Dialect):
     * ``I``/``IF``: ``v_t = v_{t-1} + r x_t``.
     * Spiking nodes fire when ``v_t > v_threshold`` and reset to ``v_reset`` in the same step.
     * Rest: ``v = v_leak`` (``0`` for ``I``/``IF``), ``I = 0``.
-    * Feedback loops: the edge that closes a loop (depth-first from the Input, in the file's
-      edge order) delivers its source's output of the previous step.
+    * Feedback loops: a spike reaches the loop's next step (spikes are detected at the end of
+      a step): per cycle, the last edge leaving a neuron on the cycle that a depth-first search
+      from the loop's entry closes delivers its source's output of the previous step (so a
+      recurrent ``Affine`` bias acts from the first step).
     """
 
     name = "spec"
     bias_per_step = False
     recurrence = (
-        "the edge that closes a loop (depth-first from the Input, in edge order) delivers its "
-        "source's output of the previous step"
+        "per cycle, the last edge leaving a neuron (found depth-first from the loop's entry, in "
+        "edge order) delivers its source's output of the previous step"
     )
 
     def _reset(self, name: str, node: Any) -> str:
@@ -901,8 +903,8 @@ class Norse(Dialect):
         return f"Norse(convention={self.convention!r})"
 
     recurrence = (
-        "Norse writes no feedback loops; a loop is read as in 'spec' (the closing edge delivers "
-        "the previous step)"
+        "Norse writes no feedback loops; a loop is read as in 'spec' (per cycle, the last edge "
+        "leaving a neuron delivers the previous step)"
     )
 
     def io_shape(self, shape: Shape) -> Shape:
