@@ -16,9 +16,10 @@ the NIR equations reproduce the network):
   ``v_reset``; ``"subtract"`` is not expressible in its equations).
 * ``Dense``/``Linear`` (and ``stax.Dense``): ``Affine(weight.T, bias / dt)`` (NIR's bias is a
   constant current; the layer adds ``bias`` per step) or ``Linear``; ``Conv``: ``Conv2d`` with
-  explicit symmetric padding, channels first; a ``stax.Flatten`` of a channels-last tensor
+  explicit symmetric padding, channels first; ``SumPool``/``AvgPool`` (unpadded):
+  ``SumPool2d``/``AvgPool2d``; a ``Flatten`` (jaxsnn's or stax's) of a channels-last tensor
   becomes a NIR ``Flatten`` (channels first) whose order change is folded into the next
-  weights.
+  weights. ``MaxPool`` has no NIR node and raises.
 * event ``LIF``/``RecurrentLIF``/``LI``: ``Linear(weight.T)`` and ``CubaLIF``/``CubaLI`` with the
   layer's ``tau_syn``, ``tau_mem``, ``v_leak``, ``v_th``, ``v_reset``, ``w_in = 1`` and
   ``r = tau_syn`` (NIR's current is ``I / tau_syn`` of jaxsnn's), i.e. the exact ODE.
@@ -343,6 +344,10 @@ def _write_layer(
             return _write_conv(writer, prefix, cursor, params, scope, label)
         if factory in ("LIF", "LI", "RecurrentLIF"):
             return _write_discrete_neurons(writer, prefix, cursor, params, scope, factory, label)
+        if factory == "Flatten":
+            return _write_flatten(writer, prefix, cursor, label)
+        if factory == "_pool":
+            return _write_pool(writer, prefix, cursor, scope, label)
     if module.startswith("jaxsnn.event"):
         if factory in ("_spiking_layer", "LI"):
             return _write_event(writer, prefix, cursor, params, scope, factory, label, opts)
@@ -354,6 +359,7 @@ def _write_layer(
     raise ValueError(
         f"to_nir: layer {i} ({label}, {module}.{factory}) is not a layer to_nir can write "
         "(supported: serial, jaxsnn.discrete Dense/Linear, Conv, LIF, LI, RecurrentLIF, "
+        "SumPool, AvgPool, Flatten, "
         "jaxsnn.event LIF, RecurrentLIF, LI, and stateless stax Dense/Flatten)"
     )
 
@@ -428,6 +434,34 @@ def _write_conv(writer, prefix, cursor, params, scope, label) -> _Cursor:
     name = writer.add(f"{prefix}_conv", node, [cursor.node])
     out = tuple(int(s) for s in np.ravel(node.output_type["output"]))
     return _Cursor(name, out, channels_last=True)
+
+
+def _write_pool(writer, prefix, cursor, scope, label) -> _Cursor:
+    """``SumPool``/``AvgPool`` of ``jaxsnn.discrete``: NIR ``SumPool2d``/``AvgPool2d``."""
+    nir = writer.nir
+    _no_permutation(cursor, label)
+    kind = scope.get("kind")
+    if kind not in ("SumPool", "AvgPool"):
+        raise ValueError(
+            f"to_nir: {label} has no NIR node (NIR pools by sum or average, not by maximum)"
+        )
+    if len(cursor.shape) != 3 or not cursor.channels_last:
+        raise ValueError(f"to_nir: {label} takes (time, H, W, C), got NIR shape {cursor.shape}")
+    c, h, w = cursor.shape
+    window = tuple(int(k) for k in scope["window"])
+    strides = tuple(int(k) for k in scope["steps"][1:3])
+    pad = scope["pad"]
+    padding = _symmetric_padding(pad, (h, w), window, strides, label)
+    if kind == "AvgPool" and any(padding):
+        raise ValueError(
+            f"to_nir: {label} averages over the entries inside the input; NIR's AvgPool2d "
+            "counts the zero padding, so only unpadded average pooling can be written"
+        )
+    cls = nir.SumPool2d if kind == "SumPool" else nir.AvgPool2d
+    node = cls(kernel_size=np.array(window), stride=np.array(strides), padding=np.array(padding))
+    name = writer.add(f"{prefix}_{kind.lower()}", node, [cursor.node])
+    out = tuple((n + 2 * p - k) // s + 1 for n, p, k, s in zip((h, w), padding, window, strides))
+    return _Cursor(name, (c,) + out, channels_last=True)
 
 
 def _write_discrete_neurons(writer, prefix, cursor, params, scope, factory, label) -> _Cursor:
@@ -522,7 +556,8 @@ def to_nir(
 
     Args:
         layer: a ``jaxsnn.serial`` (nesting allowed) of ``jaxsnn.discrete`` ``Dense``/``Linear``,
-            ``Conv``, ``LIF``, ``LI``, ``RecurrentLIF`` and stateless ``stax.Dense``/``Flatten``,
+            ``Conv``, ``LIF``, ``LI``, ``RecurrentLIF``, ``SumPool``, ``AvgPool`` (unpadded),
+            ``Flatten`` and stateless ``stax.Dense``/``Flatten``,
             or of ``jaxsnn.event`` ``LIF``, ``RecurrentLIF``, ``LI``; or one such layer.
         params: the layer's params (as returned by its ``init``).
         input_shape: the layer's ``init`` input shape: ``(T, *features)`` for discrete networks

@@ -380,3 +380,30 @@ def test_targets_refuse_what_the_importer_cannot_express():
         jnir.to_nir(leaky, params_of(leaky), (5, 3), dt=DT, dialect="norse")
     with pytest.raises(ValueError, match=r"dialect must be one of"):
         jnir.to_nir(hard, params_of(hard), (5, 3), dt=DT, dialect="brian")
+
+
+def test_pool_and_flatten_round_trip_if_available(tmp_path):
+    discrete = jaxsnn.discrete
+    if not all(hasattr(discrete, n) for n in ("SumPool", "AvgPool", "MaxPool", "Flatten")):
+        pytest.skip("this jaxsnn has no discrete pooling layers")
+    net = jaxsnn.serial(
+        Conv(3, 3, padding=((1, 1), (1, 1)), weight_init=W(3.0), bias_init=B(0.5)),
+        LIF((8, 8, 3), project=False, **KW),
+        discrete.SumPool(2),
+        LIF((4, 4, 3), project=False, **KW),
+        discrete.AvgPool(2),
+        discrete.Flatten(),
+        LIF(4, weight_init=W(25.0, seed=2), **KW),
+    )
+    x = bernoulli((12, 8, 8, 2), scale=1.0)
+    expected, got, recording, _, graph = round_trip(
+        net, (12, 8, 8, 2), x, channels_last=True, tmp_path=tmp_path
+    )
+    np.testing.assert_array_equal(got, expected)
+    kinds = [type(n).__name__ for n in graph.nodes.values()]
+    assert {"SumPool2d", "AvgPool2d", "Flatten"} <= set(kinds)
+    assert float(np.sum(np.asarray(recording[3].spikes))) > 0
+    maxpool = jaxsnn.serial(Conv(3, 3, weight_init=W()), discrete.MaxPool(2))
+    _, params = maxpool.init(jax.random.PRNGKey(0), (4, 8, 8, 2))
+    with pytest.raises(ValueError, match=r"MaxPool\(2\) has no NIR node"):
+        jnir.to_nir(maxpool, params, (4, 8, 8, 2), dt=DT)
