@@ -26,20 +26,41 @@ RECORDED_RESULTS = REPO / "benchmarks" / "results"
 RECORDED_FIGURES = REPO / "examples" / "figures"
 
 
-def add_arguments(parser: argparse.ArgumentParser, *, seeds: int, epochs: int,
-                  first_seed: int = 0, train_samples: int = 0) -> None:
+def add_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    seeds: int,
+    epochs: int,
+    first_seed: int = 0,
+    train_samples: int = 0,
+) -> None:
     """The options every example has: seeds, epochs, data, output folder, plots, progress."""
-    parser.add_argument("--seeds", type=int, default=seeds, help="number of seeds (trained in parallel)")
+    parser.add_argument(
+        "--seeds", type=int, default=seeds, help="number of seeds (trained in parallel)"
+    )
     parser.add_argument("--first-seed", type=int, default=first_seed)
     parser.add_argument("--epochs", type=int, default=epochs)
-    parser.add_argument("--train-samples", type=int, default=train_samples,
-                        help="use the first N training samples (0 = the whole published split)")
-    parser.add_argument("--data-dir", default=None, help="directory of the published Yin-Yang arrays")
-    parser.add_argument("--out-dir", type=Path, default=OUTPUTS,
-                        help="folder for the result JSON and figures (default: outputs/, untracked)")
-    parser.add_argument("--record", action="store_true",
-                        help="write the committed records: benchmarks/results/<name>.json and "
-                             "examples/figures/<name>_*.png (overrides --out-dir)")
+    parser.add_argument(
+        "--train-samples",
+        type=int,
+        default=train_samples,
+        help="use the first N training samples (0 = the whole published split)",
+    )
+    parser.add_argument(
+        "--data-dir", default=None, help="directory of the published Yin-Yang arrays"
+    )
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=OUTPUTS,
+        help="folder for the result JSON and figures (default: outputs/, untracked)",
+    )
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="write the committed records: benchmarks/results/<name>.json and "
+        "examples/figures/<name>_*.png (overrides --out-dir)",
+    )
     parser.add_argument("--no-plots", action="store_true", help="write no figures")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
 
@@ -101,8 +122,10 @@ def set_postfix(bar: Any, **values: Any) -> None:
 def accuracy_text(accuracy: Any) -> str:
     """``mean +- std %`` over seeds, with the per-seed values."""
     accuracy = 100 * np.asarray(accuracy, dtype=float)
-    return (f"{accuracy.mean():.2f} +- {accuracy.std():.2f} % over {accuracy.size} seeds "
-            f"(per seed {np.round(accuracy, 2).tolist()})")
+    return (
+        f"{accuracy.mean():.2f} +- {accuracy.std():.2f} % over {accuracy.size} seeds "
+        f"(per seed {np.round(accuracy, 2).tolist()})"
+    )
 
 
 def machine() -> Dict[str, Any]:

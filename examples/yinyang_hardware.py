@@ -290,14 +290,17 @@ def train(config: Config, chip: EmulatorConfig, hardware: bool, progress: bool =
 
 
 def save_plots(results: Dict[str, Dict[str, Any]], config: Config, paths: _common.OutputPaths) -> list:
-    """Accuracy curves of both trainings (on chip and in software), and chip predictions."""
+    """Accuracy curves of the trainings that ran (on chip and in software), and chip predictions."""
     plt = _common.pyplot()
     saved = []
+    phases = [(label, key, color) for label, key, color in
+              (("in the loop", "in_the_loop", "C0"), ("software-trained", "software", "C1")) if key in results]
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    for label, result, color in (("in the loop", results["in_the_loop"], "C0"), ("software-trained", results["software"], "C1")):
-        for key, style in (("test_acc_chip", "-"), ("test_acc_software", ":")):
-            where = "on chip" if key.endswith("chip") else "in software"
-            plot.training_curves({f"{label}, tested {where}": result["history"][key]}, ax, scale=100,
+    for label, key, color in phases:
+        result = results[key]
+        for curve, style in (("test_acc_chip", "-"), ("test_acc_software", ":")):
+            where = "on chip" if curve.endswith("chip") else "in software"
+            plot.training_curves({f"{label}, tested {where}": result["history"][curve]}, ax, scale=100,
                                  color=color, linestyle=style)
     ax.set(ylabel="test accuracy (%)", ylim=(80, 100))
     ax.grid(alpha=0.3)
@@ -308,8 +311,8 @@ def save_plots(results: Dict[str, Dict[str, Any]], config: Config, paths: _commo
 
     xy = results["in_the_loop"]["test_set"].inputs[:, :2]
     labels = results["in_the_loop"]["test_set"].labels
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.8))
-    for ax, (label, key) in zip(axes, (("in the loop", "in_the_loop"), ("software-trained", "software"))):
+    fig, axes = plt.subplots(1, len(phases), figsize=(4 * len(phases), 3.8), squeeze=False)
+    for ax, (label, key, _) in zip(axes[0], phases):
         result = results[key]
         params0 = _common.unstack(result["params"], 0)
         measured = jax.jit(result["emulator"].run_jax)(params0, result["test_inputs"], jnp.uint32(2**31 - 1))
@@ -390,7 +393,7 @@ def main(argv=None) -> Dict[str, Any]:
         results[key] = train(config, chip, hardware=hardware, progress=not args.no_progress, data_dir=args.data_dir)
         record = _record(results, config, chip, argv)
         print("wrote", _common.write_record(paths, record))  # after each phase: partial results survive
-    if not args.no_plots and "software" in results:
+    if not args.no_plots:
         for path in save_plots(results, config, paths):
             print("saved", path)
     return record

@@ -50,7 +50,9 @@ def silent_fraction(first_times: Any, where: Optional[Any] = None) -> jax.Array:
     if not jnp.issubdtype(times.dtype, jnp.floating):
         raise TypeError(f"first_times must be a float array, got dtype {times.dtype}")
     if times.ndim < 1:
-        raise ValueError("first_times must have a neuron axis: shape (n,) or (..., n), got a scalar")
+        raise ValueError(
+            "first_times must have a neuron axis: shape (n,) or (..., n), got a scalar"
+        )
     silent = times == jnp.inf
     if where is not None:
         where = jnp.asarray(where)
@@ -69,7 +71,9 @@ def silent_fraction(first_times: Any, where: Optional[Any] = None) -> jax.Array:
     return jnp.mean(silent.astype(times.dtype), axis=axes)
 
 
-def bump_silent(amount: float, *, weight_key: str = "weight") -> optax.GradientTransformationExtraArgs:
+def bump_silent(
+    amount: float, *, weight_key: str = "weight"
+) -> optax.GradientTransformationExtraArgs:
     """Weight bumping of silent neurons, as a transformation chained after the optimiser.
 
     ``update(updates, state, params=None, *, silent)`` adds ``amount * silent`` to every input
@@ -103,8 +107,14 @@ def bump_silent(amount: float, *, weight_key: str = "weight") -> optax.GradientT
         del params
         return optax.EmptyState()
 
-    def update(updates: Any, state: optax.EmptyState, params: Any = None, *, silent: Any = None,
-               **extra_args: Any):
+    def update(
+        updates: Any,
+        state: optax.EmptyState,
+        params: Any = None,
+        *,
+        silent: Any = None,
+        **extra_args: Any,
+    ):
         del params, extra_args
         if silent is None:
             raise TypeError(

@@ -56,9 +56,7 @@ def _positive(name: str, value: Optional[float]) -> None:
         raise ValueError(f"{name} must be finite and > 0, got {value!r}")
 
 
-def raster_events(
-    spikes: Any, dt: Optional[float] = None
-) -> Tuple[np.ndarray, np.ndarray]:
+def raster_events(spikes: Any, dt: Optional[float] = None) -> Tuple[np.ndarray, np.ndarray]:
     """The ``(times, neurons)`` of every spike in a buffer or a dense grid, as NumPy arrays.
 
     Args:
@@ -172,7 +170,9 @@ def membrane_traces(
     if bad:
         raise ValueError(f"neurons {bad} out of range for {trace.shape[1]} neurons")
     if labels is not None and len(labels) != len(chosen):
-        raise ValueError(f"labels must name each of the {len(chosen)} drawn neurons, got {len(labels)}")
+        raise ValueError(
+            f"labels must name each of the {len(chosen)} drawn neurons, got {len(labels)}"
+        )
     steps = np.arange(trace.shape[0], dtype=float)
     time = steps if dt is None else steps * dt / (1.0 if time_unit is None else time_unit)
     ax = _axes(ax)
@@ -265,7 +265,9 @@ def prediction_scatter(
     xy = _points(points)
     predicted = np.asarray(predicted).astype(int)
     if predicted.shape != (xy.shape[0],):
-        raise ValueError(f"predicted must be ({xy.shape[0]},), one per point, got {predicted.shape}")
+        raise ValueError(
+            f"predicted must be ({xy.shape[0]},), one per point, got {predicted.shape}"
+        )
     top = max(int(predicted.max(initial=0)), 0) if n_classes is None else n_classes - 1
     ax = _axes(ax)
     shown = np.ma.masked_less(predicted.astype(float), 0)
@@ -276,10 +278,19 @@ def prediction_scatter(
     if labels is not None:
         labels = np.asarray(labels).astype(int)
         if labels.shape != predicted.shape:
-            raise ValueError(f"labels must have the shape of predicted {predicted.shape}, got {labels.shape}")
+            raise ValueError(
+                f"labels must have the shape of predicted {predicted.shape}, got {labels.shape}"
+            )
         wrong = predicted != labels
-        errors = ax.scatter(xy[wrong, 0], xy[wrong, 1], facecolors="none", edgecolors="red",
-                            s=25, linewidths=0.8, label=f"wrong ({int(wrong.sum())})")
+        errors = ax.scatter(
+            xy[wrong, 0],
+            xy[wrong, 1],
+            facecolors="none",
+            edgecolors="red",
+            s=25,
+            linewidths=0.8,
+            label=f"wrong ({int(wrong.sum())})",
+        )
     ax.set_aspect("equal")
     return classes, errors
 
@@ -327,8 +338,14 @@ def training_curves(
         epochs = np.arange(1, array.shape[0] + 1)
         (line,) = ax.plot(epochs, array.mean(axis=1), label=name, **line_kwargs)
         if band and array.shape[1] > 1:
-            ax.fill_between(epochs, array.min(axis=1), array.max(axis=1), color=line.get_color(),
-                            alpha=0.2, linewidth=0)
+            ax.fill_between(
+                epochs,
+                array.min(axis=1),
+                array.max(axis=1),
+                color=line.get_color(),
+                alpha=0.2,
+                linewidth=0,
+            )
         lines[name] = line
     ax.set_xlabel("epoch")
     return lines

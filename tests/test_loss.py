@@ -227,8 +227,9 @@ def test_value_errors():
         (lambda t, l: loss.first_spike_hybrid_loss(t, l, targets=jnp.zeros((2, 2)), temperature=1.0,
                                                    t_missing=1.0, mse_weight=1.0, time_scale=0.0),
          "time_scale must be finite and > 0"),
-        (lambda t, l: loss.first_spike_hybrid_loss(t, l, targets=jnp.zeros((2, 2)), temperature=1.0,
-                                                   t_missing=1.0, mse_weight=1.0, early_weight=-1.0),
+        (lambda t, l: loss.first_spike_hybrid_loss(
+            t, l, targets=jnp.zeros((2, 2)), temperature=1.0, t_missing=1.0, mse_weight=1.0,
+            early_weight=-1.0),
          "early_weight must be finite and >= 0"),
         (lambda t, l: loss.first_spike_hybrid_loss(t, l, targets=jnp.zeros((2, 2)), temperature=1.0,
                                                    t_missing=0.0, mse_weight=1.0),
@@ -255,15 +256,18 @@ def test_one_tie_rule_for_predictions_and_accuracies():
     unique = (scores == scores.max(axis=1, keepdims=True)).sum(axis=1) == 1
     assert 50 < (~unique).sum() < 350  # the draw holds both ties and clear winners
     np.testing.assert_array_equal(predicted, np.where(unique, scores.argmax(axis=1), -1))
-    np.testing.assert_allclose(loss.accuracy(scores, labels), np.mean(predicted == labels), rtol=1e-6)
+    np.testing.assert_allclose(
+        loss.accuracy(scores, labels), np.mean(predicted == labels), rtol=1e-6)
     times = np.where(rng.random((400, 3)) < 0.3, np.inf, rng.integers(1, 4, size=(400, 3)))
     predicted = np.asarray(loss.predict_first_spike(times))
     earliest = times.min(axis=1, keepdims=True)
     unique = ((times == earliest).sum(axis=1) == 1) & np.isfinite(earliest[:, 0])
     assert 50 < (~unique).sum() < 350 and np.any(np.all(np.isinf(times), axis=1))
     np.testing.assert_array_equal(predicted, np.where(unique, times.argmin(axis=1), -1))
-    np.testing.assert_allclose(loss.first_spike_accuracy(times, labels), np.mean(predicted == labels),
-                               rtol=1e-6)
+    np.testing.assert_array_equal(jax.jit(jax.vmap(loss.predict_first_spike))(jnp.asarray(times)),
+                                  predicted)
+    np.testing.assert_allclose(
+        loss.first_spike_accuracy(times, labels), np.mean(predicted == labels), rtol=1e-6)
     membrane = np.stack([scores, scores - 5], axis=1)  # (B, T=2, n): the maximum is the first step
     np.testing.assert_allclose(loss.max_membrane_accuracy(membrane, labels),
                                np.mean(np.asarray(loss.predict_max(scores)) == labels), rtol=1e-6)

@@ -1,4 +1,4 @@
-"""jaxsnn.plot: the drawn data equals the input (Agg backend), errors, matplotlib imported lazily."""
+"""jaxsnn.plot: the drawn data equals the input (Agg backend), errors, lazy matplotlib import."""
 
 import importlib
 import sys
@@ -76,8 +76,9 @@ def test_first_spike_scatter_masks_silent_samples(ax):
     assert np.ma.is_masked(values) and values.mask.tolist() == [False, True, False]
     np.testing.assert_allclose(values.compressed(), [4.0, 6.5])
     assert len(ax.figure.axes) == 2  # the colour bar
-    np.testing.assert_allclose(artist.cmap(np.ma.masked_invalid([np.nan]))[0],
-                               matplotlib.colors.to_rgba("lightgray"))
+    np.testing.assert_allclose(
+        artist.cmap(np.ma.masked_invalid([np.nan]))[0], matplotlib.colors.to_rgba("lightgray")
+    )
 
 
 def test_prediction_scatter_circles_the_errors(ax):
