@@ -96,10 +96,10 @@ def _check_time_axis(name: str, array: jax.Array) -> None:
         raise ValueError(f"{name} must have at least one time step, got shape {array.shape}")
 
 
-def _check_time_scalar(name: str, value: Any) -> None:
-    # a time may be traced (its shape is still static); its value is checked when concrete
-    check_ndim(name, value, 0)
-    check_finite(name, value)
+def _check_t_missing(t_missing: Any) -> None:
+    # t_missing may be traced (its shape is still static); its value is checked when concrete
+    check_ndim("t_missing", t_missing, 0)
+    check_finite("t_missing", t_missing)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,7 +235,7 @@ def first_spike_mse(first_times: Any, targets: Any, *, t_missing: Any) -> jax.Ar
         raise ValueError(
             f"targets must have the shape of first_times {times.shape}, got {targets.shape}"
         )
-    _check_time_scalar("t_missing", t_missing)
+    _check_t_missing(t_missing)
     return _mse(times, targets, t_missing)
 
 
@@ -267,7 +267,7 @@ def first_spike_cross_entropy(
     times = _check_scores("first_times", first_times, allow_posinf=True)
     labels = _check_labels(labels, times.shape[:-1], times.shape[-1], "first_times")
     check_positive("temperature", temperature)
-    _check_time_scalar("t_missing", t_missing)
+    _check_t_missing(t_missing)
     return _first_spike_cross_entropy(times, labels, temperature, t_missing)
 
 
@@ -316,7 +316,7 @@ def wunderlich_pehle_loss(
     check_positive("tau_0", tau_0)
     check_positive("tau_1", tau_1)
     check_nonnegative("alpha", alpha)
-    _check_time_scalar("t_missing", t_missing)
+    _check_t_missing(t_missing)
     return _wunderlich_pehle(times, labels, tau_0, tau_1, alpha, t_missing)
 
 
@@ -380,7 +380,7 @@ def first_spike_hybrid_loss(
             f"targets must have the shape of first_times {times.shape}, got {targets.shape}"
         )
     check_positive("temperature", temperature)
-    _check_time_scalar("t_missing", t_missing)
+    _check_t_missing(t_missing)
     check_positive("t_missing", t_missing)
     check_nonnegative("mse_weight", mse_weight)
     check_positive("time_scale", time_scale)

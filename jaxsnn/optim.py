@@ -121,7 +121,10 @@ def bump_silent(
                 "bump_silent: update needs the keyword argument silent= (per layer None or the "
                 "per-neuron silent fraction, see jaxsnn.optim.silent_fraction)"
             )
-        is_entry = lambda leaf: leaf is None  # noqa: E731  (None marks a layer left alone)
+
+        def is_entry(leaf: Any) -> bool:  # None marks a layer that is left alone
+            return leaf is None
+
         try:
             paths = jax.tree_util.tree_flatten_with_path(silent, is_leaf=is_entry)[0]
             layers = jax.tree_util.tree_structure(silent, is_leaf=is_entry).flatten_up_to(updates)
@@ -140,20 +143,20 @@ def bump_silent(
                 raise ValueError(
                     f"bump_silent: the params at {where} have no {weight_key!r} entry to bump"
                 )
-            weight = layer[weight_key]
+            weight_update = layer[weight_key]  # the optimiser's step of the input weights
             fraction = jnp.asarray(fraction)
             try:
-                shape = np.broadcast_shapes(fraction.shape, weight.shape)
+                shape = np.broadcast_shapes(fraction.shape, weight_update.shape)
             except ValueError:
                 shape = None
-            if shape != weight.shape:
+            if shape != weight_update.shape:
                 raise ValueError(
                     f"bump_silent: silent at {where} has shape {fraction.shape}, which does not "
-                    f"broadcast to its {weight_key!r} of shape {weight.shape} (give one value "
-                    "per neuron, the last axis)"
+                    f"broadcast to its {weight_key!r} of shape {weight_update.shape} (give one "
+                    "value per neuron, the last axis)"
                 )
-            step = (amount * fraction).astype(weight.dtype)
-            bumped.append({**layer, weight_key: weight + step})
+            step = (amount * fraction).astype(weight_update.dtype)
+            bumped.append({**layer, weight_key: weight_update + step})
         treedef = jax.tree_util.tree_structure(silent, is_leaf=is_entry)
         return jax.tree_util.tree_unflatten(treedef, bumped), state
 
