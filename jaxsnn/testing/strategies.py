@@ -15,7 +15,6 @@ import math
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -74,11 +73,14 @@ def spikes(
             event-based simulators break); if False all times are distinct.
         capacity: buffer size (default ``max(max_events, 1)``); must be ``>= max_events``.
         min_events: fewest real events drawn.
-        dtype: float dtype of the times (default: JAX's default float). Times are rounded to
-            it before sorting, so the buffer is valid in that dtype.
+        dtype: float dtype of the times (default float32, JAX's default; the result does not
+            depend on ``jax_enable_x64``). Times are rounded to it before sorting, so the
+            buffer is valid in that dtype.
 
     Returns:
-        A strategy of ``jaxsnn.Spikes``.
+        A strategy of ``jaxsnn.Spikes`` whose fields are NumPy arrays (``time`` of ``dtype``,
+        ``idx`` int32): the drawn value is the same whatever JAX's configuration; JAX converts
+        it when a layer uses it.
 
     Raises:
         ValueError: if ``n_inputs < 1``, ``t_max <= 0``, ``max_events < min_events`` or
@@ -93,7 +95,7 @@ def spikes(
     capacity = max(max_events, 1) if capacity is None else capacity
     if capacity < max_events:
         raise ValueError(f"capacity ({capacity}) must be >= max_events ({max_events})")
-    dtype = dtype or jnp.zeros(()).dtype
+    dtype = np.dtype(np.float32 if dtype is None else dtype)
     # One list element per event so that shrinking deletes whole events; the flag makes an
     # event simultaneous with the one listed before it.
     events = draw(st.lists(
@@ -107,16 +109,24 @@ def spikes(
     times_np = np.asarray(times, dtype=np.float64).astype(dtype)
     if not simultaneous and len(np.unique(times_np)) < len(times_np):
         # Distinct times requested: nudge duplicates apart by a resolvable gap (not one ulp:
-        # XLA flushes subnormals, so 0 and the next float would compare equal).
+        # XLA flushes subnormals, so 0 and the next float would compare equal), upward, then
+        # downward from t_max where that overshoots the window: no event is lost.
         order = np.argsort(times_np, kind="stable")
         times_np, idx = times_np[order], [idx[k] for k in order]
         gap = np.asarray(t_max * 2.0**-16, dtype)
+        top = np.asarray(t_max, dtype)
         for k in range(1, len(times_np)):
-            if times_np[k] <= times_np[k - 1]:
-                times_np[k] = times_np[k - 1] + gap
-        keep = times_np <= np.asarray(t_max, dtype)
-        times_np, idx = times_np[keep], [i for i, k in zip(idx, keep) if k]
-    return spikes_lib.from_lists(times_np, idx, capacity=capacity, n_neurons=n_inputs, dtype=dtype)
+            times_np[k] = max(times_np[k], times_np[k - 1] + gap)
+        for k in range(len(times_np) - 1, -1, -1):
+            limit = top if k == len(times_np) - 1 else times_np[k + 1] - gap
+            times_np[k] = min(times_np[k], limit)
+    # Sorted (stably: listed ties keep their order) and padded, in NumPy.
+    order = np.argsort(times_np, kind="stable")
+    time_out = np.full(capacity, np.inf, dtype=dtype)
+    idx_out = np.full(capacity, spikes_lib.PAD_IDX, dtype=np.int32)
+    time_out[: order.size] = times_np[order]
+    idx_out[: order.size] = np.asarray(idx, dtype=np.int32)[order]
+    return Spikes(time_out, idx_out)
 
 
 def tau_ratios(analytic_only: bool = False, low: float = 0.25, high: float = 10.0) -> st.SearchStrategy[float]:
@@ -436,7 +446,7 @@ def invalid_spikes(
         t_max: valid events lie in ``[0, t_max]``.
         capacity: buffer size, >= 3.
         problems: which defects to draw from (see ``InvalidSpikes.problem``).
-        dtype: float dtype of the times.
+        dtype: float dtype of the times (default float32; NumPy arrays as in ``spikes``).
 
     Returns:
         A strategy of ``InvalidSpikes``.
@@ -447,7 +457,7 @@ def invalid_spikes(
     if unknown:
         raise ValueError(f"unknown problems {sorted(unknown)}; choose from {sorted(_PROBLEMS)}")
     problem = draw(st.sampled_from(tuple(problems)))
-    dtype = dtype or jnp.zeros(()).dtype
+    dtype = np.dtype(np.float32 if dtype is None else dtype)
     valid = draw(spikes(n_inputs, capacity - 1, t_max, capacity=capacity, min_events=2,
                         simultaneous=False, dtype=dtype))
     time = np.array(valid.time, dtype=np.float64)
@@ -474,7 +484,7 @@ def invalid_spikes(
     else:  # padding_time: a padding slot (idx -1) with a finite time
         time[capacity - 1] = draw(_float(0.0, t_max))
         idx[capacity - 1] = -1
-    bad = Spikes(jnp.asarray(time, dtype=dtype), jnp.asarray(idx, dtype=jnp.int32))
+    bad = Spikes(time.astype(dtype), idx.astype(np.int32))
     return InvalidSpikes(bad, problem, _PROBLEMS[problem])
 
 
