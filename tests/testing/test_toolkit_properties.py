@@ -301,6 +301,17 @@ def test_gradient_check_skips_perturbations_that_change_the_spike_count():
                           {"row0": weight[0]}, inputs)
 
 
+def test_gradient_check_fails_on_a_nan_central_difference():
+    # The output is finite only at w = 1 exactly: jax.grad is finite there, the central
+    # difference NaN. A NaN comparison must fail, not count as agreement.
+    def apply(params, x, external=None, carry=None):
+        w = params["w"]
+        return None, jnp.where(w == 1.0, w * x, jnp.nan), None
+
+    with pytest.raises(AssertionError, match="central difference for params\\[flat 0\\] is nan"):
+        P.check_gradients(apply, {"w": jnp.ones(())}, jnp.linspace(0.5, 1.0, 4))
+
+
 def test_finite_gradients_without_spikes():
     silent = Spikes(jnp.array([0.0, jnp.inf]), jnp.array([0, -1], jnp.int32))
     params = {"weight": jnp.array([[0.5, 1.0]])}  # peak w/4 < 1: nobody fires
