@@ -54,11 +54,12 @@ def is_full(spikes: Any) -> bool:
 
 
 def filter_events(spikes: Spikes, keep: Callable[[np.ndarray], np.ndarray]) -> Spikes:
-    """The events whose (float64) time satisfies ``keep``, others replaced by padding (in place)."""
-    time = np.asarray(spikes.time, dtype=np.float64)
+    """The events whose time satisfies ``keep``, others replaced by padding (in place); the
+    times keep their dtype (the default tolerance depends on it)."""
+    time = np.asarray(spikes.time)
     idx = np.asarray(spikes.idx)
-    mask = (idx >= 0) & keep(time)
-    return Spikes(np.where(mask, time, np.inf), np.where(mask, idx, -1))
+    mask = (idx >= 0) & keep(time.astype(np.float64))
+    return Spikes(np.where(mask, time, np.asarray(np.inf, time.dtype)), np.where(mask, idx, -1))
 
 
 def rebuild(time: np.ndarray, idx: np.ndarray, like: Spikes, capacity: Optional[int] = None) -> Spikes:

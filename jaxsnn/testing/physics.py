@@ -37,6 +37,7 @@ from jaxsnn.testing._layers import (
 from jaxsnn.testing.compare import (
     assert_arrays_close,
     assert_events_close,
+    default_rtol,
     describe_events,
     dtype_of,
     require_compared,
@@ -161,6 +162,7 @@ def check_time_shift(
         o_time, _ = valid_events(original)
         o_idx = np.asarray(original.idx)
         moved = Spikes(np.where(o_idx >= 0, np.asarray(original.time, np.float64) + shift, np.inf), o_idx)
+        rtol = default_rtol(dtype_of(original)) if rtol is None else rtol  # moved is float64
         if t_max is not None:
             tol = tolerance([np.asarray(o_time, np.float64) + shift], dtype_of(original), rtol, atol)
             limit = float(t_max) - 10 * tol - 1e-12 * abs(float(t_max))

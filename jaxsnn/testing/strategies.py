@@ -108,18 +108,8 @@ def spikes(
     idx = [event[1] for event in events]
     times_np = np.asarray(times, dtype=np.float64).astype(dtype)
     if not simultaneous and len(np.unique(times_np)) < len(times_np):
-        # Distinct times requested: nudge duplicates apart by a resolvable gap (not one ulp:
-        # XLA flushes subnormals, so 0 and the next float would compare equal), upward, then
-        # downward from t_max where that overshoots the window: no event is lost.
         order = np.argsort(times_np, kind="stable")
-        times_np, idx = times_np[order], [idx[k] for k in order]
-        gap = np.asarray(t_max * 2.0**-16, dtype)
-        top = np.asarray(t_max, dtype)
-        for k in range(1, len(times_np)):
-            times_np[k] = max(times_np[k], times_np[k - 1] + gap)
-        for k in range(len(times_np) - 1, -1, -1):
-            limit = top if k == len(times_np) - 1 else times_np[k + 1] - gap
-            times_np[k] = min(times_np[k], limit)
+        times_np, idx = _spread_apart(times_np[order], t_max), [idx[k] for k in order]
     # Sorted (stably: listed ties keep their order) and padded, in NumPy.
     order = np.argsort(times_np, kind="stable")
     time_out = np.full(capacity, np.inf, dtype=dtype)
@@ -127,6 +117,23 @@ def spikes(
     time_out[: order.size] = times_np[order]
     idx_out[: order.size] = np.asarray(idx, dtype=np.int32)[order]
     return Spikes(time_out, idx_out)
+
+
+def _spread_apart(times: np.ndarray, t_max: float) -> np.ndarray:
+    """Sorted times made distinct within ``[0, t_max]``, keeping every event.
+
+    Equal times are nudged apart by a resolvable gap (``t_max / 2**16``; not one ulp: XLA
+    flushes subnormals, so 0 and the next float would compare equal), upward, then downward
+    from ``t_max`` where that overshoots the window.
+    """
+    times = times.copy()
+    gap = np.asarray(t_max * 2.0**-16, times.dtype)
+    for k in range(1, times.size):
+        times[k] = max(times[k], times[k - 1] + gap)
+    for k in range(times.size - 1, -1, -1):
+        limit = np.asarray(t_max, times.dtype) if k == times.size - 1 else times[k + 1] - gap
+        times[k] = min(times[k], limit)
+    return times
 
 
 def tau_ratios(analytic_only: bool = False, low: float = 0.25, high: float = 10.0) -> st.SearchStrategy[float]:

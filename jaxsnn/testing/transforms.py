@@ -22,7 +22,9 @@ from jaxsnn.testing.compare import (
     assert_arrays_close,
     assert_events_close,
     assert_trees_close,
+    default_rtol,
     describe_events,
+    dtype_of,
     require_compared,
 )
 
@@ -143,6 +145,7 @@ def check_chunked_equals_whole(
         t2, i2 = valid_events(out2)
         joined = Spikes(np.concatenate([np.asarray(t1, np.float64), np.asarray(t2, np.float64) + t_split]),
                         np.concatenate([i1, i2]))
+        rtol = default_rtol(dtype_of(out_all)) if rtol is None else rtol  # joined is float64
         compared = assert_events_close(
             joined, out_all,
             f"chunked run: simulating [0, {t_split!r}] and continuing from its carry differs from one run "

@@ -562,6 +562,32 @@ def test_event_vmap_and_jit():
     assert P.check_jit_equals_eager(layer, params, Spikes(batch.time[0], batch.idx[0])) > 2 * SIZE
 
 
+def _drifting(dtype):
+    """One output spike at t0 + 1 + 2e-5 * (number of inputs after t=1, plus 1 if t0 > 0.25),
+    t0 the first input time, in ``dtype``: off by 2e-5 from causal and shift-equivariant, within
+    float32's default rtol (1e-4 of the latest spike) but not within float64's (1e-6)."""
+    def apply(params, inputs, external=None, carry=None):
+        time = np.asarray(inputs.time, np.float64)
+        valid = np.asarray(inputs.idx) >= 0
+        first = time[valid].min()
+        drift = np.sum(valid & (time > 1.0)) + (first > 0.25)
+        out = np.full(2, np.inf, dtype)
+        out[0] = first + 1.0 + 2e-5 * drift
+        return None, Spikes(out, np.array([0, -1], np.int32)), None
+
+    return apply
+
+
+def test_event_checks_use_the_default_tolerance_of_the_layer_dtype():
+    inputs = buffer((0.0, 0), (1.5, 1))
+    assert P.check_causality(_drifting(np.float32), None, inputs, 1.2) == 1
+    with pytest.raises(AssertionError, match="causality"):
+        P.check_causality(_drifting(np.float64), None, inputs, 1.2)
+    assert P.check_time_shift(_drifting(np.float32), None, inputs, 0.5, t_max=T_MAX) == 1
+    with pytest.raises(AssertionError, match="time shift"):
+        P.check_time_shift(_drifting(np.float64), None, inputs, 0.5, t_max=T_MAX)
+
+
 def test_messages_name_the_neuron_and_both_values():
     a = Spikes(np.array([0.1, 0.2, np.inf]), np.array([0, 1, -1]))
     b = Spikes(np.array([0.1, 0.3, np.inf]), np.array([0, 1, -1]))
