@@ -340,6 +340,7 @@ def networks(
     nested: bool = True,
     factories: Optional[Dict[str, Callable[..., Any]]] = None,
     layer_kwargs: Optional[Callable[[Any, str], Dict[str, Any]]] = None,
+    dtype: Any = np.float32,
 ) -> Network:
     """A random ``serial`` of compatible layers (nested ``serial``s included) and its params.
 
@@ -359,6 +360,8 @@ def networks(
         layer_kwargs: ``(draw, name) -> kwargs`` for each layer; default: ``lif_parameters``
             of the right kind as keyword arguments (event layers also get
             ``t_max = 10 tau_syn`` and ``capacity = 16``; override them this way).
+        dtype: parameter dtype passed to the default layers (explicit, so the drawn params do
+            not depend on ``jax_enable_x64``; float64 needs x64 enabled).
 
     Returns:
         A strategy of ``Network``.
@@ -375,9 +378,9 @@ def networks(
             kwargs = draw_(lif_parameters("discrete"))
             if name == "LI":
                 kwargs = {k: kwargs[k] for k in ("tau_syn", "tau_mem", "dt", "v_leak")}
-            return kwargs
+            return dict(kwargs, dtype=dtype)
         params = draw_(lif_parameters("event"))
-        return dict(params._asdict(), t_max=10 * params.tau_syn, capacity=16)
+        return dict(params._asdict(), t_max=10 * params.tau_syn, capacity=16, dtype=dtype)
 
     make_kwargs = layer_kwargs or default_kwargs
     n_layers = draw(st.integers(1, max_layers))

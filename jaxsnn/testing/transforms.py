@@ -52,8 +52,11 @@ def check_jit_equals_eager(
         AssertionError: naming the first differing leaf, or if too little was compared.
     """
     apply = apply_fn(layer)
-    eager = apply(params, inputs, carry=carry) if carry is not None else apply(params, inputs)
-    jitted = jax.jit(lambda p, x, c: apply(p, x, carry=c) if c is not None else apply(p, x))(params, inputs, carry)
+    # jax.jit(apply), not of a new lambda: compilations are cached per apply function.
+    if carry is None:
+        eager, jitted = apply(params, inputs), jax.jit(apply)(params, inputs)
+    else:
+        eager, jitted = apply(params, inputs, carry=carry), jax.jit(apply)(params, inputs, carry=carry)
     compared = assert_trees_close(jitted, eager, "jit vs eager: (carry, outputs, recording)", rtol=rtol, atol=atol,
                                   min_compared=0)
     return require_compared(compared, min_compared, "jit vs eager: values (spike times and array entries)")

@@ -65,6 +65,8 @@ def test_spikes_do_not_depend_on_jax_enable_x64():
         assert draw_one(S.invalid_spikes(dtype=np.float64)).spikes.time.dtype == np.float64
     with jax.enable_x64(True):
         assert draw_one(S.spikes(3, 4, 1.0)).time.dtype == np.float32
+        network = draw_one(S.networks("discrete", max_layers=1))
+        assert all(leaf.dtype == np.float32 for leaf in jax.tree_util.tree_leaves(network.params))
 
 
 def test_spikes_shrink_to_one_early_event_and_can_tie():
