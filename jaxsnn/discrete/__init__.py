@@ -24,6 +24,7 @@ from jaxsnn.discrete.lif import (
     RecurrentLIFState,
     decay_factors,
     lif_dynamics,
+    tau_from_decay,
 )
 from jaxsnn.discrete.linear import Dense, Linear
 
@@ -41,4 +42,5 @@ __all__ = [
     "decay_factors",
     "lif_dynamics",
     "surrogate",
+    "tau_from_decay",
 ]

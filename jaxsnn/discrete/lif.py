@@ -1,9 +1,10 @@
 """Discrete-time current-based leaky integrate-and-fire layers: ``LIF``, ``LI``, ``RecurrentLIF``.
 
-Per time step ``t`` (``a_syn = exp(-dt / tau_syn)``, ``a_mem = exp(-dt / tau_mem)``)::
+Per time step ``t`` (``a_syn = exp(-dt / tau_syn)``, ``a_mem = exp(-dt / tau_mem)``, input scale
+``g = 1 - a_mem`` unless ``input_scale`` is given)::
 
     I_t = a_syn * I_{t-1} + x_t @ W              (+ z_{t-1} @ W_rec for RecurrentLIF)
-    v_t = v_leak + a_mem * (v_{t-1} - v_leak) + (1 - a_mem) * I_t
+    v_t = v_leak + a_mem * (v_{t-1} - v_leak) + g * I_t
     z_t = H(v_t - v_th)                          (H(0) = 0; surrogate derivative backward)
     "subtract": v_t <- v_t - z_t * (v_th - v_reset)
     "hard":     v_t <- v_t + z_t * (v_reset - v_t)
@@ -11,6 +12,15 @@ Per time step ``t`` (``a_syn = exp(-dt / tau_syn)``, ``a_mem = exp(-dt / tau_mem
 The output at step ``t`` is ``z_t`` (``LI``: ``v_t``, no threshold). Rest is ``v = v_leak``,
 ``I = 0``; ``carry`` holds the state after the last step, so a window simulated in chunks equals
 the window simulated at once.
+
+Single-state neurons: ``tau_syn=0`` means no synaptic filter (``a_syn = 0``, ``I_t = x_t @ W``),
+the neuron of most online-learning papers, snnTorch ``Leaky``, Spyx ``LIF`` and Slax ``LIF``.
+With the default ``g = 1 - a_mem`` it is the ``tau_syn -> 0`` limit of the two-state neuron
+(``v_t = v_leak + a_mem (v_{t-1} - v_leak) + (1 - a_mem) x_t W``); ``input_scale=1.0`` with
+``v_leak = 0`` gives the common form ``v_t = beta v_{t-1} + x_t W`` with ``beta = a_mem``
+(``tau_mem = tau_from_decay(beta, dt)``), so weights mean the same as in those libraries. The
+state keeps its ``current`` field (the last step's ``x_t @ W``), which then no longer influences
+later steps.
 
 Speed: a feed-forward layer computes ``x @ W`` for the whole window in one matrix multiply
 (batched by ``jax.vmap`` into one ``(batch * time, n_in) @ (n_in, size)`` product) and scans
@@ -61,6 +71,7 @@ __all__ = [
     "RecurrentLIFState",
     "decay_factors",
     "lif_dynamics",
+    "tau_from_decay",
 ]
 
 _RESETS = ("subtract", "hard")
@@ -119,20 +130,49 @@ def decay_factors(tau_syn: float, tau_mem: float, dt: float) -> Tuple[float, flo
     """Per-step decay factors of the current and the membrane.
 
     Args:
-        tau_syn: synaptic time constant, > 0.
+        tau_syn: synaptic time constant, >= 0 (0: no synaptic filter, ``a_syn = 0``).
         tau_mem: membrane time constant, > 0.
         dt: time step, > 0 (same unit as the time constants).
 
     Returns:
-        ``(a_syn, a_mem) = (exp(-dt / tau_syn), exp(-dt / tau_mem))``.
+        ``(a_syn, a_mem) = (exp(-dt / tau_syn), exp(-dt / tau_mem))``; ``a_syn = 0`` for
+        ``tau_syn = 0``.
 
     Raises:
-        ValueError: if any argument is not finite and > 0.
+        ValueError: if ``tau_mem`` or ``dt`` is not finite and > 0, or ``tau_syn`` is not
+            finite and >= 0.
     """
-    tau_syn = positive_scalar("tau_syn", tau_syn)
+    tau_syn = real_scalar("tau_syn", tau_syn)
+    if tau_syn < 0:
+        raise ValueError(
+            f"tau_syn must be >= 0 (0 for a neuron without synaptic filter), got {tau_syn!r}"
+        )
     tau_mem = positive_scalar("tau_mem", tau_mem)
     dt = positive_scalar("dt", dt)
-    return math.exp(-dt / tau_syn), math.exp(-dt / tau_mem)
+    a_syn = 0.0 if tau_syn == 0 else math.exp(-dt / tau_syn)
+    return a_syn, math.exp(-dt / tau_mem)
+
+
+def tau_from_decay(decay: float, dt: float = 1.0) -> float:
+    """The time constant whose per-step decay factor is ``decay``: ``-dt / log(decay)``.
+
+    For neurons specified by a decay per step (``v_t = beta v_{t-1} + ...``), e.g.
+    ``LIF(n, tau_syn=0, tau_mem=tau_from_decay(0.881), dt=1.0, input_scale=1.0)``.
+
+    Args:
+        decay: decay factor per step, in ``(0, 1)``.
+        dt: time step, > 0.
+
+    Returns:
+        ``tau`` with ``exp(-dt / tau) == decay`` (to rounding).
+
+    Raises:
+        ValueError: if ``decay`` is not in ``(0, 1)`` or ``dt`` is not finite and > 0.
+    """
+    decay = real_scalar("decay", decay)
+    if not 0.0 < decay < 1.0:
+        raise ValueError(f"decay must be in (0, 1) (a factor per step), got {decay!r}")
+    return -positive_scalar("dt", dt) / math.log(decay)
 
 
 class _Config(NamedTuple):
@@ -140,6 +180,7 @@ class _Config(NamedTuple):
 
     a_syn: float
     a_mem: float
+    input_scale: float
     v_th: float
     v_reset: float
     v_leak: float
@@ -150,7 +191,12 @@ class _Config(NamedTuple):
 
 
 def _membrane(config: _Config, v: Array, current: Array) -> Array:
-    return config.v_leak + config.a_mem * (v - config.v_leak) + (1.0 - config.a_mem) * current
+    return config.v_leak + config.a_mem * (v - config.v_leak) + config.input_scale * current
+
+
+def _current(config: _Config, current: Array, drive: Array) -> Array:
+    # tau_syn = 0: the current is this step's drive (static branch, no multiply by zero).
+    return drive if config.a_syn == 0.0 else config.a_syn * current + drive
 
 
 def _after_reset(config: _Config, u: Array, z: Array) -> Array:
@@ -164,7 +210,7 @@ def _forward_scan(config: _Config, currents: Array, v0: Array, i0: Array, spike_
 
     def body(state, drive):
         v, current = state
-        current = config.a_syn * current + drive
+        current = _current(config, current, drive)
         u = _membrane(config, v, current)
         z = spike_fn(u - config.v_th)
         v = _after_reset(config, u, z)
@@ -214,7 +260,7 @@ def _lif_adjoint_bwd(config: _Config, u_trace: Array, cotangents):
         else:
             dv_du = (1.0 - z) + (config.v_reset - u) * sigma
         lam_u = lam_v * dv_du + g_z * sigma
-        lam_i = lam_i + (1.0 - config.a_mem) * lam_u
+        lam_i = lam_i + config.input_scale * lam_u
         return (config.a_mem * lam_u, config.a_syn * lam_i), lam_i
 
     xs = (u_trace, g_spikes, g_trace) if config.record_membrane else (u_trace, g_spikes)
@@ -245,6 +291,7 @@ def lif_dynamics(
     v_leak: float = 0.0,
     reset: str = "subtract",
     surrogate: Union[str, Callable[[Array], Array]] = "superspike",
+    input_scale: Optional[float] = None,
     record_membrane: bool = False,
     backward: str = "adjoint",
     unroll: int = 1,
@@ -255,7 +302,8 @@ def lif_dynamics(
         currents: ``(time, *features)`` input drive per step.
         v0: initial membrane, shape ``features``.
         i0: initial synaptic current, shape ``features``.
-        tau_syn, tau_mem, dt, v_th, v_reset, v_leak, reset, surrogate: see ``LIF``.
+        tau_syn, tau_mem, dt, v_th, v_reset, v_leak, reset, surrogate, input_scale: see
+            ``LIF``.
         record_membrane: also return the post-reset membrane trace.
         backward: ``"adjoint"`` (hand-written reverse scan, stores only the pre-reset
             membrane; reverse mode only) or ``"autodiff"`` (JAX differentiates the scan; also
@@ -270,7 +318,17 @@ def lif_dynamics(
         ValueError: for invalid constants, an unknown ``reset``/``backward``/surrogate name.
     """
     config = _make_config(
-        tau_syn, tau_mem, dt, v_th, v_reset, v_leak, reset, surrogate, record_membrane, unroll
+        tau_syn,
+        tau_mem,
+        dt,
+        v_th,
+        v_reset,
+        v_leak,
+        reset,
+        surrogate,
+        record_membrane,
+        unroll,
+        input_scale=input_scale,
     )
     return _run_lif(config, _check_backward(backward), currents, v0, i0)
 
@@ -302,9 +360,14 @@ def _make_config(
     record_membrane,
     unroll,
     *,
+    input_scale: Optional[float] = None,
     spiking: bool = True,
 ) -> _Config:
     a_syn, a_mem = decay_factors(tau_syn, tau_mem, dt)
+    if input_scale is None:
+        input_scale = 1.0 - a_mem
+    else:
+        input_scale = positive_scalar("input_scale", input_scale)
     v_th = real_scalar("v_th", v_th)
     v_reset = real_scalar("v_reset", v_reset)
     v_leak = real_scalar("v_leak", v_leak)
@@ -322,7 +385,9 @@ def _make_config(
     if not isinstance(record_membrane, bool):
         raise TypeError(f"record_membrane must be a bool, got {type(record_membrane).__name__}")
     unroll = positive_int("unroll", unroll)
-    return _Config(a_syn, a_mem, v_th, v_reset, v_leak, reset, spike_fn, record_membrane, unroll)
+    return _Config(
+        a_syn, a_mem, input_scale, v_th, v_reset, v_leak, reset, spike_fn, record_membrane, unroll
+    )
 
 
 def _rest_state(config: _Config, features: Tuple[int, ...], dtype: Any) -> Tuple[Array, Array]:
@@ -439,7 +504,7 @@ def _li_core(config: _Config, weight, inputs, carry):
 
     def body(state, x):
         v, current = state
-        current = config.a_syn * current + x
+        current = _current(config, current, x)
         v = _membrane(config, v, current)
         return (v, current), v
 
@@ -459,7 +524,7 @@ def _recurrent_core(config: _Config, weight, w_rec, inputs, carry):
 
     def body(state, x):
         v, current, z_prev = state
-        current = config.a_syn * current + x + jnp.matmul(z_prev, w_rec)
+        current = _current(config, current, x + jnp.matmul(z_prev, w_rec))
         u = _membrane(config, v, current)
         z = config.spike_fn(u - config.v_th)
         v = _after_reset(config, u, z)
@@ -483,6 +548,7 @@ def LIF(
     v_leak: float = 0.0,
     reset: str = "subtract",
     surrogate: Union[str, Callable[[Array], Array]] = "superspike",
+    input_scale: Optional[float] = None,
     project: bool = True,
     weight_init: Optional[WeightInit] = None,
     weight_scale: float = 1.0,
@@ -497,7 +563,8 @@ def LIF(
     Args:
         size: number of neurons; with ``project=False`` also a tuple (e.g. ``(H, W, C)`` after
             a ``Conv``).
-        tau_syn: synaptic time constant, > 0.
+        tau_syn: synaptic time constant, >= 0; ``0`` removes the synaptic filter
+            (single-state neuron, ``I_t = x_t @ W``).
         tau_mem: membrane time constant, > 0.
         dt: time step, > 0, in the unit of the time constants.
         v_th: threshold (> ``v_reset``).
@@ -507,6 +574,9 @@ def LIF(
         reset: ``"subtract"`` or ``"hard"``.
         surrogate: a name from ``surrogate.names()`` or a spike function such as
             ``surrogate.superspike(25.0)``.
+        input_scale: factor ``g`` of ``I_t`` in the membrane update, > 0; default
+            ``1 - a_mem``. ``tau_syn=0, input_scale=1.0, v_leak=0`` is the common
+            ``v_t = beta v_{t-1} + x_t @ W`` (snnTorch ``Leaky``, Spyx/Slax ``LIF``).
         project: own a weight ``W (n_in, size)`` and drive the neurons with ``x_t @ W``; with
             ``False`` the input is the drive itself and must have ``size`` features.
         weight_init: ``(key, shape, dtype) -> W``; default
@@ -523,7 +593,8 @@ def LIF(
         ``(LIFState, spikes (time, *size), LIFRecording)``.
 
     Raises:
-        ValueError: bad constants (``tau_syn``, ``tau_mem``, ``dt`` <= 0, ``v_th <= v_reset``),
+        ValueError: bad constants (``tau_syn < 0``, ``tau_mem`` or ``dt`` <= 0,
+            ``input_scale <= 0``, ``v_th <= v_reset``),
             unknown ``reset``/``surrogate``/``backward``; at ``init``, an input shape that does
             not fit; at ``apply``, inputs/params/carry of the wrong shape or with NaN/inf.
         TypeError: non-float inputs or parameters.
@@ -532,7 +603,17 @@ def LIF(
     if project and len(features) != 1:
         raise ValueError(f"size must be an int with project=True, got {size!r}")
     config = _make_config(
-        tau_syn, tau_mem, dt, v_th, v_reset, v_leak, reset, surrogate, record_membrane, unroll
+        tau_syn,
+        tau_mem,
+        dt,
+        v_th,
+        v_reset,
+        v_leak,
+        reset,
+        surrogate,
+        record_membrane,
+        unroll,
+        input_scale=input_scale,
     )
     backward = _check_backward(backward)
     label = f"LIF({format_size(features)})"
@@ -559,6 +640,7 @@ def LI(
     tau_mem: float,
     dt: float,
     v_leak: float = 0.0,
+    input_scale: Optional[float] = None,
     project: bool = True,
     weight_init: Optional[WeightInit] = None,
     weight_scale: float = 1.0,
@@ -570,8 +652,9 @@ def LI(
 
     Args:
         size: number of neurons (a tuple is allowed with ``project=False``).
-        tau_syn, tau_mem, dt: time constants and step, all > 0.
+        tau_syn, tau_mem, dt: time constants and step (``tau_syn >= 0``, the others > 0).
         v_leak: resting potential.
+        input_scale: as for ``LIF``.
         project, weight_init, weight_scale, weight_mean, dtype, unroll: as for ``LIF``.
 
     Returns:
@@ -595,6 +678,7 @@ def LI(
         "heaviside",
         False,
         unroll,
+        input_scale=input_scale,
         spiking=False,
     )
     label = f"LI({format_size(features)})"
@@ -625,6 +709,7 @@ def RecurrentLIF(
     v_leak: float = 0.0,
     reset: str = "subtract",
     surrogate: Union[str, Callable[[Array], Array]] = "superspike",
+    input_scale: Optional[float] = None,
     project: bool = True,
     weight_init: Optional[WeightInit] = None,
     weight_scale: float = 1.0,
@@ -644,8 +729,9 @@ def RecurrentLIF(
 
     Args:
         size: number of neurons.
-        tau_syn, tau_mem, dt, v_th, v_reset, v_leak, reset, surrogate, project, weight_init,
-            weight_scale, weight_mean, dtype, record_membrane, unroll: as for ``LIF``.
+        tau_syn, tau_mem, dt, v_th, v_reset, v_leak, reset, surrogate, input_scale, project,
+            weight_init, weight_scale, weight_mean, dtype, record_membrane, unroll: as for
+            ``LIF``.
         recurrent_init: ``(key, shape, dtype) -> W_rec``; default
             ``recurrent_mean + recurrent_scale * N(0, 1) / sqrt(size)``.
         recurrent_scale, recurrent_mean: parameters of the default recurrent initialiser.
@@ -662,7 +748,17 @@ def RecurrentLIF(
     if len(features) != 1:
         raise ValueError(f"size must be an int, got {size!r}")
     config = _make_config(
-        tau_syn, tau_mem, dt, v_th, v_reset, v_leak, reset, surrogate, record_membrane, unroll
+        tau_syn,
+        tau_mem,
+        dt,
+        v_th,
+        v_reset,
+        v_leak,
+        reset,
+        surrogate,
+        record_membrane,
+        unroll,
+        input_scale=input_scale,
     )
     label = f"RecurrentLIF({features[0]})"
     projection = _Projection(

@@ -13,13 +13,23 @@ T = 16
 
 
 def _layer_kwargs(params):
-    return {
-        k: params[k] for k in ("tau_syn", "tau_mem", "dt", "v_th", "v_reset", "v_leak", "reset")
-    }
+    keys = ("tau_syn", "tau_mem", "dt", "v_th", "v_reset", "v_leak", "reset", "input_scale")
+    return {k: params[k] for k in keys if k in params}
+
+
+@st.composite
+def _neurons(draw):
+    """Discrete LIF parameters, a third of them single-state (``tau_syn = 0``, with the default
+    input scale ``1 - a_mem`` or the common ``v_t = beta v_{t-1} + x_t W`` form)."""
+    params = dict(draw(strategies.lif_parameters("discrete")))
+    if draw(st.integers(0, 2)) == 0:
+        params["tau_syn"] = 0.0
+        params["input_scale"] = draw(st.sampled_from([None, 1.0]))
+    return params
 
 
 @given(
-    params=strategies.lif_parameters("discrete"),
+    params=_neurons(),
     weight=strategies.weights((3, 4), low=-1.0, high=3.0),
     inputs=strategies.dense_inputs(T, 3, dtype=np.float64),
 )
@@ -34,7 +44,7 @@ def test_lif_matches_reference(params, weight, inputs):
 
 
 @given(
-    params=strategies.lif_parameters("discrete"),
+    params=_neurons(),
     weight=strategies.weights((2, 3)),
     recurrent=strategies.weights((3, 3), low=-2.0, high=2.0),
     inputs=strategies.dense_inputs(T, 2, dtype=np.float64),
@@ -51,7 +61,9 @@ def test_recurrent_lif_and_li_match_reference(params, weight, recurrent, inputs)
             rtol=0,
             atol=0,
         )
-        li_kwargs = {k: kwargs[k] for k in ("tau_syn", "tau_mem", "dt", "v_leak")}
+        li_kwargs = {
+            k: kwargs[k] for k in ("tau_syn", "tau_mem", "dt", "v_leak", "input_scale") if k in kwargs
+        }
         properties.check_matches_reference(
             LI(3, **li_kwargs),
             {"weight": jnp.asarray(weight)},
@@ -64,7 +76,7 @@ def test_recurrent_lif_and_li_match_reference(params, weight, recurrent, inputs)
 
 @settings(max_examples=5)
 @given(
-    params=strategies.lif_parameters("discrete"), v0=st.floats(-2.0, 0.99), i0=st.floats(-2.0, 2.0)
+    params=_neurons(), v0=st.floats(-2.0, 0.99), i0=st.floats(-2.0, 2.0)
 )
 def test_no_input_no_spikes_and_decay_to_rest(params, v0, i0):
     kwargs = _layer_kwargs(params)
@@ -88,7 +100,7 @@ def test_no_input_no_spikes_and_decay_to_rest(params, v0, i0):
 
 
 @given(
-    params=strategies.lif_parameters("discrete"),
+    params=_neurons(),
     weight=strategies.weights((3, 1), low=0.0, high=3.0),
     factor=st.floats(1.0, 4.0),
     inputs=strategies.dense_inputs(24, 3, dtype=np.float64),
@@ -106,7 +118,7 @@ def test_larger_positive_weights_never_reduce_spike_count(params, weight, factor
 
 
 @given(
-    params=strategies.lif_parameters("discrete"),
+    params=_neurons(),
     weight=strategies.weights((3, 4)),
     inputs=strategies.dense_inputs(T, 3),
     shift=st.integers(0, T),
