@@ -9,23 +9,25 @@ Layers (all ``jaxsnn.Layer`` pairs, usable in ``jaxsnn.serial``; per-sample inpu
 - ``Dense`` (alias ``Linear``): projection of every time step at once.
 - ``Conv``: 2-D convolution of every time step at once.
 
-``surrogate`` holds the spike functions (Heaviside forward, surrogate derivative backward).
+``dynamics`` holds the neuron's per-step update (``lif_step``), the scans over a window and
+their hand-written adjoint (``lif_dynamics`` runs them on precomputed currents); ``surrogate``
+the spike functions (Heaviside forward, surrogate derivative backward).
+
+``LIFState``/``LIFRecording`` here are the discrete-time classes (state after the last grid
+step; dense spike arrays); ``jaxsnn.event`` has its own classes of the same names (state at an
+arbitrary time with a refractory field; ``Spikes`` event buffers).
 """
 
-from jaxsnn.discrete import surrogate
+from jaxsnn.discrete import dynamics, surrogate
 from jaxsnn.discrete.conv import Conv
-from jaxsnn.discrete.lif import (
-    LI,
-    LIF,
-    LIFRecording,
+from jaxsnn.discrete.dynamics import (
     LIFState,
-    LIRecording,
-    RecurrentLIF,
     RecurrentLIFState,
     decay_factors,
     lif_dynamics,
     tau_from_decay,
 )
+from jaxsnn.discrete.lif import LI, LIF, LIFRecording, LIRecording, RecurrentLIF
 from jaxsnn.discrete.linear import Dense, Linear
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "RecurrentLIF",
     "RecurrentLIFState",
     "decay_factors",
+    "dynamics",
     "lif_dynamics",
     "surrogate",
     "tau_from_decay",
