@@ -1,8 +1,18 @@
-"""2-D convolution applied to every time step at once: ``Conv``."""
+"""2-D convolution applied to every time step at once: ``Conv``.
+
+The forward pass and the input gradient are XLA's convolution (``lax.conv_general_dilated``,
+time folded into the batch). The weight gradient ``dW[i, j, c, o] = sum_{t, y, x} xpad[t, s y + i,
+s x + j, c] g[t, y, x, o]`` is, by default, computed as matrix products of image patches with the
+output cotangent, ``patches^T @ g``, in chunks of about 4096 output pixels (a scan over the
+leading axis), so the patches never take more than a cache-sized buffer: on CPU this is several
+times faster than XLA's own weight gradient of a convolution with a small kernel, and it equals
+it to float32 round-off (``backward="autodiff"`` keeps XLA's).
+"""
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Tuple, Union
+import functools
+from typing import Any, NamedTuple, Optional, Sequence, Tuple, Union
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +28,88 @@ Array = jax.Array
 __all__ = ["Conv"]
 
 _DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
+_BACKWARDS = ("patches", "autodiff")
+#: Output pixels per chunk of the patch weight gradient: patches of 4096 rows x (9 C_in) floats
+#: stay in a core's cache for small C_in, and the matmul is still large enough to run at speed.
+_CHUNK_PIXELS = 4096
+
+
+class _ConvSpec(NamedTuple):
+    """Static geometry of a convolution: kernel, strides and explicit ((lo, hi), (lo, hi)) pads."""
+
+    kernel: Tuple[int, int]
+    strides: Tuple[int, int]
+    pads: Tuple[Tuple[int, int], Tuple[int, int]]
+
+
+def _xla_conv(spec: _ConvSpec, inputs: Array, weight: Array) -> Array:
+    return lax.conv_general_dilated(
+        inputs, weight, spec.strides, spec.pads, dimension_numbers=_DIMENSION_NUMBERS
+    )
+
+
+def _patches(spec: _ConvSpec, inputs: Array, out_hw: Tuple[int, int]) -> Array:
+    """``(n, H, W, C) -> (n, H', W', kh * kw * C)``, features ordered ``(kh, kw, C)`` like HWIO."""
+    (top, bottom), (left, right) = spec.pads
+    zero = jnp.zeros((), inputs.dtype)
+    padded = lax.pad(inputs, zero, ((0, 0, 0), (top, bottom, 0), (left, right, 0), (0, 0, 0)))
+    n, channels = inputs.shape[0], inputs.shape[3]
+    (sh, sw), (oh, ow) = spec.strides, out_hw
+    views = [
+        lax.slice(
+            padded, (0, i, j, 0), (n, i + (oh - 1) * sh + 1, j + (ow - 1) * sw + 1, channels),
+            (1, sh, sw, 1),
+        )
+        for i in range(spec.kernel[0])
+        for j in range(spec.kernel[1])
+    ]
+    return jnp.concatenate(views, axis=-1)
+
+
+def _patch_weight_gradient(spec: _ConvSpec, inputs: Array, cotangent: Array) -> Array:
+    """``sum_t patches(x_t)^T @ g_t`` in chunks of the leading axis; shape ``(kh, kw, C, O)``."""
+    steps, out_h, out_w, out_channels = cotangent.shape
+    channels = inputs.shape[3]
+    chunk = min(steps, max(1, _CHUNK_PIXELS // (out_h * out_w)))
+    n_chunks = -(-steps // chunk)
+    extra = n_chunks * chunk - steps
+    if extra:  # zero steps add nothing to the sum
+        inputs = jnp.concatenate([inputs, jnp.zeros((extra,) + inputs.shape[1:], inputs.dtype)])
+        cotangent = jnp.concatenate(
+            [cotangent, jnp.zeros((extra,) + cotangent.shape[1:], cotangent.dtype)]
+        )
+    xs = inputs.reshape((n_chunks, chunk) + inputs.shape[1:])
+    gs = cotangent.reshape((n_chunks, chunk) + cotangent.shape[1:])
+    rows = spec.kernel[0] * spec.kernel[1] * channels
+
+    def body(total, chunk_pair):
+        x, g = chunk_pair
+        patches = _patches(spec, x, (out_h, out_w)).reshape(-1, rows)
+        return total + jnp.matmul(patches.T, g.reshape(-1, out_channels)), None
+
+    total = jnp.zeros((rows, out_channels), jnp.result_type(inputs.dtype, cotangent.dtype))
+    total, _ = lax.scan(body, total, (xs, gs))
+    return total.reshape(spec.kernel + (channels, out_channels))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _patch_conv(spec: _ConvSpec, inputs: Array, weight: Array) -> Array:
+    return _xla_conv(spec, inputs, weight)
+
+
+def _patch_conv_fwd(spec: _ConvSpec, inputs: Array, weight: Array):
+    return _xla_conv(spec, inputs, weight), (inputs, weight)
+
+
+def _patch_conv_bwd(spec: _ConvSpec, residuals, cotangent: Array):
+    inputs, weight = residuals
+    _, input_vjp = jax.vjp(lambda x: _xla_conv(spec, x, weight), inputs)
+    (g_inputs,) = input_vjp(cotangent)
+    g_weight = _patch_weight_gradient(spec, inputs, cotangent).astype(weight.dtype)
+    return g_inputs, g_weight
+
+
+_patch_conv.defvjp(_patch_conv_fwd, _patch_conv_bwd)
 
 
 def _pair(name: str, value: Union[int, Sequence[int]]) -> Tuple[int, int]:
@@ -62,6 +154,7 @@ def Conv(
     weight_mean: float = 0.0,
     bias_init: Optional[WeightInit] = None,
     dtype: Any = None,
+    backward: str = "patches",
 ) -> Layer:
     """2-D convolution of every time step, with stax's layout (``NHWC`` inputs, ``HWIO`` kernel).
 
@@ -80,6 +173,9 @@ def Conv(
         weight_scale, weight_mean: parameters of the default initialiser.
         bias_init: ``(key, (out_channels,), dtype) -> b``; default zeros.
         dtype: parameter dtype (default float32, float64 under x64).
+        backward: ``"patches"`` (default: weight gradient as chunked ``patches^T @ g``
+            matmuls, see the module docstring; reverse mode only) or ``"autodiff"`` (XLA's
+            gradient of the convolution; also forward mode).
 
     Returns:
         A stateless ``Layer``: params ``{"weight": (kh, kw, C_in, C_out)[, "bias": (C_out,)]}``;
@@ -98,14 +194,20 @@ def Conv(
     pad = _padding(padding)
     if not isinstance(bias, bool):
         raise TypeError(f"bias must be a bool, got {type(bias).__name__}")
+    if backward not in _BACKWARDS:
+        raise ValueError(f"backward must be one of {_BACKWARDS}, got {backward!r}")
     label = f"Conv({out_channels}, {kernel[0] if kernel[0] == kernel[1] else kernel})"
     w_init = make_weight_init(weight_init, weight_scale, weight_mean)
     param_dtype = default_dtype(dtype)
 
     def convolve(inputs: Array, weight: Array) -> Array:
-        return lax.conv_general_dilated(
-            inputs, weight, strides, pad, dimension_numbers=_DIMENSION_NUMBERS
-        )
+        pads = pad
+        if isinstance(pad, str):
+            pads = lax.padtype_to_pads(inputs.shape[1:3], kernel, strides, pad)
+        spec = _ConvSpec(kernel, strides, tuple((int(lo), int(hi)) for lo, hi in pads))
+        if backward == "autodiff":
+            return _xla_conv(spec, inputs, weight)
+        return _patch_conv(spec, inputs, weight)
 
     def init(rng: jax.Array, input_shape):
         shape = input_shape_tuple(label, input_shape, 4, "(time, height, width, channels)")
