@@ -52,7 +52,7 @@ def network(workload, cfg, conv_backward="patches"):
                             lif((s // p, s // p, c)), MaxPool(p), Flatten(),
                             Dense(cfg["classes"]), lif(cfg["classes"]))
         params = [{"weight": hwio(data["k1"])}, {}, {}, {"weight": hwio(data["k2"])}, {}, {}, {},
-                  {"weight": jnp.asarray(data["w3"])}, {}]
+                  {"weight": jnp.asarray(harness.hwc_rows(data["w3"], cfg))}, {}]
         lifs = (1, 4, 8)
     else:
         raise ValueError(f"unknown workload {workload!r}")

@@ -29,8 +29,9 @@ __all__ = ["Conv"]
 
 _DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 _BACKWARDS = ("patches", "autodiff")
-#: Output pixels per chunk of the patch weight gradient: patches of 4096 rows x (9 C_in) floats
-#: stay in a core's cache for small C_in, and the matmul is still large enough to run at speed.
+#: Output pixels per band of the patch weight gradient for a batch of 16 samples: patches of
+#: 4096 rows x (9 C_in) floats stay in a core's cache for small C_in, and the matmul is still
+#: large enough to run at speed.
 _CHUNK_PIXELS = 4096
 
 
@@ -67,29 +68,44 @@ def _patches(spec: _ConvSpec, inputs: Array, out_hw: Tuple[int, int]) -> Array:
 
 
 def _patch_weight_gradient(spec: _ConvSpec, inputs: Array, cotangent: Array) -> Array:
-    """``sum_t patches(x_t)^T @ g_t`` in chunks of the leading axis; shape ``(kh, kw, C, O)``."""
+    """``sum patches(x)^T @ g`` over bands of ``r`` output rows of one step at a time.
+
+    A scan over (step, band) slices the padded input rows a band needs (``dynamic_slice``,
+    no copy of the window) and multiplies that band's patches with its cotangent rows; ``r``
+    is chosen so that a band has about ``_CHUNK_PIXELS / 16`` output pixels, which keeps the
+    patches cache-sized also when ``jax.vmap`` stacks a batch of samples into every band.
+
+    Returns:
+        ``(kh, kw, C_in, C_out)``.
+    """
     steps, out_h, out_w, out_channels = cotangent.shape
     channels = inputs.shape[3]
-    chunk = min(steps, max(1, _CHUNK_PIXELS // (out_h * out_w)))
-    n_chunks = -(-steps // chunk)
-    extra = n_chunks * chunk - steps
-    if extra:  # zero steps add nothing to the sum
-        inputs = jnp.concatenate([inputs, jnp.zeros((extra,) + inputs.shape[1:], inputs.dtype)])
-        cotangent = jnp.concatenate(
-            [cotangent, jnp.zeros((extra,) + cotangent.shape[1:], cotangent.dtype)]
-        )
-    xs = inputs.reshape((n_chunks, chunk) + inputs.shape[1:])
-    gs = cotangent.reshape((n_chunks, chunk) + cotangent.shape[1:])
-    rows = spec.kernel[0] * spec.kernel[1] * channels
+    (kh, kw), (sh, _) = spec.kernel, spec.strides
+    band = max(1, min(out_h, (_CHUNK_PIXELS // 16) // out_w))
+    n_bands = -(-out_h // band)
+    extra = n_bands * band - out_h  # zero cotangent rows (and zero input rows) add nothing
+    (top, bottom), (left, right) = spec.pads
+    zero = jnp.zeros((), inputs.dtype)
+    padded = lax.pad(
+        inputs, zero, ((0, 0, 0), (top, bottom + extra * sh, 0), (left, right, 0), (0, 0, 0))
+    )
+    cotangent = lax.pad(cotangent, jnp.zeros((), cotangent.dtype),
+                        ((0, 0, 0), (0, extra, 0), (0, 0, 0), (0, 0, 0)))
+    band_rows = (band - 1) * sh + kh  # padded input rows under one band of output rows
+    rows = kh * kw * channels
+    band_spec = _ConvSpec(spec.kernel, spec.strides, ((0, 0), (0, 0)))
 
-    def body(total, chunk_pair):
-        x, g = chunk_pair
-        patches = _patches(spec, x, (out_h, out_w)).reshape(-1, rows)
+    def body(total, index):
+        step, first = index // n_bands, (index % n_bands) * band
+        x = lax.dynamic_slice(padded, (step, first * sh, 0, 0),
+                              (1, band_rows, padded.shape[2], channels))
+        g = lax.dynamic_slice(cotangent, (step, first, 0, 0), (1, band, out_w, out_channels))
+        patches = _patches(band_spec, x, (band, out_w)).reshape(-1, rows)
         return total + jnp.matmul(patches.T, g.reshape(-1, out_channels)), None
 
     total = jnp.zeros((rows, out_channels), jnp.result_type(inputs.dtype, cotangent.dtype))
-    total, _ = lax.scan(body, total, (xs, gs))
-    return total.reshape(spec.kernel + (channels, out_channels))
+    total, _ = lax.scan(body, total, jnp.arange(steps * n_bands))
+    return total.reshape((kh, kw, channels, out_channels))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
