@@ -186,7 +186,9 @@ def _fit_one(times, pre_amp, delay, test_amp, start, theta_scale, u_reset, t_ref
     a1 = jnp.broadcast_to(pre_amp[:, None, None], shape)
     a2 = jnp.broadcast_to(test_amp[:, None, None], shape)
     first = jnp.arange(shape[-1]) == 0
-    previous = jnp.concatenate([jnp.zeros(shape[:-1] + (1,), times.dtype), safe_t[..., :-1]], axis=-1)
+    previous = jnp.concatenate(
+        [jnp.zeros(shape[:-1] + (1,), times.dtype), safe_t[..., :-1]], axis=-1
+    )
     begin = jnp.where(first, d, jnp.maximum(previous + t_ref, d))
     elapsed = jnp.where(valid, jnp.maximum(safe_t - begin, 0.0), 1.0)
 
@@ -195,8 +197,10 @@ def _fit_one(times, pre_amp, delay, test_amp, start, theta_scale, u_reset, t_ref
         tau_mem, tau_syn = jnp.exp(log_taus[0]), jnp.exp(log_taus[1])
         u_begin = jnp.where(first, a1 * psp_kernel(d, tau_mem, tau_syn), u_reset)
         i_begin = a1 * jnp.exp(-begin / tau_syn) + a2 * jnp.exp(-(begin - d) / tau_syn)
-        potential = u_begin * jnp.exp(-elapsed / tau_mem) + i_begin * psp_kernel(elapsed, tau_mem, tau_syn)
-        slope = (i_begin * jnp.exp(-elapsed / tau_syn) - potential) / tau_mem  # tau_mem du/dt = I - u
+        kernel = psp_kernel(elapsed, tau_mem, tau_syn)
+        potential = u_begin * jnp.exp(-elapsed / tau_mem) + i_begin * kernel
+        # tau_mem du/dt = I - u
+        slope = (i_begin * jnp.exp(-elapsed / tau_syn) - potential) / tau_mem
         return potential, jnp.sqrt(slope * slope + (theta_scale / tau_mem) ** 2)
 
     def run_thresholds(potential, scale, weight):
@@ -236,7 +240,8 @@ def _fit_one(times, pre_amp, delay, test_amp, start, theta_scale, u_reset, t_ref
             damping = jnp.where(better, damping * 0.3, damping * 10.0)
             return (log_taus, jnp.clip(damping, 1e-9, 1e9)), None
 
-        (log_taus, _), _ = jax.lax.scan(step, (start, jnp.asarray(1e-3, start.dtype)), None, length=iterations)
+        initial = (start, jnp.asarray(1e-3, start.dtype))
+        (log_taus, _), _ = jax.lax.scan(step, initial, None, length=iterations)
         return log_taus
 
     def fit_round(log_taus, outlier_factor):
@@ -244,7 +249,7 @@ def _fit_one(times, pre_amp, delay, test_amp, start, theta_scale, u_reset, t_ref
         # spike after a lost one (its interval looks twice as long)
         r = raw_residuals(log_taus, valid.astype(times.dtype))
         rms = jnp.sqrt(jnp.sum(r * r) / jnp.maximum(within_run_dof(valid), 1))
-        inlier = valid & (jnp.abs(r) <= outlier_factor * rms)
+        inlier = valid & (jnp.isinf(outlier_factor) | (jnp.abs(r) <= outlier_factor * rms))
         return levenberg_marquardt(log_taus, inlier.astype(times.dtype)), inlier
 
     # the two rounds as one scan: the solver is traced (and compiled) once
@@ -264,9 +269,7 @@ def _fit_one(times, pre_amp, delay, test_amp, start, theta_scale, u_reset, t_ref
 
 
 # one compiled fit per shape for the whole process (vectorised over neurons)
-_fit_layer = jax.jit(
-    jax.vmap(_fit_one, in_axes=(0,) + (None,) * 7 + (None,)), static_argnums=(8,)
-)
+_fit_layer = jax.jit(jax.vmap(_fit_one, in_axes=(0,) + (None,) * 8), static_argnums=(8,))
 
 
 def fit_calibration(
@@ -327,8 +330,12 @@ def fit_calibration(
     start = np.log(np.array([float(nominal.tau_mem), float(nominal.tau_syn)]))
     u_reset = float(nominal.v_reset) - float(nominal.v_leak)
     dtype = jnp.zeros(()).dtype
-    constants = [jnp.asarray(x, dtype) for x in (pre_amp, delay, test_amp, start, theta0, u_reset, float(nominal.t_ref))]
-    params, n_used, dof, rms = _fit_layer(jnp.asarray(np.moveaxis(times, 2, 0), dtype), *constants, int(iterations))
+    constants = [
+        jnp.asarray(x, dtype)
+        for x in (pre_amp, delay, test_amp, start, theta0, u_reset, float(nominal.t_ref))
+    ]
+    per_neuron = jnp.asarray(np.moveaxis(times, 2, 0), dtype)
+    params, n_used, dof, rms = _fit_layer(per_neuron, *constants, int(iterations))
     params = np.asarray(params, np.float64)
     params[np.asarray(dof) < 3] = np.nan
     return Calibration(
@@ -446,8 +453,9 @@ def correct_weights(weight: Any, calibration: Calibration, nominal: LIFParameter
     """Rescale a layer's input weights so each neuron behaves as if it had the nominal threshold.
 
     ``W'[:, i] = W[:, i] (v_th_i - v_leak) / (v_th - v_leak)``: exact for threshold deviations
-    because the dynamics are linear in ``v - v_leak`` (quantisation of ``W'`` aside).
-    Neurons without a calibration (NaN) keep their weights.
+    because the dynamics are linear in ``v - v_leak`` (quantisation of ``W'`` aside), up to
+    each neuron's first spike; after it only when ``v_reset == v_leak`` (the reset distance
+    is not rescaled). Neurons without a calibration (NaN) keep their weights.
 
     Args:
         weight: ``(n_in, size)`` weight matrix.
