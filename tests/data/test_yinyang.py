@@ -1,5 +1,7 @@
 """Yin-Yang: bit-exactness against the published arrays, loading, geometry, bad input."""
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -25,17 +27,23 @@ needs_published = pytest.mark.skipif(
 )
 
 
+@functools.lru_cache(maxsize=None)
+def _generated(split):
+    """A published split generated from its seed (once per test session: 5000 samples take seconds)."""
+    return generate_yinyang(*YINYANG_SPLITS[split])
+
+
 @pytest.mark.parametrize("split", sorted(YINYANG_SPLITS))
 def test_generator_matches_published_fingerprint(split):
     seed, size = YINYANG_SPLITS[split]
-    generated = generate_yinyang(seed, size)
+    generated = _generated(split)
     assert generated.inputs.dtype == np.float64 and generated.labels.dtype == np.int64
     assert generated.inputs.shape == (size, 4) and generated.labels.shape == (size,)
     assert yinyang_fingerprint(generated) == YINYANG_SHA256[split]
 
 
 def test_fingerprint_sees_one_bit():
-    data = generate_yinyang(*YINYANG_SPLITS["test"])
+    data = _generated("test")
     samples, labels = yinyang_fingerprint(data)
     nudged = data.inputs.copy()
     nudged[500, 1] = np.nextafter(nudged[500, 1], 1.0)  # one ulp in one coordinate
@@ -51,8 +59,7 @@ def test_fingerprint_sees_one_bit():
 @needs_published
 @pytest.mark.parametrize("split", sorted(YINYANG_SPLITS))
 def test_generator_reproduces_published_arrays_bit_for_bit(split):
-    seed, size = YINYANG_SPLITS[split]
-    generated = generate_yinyang(seed, size)
+    generated = _generated(split)
     samples = np.load(PUBLISHED / f"{split}_samples.npy")
     labels = np.load(PUBLISHED / f"{split}_labels.npy")
     assert yinyang_fingerprint((samples, labels)) == YINYANG_SHA256[split]  # the vendored digests
