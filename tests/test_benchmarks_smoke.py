@@ -46,20 +46,21 @@ def test_discrete_workloads_match_hand_written_reference(workload, cfg, built_ml
     ref = w_jax_handwritten.build(workload, dict(cfg))
     out = np.asarray(ours["block"](ours["forward"]()))
     # The benchmark feeds every library the same network: jaxsnn's spikes must equal the
-    # hand-written recurrence exactly (jaxsnn: batch-major, NHWC; reference: time-major, NCHW).
-    axes = (1, 0, 2) if workload == "mlp2048" else (1, 0, 4, 2, 3)
+    # hand-written recurrence exactly (jaxsnn's worker: time-major, NHWC; reference: time-major,
+    # NCHW).
+    axes = (0, 1, 2) if workload == "mlp2048" else (0, 1, 4, 2, 3)
     np.testing.assert_array_equal(out.transpose(axes), np.asarray(ref["forward"]()))
     assert ours["rates"]() == pytest.approx(ref["rates"](), abs=0)
     assert 0 < ours["rates"]()[0] < 1  # the tiny network does spike
     # ... and the backward mode computes the same surrogate gradient of the summed output spikes.
-    # jaxsnn's weights are the reference's times INPUT_SCALE (and HWIO instead of OIHW), so its
-    # gradient times INPUT_SCALE is the reference's; float32, measured agreement 2e-6.
+    # jaxsnn's single-state LIF (input_scale=1) takes the reference's weights unchanged (HWIO
+    # instead of OIHW for convolutions); float32, measured agreement 2e-6.
     grads = ours["block"](ours["backward"]())
     ref_grads = ref["block"](ref["backward"]())
     to_reference_layout = (lambda g: g) if workload == "mlp2048" else (lambda g: g.transpose(3, 2, 0, 1))
     for position, expected in zip((0, 2), ref_grads):
         expected = np.asarray(expected)
-        got = to_reference_layout(np.asarray(grads[position]["weight"])) * w_jaxsnn.INPUT_SCALE
+        got = to_reference_layout(np.asarray(grads[position]["weight"]))
         assert np.count_nonzero(expected) > expected.size // 2  # the surrogate reaches most weights
         np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.max(np.abs(expected)))
     assert grads[1] == {} and grads[3] == {}
