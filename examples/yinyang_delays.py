@@ -19,8 +19,8 @@ Adam with an exponentially decaying learning rate, weights clipped to a global n
 delays have their own Adam (``--delay-lr``, seconds per step). The reported accuracy is on the
 published test split with the last epoch's parameters.
 
-Run ``python examples/yinyang_delays.py`` (5 seeds); results go to
-``benchmarks/results/yinyang_delays.json``.
+Run ``python examples/yinyang_delays.py`` (5 seeds); the result goes to ``outputs/yinyang_delays.json``
+(untracked); ``--record`` writes the committed ``benchmarks/results/yinyang_delays.json``.
 """
 
 from __future__ import annotations
@@ -64,10 +64,18 @@ def parse_args(argv):
     parser.add_argument("--max-delay", type=float, default=1e-2, help="delays are clipped to [0, max-delay] (s)")
     parser.add_argument("--train-samples", type=int, default=0, help="0 = the whole training split")
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "yinyang_delays.json"))
+    parser.add_argument("--out", default=None,
+                        help="result JSON (default: outputs/yinyang_delays.json, untracked)")
+    parser.add_argument("--record", action="store_true",
+                        help="write the committed record benchmarks/results/yinyang_delays.json (overrides --out)")
     parser.add_argument("--no-save", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.record:
+        args.out = str(REPO / "benchmarks" / "results" / "yinyang_delays.json")
+    elif args.out is None:
+        args.out = str(REPO / "outputs" / "yinyang_delays.json")
+    return args
 
 
 T_LATE, T_MAX, TAU_SYN, TAU_MEM = 1e-2, 2e-2, 5e-3, 1e-2

@@ -377,4 +377,5 @@ def test_event_branches_properties_chunked_causality():
         properties.check_chunked_equals_whole(jax.jit(event_branches(split).apply), params, spikes, split,
                                               second_layer=jax.jit(event_branches(T_MAX - split).apply),
                                               whole_layer=EVENT_APPLY)
-        properties.check_causality(EVENT_APPLY, params, spikes, 0.006)
+        # output spikes at 6.5 ms and 8.7 ms lie before the split, the input at 12 ms after it
+        assert properties.check_causality(EVENT_APPLY, params, spikes, 0.01) >= 4

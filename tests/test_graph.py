@@ -518,7 +518,14 @@ def test_event_graph_chunked_equals_whole_vmap_and_causality():
         properties.check_chunked_equals_whole(jax.jit(first.apply), params, spikes, split,
                                               second_layer=jax.jit(second.apply), whole_layer=EVENT_APPLY,
                                               rtol=1e-11)
-        properties.check_causality(EVENT_APPLY, params, spikes, 0.007)
+        # out spikes at 10.6 and 11.2 ms lie before 12 ms; two extra input spikes after it change
+        # the later output (so the perturbation is real) but must not change those two
+        extra = jaxsnn.spikes.from_lists([0.0125, 0.013], [1, 2], capacity=2, n_neurons=E_IN, dtype=np.float64)
+        assert properties.check_causality(EVENT_APPLY, params, spikes, 0.012, replacement=extra) >= 2
+        perturbed = jaxsnn.spikes.from_lists(KNOWN_INPUT["times"] + [0.0125, 0.013], KNOWN_INPUT["idx"] + [1, 2],
+                                             capacity=6, n_neurons=E_IN, dtype=np.float64)
+        assert not np.array_equal(np.asarray(EVENT_APPLY(params, perturbed)[1].time),
+                                  np.asarray(EVENT_APPLY(params, spikes)[1].time))
         batch = Spikes(jnp.stack([spikes.time, spikes.time + 0.001]), jnp.stack([spikes.idx, spikes.idx]))
         properties.check_vmap_equals_loop(EVENT_APPLY, params, batch)
 
