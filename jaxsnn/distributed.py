@@ -314,7 +314,8 @@ def data_parallel(
         axis_name: mesh axis of the batch (default: the mesh's first axis).
 
     Returns:
-        ``run(*args)``: the jitted, sharded step.
+        ``run(*args)``: the jitted, sharded step; ``run.lower(*args)`` lowers it for those
+        arguments (``.compile().as_text()`` shows the partitioned program and its collectives).
 
     Raises:
         ValueError: (at call time) if a batch argument's leading axis does not divide over
@@ -338,17 +339,21 @@ def data_parallel(
 
     compiled = jax.jit(constrained, donate_argnums=donate_argnums)
 
-    def run(*args: Any) -> Any:
+    def place(args: Tuple[Any, ...]) -> list:
         positions = {k % len(args) for k in batch_args if -len(args) <= k < len(args)}
         if len(positions) != len(batch_args):
             raise ValueError(f"batch_argnums {batch_args} do not fit a call with {len(args)} arguments")
-        placed = [
+        return [
             shard_batch(arg, mesh, axis_name=axis) if k in positions else replicate(arg, mesh)
             for k, arg in enumerate(args)
         ]
-        return compiled(*placed)
+
+    def run(*args: Any) -> Any:
+        return compiled(*place(args))
 
     run.mesh = mesh  # type: ignore[attr-defined]
+    # like jax.jit(...).lower: the partitioned program for these arguments, to inspect
+    run.lower = lambda *args: compiled.lower(*place(args))  # type: ignore[attr-defined]
     return run
 
 

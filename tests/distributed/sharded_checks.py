@@ -32,8 +32,9 @@ from jaxsnn.event import LIFParameters  # noqa: E402
 N_STEPS = 3
 
 
-def _devices_of(array) -> int:
-    return len(array.sharding.device_set)
+def _pieces(array) -> int:
+    """Into how many distinct parts the array is split (1: replicated)."""
+    return len({str(shard.index) for shard in array.global_shards})
 
 
 def _summary(reference, candidate, initial_params) -> dict:
@@ -58,9 +59,13 @@ def check_discrete_data_parallel() -> dict:
     sharded = distributed.data_parallel(step, mesh, batch_argnums=2, batch_outputs=3)
     candidate = w.train(sharded, params, opt.init(params), batch, N_STEPS)
     result = _summary(reference, candidate, params)
-    result["output_devices"] = _devices_of(candidate[3])
-    result["params_devices"] = _devices_of(jax.tree_util.tree_leaves(candidate[0])[0])
+    result["output_devices"] = _pieces(candidate[3])
+    first_leaf = jax.tree_util.tree_leaves(candidate[0])[0]
+    result["params_pieces"] = _pieces(first_leaf)  # replicated: one piece ...
+    result["params_devices"] = len(first_leaf.sharding.device_set)  # ... on every device
     result["hidden_spikes"] = float(np.sum(distributed.to_host(reference[3])))
+    program = sharded.lower(params, opt.init(params), batch).compile().as_text()
+    result["all_reduce_in_program"] = "all-reduce" in program
     return result
 
 
@@ -76,7 +81,7 @@ def check_discrete_chunked() -> dict:
         )
         runs[n] = w.train(step, params, opt.init(params), batch, N_STEPS)
     result = _summary(runs[1], runs[4], params)
-    result["output_devices"] = _devices_of(runs[4][3])
+    result["output_devices"] = _pieces(runs[4][3])
     result["hidden_spikes"] = float(np.sum(distributed.to_host(runs[1][3])))
     # the chunked sum against the plain mean: the same maths, summed in another order
     plain = w.train(jax.jit(w.plain_step(sample_loss, opt)), params, opt.init(params), batch, N_STEPS)
@@ -97,7 +102,7 @@ def check_discrete_seeds() -> dict:
     placed_params, placed_state = distributed.shard_batch((params, opt_state), mesh)
     candidate = w.train(step, placed_params, placed_state, distributed.replicate(batch, mesh), N_STEPS)
     result = _summary(reference, candidate, params)
-    result["params_devices"] = _devices_of(jax.tree_util.tree_leaves(candidate[0])[0])
+    result["params_pieces"] = _pieces(jax.tree_util.tree_leaves(candidate[0])[0])
     result["hidden_spikes"] = float(np.sum(distributed.to_host(reference[3])))
     return result
 
@@ -118,7 +123,7 @@ def check_event_chunked() -> dict:
         )
         runs[n] = w.train(step, params, opt.init(params), batch, N_STEPS)
     result = _summary(runs[1], runs[4], params)
-    result["output_devices"] = _devices_of(runs[4][3])
+    result["output_devices"] = _pieces(runs[4][3])
     result["finite_first_spikes"] = _finite_fraction(runs[1][3])
     return result
 
@@ -132,7 +137,7 @@ def check_event_data_parallel() -> dict:
     sharded = distributed.data_parallel(step, mesh, batch_argnums=2, batch_outputs=3)
     candidate = w.train(sharded, params, opt.init(params), batch, N_STEPS)
     result = _summary(reference, candidate, params)
-    result["output_devices"] = _devices_of(candidate[3])
+    result["output_devices"] = _pieces(candidate[3])
     result["finite_first_spikes"] = _finite_fraction(reference[3])
     return result
 
@@ -196,7 +201,7 @@ def check_hardware_data_parallel() -> dict:
     result["callback_batches_reference"] = calls_reference
     result["callback_batches_sharded"] = list(recorder.batch_sizes)
     result["batch"] = int(batch[1].shape[0])
-    result["output_devices"] = _devices_of(candidate[3])
+    result["output_devices"] = _pieces(candidate[3])
     result["finite_first_spikes"] = _finite_fraction(reference[3])
     return result
 
@@ -242,7 +247,7 @@ def check_hardware_chunked() -> dict:
     result["callback_batches_reference"] = calls[1]
     result["callback_batches_sharded"] = calls[2]
     result["batch"] = int(batch[1].shape[0])
-    result["output_devices"] = _devices_of(runs[2][3])
+    result["output_devices"] = _pieces(runs[2][3])
     result["finite_first_spikes"] = _finite_fraction(runs[1][3])
     return result
 

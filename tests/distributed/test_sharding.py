@@ -61,7 +61,10 @@ def _close(name: str, result: dict, outputs_atol: float) -> None:
 def check_discrete_data_parallel(result: dict) -> None:
     _close("discrete data_parallel", result, outputs_atol=0.0)  # spike counts: exact
     assert result["hidden_spikes"] > 0
-    assert result["output_devices"] == 4 and result["params_devices"] == 4
+    # the batch was split (per-sample outputs in 4 pieces, an all-reduce adds the gradient
+    # parts), the parameters replicated
+    assert result["output_devices"] == 4 and result["all_reduce_in_program"]
+    assert result["params_pieces"] == 1 and result["params_devices"] == 4
 
 
 def check_discrete_chunked(result: dict) -> None:
@@ -73,7 +76,7 @@ def check_discrete_chunked(result: dict) -> None:
 
 def check_discrete_seeds(result: dict) -> None:
     _close("discrete seeds split over devices", result, outputs_atol=0.0)
-    assert result["hidden_spikes"] > 0 and result["params_devices"] == 4
+    assert result["hidden_spikes"] > 0 and result["params_pieces"] == 4  # one seed per device
 
 
 def check_chunked_transforms(result: dict) -> None:

@@ -1,0 +1,400 @@
+"""Strong scaling of data-parallel training over devices: 1, 2, 4 simulated CPU devices, and GPUs.
+
+    python benchmarks/scaling_devices.py               # CPU table; on a GPU machine the GPU table too
+    python benchmarks/scaling_devices.py --small       # small sizes (a few minutes on 2 cores)
+    python benchmarks/scaling_devices.py --platform cpu --devices 1,2,4,8
+
+One training step (forward, gradient, Adam) of two networks with a fixed global batch, split
+over ``n`` devices (parameters replicated):
+
+* ``event``: the Yin-Yang EventProp network, 5 latency-coded inputs -> 120 -> 3 event LIF
+  neurons, one spike per neuron, first-spike loss;
+* ``discrete``: 5 latency-coded inputs on a 100-step grid -> LIF(hidden) -> LI(3), BPTT with a
+  surrogate gradient, max-membrane cross-entropy.
+
+Two ways to split the batch (``jaxsnn.distributed``): ``data_parallel`` (XLA partitions the
+plain step; equal to one device to float32 rounding) and ``chunked`` (``chunked_sum`` with as
+many chunks as the largest device count; bitwise equal on every device count). Each row also
+reports how far the parameters after one step are from the one-device step.
+
+CPU devices are simulated (``--xla_force_host_platform_device_count``): they are one process's
+XLA devices sharing the machine's cores, so a speedup here shows how well the step's work is
+split across those cores, not what separate machines would give. Each device count's timing
+is interleaved with the others' (round robin), so machine load drifts affect all alike.
+
+Every platform runs in its own child process (the device flag must be set before jax is
+imported); the parent writes ``benchmarks/results/scaling_devices_<platform>.json`` and ``.md``
+(``<platform>`` is ``gpu`` when an accelerator was found, else ``cpu``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import harness  # noqa: E402  (stdlib + NumPy only)
+
+SIZES = {
+    # global batch per workload; hidden sizes; timed steps per round; rounds
+    "small": {"event_batch": 128, "discrete_batch": 128, "hidden": 120, "discrete_hidden": 120, "steps": 3, "rounds": 3},
+    "cpu": {"event_batch": 512, "discrete_batch": 512, "hidden": 120, "discrete_hidden": 256, "steps": 5, "rounds": 5},
+    "gpu": {"event_batch": 4096, "discrete_batch": 4096, "hidden": 120, "discrete_hidden": 256, "steps": 10, "rounds": 5},
+}
+T_MAX, STEPS_DISCRETE, DT = 0.02, 100, 2.5e-4
+
+
+# --------------------------------------------------------------------------- child side
+def _hardware(platform: str) -> Dict[str, Any]:
+    import jax
+
+    info = {"device_kind": jax.devices()[0].device_kind, "device_count": len(jax.devices()), **harness.machine_info()}
+    if platform == "gpu":
+        try:
+            query = subprocess.run(
+                ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+                capture_output=True, text=True, timeout=30,
+            )
+            info["nvidia_smi"] = query.stdout.strip().splitlines()
+        except (OSError, subprocess.SubprocessError) as error:
+            info["nvidia_smi"] = f"unavailable: {error}"
+    return info
+
+
+def _problem(workload: str, size: Dict[str, int]):
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    import optax
+
+    import jaxsnn
+    from jaxsnn import spikes as spikes_lib
+    from jaxsnn.encode import latency_dense, latency_spikes
+    from jaxsnn.initializers import normal
+
+    rng = np.random.default_rng(0)
+    if workload == "event":
+        from jaxsnn.event import LIF
+
+        batch = size["event_batch"]
+        common = dict(tau_syn=5e-3, tau_mem=1e-2, t_max=T_MAX, t_ref=T_MAX, gradient="eventprop")
+        net = jaxsnn.serial(
+            LIF(size["hidden"], capacity=size["hidden"], weight_init=normal(1.6, 3.0), **common),
+            LIF(3, capacity=3, weight_init=normal(0.8, 0.5), **common),
+        )
+        _, params = net.init(jax.random.PRNGKey(0), (5,))
+        xy = rng.random((batch, 2)).astype(np.float32)
+        points = jnp.asarray(np.concatenate([xy, 1 - xy], axis=1))
+        inputs = latency_spikes(points, t_min=0.0, t_max=0.01, bias_time=0.0)
+
+        def sample_loss(params, sample):
+            spikes, label = sample
+            _, out, _ = net.apply(params, spikes)
+            first = spikes_lib.first_spike_times(out, 3)
+            targets = jnp.where(jnp.arange(3) == label, 4e-3, 6e-3)
+            return jaxsnn.loss.first_spike_mse(first, targets, t_missing=T_MAX) / 1e-4
+
+    else:
+        from jaxsnn.discrete import LI, LIF
+
+        batch = size["discrete_batch"]
+        neuron = dict(tau_syn=5e-3, tau_mem=1e-2, dt=DT)
+        net = jaxsnn.serial(LIF(size["discrete_hidden"], weight_scale=6.0, **neuron), LI(3, weight_scale=2.0, **neuron))
+        _, params = net.init(jax.random.PRNGKey(0), (STEPS_DISCRETE, 5))
+        xy = rng.random((batch, 2)).astype(np.float32)
+        points = jnp.asarray(np.concatenate([xy, 1 - xy], axis=1))
+        inputs = latency_dense(points, STEPS_DISCRETE, DT, t_min=0.0, t_max=0.015, bias_time=0.0)
+
+        def sample_loss(params, sample):
+            grid, label = sample
+            _, membrane, _ = net.apply(params, grid)
+            return -jax.nn.log_softmax(jnp.max(membrane, axis=0))[label]
+
+    labels = jnp.asarray(rng.integers(0, 3, batch), jnp.int32)
+    return params, (inputs, labels), sample_loss, optax.adam(1e-3)
+
+
+def _step(mode: str, sample_loss, opt, mesh, chunks: int):
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from jaxsnn import distributed
+
+    if mode == "data_parallel":
+
+        def step(params, opt_state, batch):
+            def batch_loss(p):
+                return jnp.mean(jax.vmap(sample_loss, in_axes=(None, 0))(p, batch))
+
+            loss, grads = jax.value_and_grad(batch_loss)(params)
+            updates, opt_state = opt.update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state, loss
+
+    else:
+
+        def chunk_terms(params, chunk):
+            def chunk_loss(p):
+                return jnp.sum(jax.vmap(sample_loss, in_axes=(None, 0))(p, chunk))
+
+            return jax.value_and_grad(chunk_loss)(params), None
+
+        summed = distributed.chunked_sum(chunk_terms, mesh, chunks=chunks)
+
+        def step(params, opt_state, batch):
+            size = batch[1].shape[0]
+            (loss, grads), _ = summed(params, batch)
+            grads = jax.tree_util.tree_map(lambda g: g / size, grads)
+            updates, opt_state = opt.update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state, loss / size
+
+    return distributed.data_parallel(step, mesh, batch_argnums=2)
+
+
+def _max_abs_diff(a, b) -> float:
+    import jax
+    import numpy as np
+
+    return max(
+        float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64)), initial=0.0))
+        for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b))
+    )
+
+
+def _bitwise(a, b) -> bool:
+    import jax
+    import numpy as np
+
+    return all(
+        np.asarray(x).tobytes() == np.asarray(y).tobytes()
+        for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b))
+    )
+
+
+def run_child(platform: str, device_counts: List[int], size_name: str, workloads: List[str], modes: List[str],
+              budget_s: float) -> Dict[str, Any]:
+    import jax
+    import numpy as np
+
+    from jaxsnn import distributed
+
+    start = time.perf_counter()
+    backend = jax.default_backend()
+    found = "cpu" if backend == "cpu" else "gpu" if backend in ("gpu", "cuda", "rocm") else backend
+    if platform != "cpu" and found == "cpu":
+        return {"platform": "none", "note": "no accelerator found (jax.default_backend() is 'cpu')"}
+    available = len(jax.devices())
+    counts = [n for n in device_counts if n <= available]
+    size = dict(SIZES[size_name])
+    simulated = found == "cpu"
+    record: Dict[str, Any] = {
+        "platform": found,
+        "simulated_devices": simulated,
+        "note": (
+            f"{available} simulated XLA CPU devices in one process, sharing this machine's "
+            f"{os.cpu_count()} logical cores: speedups show how the step's work spreads over those "
+            "cores, not what separate machines would give"
+            if simulated
+            else f"{available} {jax.devices()[0].device_kind} device(s); device counts above {available} skipped"
+        ),
+        "hardware": _hardware(found),
+        "jax": jax.__version__,
+        "jaxlib": getattr(__import__("jaxlib"), "__version__", "unknown"),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "size": size_name,
+        "settings": size,
+        "device_counts": counts,
+        "results": [],
+    }
+    chunks = max(counts)
+    for workload in workloads:
+        params, batch, sample_loss, opt = _problem(workload, size)
+        opt_state = opt.init(params)
+        for mode in modes:
+            entry: Dict[str, Any] = {
+                "workload": workload, "mode": mode, "global_batch": int(batch[1].shape[0]),
+                "chunks": chunks if mode == "chunked" else None, "rows": [],
+            }
+            steps, first_call, one_step = {}, {}, {}
+            for n in counts:
+                mesh = distributed.device_mesh(n)
+                steps[n] = _step(mode, sample_loss, opt, mesh, chunks)
+                t0 = time.perf_counter()
+                one_step[n] = jax.block_until_ready(steps[n](params, opt_state, batch))
+                first_call[n] = time.perf_counter() - t0
+            times: Dict[int, List[float]] = {n: [] for n in counts}
+            for _ in range(size["rounds"]):
+                for n in counts:  # interleaved: load drifts hit every device count alike
+                    state = (one_step[n][0], one_step[n][1])
+                    t0 = time.perf_counter()
+                    for _ in range(size["steps"]):
+                        state = steps[n](state[0], state[1], batch)[:2]
+                    jax.block_until_ready(state)
+                    times[n].append((time.perf_counter() - t0) / size["steps"])
+                if time.perf_counter() - start > budget_s:
+                    entry["truncated"] = f"time budget of {budget_s:.0f} s reached after {len(times[counts[0]])} rounds"
+                    break
+            base = statistics.median(times[counts[0]]) * counts[0]
+            reference = distributed.to_host(one_step[counts[0]][0])
+            for n in counts:
+                median = statistics.median(times[n])
+                after_one = distributed.to_host(one_step[n][0])
+                entry["rows"].append({
+                    "devices": n,
+                    "step_s_median": median,
+                    "step_s_min": min(times[n]),
+                    "step_s_max": max(times[n]),
+                    "samples_per_s": entry["global_batch"] / median,
+                    "speedup": base / median,
+                    "efficiency": base / median / n,
+                    "first_call_s": first_call[n],
+                    "params_max_abs_diff_to_1_device": _max_abs_diff(after_one, reference),
+                    "bitwise_equal_to_1_device": _bitwise(after_one, reference),
+                    "rounds": len(times[n]),
+                })
+            record["results"].append(entry)
+            print(_table(entry), flush=True)
+    record["load_average_end"] = harness.load_average()
+    record["wall_s"] = time.perf_counter() - start
+    return record
+
+
+# --------------------------------------------------------------------------- parent side
+def _table(entry: Dict[str, Any]) -> str:
+    lines = [
+        f"{entry['workload']} / {entry['mode']} (global batch {entry['global_batch']}"
+        + (f", {entry['chunks']} chunks" if entry.get("chunks") else "") + ")",
+        "| devices | step (ms, median) | samples/s | speedup | efficiency | first call (s) | params vs 1 device |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in entry["rows"]:
+        same = "bitwise" if row["bitwise_equal_to_1_device"] else f"{row['params_max_abs_diff_to_1_device']:.1e}"
+        lines.append(
+            f"| {row['devices']} | {1e3 * row['step_s_median']:.1f} ({1e3 * row['step_s_min']:.1f}-"
+            f"{1e3 * row['step_s_max']:.1f}) | {row['samples_per_s']:.0f} | {row['speedup']:.2f} | "
+            f"{100 * row['efficiency']:.0f} % | {row['first_call_s']:.1f} | {same} |"
+        )
+    if entry.get("truncated"):
+        lines.append(f"({entry['truncated']})")
+    return "\n".join(lines)
+
+
+def _markdown(result: Dict[str, Any]) -> str:
+    parts = [f"# Strong scaling over devices ({result['date']})", "", f"`{result['command']}`", ""]
+    for run in result["runs"]:
+        if run.get("platform") in (None, "none") or "results" not in run:
+            parts += [f"- {run.get('platform', '?')}: {run.get('note') or run.get('error')}", ""]
+            continue
+        hardware = run["hardware"]
+        parts += [
+            f"## {run['platform']}: {hardware['device_kind']} ({hardware['cpu']}, {hardware['cores']} logical cores)",
+            "", run["note"] + ".",
+            f"jax {run['jax']}; load average at start {hardware['load_average']}, at end {run['load_average_end']}.", "",
+        ]
+        for entry in run["results"]:
+            parts += [_table(entry), ""]
+    return "\n".join(parts)
+
+
+def _child(platform: str, args: argparse.Namespace, timeout_s: float) -> Dict[str, Any]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    flags = [f for f in env.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in f]
+    if platform == "cpu":
+        env["JAX_PLATFORMS"] = "cpu"
+        flags.append(f"--xla_force_host_platform_device_count={max(args.device_counts)}")
+    env["XLA_FLAGS"] = " ".join(flags)
+    out = Path(args.tmp) / f"scaling_devices_child_{platform}.json"
+    out.unlink(missing_ok=True)
+    command = [
+        sys.executable, str(Path(__file__).resolve()), "--child", platform, "--child-out", str(out),
+        "--devices", ",".join(map(str, args.device_counts)), "--size", args.size_name,
+        "--workloads", ",".join(args.workload_list), "--modes", ",".join(args.mode_list),
+        "--budget-s", str(args.budget_s),
+    ]
+    try:
+        done = subprocess.run(command, env=env, timeout=timeout_s, text=True, stdout=sys.stdout, stderr=subprocess.PIPE)
+    except subprocess.TimeoutExpired:
+        return {"platform": platform, "error": f"timed out after {timeout_s:.0f} s"}
+    if done.returncode != 0 or not out.exists():
+        return {"platform": platform, "error": f"exit code {done.returncode}: {done.stderr[-3000:]}"}
+    return json.loads(out.read_text())
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--platform", choices=("auto", "cpu"), default="auto",
+                        help="auto: the CPU table, plus the accelerator's where one is found")
+    parser.add_argument("--devices", default="1,2,4", help="device counts (CPU: simulated)")
+    parser.add_argument("--small", action="store_true", help="small sizes (global batch 128, 3 rounds)")
+    parser.add_argument("--workloads", default="event,discrete")
+    parser.add_argument("--modes", default="data_parallel,chunked")
+    parser.add_argument("--budget-s", type=float, default=240.0,
+                        help="stop timing rounds once this many seconds have passed (all platforms together; "
+                             "compilation continues, so the whole run takes somewhat longer)")
+    parser.add_argument("--timeout-s", type=float, default=600.0, help="per platform child process")
+    parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/scaling_devices_<platform>.json)")
+    parser.add_argument("--tmp", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--child-out", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--size", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.device_counts = sorted({int(n) for n in args.devices.split(",")})
+    args.workload_list = [w for w in args.workloads.split(",") if w]
+    args.mode_list = [m for m in args.modes.split(",") if m]
+    for workload in args.workload_list:
+        if workload not in ("event", "discrete"):
+            parser.error(f"unknown workload {workload!r} (event, discrete)")
+    for mode in args.mode_list:
+        if mode not in ("data_parallel", "chunked"):
+            parser.error(f"unknown mode {mode!r} (data_parallel, chunked)")
+    if args.child:
+        record = run_child(args.child, args.device_counts, args.size, args.workload_list, args.mode_list, args.budget_s)
+        Path(args.child_out).write_text(json.dumps(record, indent=1))
+        return record
+
+    import tempfile
+
+    args.tmp = args.tmp or tempfile.mkdtemp(prefix="scaling_devices_")
+    started = time.perf_counter()
+    runs = []
+    total_budget = args.budget_s
+    if args.platform == "auto":
+        args.size_name = "small" if args.small else "gpu"
+        args.budget_s = total_budget / 2
+        accelerator = _child("accelerator", args, args.timeout_s)
+        if accelerator.get("platform") not in ("none", None) or "error" in accelerator:
+            runs.append(accelerator)
+    args.size_name = "small" if args.small else "cpu"
+    args.budget_s = max(10.0, total_budget - (time.perf_counter() - started))
+    runs.append(_child("cpu", args, args.timeout_s))
+    platform = "gpu" if any(run.get("platform") == "gpu" for run in runs) else "cpu"
+    result = {
+        "name": "scaling_devices",
+        "date": datetime.date.today().isoformat(),
+        "command": "python benchmarks/scaling_devices.py" + ("" if argv is None and len(sys.argv) == 1 else " " + " ".join(sys.argv[1:] if argv is None else argv)),
+        "load_average_start": harness.load_average(),
+        "runs": runs,
+        "wall_s": time.perf_counter() - started,
+    }
+    out = Path(args.out) if args.out else HERE / "results" / f"scaling_devices_{platform}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    out.with_suffix(".md").write_text(_markdown(result) + "\n")
+    print(f"wrote {out} and {out.with_suffix('.md')} ({result['wall_s']:.0f} s)")
+    return result
+
+
+if __name__ == "__main__":
+    main()
