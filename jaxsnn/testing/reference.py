@@ -1,7 +1,9 @@
 """Float64 NumPy reference simulators of the current-based LIF neuron: the yardstick.
 
 Everything here is plain Python and NumPy in float64, written to be obviously correct rather
-than fast: the test-suite compares the JAX layers against it. Nothing in this module uses JAX.
+than fast: the test-suite compares the JAX layers against it. The simulations themselves use no
+JAX (only the parameter type ``LIFParameters`` and its validation come from ``jaxsnn.event``, so
+importing this module imports JAX).
 
 Event based (``simulate_event``, ``event_state_at``). Between events the state evolves in
 closed form (``u = v - v_leak``, ``s`` = time since the start of the piece)::
@@ -21,7 +23,7 @@ splitting the piece into at most two monotone parts; a crossing exists in a part
 it is refined by bisection on the absolute time until the bracket is two adjacent floats. The
 reported time is the right end: the first float at which ``v >= v_th``.
 
-Accuracy (tested in ``tests/testing/test_reference.py``): spike times agree with hand-derived
+Accuracy (tested in ``tests/testing/test_toolkit_reference.py``): spike times agree with hand-derived
 closed forms (tau ratios 1 and 2) to better than 1e-13 tau_syn and with an independent
 fourth-order Runge-Kutta integration with crossing refinement to better than 1e-10 tau_syn on
 random networks with several spikes per neuron; the bisection itself brackets the root to one
@@ -360,21 +362,23 @@ def simulate_discrete(
     reset: str = "subtract",
     recurrent_weight: Optional[Any] = None,
     readout: bool = False,
+    input_scale: Optional[float] = None,
 ) -> Dict[str, np.ndarray]:
     """Discrete-time current-based LIF (or LI readout), step by step in float64.
 
-    With ``a_syn = exp(-dt/tau_syn)``, ``a_mem = exp(-dt/tau_mem)``, from rest
-    (``v = v_leak``, ``I = 0``, ``z = 0``), for each step ``t``::
+    With ``a_syn = exp(-dt/tau_syn)`` (``0`` for ``tau_syn = 0``), ``a_mem = exp(-dt/tau_mem)``,
+    ``g = input_scale`` (default ``1 - a_mem``), from rest (``v = v_leak``, ``I = 0``, ``z = 0``),
+    for each step ``t``::
 
         I_t = a_syn I_{t-1} + x_t @ W (+ z_{t-1} @ W_rec)
-        v_t = v_leak + a_mem (v_{t-1} - v_leak) + (1 - a_mem) I_t
+        v_t = v_leak + a_mem (v_{t-1} - v_leak) + g I_t
         z_t = 1 if v_t > v_th else 0                      (not for the readout)
         subtract: v_t -= z_t (v_th - v_reset);  hard: v_t = v_reset where z_t = 1
 
     Args:
         weight: ``(n_in, size)`` weights.
         inputs: ``(T, n_in)`` inputs.
-        tau_syn: synaptic time constant, > 0.
+        tau_syn: synaptic time constant, >= 0 (0: no synaptic filter).
         tau_mem: membrane time constant, > 0.
         dt: step width, > 0.
         v_th: threshold.
@@ -383,13 +387,16 @@ def simulate_discrete(
         reset: ``"subtract"`` or ``"hard"``.
         recurrent_weight: optional ``(size, size)`` recurrent weights (previous step's spikes).
         readout: if True, a non-spiking LI: no threshold, no reset, spikes all zero.
+        input_scale: factor of ``I_t`` in the membrane update (default ``1 - a_mem``).
 
     Returns:
         dict with ``spikes`` (``z_t``), ``v`` (after reset, the carried state),
         ``v_before_reset`` and ``current``, each ``(T, size)`` float64.
 
     Raises:
-        ValueError: on bad shapes, non-positive time constants or an unknown ``reset``.
+        ValueError: on bad shapes, non-positive time constants, non-finite potentials,
+            ``v_reset >= v_th`` (spiking only: a reset must lower the membrane) or an unknown
+            ``reset``.
     """
     weight = np.asarray(weight, dtype=np.float64)
     inputs = np.asarray(inputs, dtype=np.float64)
@@ -398,8 +405,15 @@ def simulate_discrete(
     if inputs.ndim != 2 or inputs.shape[1] != weight.shape[0]:
         raise ValueError(f"inputs must be (T, {weight.shape[0]}), got shape {inputs.shape}")
     for name, value in (("tau_syn", tau_syn), ("tau_mem", tau_mem), ("dt", dt)):
-        if not (math.isfinite(value) and value > 0):
-            raise ValueError(f"{name} must be finite and > 0, got {value}")
+        if not (math.isfinite(value) and (value > 0 or (name == "tau_syn" and value == 0))):
+            bound = ">= 0" if name == "tau_syn" else "> 0"
+            raise ValueError(f"{name} must be finite and {bound}, got {value}")
+    for name, value in (("v_th", v_th), ("v_reset", v_reset), ("v_leak", v_leak)):
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value}")
+    if not readout and not v_reset < v_th:
+        raise ValueError(f"v_reset must be < v_th (a reset must lower the membrane), got v_reset={v_reset}, "
+                         f"v_th={v_th}")
     if reset not in ("subtract", "hard"):
         raise ValueError(f"reset must be 'subtract' or 'hard', got {reset!r}")
     size = weight.shape[1]
@@ -407,7 +421,9 @@ def simulate_discrete(
         recurrent_weight = np.asarray(recurrent_weight, dtype=np.float64)
         if recurrent_weight.shape != (size, size):
             raise ValueError(f"recurrent_weight must have shape ({size}, {size}), got {recurrent_weight.shape}")
-    a_syn, a_mem = math.exp(-dt / tau_syn), math.exp(-dt / tau_mem)
+    a_syn = 0.0 if tau_syn == 0 else math.exp(-dt / tau_syn)
+    a_mem = math.exp(-dt / tau_mem)
+    gain = 1.0 - a_mem if input_scale is None else float(input_scale)
     n_steps = inputs.shape[0]
     record = {key: np.zeros((n_steps, size)) for key in ("spikes", "v", "v_before_reset", "current")}
     v = np.full(size, float(v_leak))
@@ -418,7 +434,7 @@ def simulate_discrete(
         if recurrent_weight is not None:
             drive = drive + z @ recurrent_weight
         current = a_syn * current + drive
-        v = v_leak + a_mem * (v - v_leak) + (1.0 - a_mem) * current
+        v = v_leak + a_mem * (v - v_leak) + gain * current
         record["v_before_reset"][t] = v
         if readout:
             z = np.zeros(size)
