@@ -297,6 +297,64 @@ def check_errors() -> dict:
     return messages
 
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+TINY_EXAMPLES = {
+    "yinyang_discrete": ["--batch-size", "32", "--hidden", "30", "--steps", "60"],
+    # --select validation and --average: the state holds the best epoch and the weight average too
+    "yinyang_eventprop": ["--batch-size", "32", "--hidden", "30", "--select", "validation", "--average", "0.5"],
+}
+
+
+def _example(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"{name}_example", EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _history_difference(a: dict, b: dict) -> float:
+    return max(
+        float(np.max(np.abs(np.asarray(a[key], np.float64) - np.asarray(b[key], np.float64)), initial=0.0))
+        for key in a
+    )
+
+
+def _example_devices_and_resume(name: str) -> dict:
+    """``--devices 2`` against ``--devices 1``; then a run resumed from its epoch-1 checkpoint."""
+    import shutil
+    import tempfile
+
+    example = _example(name)
+    folder = Path(tempfile.mkdtemp(prefix=f"{name}_"))
+    base = ["--seeds", "2", "--epochs", "2", "--train-samples", "64", "--no-progress", "--no-plots"] + TINY_EXAMPLES[name]
+    one = example.main(base + ["--out-dir", str(folder / "one"), "--devices", "1"])
+    two = example.main(base + ["--out-dir", str(folder / "two"), "--devices", "2", "--checkpoint-dir", str(folder / "ck")])
+    shutil.rmtree(folder / "ck" / "2")  # as if killed during epoch 2
+    resumed = example.main(
+        base + ["--out-dir", str(folder / "resumed"), "--devices", "2", "--checkpoint-dir", str(folder / "ck"), "--resume"]
+    )
+    return {
+        "history_keys": sorted(one["history"]),
+        "epochs_recorded": len(next(iter(one["history"].values()))),
+        "devices_history_max_abs_diff": _history_difference(one["history"], two["history"]),
+        "devices_test_accuracy": [one["test_accuracy_per_seed"], two["test_accuracy_per_seed"]],
+        "resumed_from_epoch": [two["resumed_from_epoch"], resumed["resumed_from_epoch"]],
+        "resumed_history_equal": resumed["history"] == two["history"],
+        "resumed_test_accuracy_equal": resumed["test_accuracy_per_seed"] == two["test_accuracy_per_seed"],
+        "first_epoch_loss": np.asarray(one["history"]["loss" if "loss" in one["history"] else "train_loss"][0]).tolist(),
+    }
+
+
+def check_example_discrete() -> dict:
+    return _example_devices_and_resume("yinyang_discrete")
+
+
+def check_example_eventprop() -> dict:
+    return _example_devices_and_resume("yinyang_eventprop")
+
+
 CHECKS = {
     name[len("check_"):]: function
     for name, function in sorted(globals().items())

@@ -33,6 +33,7 @@ TIME_ATOL = 1e-7
 GROUPS = {
     "discrete": ["discrete_data_parallel", "discrete_chunked", "discrete_seeds", "chunked_transforms", "errors"],
     "event_and_hardware": ["event_chunked", "hardware_data_parallel"],
+    "examples": ["example_discrete", "example_eventprop"],
 }
 
 
@@ -108,6 +109,24 @@ def check_hardware_data_parallel(result: dict) -> None:
     whole = [result["batch"]] * N_STEPS
     assert result["callback_batches_reference"] == whole
     assert result["callback_batches_sharded"] == whole
+
+
+def _example(name: str, result: dict) -> None:
+    # --devices 2 splits the 2 seeds; equal to one device to float32 rounding (the vmap over one
+    # seed per device compiles to other matrix-product shapes); a run resumed from the epoch-1
+    # checkpoint equals the uninterrupted one bit for bit
+    assert result["epochs_recorded"] == 2 and all(np.isfinite(result["first_epoch_loss"]))
+    assert result["devices_history_max_abs_diff"] <= 1e-5, f"{name}: --devices 2 history differs by {result['devices_history_max_abs_diff']:.3g}"
+    assert result["resumed_from_epoch"] == [0, 1], result["resumed_from_epoch"]
+    assert result["resumed_history_equal"] and result["resumed_test_accuracy_equal"], f"{name}: the resumed run differs"
+
+
+def check_example_discrete(result: dict) -> None:
+    _example("yinyang_discrete", result)
+
+
+def check_example_eventprop(result: dict) -> None:
+    _example("yinyang_eventprop", result)
 
 
 @pytest.mark.parametrize("group", sorted(GROUPS))
