@@ -64,8 +64,8 @@ def check_discrete_data_parallel(result: dict) -> None:
     assert result["hidden_spikes"] > 0
     # the batch was split (per-sample outputs in 4 pieces, an all-reduce adds the gradient
     # parts), the parameters replicated
-    assert result["output_devices"] == 4 and result["all_reduce_in_program"]
-    assert result["params_pieces"] == 1 and result["params_devices"] == 4
+    assert result["output_devices"] == 4 and result["all_reduce_in_program"], f"the batch was not split: {result}"
+    assert result["params_pieces"] == 1 and result["params_devices"] == 4, f"params not replicated: {result}"
 
 
 def check_discrete_chunked(result: dict) -> None:
@@ -116,12 +116,15 @@ def _example(name: str, result: dict) -> None:
     # seed per device compiles to other matrix-product shapes); a run resumed from the epoch-1
     # checkpoint equals the uninterrupted one bit for bit
     assert result["epochs_recorded"] == 2 and all(np.isfinite(result["first_epoch_loss"]))
-    assert result["devices_history_max_abs_diff"] <= 1e-5, f"{name}: --devices 2 history differs by {result['devices_history_max_abs_diff']:.3g}"
+    if "devices_history_max_abs_diff" in result:
+        difference = result["devices_history_max_abs_diff"]
+        assert difference <= 1e-5, f"{name}: the --devices 2 history differs from one device's by {difference:.3g}"
     assert result["resumed_from_epoch"] == [0, 1], result["resumed_from_epoch"]
     assert result["resumed_history_equal"] and result["resumed_test_accuracy_equal"], f"{name}: the resumed run differs"
 
 
 def check_example_discrete(result: dict) -> None:
+    assert "devices_history_max_abs_diff" in result
     _example("yinyang_discrete", result)
 
 
@@ -129,7 +132,9 @@ def check_example_eventprop(result: dict) -> None:
     _example("yinyang_eventprop", result)
 
 
-@pytest.mark.parametrize("group", sorted(GROUPS))
+@pytest.mark.parametrize(
+    "group", [pytest.param(group, marks=pytest.mark.slow) if group == "examples" else group for group in sorted(GROUPS)]
+)
 def test_sharded_training_equals_one_device(group, run_json_script):
     results = run_json_script("sharded_checks.py", GROUPS[group], devices=4, timeout=900)
     assert results["devices"] == 4, results
