@@ -130,20 +130,6 @@ def check_event_chunked() -> dict:
     return result
 
 
-def check_event_data_parallel() -> dict:
-    net, params, batch = w.event_problem()
-    opt = w.optimizer()
-    step = w.plain_step(w.event_sample_loss(net), opt)
-    reference = w.train(jax.jit(step), params, opt.init(params), batch, N_STEPS)
-    mesh = distributed.device_mesh(4)
-    sharded = distributed.data_parallel(step, mesh, batch_argnums=2, batch_outputs=3)
-    candidate = w.train(sharded, params, opt.init(params), batch, N_STEPS)
-    result = _summary(reference, candidate, params)
-    result["output_devices"] = _pieces(candidate[3])
-    result["finite_first_spikes"] = _finite_fraction(reference[3])
-    return result
-
-
 class RecordingBackend:
     """An emulated chip that notes the batch size of every call it receives."""
 
@@ -369,7 +355,16 @@ CHECKS = {
 
 
 def main(argv) -> None:
+    import shutil
+    import tempfile
+
     out, names = Path(argv[0]), argv[1:] or list(CHECKS)
+    # a program that several checks (or an example's interrupted and resumed runs) compile
+    # alike is compiled once: a persistent cache private to this process
+    cache = tempfile.mkdtemp(prefix="jaxsnn_sharded_checks_")
+    jax.config.update("jax_compilation_cache_dir", cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     results = {"devices": len(jax.devices()), "xla_flags": os.environ.get("XLA_FLAGS", "")}
     for name in names:
         start, cpu = time.perf_counter(), time.process_time()
@@ -380,6 +375,7 @@ def main(argv) -> None:
         results[name]["seconds"] = time.perf_counter() - start
         results[name]["cpu_seconds"] = time.process_time() - cpu
         out.write_text(json.dumps(results, indent=1))
+    shutil.rmtree(cache, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """Training sharded over 4 simulated CPU devices equals training on one device.
 
-Each group runs ``sharded_checks.py`` once in a fresh process with
+The test runs ``sharded_checks.py`` once, in a fresh process with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=4`` (the flag must be set before jax is
-imported) and asserts on what it reports; every check trains 3 steps of Adam (with a global-norm
-clip) on the same batch.
+imported), and asserts on what it reports; every check trains 3 steps of Adam (with a global-norm
+clip) on the same batch. ``JAXSNN_DISTRIBUTED_EXTENDED=1`` adds the checks too slow for every CI
+run: the EventProp network alone (chunked), ``in_the_loop`` in a step partitioned by XLA, and
+the EventProp example (``--devices 2``, killed and resumed).
 
 Tolerances (float32): ``chunked_sum`` steps are bitwise equal. Plain steps partitioned by XLA
 (``data_parallel``) and seeds split over devices are not: an all-reduce adds the per-device
@@ -15,12 +17,12 @@ losses to 1e-6 relative, output spike times to 1e-7 s and spike counts exactly.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from support import run_json_script  # noqa: E402,F401  (a fixture)
@@ -30,11 +32,12 @@ PARAMS_ATOL = 1e-6
 LOSS_RTOL = 1e-6
 TIME_ATOL = 1e-7
 
-GROUPS = {
-    "discrete": ["discrete_data_parallel", "discrete_chunked", "discrete_seeds", "chunked_transforms", "errors"],
-    "event_and_hardware": ["event_chunked", "hardware_data_parallel"],
-    "examples": ["example_discrete", "example_eventprop"],
-}
+# all in one process: programs that several checks share compile once
+CHECKS = [
+    "discrete_data_parallel", "discrete_chunked", "discrete_seeds", "chunked_transforms", "errors",
+    "hardware_chunked", "example_discrete",
+]
+EXTENDED_CHECKS = ["event_chunked", "hardware_data_parallel", "example_eventprop"]
 
 
 def _trained(result: dict) -> None:
@@ -111,6 +114,16 @@ def check_hardware_data_parallel(result: dict) -> None:
     assert result["callback_batches_sharded"] == whole
 
 
+def check_hardware_chunked(result: dict) -> None:
+    # the chip measures the whole batch once per step (a callback in the sharded step), then
+    # EventProp at the measured times in chunked_sum: bitwise equal on 1 and 2 devices
+    _bitwise("chip in the loop, chunked EventProp", result)
+    assert result["finite_first_spikes"] > 0.5 and result["output_devices"] == 2
+    whole = [result["batch"]] * N_STEPS
+    assert result["callback_batches_reference"] == whole
+    assert result["callback_batches_sharded"] == whole
+
+
 def _example(name: str, result: dict) -> None:
     # --devices 2 splits the 2 seeds; equal to one device to float32 rounding (the vmap over one
     # seed per device compiles to other matrix-product shapes); a run resumed from the epoch-1
@@ -132,14 +145,12 @@ def check_example_eventprop(result: dict) -> None:
     _example("yinyang_eventprop", result)
 
 
-@pytest.mark.parametrize(
-    "group", [pytest.param(group, marks=pytest.mark.slow) if group == "examples" else group for group in sorted(GROUPS)]
-)
-def test_sharded_training_equals_one_device(group, run_json_script):
-    results = run_json_script("sharded_checks.py", GROUPS[group], devices=4, timeout=900)
+def test_sharded_training_equals_one_device(run_json_script):
+    names = CHECKS + (EXTENDED_CHECKS if os.environ.get("JAXSNN_DISTRIBUTED_EXTENDED") == "1" else [])
+    results = run_json_script("sharded_checks.py", names, devices=4, timeout=900)
     assert results["devices"] == 4, results
     failures = []
-    for name in GROUPS[group]:
+    for name in names:
         result = results[name]
         if "error" in result:
             failures.append(f"{name} raised:\n{result['error']}")
