@@ -437,9 +437,14 @@ def _ensure_accelerator(allow_install: bool) -> Dict[str, Any]:
         version = None
     # the installed jax's own CUDA plugin first (CUDA 13 for recent drivers, then 12), then the latest
     attempts = ([f"jax[cuda13]=={version}", f"jax[cuda12]=={version}"] if version else []) + ["jax[cuda12]"]
+    deadline = time.perf_counter() + 150.0  # all attempts together: the measurements need the time
     for requirement in attempts:
+        left = deadline - time.perf_counter()
+        if left < 10:
+            log.append(f"pip install -U {requirement!r}: not tried (150 s spent on installing)")
+            continue
         command = [sys.executable, "-m", "pip", "install", "--quiet", "--retries", "0", "--timeout", "15", "-U", requirement]
-        code, output = _run_quietly(command, 120)
+        code, output = _run_quietly(command, left)
         log.append(f"pip install -U {requirement!r}: exit code {code}" + (f": {output[-800:]}" if code else ""))
         if code == 0:
             backend, devices = _jax_backend()

@@ -66,8 +66,12 @@ def check_discrete_data_parallel() -> dict:
     result["params_pieces"] = _pieces(first_leaf)  # replicated: one piece ...
     result["params_devices"] = len(first_leaf.sharding.device_set)  # ... on every device
     result["hidden_spikes"] = float(np.sum(distributed.to_host(reference[3])))
-    program = sharded.lower(params, opt.init(params), batch).compile().as_text()
-    result["all_reduce_in_program"] = "all-reduce" in program
+    compiled = sharded.lower(params, opt.init(params), batch).compile()
+    result["all_reduce_in_program"] = "all-reduce" in compiled.as_text()
+    # the program's inputs: the batch split (not merely its per-sample outputs), the rest replicated
+    argument_shardings = compiled.input_shardings[0]
+    result["batch_inputs_split"] = [not s.is_fully_replicated for s in jax.tree_util.tree_leaves(argument_shardings[2])]
+    result["params_inputs_replicated"] = all(s.is_fully_replicated for s in jax.tree_util.tree_leaves(argument_shardings[0]))
     return result
 
 

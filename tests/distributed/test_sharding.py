@@ -67,6 +67,8 @@ def check_discrete_data_parallel(result: dict) -> None:
     assert result["hidden_spikes"] > 0
     # the batch was split (per-sample outputs in 4 pieces, an all-reduce adds the gradient
     # parts), the parameters replicated
+    assert result["batch_inputs_split"] == [True, True], f"the batch was not split: {result}"
+    assert result["params_inputs_replicated"], f"params not replicated: {result}"
     assert result["output_devices"] == 4 and result["all_reduce_in_program"], f"the batch was not split: {result}"
     assert result["params_pieces"] == 1 and result["params_devices"] == 4, f"params not replicated: {result}"
 
