@@ -409,9 +409,9 @@ def _jax_backend() -> Tuple[str, str]:
     env = {key: value for key, value in os.environ.items() if key != "JAX_PLATFORMS"}
     probe = "import jax; print(jax.default_backend()); print(jax.__version__, jax.devices())"
     try:
-        done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=180, env=env)
+        done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=90, env=env)
     except subprocess.TimeoutExpired:
-        return "error", "python -c 'import jax; jax.devices()' timed out after 180 s"
+        return "error", "python -c 'import jax; jax.devices()' timed out after 90 s"
     if done.returncode != 0:
         return "error", done.stderr.strip()[-2000:]
     lines = done.stdout.strip().splitlines()
