@@ -44,8 +44,8 @@ def test_discrete_workloads_match_hand_written_reference(workload, cfg, built_ml
     out = np.asarray(ours["block"](ours["forward"]()))
     grads = ours["block"](ours["backward"]())
     # The benchmark feeds every library the same network: jaxsnn's spikes must equal the
-    # hand-written recurrence exactly (jaxsnn: batch-major, NHWC; reference: time-major, NCHW).
-    axes = (1, 0, 2) if workload == "mlp2048" else (1, 0, 4, 2, 3)
+    # hand-written recurrence exactly (both time-major; jaxsnn NHWC, the reference NCHW).
+    axes = (0, 1, 2) if workload == "mlp2048" else (0, 1, 4, 2, 3)
     np.testing.assert_array_equal(out.transpose(axes), np.asarray(ref["forward"]()))
     assert ours["rates"]() == pytest.approx(ref["rates"](), abs=0)
     assert all(np.all(np.isfinite(np.asarray(g["weight"]))) for g in grads if g)
