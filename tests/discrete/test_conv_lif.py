@@ -45,13 +45,11 @@ def _loss(apply, cotangent):
 
 CASES = [
     # (out, kernel, stride, padding, in shape, bias, method, weight_gradient, neuron)
-    (3, 3, 1, "VALID", (4, 7, 7, 2), False, "auto", "scan",
-     dict(tau_syn=5.0, tau_mem=10.0, dt=1.0, v_th=0.5)),
+    (3, 3, (1, 2), ((1, 0), (2, 1)), (4, 7, 8, 2), True, "auto", "scan",
+     dict(tau_syn=5.0, tau_mem=10.0, dt=0.5, v_th=0.3, v_reset=-0.1, record_membrane=True)),
     (4, (3, 2), 2, "SAME_LOWER", (4, 9, 8, 3), True, "xla", "bands",
      dict(tau_syn=0.0, tau_mem=8.0, dt=1.0, v_th=0.4, input_scale=1.0, reset="hard",
           record_membrane=True)),
-    (2, 2, (1, 2), ((1, 0), (2, 1)), (4, 6, 7, 3), True, "direct", "scan",
-     dict(tau_syn=3.0, tau_mem=6.0, dt=0.5, v_th=0.3, v_reset=-0.1, record_membrane=True)),
 ]
 
 
