@@ -78,7 +78,7 @@ class _Plan(NamedTuple):
 
 
 def _direct_conv(spec: _ConvSpec, inputs: Array, weight: Array) -> Array:
-    """``sum_{i, j, c} xpad[:, s y + i, s x + j, c] * W[i, j, c, :]`` for ``(n, H, W, C)`` inputs."""
+    """``sum_{i, j, c} xpad[:, s y + i, s x + j, c] * W[i, j, c, :]``, inputs ``(n, H, W, C)``."""
     (top, bottom), (left, right) = spec.pads
     zero = jnp.zeros((), inputs.dtype)
     padded = lax.pad(inputs, zero, ((0, 0, 0), (top, bottom, 0), (left, right, 0), (0, 0, 0)))
@@ -126,7 +126,8 @@ def _forward_scan(config: LIFConfig, plan: _Plan, weight, bias, inputs, v0, i0):
         return (u, current), u
 
     shape = jax.eval_shape(
-        lambda x: _conv_step(plan, x, weight, bias), jax.ShapeDtypeStruct(inputs.shape[1:], inputs.dtype)
+        lambda x: _conv_step(plan, x, weight, bias),
+        jax.ShapeDtypeStruct(inputs.shape[1:], inputs.dtype),
     ).shape
     dtype = jnp.result_type(inputs.dtype, weight.dtype)
     u_init = jnp.zeros(shape, dtype)

@@ -3,12 +3,17 @@
 (weight, bias, inputs, carry) to float64 round-off (relative 1e-9) and float32 round-off
 (relative 1e-4) for strides, paddings, both reset modes, synaptic currents, both per-step
 convolutions and both weight-gradient schedules; under jit, vmap, ``time_major`` and grad;
-and the error messages of bad input."""
+and the error messages of bad input; a hypothesis property over weights, bias, inputs and
+carry."""
+
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 import jaxsnn
 from jaxsnn.discrete import LIF, Conv, ConvLIF, time_major
@@ -22,25 +27,31 @@ def _pair(out_channels, kernel, stride, padding, *, bias, method, weight_gradien
 
 
 def _setup(fused, conv, neuron, size, scale):
-    out_shape, params = fused.init(jax.random.PRNGKey(0), size)
-    params = jax.tree_util.tree_map(lambda w: w * scale, params)
-    if "bias" in params:
-        params["bias"] = params["bias"] + 0.1 * jnp.arange(params["bias"].shape[0])
+    # data from NumPy: every eager jax.random call would compile a small program
+    out_shape, initial = fused.init(jax.random.PRNGKey(0), size)
+    rng = np.random.default_rng(0)
+    shape, dtype = initial["weight"].shape, initial["weight"].dtype
+    params = {"weight": jnp.asarray(scale * rng.normal(size=shape) / np.sqrt(np.prod(shape[:3])),
+                                    dtype)}
+    if "bias" in initial:
+        params["bias"] = jnp.asarray(0.1 * np.arange(out_shape[-1]), dtype)
     reference = jaxsnn.serial(conv, LIF(out_shape[1:], project=False, **neuron))
-    assert reference.init(jax.random.PRNGKey(0), size)[0] == out_shape
-    x = (jax.random.uniform(jax.random.PRNGKey(1), size) < 0.4).astype(params["weight"].dtype)
+    x = jnp.asarray(rng.uniform(size=size) < 0.4, dtype)
     return out_shape, params, reference, x
 
 
 def _loss(apply, cotangent):
+    """``(params, x, carry) -> (gradients, (state, spikes, recording))``, jitted (one
+    compilation gives both the outputs and the gradients)."""
+
     def loss(params, x, carry):
         state, spikes, recording = apply(params, x, carry)
         total = jnp.sum(spikes * cotangent) + jnp.sum(state.v) + 0.5 * jnp.sum(state.current)
         if recording.v is not None:
             total = total + 0.1 * jnp.sum(recording.v)
-        return total
+        return total, (state, spikes, recording)
 
-    return jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
+    return jax.jit(jax.grad(loss, argnums=(0, 1, 2), has_aux=True))
 
 
 CASES = [
@@ -61,9 +72,9 @@ def test_equals_serial_conv_lif_float64(x64, out, kernel, stride, padding, size,
                                 weight_gradient=weight_gradient, **neuron)
     out_shape, params, reference, x = _setup(fused, conv, neuron, size, scale=2.0)
     features = out_shape[1:]
-    carry = jaxsnn.discrete.LIFState(
-        0.3 * jax.random.uniform(jax.random.PRNGKey(3), features),
-        0.1 * jax.random.normal(jax.random.PRNGKey(4), features))
+    rng = np.random.default_rng(1)
+    carry = jaxsnn.discrete.LIFState(jnp.asarray(0.3 * rng.uniform(size=features)),
+                                     jnp.asarray(0.1 * rng.normal(size=features)))
     ref_params = [params, {}]
 
     def fused_apply(p, xs, c):
@@ -73,7 +84,9 @@ def test_equals_serial_conv_lif_float64(x64, out, kernel, stride, padding, size,
         state, spikes, rec = reference.apply(p, xs, carry=[None, c])
         return state[1], spikes, rec[1]
 
-    got, want = fused_apply(params, x, carry), ref_apply(ref_params, x, carry)
+    cotangent = jnp.asarray(rng.normal(size=out_shape))
+    g_got, got = _loss(fused_apply, cotangent)(params, x, carry)
+    g_want, want = _loss(ref_apply, cotangent)(ref_params, x, carry)
     rate = float(jnp.mean(want[1]))
     assert 0.02 < rate < 0.9, f"the case must spike, and not always (rate {rate})"
     np.testing.assert_array_equal(np.asarray(got[1]), np.asarray(want[1]))
@@ -81,9 +94,6 @@ def test_equals_serial_conv_lif_float64(x64, out, kernel, stride, padding, size,
                     jax.tree_util.tree_leaves((want[0], want[2]))):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-12)
 
-    cotangent = jax.random.normal(jax.random.PRNGKey(2), out_shape)
-    g_got = _loss(fused_apply, cotangent)(params, x, carry)
-    g_want = _loss(ref_apply, cotangent)(ref_params, x, carry)
     g_want = (g_want[0][0], g_want[1], g_want[2])
     leaves_got, leaves_want = jax.tree_util.tree_leaves(g_got), jax.tree_util.tree_leaves(g_want)
     assert len(leaves_got) == len(leaves_want) == (5 if bias else 4)
@@ -106,21 +116,21 @@ def test_float32_time_major_vmap_jit_and_rest_state():
     params = [{"weight": 2.0 * params[0]["weight"]}, {"weight": 2.0 * params[1]["weight"]}]
     ref_params = [params[0], {}, params[1], {}]
     batch = 3
-    x = (jax.random.uniform(jax.random.PRNGKey(1), (size[0], batch) + size[1:]) < 0.4)
-    x = x.astype(jnp.float32)
-
-    def fwd(net):
-        return jax.jit(lambda p, xs: time_major(net)(p, xs)[1])
+    x = np.random.default_rng(0).uniform(size=(size[0], batch) + size[1:]) < 0.4
+    x = jnp.asarray(x, jnp.float32)
 
     def grad(net):
-        return jax.jit(jax.grad(lambda p, xs: jnp.sum(fwd(net)(p, xs) * jnp.arange(4.0)),
-                                argnums=(0, 1)))
+        def loss(p, xs):
+            spikes = time_major(net)(p, xs)[1]
+            return jnp.sum(spikes * jnp.arange(4.0)), spikes
 
-    got, want = fwd(fused)(params, x), fwd(unfused)(ref_params, x)
+        return jax.jit(jax.grad(loss, argnums=(0, 1), has_aux=True))
+
+    (g_p, g_x), got = grad(fused)(params, x)
+    (r_p, r_x), want = grad(unfused)(ref_params, x)
     assert got.shape == (size[0], batch) + out_shape[1:]
     assert 0.02 < float(jnp.mean(want)) < 0.9
     np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
-    (g_p, g_x), (r_p, r_x) = grad(fused)(params, x), grad(unfused)(ref_params, x)
     for a, b in ((g_p[0]["weight"], r_p[0]["weight"]), (g_p[1]["weight"], r_p[2]["weight"]),
                  (g_x, r_x)):
         scale = float(jnp.max(jnp.abs(b)))
@@ -168,3 +178,50 @@ def test_bad_init_and_apply():
         layer.apply(params, x, carry=(jnp.zeros((6, 6, 2)), jnp.zeros((6, 6, 2))))
     with pytest.raises(ValueError, match="NaN|finite"):
         layer.apply(params, x.at[0, 0, 0, 0].set(jnp.nan))
+
+
+_PROPERTY_NEURON = dict(tau_syn=4.0, tau_mem=8.0, dt=1.0, v_th=0.2, record_membrane=True)
+_PROPERTY_SIZE = (4, 6, 6, 2)
+
+
+@functools.cache
+def _property_functions():
+    """Jitted forward and gradient of both networks, built once (fixed shapes and neuron)."""
+    fused = ConvLIF(3, 3, bias=True, **_PROPERTY_NEURON)
+    reference = jaxsnn.serial(Conv(3, 3, bias=True), LIF((6, 6, 3), project=False,
+                                                          **_PROPERTY_NEURON))
+
+    def fused_apply(p, xs, c):
+        return fused.apply(p, xs, carry=c)
+
+    def ref_apply(p, xs, c):
+        state, spikes, rec = reference.apply([p, {}], xs, carry=[None, c])
+        return state[1], spikes, rec[1]
+
+    cotangent = jnp.linspace(-1.0, 1.0, 4 * 6 * 6 * 3).reshape(4, 6, 6, 3)
+    return _loss(fused_apply, cotangent), _loss(ref_apply, cotangent)
+
+
+@example(seed=0, weight_scale=3.0, rate=0.5, bias=0.3)
+@settings(deadline=None)
+@given(seed=st.integers(0, 2**16), weight_scale=st.floats(0.5, 4.0),
+       rate=st.floats(0.1, 0.8), bias=st.floats(0.25, 0.6))
+def test_property_fused_equals_unfused(seed, weight_scale, rate, bias):
+    """For random weights, bias (above threshold: every example spikes), input spikes and
+    carry, ConvLIF equals serial(Conv, LIF) in float64: spikes, state, membrane, gradients."""
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(seed)
+        params = {"weight": jnp.asarray(weight_scale / 4.0 * rng.normal(size=(3, 3, 2, 3))),
+                  "bias": jnp.full((3,), bias, jnp.float64)}
+        x = jnp.asarray(rng.uniform(size=_PROPERTY_SIZE) < rate, jnp.float64)
+        carry = jaxsnn.discrete.LIFState(jnp.asarray(0.2 * rng.uniform(size=(6, 6, 3))),
+                                         jnp.asarray(0.1 * rng.normal(size=(6, 6, 3))))
+        fused, reference = _property_functions()
+        (g_got, got), (g_want, want) = fused(params, x, carry), reference(params, x, carry)
+        assert float(jnp.sum(want[1])) > 0
+        np.testing.assert_array_equal(np.asarray(got[1]), np.asarray(want[1]))
+        for a, b in zip(jax.tree_util.tree_leaves((got[0], got[2], g_got)),
+                        jax.tree_util.tree_leaves((want[0], want[2], g_want))):
+            scale = float(jnp.max(jnp.abs(b)))
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0,
+                                       atol=1e-9 * max(scale, 1e-300))
