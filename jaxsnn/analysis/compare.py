@@ -26,6 +26,7 @@ Array = jax.Array
 __all__ = [
     "BY",
     "compare",
+    "layer_names",
     "compare_rules",
     "cosine_similarity",
     "format_table",
@@ -41,6 +42,21 @@ def paths(tree: Any) -> Dict[str, Array]:
     """``{path: array}`` of a pytree, paths as ``jax.tree_util.keystr`` (``"[0]['weight']"``)."""
     flat, _ = jax.tree_util.tree_flatten_with_path(tree)
     return {jax.tree_util.keystr(path): leaf for path, leaf in flat}
+
+
+def layer_names(net: Any) -> List[str]:
+    """Names of the leaf layers of a composite (``serial``) in the order of its params list.
+
+    Args:
+        net: a ``jaxsnn.serial`` (or other composite) layer.
+
+    Returns:
+        ``["LIF(128)", "LIF(10)"]``-style names (``"layer k"`` where a name is unknown).
+    """
+    from jaxsnn.online._network import leaf_names
+
+    n = getattr(net, "leaves", None)
+    return leaf_names(net, n) if n else [getattr(net, "name", "layer 0")]
 
 
 def _layer_key(path: Tuple[Any, ...]) -> str:
@@ -176,7 +192,6 @@ def compare_rules(
         ``"global"`` and one per layer (``"[k] <layer name>"``), as Python floats.
     """
     from jaxsnn.online import get_rule, sequence_gradient
-    from jaxsnn.online._network import leaf_names
 
     inputs, targets = batch
     if not hasattr(inputs, "ndim") or inputs.ndim < 3:
@@ -191,8 +206,7 @@ def compare_rules(
 
     reference_rule = get_rule(reference)
     ref = gradient(reference_rule)
-    n = getattr(net, "leaves", None)
-    names = leaf_names(net, n) if n else None
+    names = layer_names(net) if getattr(net, "leaves", None) else None
     table: Dict[str, Dict[str, Dict[str, float]]] = {}
     for rule in rules:
         rule = get_rule(rule)

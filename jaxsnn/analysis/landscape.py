@@ -3,7 +3,7 @@
 1. ``pca_directions``: the two principal directions of parameter checkpoints (one or several
    training trajectories), as deviations from a centre (usually the final parameters). PCA by a
    thin SVD of the ``(checkpoints, parameters)`` matrix; no scikit-learn.
-2. ``loss_grid``: ``loss(centre + a d1 + b d2)`` on a 2-D grid, batched with ``jax.vmap``.
+2. ``loss_grid``: ``loss(centre + a d1 + b d2)`` on a 2-D grid, rows batched with ``jax.vmap``.
 3. ``project``: a trajectory's coordinates ``(a, b)`` in that plane (least squares).
 4. ``plot_landscape``: a contour plot with trajectories (matplotlib, the optional ``[plot]``
    extra, imported only here).
@@ -106,7 +106,8 @@ def loss_grid(
         alphas, betas: 1-D grids of coordinates.
 
     Returns:
-        ``(len(alphas), len(betas))`` losses, computed with ``jax.vmap`` over the grid.
+        ``(len(alphas), len(betas))`` losses: ``jax.vmap`` over ``betas`` (one row at a time,
+        ``lax.map`` over ``alphas``, so memory is that of one row of ``len(betas)`` losses).
     """
     alphas = jnp.asarray(alphas)
     betas = jnp.asarray(betas)
@@ -122,7 +123,7 @@ def loss_grid(
         return loss(unravel(c + a * d1 + b * d2))
 
     row = jax.vmap(at, in_axes=(None, 0))
-    return jax.vmap(row, in_axes=(0, None))(alphas, betas)
+    return jax.lax.map(lambda a: row(a, betas), alphas)
 
 
 def plot_landscape(

@@ -172,12 +172,12 @@ class RTRL(Rule):
     Args:
         structured: exploit the per-neuron structure (default). ``False`` keeps every
             sensitivity dense: the same numbers, much slower; a reference for tests.
-        window: time steps per forward-mode update in sequence gradients (default 10).
+        window: time steps per forward-mode update in sequence gradients (default 25).
     """
 
     name = "rtrl"
 
-    def __init__(self, structured: bool = True, window: int = 10):
+    def __init__(self, structured: bool = True, window: int = 25):
         if not isinstance(structured, bool):
             raise TypeError(f"RTRL: structured must be a bool, got {type(structured).__name__}")
         if isinstance(window, bool) or not isinstance(window, int) or window < 1:

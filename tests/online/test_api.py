@@ -226,7 +226,7 @@ def _scan_carry_bytes(rule, T_):
     return carried, lengths
 
 
-@pytest.mark.parametrize("rule", ["truncated", "ottt", "ostl", "otpe", "rtrl",
+@pytest.mark.parametrize("rule", ["truncated", "ottt", "ostl", "otpe", online.RTRL(window=5),
                                   online.RTRL(window=1)])
 def test_memory_carried_through_time_does_not_grow_with_T(rule):
     short, short_loops = _scan_carry_bytes(rule, 20)
@@ -249,6 +249,6 @@ def test_bptt_memory_grows_with_T():
         return f.lower(params, inputs, labels).compile().memory_analysis().temp_size_in_bytes
 
     bptt = temp_bytes("bptt", 50), temp_bytes("bptt", 500)
-    rtrl = temp_bytes("rtrl", 50), temp_bytes("rtrl", 500)
+    rtrl = temp_bytes(online.RTRL(window=5), 50), temp_bytes(online.RTRL(window=5), 500)
     assert bptt[1] > 5 * bptt[0]
     assert rtrl[1] == rtrl[0]

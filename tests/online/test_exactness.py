@@ -37,11 +37,11 @@ def _case(name, seed, scale, rate):
 EVERY_STEP = np.ones(T)
 LAST_STEP = np.zeros(T)
 LAST_STEP[-1] = 1.0
-VARIANTS = {  # the default (windows of 10: T = 12 also runs a remainder window), and the
-    # other code paths on one network each: one step at a time, all sensitivities dense
-    "feedforward": [RTRL(), RTRL(window=1)],
-    "split": [RTRL(), RTRL(structured=False, window=5)],
-    "recurrent": [RTRL()],
+VARIANTS = {  # windows of 5 steps (T = 12: two windows and a remainder of 2), and the other
+    # code paths on one network each: one step at a time, all sensitivities dense
+    "feedforward": [RTRL(window=5), RTRL(window=1)],
+    "split": [RTRL(window=5), RTRL(structured=False, window=5)],
+    "recurrent": [RTRL(window=5)],
 }
 
 
