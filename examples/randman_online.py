@@ -206,7 +206,7 @@ def main(argv: List[str]) -> Dict[str, Any]:
     try:
         from tqdm import tqdm
 
-        bar = tqdm(total=total, disable=args.no_progress, desc="randman_online")
+        bar = tqdm(total=total, disable=args.no_progress, desc="randman_online", mininterval=5)
         progress, close = (lambda: bar.update(1)), bar.close
     except ImportError:  # pragma: no cover - tqdm is in the [examples] extra
         progress, close = (lambda: None), (lambda: None)
