@@ -41,20 +41,26 @@ class Engine:
     """Static plan of one rule on one network; ``init`` and ``step`` are pure functions."""
 
     def __init__(self, label: str, rule: rules_lib.Rule, net: Any, info: NetworkInfo,
-                 kernels: Dict[int, Kernel], loss_fn: Callable[[Any, Any], Array]):
+                 probe: Callable[[], Dict[int, Kernel]], loss_fn: Callable[[Any, Any], Array]):
         self.label = label
         self.rule = rule
         self.net = net
         self.info = info
-        self.kernels = kernels
+        self._probe = probe
+        self._kernels: Optional[Dict[int, Kernel]] = None
         self.loss_fn = loss_fn
         self.leaves = info.leaves
         self.stateful = [leaf.index for leaf in info.leaves if leaf.kind != "stateless"]
-        # live state fields of neuron-local leaves (dead: zero column of the subthreshold A)
+        # the structural checks of ottt / otpe come first (no probe needed to reject a network)
+        if isinstance(rule, (rules_lib.OTTT, rules_lib.OTPE)):
+            self._check_local(rule.name)
+        # live state fields of neuron-local leaves (dead: zero column of the subthreshold A);
+        # the truncated rule carries no traces and needs no probe
         self.live: Dict[int, Tuple[int, ...]] = {}
         for leaf in info.leaves:
             if leaf.kind == "local":
-                kernel = kernels.get(leaf.index)
+                kernel = None if isinstance(rule, rules_lib.Truncated) else \
+                    self.kernels.get(leaf.index)
                 self.live[leaf.index] = (
                     kernel.live if kernel is not None else tuple(range(leaf.fields))
                 )
@@ -90,6 +96,22 @@ class Engine:
             self._plan_otpe()
 
     # ---------------------------------------------------------------------------- planning
+
+    @property
+    def kernels(self) -> Dict[int, Kernel]:
+        """Subthreshold kernels of the neuron-local leaves, measured on first use."""
+        if self._kernels is None:
+            self._kernels = self._probe()
+        return self._kernels
+
+    def _check_local(self, rule_name: str) -> None:
+        for l in self.stateful:
+            if self.leaves[l].kind != "local":
+                raise ValueError(
+                    f"{self.label}: {rule_name} needs neuron-local layers (LIF, LI) but "
+                    f"{self._name(l)} couples its neurons (or has an unknown state); use "
+                    "'ostl', 'rtrl' or 'bptt' for this network"
+                )
 
     def _name(self, k: int) -> str:
         return f"layer {k} ({self.leaves[k].name})"
@@ -159,11 +181,6 @@ class Engine:
     def _plan_otpe(self) -> None:
         for n_index, b in enumerate(self.stateful[:-1]):
             nxt = self.stateful[n_index + 1]
-            if self.leaves[b].kind != "local":
-                raise ValueError(
-                    f"{self.label}: otpe needs neuron-local layers; {self._name(b)} couples its "
-                    "neurons; use 'ostl' or 'rtrl'"
-                )
             if not self.own[nxt] and not self.upstream[nxt]:
                 continue
             self._kernel("otpe", nxt)

@@ -134,11 +134,6 @@ def _split_leaves(name: str) -> List[str]:
     return [name]
 
 
-def describe(label: str, info: NetworkInfo, k: int) -> str:
-    """``"layer 1 (LIF(10))"``: how messages name leaf ``k``."""
-    return f"layer {k} ({info.leaves[k].name})"
-
-
 def is_composite(net: Any) -> bool:
     """True for ``serial`` and other composites (flat params/carry lists)."""
     return isinstance(net, Layer) and net.leaves is not None

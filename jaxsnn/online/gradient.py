@@ -33,8 +33,9 @@ class Prepared:
         if isinstance(rule, rules_lib.BPTT):
             self.engine = None
         else:
-            kernels = probe_kernels(self.net, self.info, self.params, dtype)
-            self.engine = Engine(label, rule, self.net, self.info, kernels, loss_fn)
+            net, info, flat = self.net, self.info, self.params
+            self.engine = Engine(label, rule, net, info,
+                                 lambda: probe_kernels(net, info, flat, dtype), loss_fn)
 
     def flat(self, params: Any) -> List[Any]:
         return list(params) if self.composite else [params]

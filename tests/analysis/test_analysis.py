@@ -29,10 +29,13 @@ def _np_cos(a, b):
 
 def test_metrics_against_numpy():
     a, b = _tree(), _tree()
+    # zeros in the reference (a silent neuron's gradient) are left out of the sign agreement
+    b[0]["weight"] = b[0]["weight"].at[0].set(0.0)
     flat = lambda t: np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(t)])  # noqa
     fa, fb = flat(a), flat(b)
     np.testing.assert_allclose(analysis.cosine_similarity(a, b), _np_cos(fa, fb), rtol=1e-6)
     agree = np.mean(np.sign(fa[fb != 0]) == np.sign(fb[fb != 0]))
+    assert agree != np.mean(np.sign(fa) == np.sign(fb))  # the zeros matter here
     np.testing.assert_allclose(analysis.sign_agreement(a, b), agree, rtol=1e-6)
     np.testing.assert_allclose(analysis.relative_norm(a, b),
                                np.linalg.norm(fa) / np.linalg.norm(fb), rtol=1e-6)

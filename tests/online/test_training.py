@@ -54,6 +54,21 @@ def test_modes_give_the_same_first_update(rule):
     assert moved > 1e-4  # the update did something
 
 
+def _one_step(net):
+    """Jitted ``sequence_gradient`` of one step with the carry (compiled once per test)."""
+
+    @jax.jit
+    def step(params, x, y, carry):
+        return online.sequence_gradient("truncated", net, params, x, y, cross_entropy,
+                                        carry=carry)
+
+    return step
+
+
+def _rest(net, params, x):
+    return list(net.apply(params, x[:0])[0])
+
+
 def test_online_mode_updates_after_every_step():
     """Online truncated training with SGD equals a hand loop of one-step gradients, each at the
     parameters left by the previous step, with the network state carried on."""
@@ -65,14 +80,13 @@ def test_online_mode_updates_after_every_step():
     state, loss = trainer.step(trainer.init(params), inputs, labels)
 
     expected, total = params, 0.0
-    carries = [None] * B
+    one_step = _one_step(net)
+    carries = [_rest(net, params, inputs[b]) for b in range(B)]
     for t in range(T):
         grads, losses = [], []
         for b in range(B):
-            l, g, carries[b] = online.sequence_gradient(
-                "truncated", net, expected, inputs[b, t:t + 1], labels[b, t:t + 1],
-                cross_entropy, carry=carries[b],
-            )
+            l, g, carries[b] = one_step(expected, inputs[b, t:t + 1], labels[b, t:t + 1],
+                                        carries[b])
             grads.append(g)
             losses.append(l)
         mean = jax.tree_util.tree_map(lambda *g: sum(g) / B, *grads)
@@ -101,15 +115,14 @@ def test_fptt_update_rule():
 
     theta, bar = params, params
     lam = jax.tree_util.tree_map(jnp.zeros_like, params)
-    carries = [None] * B
+    one_step = _one_step(net)
+    carries = [_rest(net, params, inputs[b]) for b in range(B)]
     tm = jax.tree_util.tree_map
     for t in range(2):
         grads = []
         for b in range(B):
-            _, g, carries[b] = online.sequence_gradient(
-                "truncated", net, theta, inputs[b, t:t + 1], labels[b, t:t + 1], cross_entropy,
-                carry=carries[b],
-            )
+            _, g, carries[b] = one_step(theta, inputs[b, t:t + 1], labels[b, t:t + 1],
+                                        carries[b])
             grads.append(g)
         g = tm(lambda *g: sum(g) / B, *grads)
         g = tm(lambda g, p, b_, l: g - l + alpha * (p - b_), g, theta, bar, lam)
