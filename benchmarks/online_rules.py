@@ -151,8 +151,8 @@ def main(argv: List[str]) -> Dict[str, Any]:
                                      ["bptt/deferred", "rtrl/deferred"])
         small_times = time_interleaved(small_steps, inputs_s, targets_s, args.rounds)
         small = {key: {"median_s": round(float(np.median(v)), 5)} for key, v in small_times.items()}
-        small["rtrl/deferred"]["ratio_to_bptt"] = round(float(np.median(
-            [a / b for a, b in zip(small_times["rtrl/deferred"], small_times["bptt/deferred"])])), 2)
+        ratios = [a / b for a, b in zip(small_times["rtrl/deferred"], small_times["bptt/deferred"])]
+        small["rtrl/deferred"]["ratio_to_bptt"] = round(float(np.median(ratios)), 2)
     load_end = load_average()
     loaded = bool(load_start and load_start[0] > (os.cpu_count() or 1))
     result = {

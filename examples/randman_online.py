@@ -64,7 +64,8 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     parser.add_argument("--eval-every", type=int, default=25, help="steps between test evaluations")
     parser.add_argument("--cosine-samples", type=int, default=256,
                         help="test samples for the gradient cosines")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "online_rules.json")
+    parser.add_argument("--out", type=Path,
+                        default=REPO / "benchmarks" / "results" / "online_rules.json")
     parser.add_argument("--figures", type=Path, default=REPO / "examples" / "figures")
     parser.add_argument("--no-save", action="store_true", help="write neither JSON nor figures")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
@@ -255,7 +256,7 @@ def main(argv: List[str]) -> Dict[str, Any]:
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "summary": summary,
         "runs": runs,
-        "command": "python " + " ".join([Path(sys.argv[0]).name if sys.argv else "randman_online.py"] + argv),
+        "command": "python examples/randman_online.py " + " ".join(argv),
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "cpus": os.cpu_count(), "jax": jax.__version__,
                     "device": str(jax.devices()[0]),
@@ -295,7 +296,8 @@ def summarize(runs: Dict[str, Any], args: argparse.Namespace) -> Dict[str, Any]:
                 for g in runs[seeds[0]][key]["trained_cosine"]
             }
             summary["accuracy"][key] = _mean_std([runs[s][key]["final_accuracy"] for s in seeds])
-            summary["median_step_s"][key] = _mean_std([runs[s][key]["median_step_s"] for s in seeds])
+            summary["median_step_s"][key] = _mean_std(
+                [runs[s][key]["median_step_s"] for s in seeds])
     return summary
 
 
@@ -311,7 +313,8 @@ def plot_summary(summary, runs, args, path: Path) -> None:
     ax = axes[0]
     width = 0.8 / max(1, 2 * len(groups))
     for i, group in enumerate(groups):
-        for j, (label, source) in enumerate((("init", "init_cosine"), ("trained", "trained_cosine"))):
+        sources = (("init", "init_cosine"), ("trained", "trained_cosine"))
+        for j, (label, source) in enumerate(sources):
             values, errors = [], []
             for rule in rules:
                 key = rule if source == "init_cosine" else f"{rule}/deferred"
@@ -359,7 +362,8 @@ def plot_landscape(net, trajectories: Dict[str, List[Any]], batch, args, path: P
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    center = trajectories["bptt"][-1] if "bptt" in trajectories else next(iter(trajectories.values()))[-1]
+    reference = trajectories.get("bptt", next(iter(trajectories.values())))
+    center = reference[-1]
     directions = analysis.pca_directions(list(trajectories.values()), center)
     coords = {rule: np.asarray(analysis.project(t, directions)) for rule, t in trajectories.items()}
     every = np.concatenate(list(coords.values()))

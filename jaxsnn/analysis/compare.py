@@ -16,7 +16,7 @@ All metric functions are pure ``jax.numpy`` and work under ``jit``.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Sequence, Tuple, Union
 
 import jax
 import jax.numpy as jnp
@@ -133,7 +133,9 @@ def _metric(fn, estimate, reference, by):
     return values["global"] if by == "global" else values
 
 
-def cosine_similarity(estimate: Any, reference: Any, by: str = "global") -> Union[Array, Dict[str, Array]]:
+def cosine_similarity(
+    estimate: Any, reference: Any, by: str = "global"
+) -> Union[Array, Dict[str, Array]]:
     """Cosine similarity of two gradient pytrees (matched by path).
 
     Args:
@@ -149,12 +151,16 @@ def cosine_similarity(estimate: Any, reference: Any, by: str = "global") -> Unio
     return _metric(_cosine, estimate, reference, by)
 
 
-def sign_agreement(estimate: Any, reference: Any, by: str = "global") -> Union[Array, Dict[str, Array]]:
+def sign_agreement(
+    estimate: Any, reference: Any, by: str = "global"
+) -> Union[Array, Dict[str, Array]]:
     """Fraction of entries (where the reference is non-zero) whose signs agree."""
     return _metric(_sign, estimate, reference, by)
 
 
-def relative_norm(estimate: Any, reference: Any, by: str = "global") -> Union[Array, Dict[str, Array]]:
+def relative_norm(
+    estimate: Any, reference: Any, by: str = "global"
+) -> Union[Array, Dict[str, Array]]:
     """``|estimate| / |reference|`` (global, per layer or per array)."""
     return _metric(_ratio, estimate, reference, by)
 

@@ -59,34 +59,34 @@ class Engine:
         self.live: Dict[int, Tuple[int, ...]] = {}
         for leaf in info.leaves:
             if leaf.kind == "local":
-                kernel = None if isinstance(rule, rules_lib.Truncated) else \
+                kernel = None if isinstance(rule, rules_lib.Truncated) else\
                     self.kernels.get(leaf.index)
                 self.live[leaf.index] = (
                     kernel.live if kernel is not None else tuple(range(leaf.fields))
                 )
-        self.own: Dict[int, List[int]] = {l: [] for l in self.stateful}
-        self.upstream: Dict[int, List[int]] = {l: [] for l in self.stateful}
+        self.own: Dict[int, List[int]] = {layer: [] for layer in self.stateful}
+        self.upstream: Dict[int, List[int]] = {layer: [] for layer in self.stateful}
         for i, p in enumerate(info.params):
             owner = info.leaves[p.leaf].owner
             if owner is None:
                 continue
             self.own[owner].append(i)
-            for l in self.stateful:
-                if l > owner:
-                    self.upstream[l].append(i)
+            for layer in self.stateful:
+                if layer > owner:
+                    self.upstream[layer].append(i)
         structured = not (isinstance(rule, rules_lib.RTRL) and not rule.structured)
         self.traces: List[_Trace] = []
         self.cross: List[_Trace] = []
         if isinstance(rule, (rules_lib.OSTL, rules_lib.OTPE, rules_lib.RTRL)):
-            for l in self.stateful:
-                for i in self.own[l]:
-                    layout = self._layout(l, i, structured)
-                    self.traces.append(_Trace(f"E{l}_{i}", l, i, layout))
+            for layer in self.stateful:
+                for i in self.own[layer]:
+                    layout = self._layout(layer, i, structured)
+                    self.traces.append(_Trace(f"E{layer}_{i}", layer, i, layout))
         if isinstance(rule, rules_lib.RTRL):
-            for l in self.stateful:
-                for i in self.upstream[l]:
-                    layout = "local" if self.leaves[l].kind == "local" else "dense"
-                    self.cross.append(_Trace(f"M{l}_{i}", l, i, layout))
+            for layer in self.stateful:
+                for i in self.upstream[layer]:
+                    layout = "local" if self.leaves[layer].kind == "local" else "dense"
+                    self.cross.append(_Trace(f"M{layer}_{i}", layer, i, layout))
         self.presynaptic: List[Tuple[str, int, int, str]] = []  # (key, leaf l, param, kind)
         if isinstance(rule, rules_lib.OTTT):
             self._plan_ottt()
@@ -105,57 +105,57 @@ class Engine:
         return self._kernels
 
     def _check_local(self, rule_name: str) -> None:
-        for l in self.stateful:
-            if self.leaves[l].kind != "local":
+        for layer in self.stateful:
+            if self.leaves[layer].kind != "local":
                 raise ValueError(
                     f"{self.label}: {rule_name} needs neuron-local layers (LIF, LI) but "
-                    f"{self._name(l)} couples its neurons (or has an unknown state); use "
+                    f"{self._name(layer)} couples its neurons (or has an unknown state); use "
                     "'ostl', 'rtrl' or 'bptt' for this network"
                 )
 
     def _name(self, k: int) -> str:
         return f"layer {k} ({self.leaves[k].name})"
 
-    def _layout(self, l: int, i: int, structured: bool) -> str:
-        if self.leaves[l].kind != "local":
+    def _layout(self, layer: int, i: int, structured: bool) -> str:
+        if self.leaves[layer].kind != "local":
             return "dense"
         if structured and self.info.params[i].column:
             return "diag"
         return "local"
 
-    def _kernel(self, rule_name: str, l: int) -> Kernel:
-        leaf = self.leaves[l]
-        if leaf.kind != "local" or l not in self.kernels:
+    def _kernel(self, rule_name: str, layer: int) -> Kernel:
+        leaf = self.leaves[layer]
+        if leaf.kind != "local" or layer not in self.kernels:
             raise ValueError(
                 f"{self.label}: {rule_name} needs neuron-local layers (LIF, LI) but "
-                f"{self._name(l)} couples its neurons (or has an unknown state); use 'ostl', "
+                f"{self._name(layer)} couples its neurons (or has an unknown state); use 'ostl', "
                 "'rtrl' or 'bptt' for this network"
             )
-        kernel = self.kernels[l]
+        kernel = self.kernels[layer]
         if kernel.c is None:
             raise ValueError(
-                f"{self.label}: {rule_name} cannot measure how {self._name(l)} responds to its "
+                f"{self.label}: {rule_name} cannot measure how {self._name(layer)} responds to its "
                 "input (no bias, and the layer before it records no output); put it after a "
                 "layer that records its output (LIF, LI) or use 'ostl'"
             )
         return kernel
 
     def _plan_ottt(self) -> None:
-        for l in self.stateful:
-            if not self.own[l]:
+        for layer in self.stateful:
+            if not self.own[layer]:
                 continue
-            self._kernel("ottt", l)
-            for i in self.own[l]:
+            self._kernel("ottt", layer)
+            for i in self.own[layer]:
                 p = self.info.params[i]
                 k = p.leaf
                 if not p.column:
                     raise ValueError(
                         f"{self.label}: ottt needs the parameters of {self._name(k)} to be a "
-                        f"weight (n_in, n) or bias (n,) of the neurons of {self._name(l)}, got "
+                        f"weight (n_in, n) or bias (n,) of the neurons of {self._name(layer)}, got "
                         f"shape {p.shape}; use 'ostl'"
                     )
                 if len(p.shape) == 1:
-                    self.presynaptic.append((f"a{l}_{i}", l, i, "bias"))
+                    self.presynaptic.append((f"a{layer}_{i}", layer, i, "bias"))
                     continue
                 if len(p.shape) != 2:
                     raise ValueError(
@@ -176,7 +176,7 @@ class Engine:
                         f"it, which {self._name(k - 1) if k else 'the input'} does not provide; "
                         "use 'ostl' or 'otpe'"
                     )
-                self.presynaptic.append((f"a{l}_{i}", l, i, "weight"))
+                self.presynaptic.append((f"a{layer}_{i}", layer, i, "weight"))
 
     def _plan_otpe(self) -> None:
         for n_index, b in enumerate(self.stateful[:-1]):
@@ -218,21 +218,21 @@ class Engine:
 
     # ------------------------------------------------------------------------ state helpers
 
-    def _vector(self, l: int, state: Any) -> Array:
+    def _vector(self, layer: int, state: Any) -> Array:
         """Live state of leaf ``l`` as ``(F, n)`` (neuron-local) or ``(D,)`` (dense)."""
-        leaf = self.leaves[l]
+        leaf = self.leaves[layer]
         arrays = jax.tree_util.tree_leaves(state)
         if leaf.kind == "local":
-            return jnp.stack([jnp.reshape(arrays[f], (-1,)) for f in self.live[l]])
+            return jnp.stack([jnp.reshape(arrays[f], (-1,)) for f in self.live[layer]])
         return jnp.concatenate([jnp.reshape(a, (-1,)) for a in arrays])
 
-    def _state_from_vector(self, l: int, template: Any, vector: Array) -> Any:
+    def _state_from_vector(self, layer: int, template: Any, vector: Array) -> Any:
         """Inverse of ``_vector`` (dead fields zero)."""
-        leaf = self.leaves[l]
+        leaf = self.leaves[layer]
         arrays, treedef = jax.tree_util.tree_flatten(template)
         out = []
         if leaf.kind == "local":
-            rows = {f: r for r, f in enumerate(self.live[l])}
+            rows = {f: r for r, f in enumerate(self.live[layer])}
             for f, a in enumerate(arrays):
                 if f in rows:
                     out.append(jnp.reshape(vector[rows[f]], a.shape).astype(a.dtype))
@@ -246,10 +246,10 @@ class Engine:
                 start += size
         return jax.tree_util.tree_unflatten(treedef, out)
 
-    def _rows(self, l: int) -> int:
-        leaf = self.leaves[l]
+    def _rows(self, layer: int) -> int:
+        leaf = self.leaves[layer]
         if leaf.kind == "local":
-            return len(self.live[l]) * int(np.prod(leaf.features))
+            return len(self.live[layer]) * int(np.prod(leaf.features))
         return leaf.size
 
     def _flat_params(self, params: Sequence[Any]) -> List[Array]:
@@ -276,8 +276,8 @@ class Engine:
         memory: Dict[str, Array] = {}
         for trace in self.traces + self.cross:
             memory[trace.key] = jnp.zeros(self._trace_shape(trace, flat), flat[trace.param].dtype)
-        for key, l, i, kind in self.presynaptic:
-            F = len(self.live[l])
+        for key, layer, i, kind in self.presynaptic:
+            F = len(self.live[layer])
             shape = (F,) if kind == "bias" else (F, flat[i].shape[0])
             memory[key] = jnp.zeros(shape, flat[i].dtype)
         for key, b, i, nxt in self.post:
@@ -319,36 +319,36 @@ class Engine:
         zeros_recording = jax.tree_util.tree_map(jnp.zeros_like, recording)
         direct, kappa_tree = vjp_fn((zeros_carry, g_outputs, zeros_recording))
         grad = [g for g in self._flat_params(direct)]
-        kappa = {l: self._vector(l, kappa_tree[l]) for l in self.stateful}
+        kappa = {layer: self._vector(layer, kappa_tree[layer]) for layer in self.stateful}
         new_memory: Dict[str, Array] = {}
         flat_params = self._flat_params(params)
 
-        def carry_cotangent(l, vector):
+        def carry_cotangent(layer, vector):
             cot = list(zeros_carry)
-            cot[l] = self._state_from_vector(l, new_carry[l], vector)
+            cot[layer] = self._state_from_vector(layer, new_carry[layer], vector)
             return cot
 
-        def ones_vjp(l):
+        def ones_vjp(layer):
             """Per-neuron blocks: one VJP per live field with an all-ones cotangent."""
-            F = len(self.live[l])
-            n = int(np.prod(self.leaves[l].features))
-            dtype = self._vector(l, new_carry[l]).dtype
+            F = len(self.live[layer])
+            n = int(np.prod(self.leaves[layer].features))
+            dtype = self._vector(layer, new_carry[layer]).dtype
             basis = jnp.repeat(jnp.eye(F, dtype=dtype)[:, :, None], n, axis=2)
             cot_p, cot_c = jax.vmap(
-                lambda v: vjp_fn((carry_cotangent(l, v), zeros_outputs, zeros_recording))
+                lambda v: vjp_fn((carry_cotangent(layer, v), zeros_outputs, zeros_recording))
             )(basis)
-            A = jax.vmap(lambda c: self._vector(l, c))(cot_c[l])  # (F, F, n)
+            A = jax.vmap(lambda c: self._vector(layer, c))(cot_c[layer])  # (F, F, n)
             return A, self._flat_params(cot_p)
 
-        def rows_vjp(l):
+        def rows_vjp(layer):
             """Dense rows: one VJP per live state entry of leaf ``l``."""
-            D = self._rows(l)
-            dtype = self._vector(l, new_carry[l]).dtype
+            D = self._rows(layer)
+            dtype = self._vector(layer, new_carry[layer]).dtype
             eye = jnp.eye(D, dtype=dtype)
-            if self.leaves[l].kind == "local":
-                eye = eye.reshape((D, len(self.live[l]), -1))
+            if self.leaves[layer].kind == "local":
+                eye = eye.reshape((D, len(self.live[layer]), -1))
             cot_p, cot_c = jax.vmap(
-                lambda v: vjp_fn((carry_cotangent(l, v), zeros_outputs, zeros_recording))
+                lambda v: vjp_fn((carry_cotangent(layer, v), zeros_outputs, zeros_recording))
             )(eye)
             return cot_c, self._flat_params(cot_p)
 
@@ -363,19 +363,19 @@ class Engine:
             if isinstance(rule, rules_lib.RTRL):
                 for trace in self.cross:
                     need_rows.add(trace.leaf)
-            for l in self.stateful:
-                if self.leaves[l].kind == "local" and any(
-                    t.leaf == l for t in self.traces + self.cross
+            for layer in self.stateful:
+                if self.leaves[layer].kind == "local" and any(
+                    t.leaf == layer for t in self.traces + self.cross
                 ):
-                    ones[l] = ones_vjp(l)
-                if l in need_rows or (self.leaves[l].kind == "dense" and any(
-                        t.leaf == l for t in self.traces)):
-                    rows[l] = rows_vjp(l)
+                    ones[layer] = ones_vjp(layer)
+                if layer in need_rows or (self.leaves[layer].kind == "dense" and any(
+                        t.leaf == layer for t in self.traces)):
+                    rows[layer] = rows_vjp(layer)
 
-            def A_apply(l, trace_value, layout):
+            def A_apply(layer, trace_value, layout):
                 """``(dS^l_t/dS^l_{t-1}) @ trace`` for any layout."""
-                if self.leaves[l].kind == "local":
-                    A = ones[l][0]  # (F, F, n): per-neuron blocks
+                if self.leaves[layer].kind == "local":
+                    A = ones[layer][0]  # (F, F, n): per-neuron blocks
                     F = A.shape[0]
                     if layout == "diag":  # trace (F, *P) with P[-1] = n
                         shape = (1,) * (trace_value.ndim - 2) + A.shape[2:]
@@ -385,17 +385,17 @@ class Engine:
                         sum(A[f, g].reshape(shape) * trace_value[g] for g in range(F))
                         for f in range(F)
                     ])
-                cot_c = rows[l][0]
-                A = self._rows_block(l, l, cot_c)  # (D, D)
+                cot_c = rows[layer][0]
+                A = self._rows_block(layer, layer, cot_c)  # (D, D)
                 return jnp.tensordot(A, trace_value, axes=1)
 
-            def own_input(l, i, layout):
+            def own_input(layer, i, layout):
                 """``dS^l_t/dp_i |_{S_{t-1} fixed}`` in the trace layout."""
                 if layout == "diag":
-                    return ones[l][1][i]
-                value = rows[l][1][i]  # (D, *P)
+                    return ones[layer][1][i]
+                value = rows[layer][1][i]  # (D, *P)
                 if layout == "local":
-                    F = len(self.live[l])
+                    F = len(self.live[layer])
                     return value.reshape((F, -1) + value.shape[1:])
                 return value
 
@@ -409,26 +409,26 @@ class Engine:
                 ys = self._otpe_outputs(vjp_fn, zeros_carry, zeros_outputs, recording, memory)
             # update the traces
             for trace in self.traces:
-                new_memory[trace.key] = A_apply(trace.leaf, memory[trace.key], trace.layout) + \
+                new_memory[trace.key] = A_apply(trace.leaf, memory[trace.key], trace.layout) +\
                     own_input(trace.leaf, trace.param, trace.layout)
             for trace in self.cross:
-                l, i = trace.leaf, trace.param
-                value = A_apply(l, memory[trace.key], trace.layout)
-                cot_c, cot_p = rows[l]
+                layer, i = trace.leaf, trace.param
+                value = A_apply(layer, memory[trace.key], trace.layout)
+                cot_c, cot_p = rows[layer]
                 direct_effect = cot_p[i]  # (D_l, *P)
                 total = direct_effect
                 owner = self.leaves[self.info.params[i].leaf].owner
                 for m in self.stateful:
-                    if not owner <= m < l:
+                    if not owner <= m < layer:
                         continue
-                    J = self._rows_block(l, m, cot_c)  # (D_l, F_m, n_m) or (D_l, D_m)
+                    J = self._rows_block(layer, m, cot_c)  # (D_l, F_m, n_m) or (D_l, D_m)
                     if m == owner:
                         source = next(t for t in self.traces if t.leaf == m and t.param == i)
                     else:
                         source = next(t for t in self.cross if t.leaf == m and t.param == i)
                     total = total + self._propagate(J, memory[source.key], source.layout, m)
                 if trace.layout == "local":
-                    F = len(self.live[l])
+                    F = len(self.live[layer])
                     total = total.reshape((F, -1) + total.shape[1:])
                 new_memory[trace.key] = value + total
             if isinstance(rule, rules_lib.OTPE):
@@ -442,7 +442,7 @@ class Engine:
 
     # ------------------------------------------------------------------- linear algebra
 
-    def _rows_block(self, l: int, m: int, cot_c: Any) -> Array:
+    def _rows_block(self, layer: int, m: int, cot_c: Any) -> Array:
         """``dS^l_t/dS^m_{t-1}`` from the dense rows of leaf ``l``: ``(D_l, F_m, n_m)`` for a
         neuron-local ``m``, else ``(D_l, D_m)``."""
         return jax.vmap(lambda c: self._vector(m, c))(cot_c[m])
@@ -456,7 +456,7 @@ class Engine:
             return jnp.einsum("rfn,fn...->r...", J, source)
         return jnp.tensordot(J, source, axes=1)
 
-    def _contract(self, l: int, kappa: Array, trace: Array, layout: str) -> Array:
+    def _contract(self, layer: int, kappa: Array, trace: Array, layout: str) -> Array:
         """``kappa^l . trace``: the step's gradient contribution of a carried sensitivity."""
         if layout == "diag":  # kappa (F, n), trace (F, ..., n)
             extra = trace.ndim - 2
@@ -476,13 +476,13 @@ class Engine:
 
     def _ottt(self, grad, memory, kappa, x_t, recording):
         updates: Dict[str, Array] = {}
-        for key, l, i, kind in self.presynaptic:
-            kernel = self.kernels[l]
-            live = list(self.live[l])
+        for key, layer, i, kind in self.presynaptic:
+            kernel = self.kernels[layer]
+            live = list(self.live[layer])
             A = jnp.asarray(kernel.A[np.ix_(live, live)], memory[key].dtype)
             c = jnp.asarray(kernel.c[live], memory[key].dtype)
             trace = memory[key]
-            k_l = kappa[l]  # (F, n)
+            k_l = kappa[layer]  # (F, n)
             if kind == "bias":
                 grad[i] = grad[i] + jnp.einsum("f,fn->n", trace, k_l)
                 updates[key] = A @ trace + c

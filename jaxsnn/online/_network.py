@@ -282,7 +282,9 @@ def _output_key(recording: Any) -> Optional[str]:
     return None
 
 
-def _is_column(leaves: List[LeafInfo], k: int, owner: Optional[int], shape: Tuple[int, ...]) -> bool:
+def _is_column(
+    leaves: List[LeafInfo], k: int, owner: Optional[int], shape: Tuple[int, ...]
+) -> bool:
     """Column structure: ``p[..., j]`` reaches neuron ``j`` of ``owner`` only (module doc)."""
     if owner is None or leaves[owner].kind != "local" or len(leaves[owner].features) != 1:
         return False
@@ -338,12 +340,13 @@ def probe_kernels(net: Any, info: NetworkInfo, params: Sequence[Any], dtype: Any
         return kernels
     with jax.ensure_compile_time_eval():
         zero_params = jax.tree_util.tree_map(
-            lambda a: np.zeros(np.shape(a), np.result_type(a)), list(params)
+            lambda a: np.zeros(np.shape(a), a.dtype if hasattr(a, "dtype") else np.result_type(a)),
+            list(params),
         )
         x0 = np.ones((1,) + info.input_features, dtype)
         rest = jax.device_get(list(net.apply(zero_params, x0[:0])[0]))
-        for l in local:
-            kernels[l] = _probe_leaf(net.apply, info, zero_params, rest, x0[0], l)
+        for layer in local:
+            kernels[layer] = _probe_leaf(net.apply, info, zero_params, rest, x0[0], layer)
     return kernels
 
 
@@ -354,7 +357,7 @@ def _shifted(state: LIFState, amount: float) -> LIFState:
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
-def _probe_jacobians(apply, l: int, params, carry, x):
+def _probe_jacobians(apply, layer: int, params, carry, x):
     """Per field ``f`` of leaf ``l``: the VJP of ``S'^l_f`` (all-ones cotangent) at the probe.
 
     Jitted with the network's ``apply`` static, so JAX compiles it once per network and shapes.
@@ -362,28 +365,28 @@ def _probe_jacobians(apply, l: int, params, carry, x):
     step = make_step(apply)
     (new_carry, outputs, recording), vjp_fn = jax.vjp(lambda p, c: step(p, c, x), params, carry)
     zeros = jax.tree_util.tree_map(jnp.zeros_like, (new_carry, outputs, recording))
-    fields = len(jax.tree_util.tree_leaves(new_carry[l]))
+    fields = len(jax.tree_util.tree_leaves(new_carry[layer]))
     rows = []
     for f in range(fields):
         cot = list(zeros[0])
-        leaves, treedef = jax.tree_util.tree_flatten(cot[l])
+        leaves, treedef = jax.tree_util.tree_flatten(cot[layer])
         leaves = [jnp.ones_like(a) if g == f else a for g, a in enumerate(leaves)]
-        cot[l] = jax.tree_util.tree_unflatten(treedef, leaves)
+        cot[layer] = jax.tree_util.tree_unflatten(treedef, leaves)
         cot_params, cot_carry = vjp_fn((cot, zeros[1], zeros[2]))
-        rows.append((jax.tree_util.tree_leaves(cot_carry[l]), cot_params))
+        rows.append((jax.tree_util.tree_leaves(cot_carry[layer]), cot_params))
     return rows, recording
 
 
-def _probe_leaf(apply, info: NetworkInfo, params, rest, x, l: int) -> Kernel:
-    leaf = info.leaves[l]
+def _probe_leaf(apply, info: NetworkInfo, params, rest, x, layer: int) -> Kernel:
+    leaf = info.leaves[layer]
     carry = list(rest)
-    carry[l] = _shifted(rest[l], -1.0)
-    block = [k for k in range(l + 1) if info.leaves[k].owner == l]
+    carry[layer] = _shifted(rest[layer], -1.0)
+    block = [k for k in range(layer + 1) if info.leaves[k].owner == layer]
     first = block[0]
     feeder = first - 1  # the leaf whose output drives the block
     if feeder >= 0 and info.leaves[feeder].kind != "stateless":
         carry[feeder] = _drive_up(carry[feeder])
-    rows, recording = _probe_jacobians(apply, l, params, carry, x)
+    rows, recording = _probe_jacobians(apply, layer, params, carry, x)
     rows = jax.device_get(rows)
     recording = jax.device_get(recording)
     A = np.zeros((leaf.fields, leaf.fields))
@@ -395,7 +398,7 @@ def _probe_leaf(apply, info: NetworkInfo, params, rest, x, l: int) -> Kernel:
             A[f, g] = column[0]
             if not np.allclose(column, column[0], rtol=1e-6, atol=0.0):
                 raise ValueError(
-                    f"layer {l} ({leaf.name}): neurons of one layer have different "
+                    f"layer {layer} ({leaf.name}): neurons of one layer have different "
                     "subthreshold dynamics; the presynaptic traces of ottt/otpe need identical "
                     "neurons"
                 )

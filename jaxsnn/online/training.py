@@ -17,7 +17,7 @@ batch, and carries memory whose size does not depend on the sequence length (``b
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple, Union
+from typing import Any, Callable, NamedTuple, Tuple, Union
 
 import jax
 import jax.numpy as jnp
@@ -174,21 +174,20 @@ def make_trainer(
         xs = (time_major(inputs), jax.tree_util.tree_map(time_major, targets))
 
         def apply_update(state: TrainState, grads: Any) -> TrainState:
-            if isinstance(mode, FPTT):
+            tree_map = jax.tree_util.tree_map
+            if isinstance(mode, FPTT):  # gradient of -<lambda, theta> + alpha/2 |theta - bar|^2
                 bar, lam = state.fptt
-                grads = jax.tree_util.tree_map(
-                    lambda g, p, b, l: g - l + mode.alpha * (p - b), grads, state.params, bar, lam
-                )
+                grads = tree_map(lambda g, p, b, dual: g - dual + mode.alpha * (p - b),
+                                 grads, state.params, bar, lam)
             updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
             params = optax.apply_updates(state.params, updates)
             extra = state.fptt
             if isinstance(mode, FPTT):
+                alpha, beta = mode.alpha, mode.beta
                 bar, lam = state.fptt
-                lam = jax.tree_util.tree_map(lambda l, p, b: l - mode.alpha * (p - b), lam, params, bar)
-                bar = jax.tree_util.tree_map(
-                    lambda b, p, l: (1 - mode.beta) * b + mode.beta * p - (mode.beta / mode.alpha) * l,
-                    bar, params, lam,
-                )
+                lam = tree_map(lambda dual, p, b: dual - alpha * (p - b), lam, params, bar)
+                bar = tree_map(lambda b, p, dual: (1 - beta) * b + beta * p - (beta / alpha) * dual,
+                               bar, params, lam)
                 extra = (bar, lam)
             return TrainState(params, opt_state, extra)
 

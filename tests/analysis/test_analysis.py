@@ -19,7 +19,8 @@ RNG = np.random.default_rng(0)
 def _tree(scale=1.0):
     return [
         {"weight": jnp.asarray(RNG.normal(size=(4, 3)) * scale)},
-        {"weight": jnp.asarray(RNG.normal(size=(3, 2)) * scale), "bias": jnp.asarray(RNG.normal(size=2))},
+        {"weight": jnp.asarray(RNG.normal(size=(3, 2)) * scale),
+         "bias": jnp.asarray(RNG.normal(size=2))},
     ]
 
 
@@ -58,7 +59,8 @@ def test_matched_by_path_not_leaf_order():
     w, v = jnp.arange(1.0, 7.0), jnp.asarray([1.0, -1.0])
     estimate = OrderedDict([("w", w), ("v", v)])
     reference = OrderedDict([("v", v), ("w", w)])
-    assert jax.tree_util.tree_leaves(estimate)[0].shape != jax.tree_util.tree_leaves(reference)[0].shape
+    first = [jax.tree_util.tree_leaves(t)[0].shape for t in (estimate, reference)]
+    assert first[0] != first[1]
     assert float(analysis.cosine_similarity(estimate, reference)) == pytest.approx(1.0)
     per = analysis.cosine_similarity(estimate, reference, by="leaf")
     assert float(per["['w']"]) == pytest.approx(1.0) and float(per["['v']"]) == pytest.approx(1.0)

@@ -110,7 +110,7 @@ def _numpy_ottt(params, inputs, labels, a_syn, a_mem, g, v_th, slope):
     x = np.asarray(inputs, np.float64)
     sizes = [w.shape[1] for w in W]
     v = [np.zeros(n) for n in sizes]
-    I = [np.zeros(n) for n in sizes]
+    current = [np.zeros(n) for n in sizes]
     aI = [np.zeros(w.shape[0]) for w in W]
     av = [np.zeros(w.shape[0]) for w in W]
     grads = [np.zeros_like(w) for w in W]
@@ -118,18 +118,18 @@ def _numpy_ottt(params, inputs, labels, a_syn, a_mem, g, v_th, slope):
     for t in range(x.shape[0]):
         layer_in = [x[t]]
         us, zs = [], []
-        for l in range(2):
-            I_new = a_syn * I[l] + layer_in[l] @ W[l]
-            u = a_mem * v[l] + g * I_new
+        for layer in range(2):
+            I_new = a_syn * current[layer] + layer_in[layer] @ W[layer]
+            u = a_mem * v[layer] + g * I_new
             z = (u > v_th).astype(np.float64)
             us.append(u)
             zs.append(z)
-            v[l] = u - z * v_th
-            I[l] = I_new
+            v[layer] = u - z * v_th
+            current[layer] = I_new
             layer_in.append(z)
-            aI_new = a_syn * aI[l] + layer_in[l]
-            av[l] = a_mem * av[l] + g * aI_new
-            aI[l] = aI_new
+            aI_new = a_syn * aI[layer] + layer_in[layer]
+            av[layer] = a_mem * av[layer] + g * aI_new
+            aI[layer] = aI_new
         p = np.exp(zs[1] - zs[1].max())
         p /= p.sum()
         dz2 = p - np.eye(len(p))[labels[t]]

@@ -85,10 +85,10 @@ def test_online_mode_updates_after_every_step():
     for t in range(T):
         grads, losses = [], []
         for b in range(B):
-            l, g, carries[b] = one_step(expected, inputs[b, t:t + 1], labels[b, t:t + 1],
+            value, g, carries[b] = one_step(expected, inputs[b, t:t + 1], labels[b, t:t + 1],
                                         carries[b])
             grads.append(g)
-            losses.append(l)
+            losses.append(value)
         mean = jax.tree_util.tree_map(lambda *g: sum(g) / B, *grads)
         expected = jax.tree_util.tree_map(lambda p, g: p - lr * g, expected, mean)
         total += float(np.mean(losses))
@@ -125,14 +125,15 @@ def test_fptt_update_rule():
                                         carries[b])
             grads.append(g)
         g = tm(lambda *g: sum(g) / B, *grads)
-        g = tm(lambda g, p, b_, l: g - l + alpha * (p - b_), g, theta, bar, lam)
+        g = tm(lambda g, p, b_, value: g - value + alpha * (p - b_), g, theta, bar, lam)
         theta = tm(lambda p, g: p - lr * g, theta, g)
-        lam = tm(lambda l, p, b_: l - alpha * (p - b_), lam, theta, bar)
-        bar = tm(lambda b_, p, l: (1 - beta) * b_ + beta * p - (beta / alpha) * l, bar, theta, lam)
+        lam = tm(lambda value, p, b_: value - alpha * (p - b_), lam, theta, bar)
+        bar = tm(lambda b_, p, value: (1 - beta) * b_ + beta * p - (beta / alpha) * value,
+                 bar, theta, lam)
     for got, want in ((state.params, theta), (state.fptt[0], bar), (state.fptt[1], lam)):
         for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    assert any(float(jnp.max(jnp.abs(l))) > 0 for l in jax.tree_util.tree_leaves(lam))
+    assert any(float(jnp.max(jnp.abs(value))) > 0 for value in jax.tree_util.tree_leaves(lam))
 
 
 def test_online_mode_carries_memory_flat_in_T():
