@@ -17,13 +17,14 @@ landscape.
 
 Usage::
 
-    python examples/randman_online.py                         # the full comparison (CPU-heavy)
-    python examples/randman_online.py --steps 20 --seeds 1 --rules bptt,ostl --no-save   # quick
+    python examples/randman_online.py --record                # the full comparison (CPU-heavy)
+    python examples/randman_online.py --steps 20 --seeds 1 --rules bptt,ostl   # quick
 
-Writes ``benchmarks/results/online_rules.json`` and ``examples/figures/online_rules.png``,
-``examples/figures/online_rules_landscape.png``. Timings are of this process on this machine
-(see the JSON for the load average at start and end); ``benchmarks/online_rules.py`` measures
-speed and compile time on their own.
+Writes ``outputs/online_rules.json`` and the figures ``outputs/online_rules_summary.png``,
+``outputs/online_rules_landscape.png`` (``--out-dir`` to change the folder); ``--record`` writes
+the committed ``benchmarks/results/online_rules.json`` and ``examples/figures/online_rules_*.png``
+instead. Timings are of this process on this machine (see the JSON for the load average at
+start and end); ``benchmarks/online_rules.py`` measures speed and compile time on their own.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -42,11 +42,16 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-import jaxsnn
-from jaxsnn import analysis, data, encode, online
-from jaxsnn.discrete import LIF, surrogate, tau_from_decay
+if str(Path(__file__).resolve().parent) not in sys.path:  # examples/_common.py, also by path
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+import jaxsnn  # noqa: E402
+from jaxsnn import analysis, data, encode, online  # noqa: E402
+from jaxsnn.discrete import LIF, surrogate, tau_from_decay  # noqa: E402
+
+NAME = "online_rules"
+FIGURES = ("summary", "landscape")
 ALL_RULES = ("bptt", "truncated", "ottt", "ostl", "otpe", "rtrl")
 
 
@@ -64,10 +69,14 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     parser.add_argument("--eval-every", type=int, default=25, help="steps between test evaluations")
     parser.add_argument("--cosine-samples", type=int, default=256,
                         help="test samples for the gradient cosines")
-    parser.add_argument("--out", type=Path,
-                        default=REPO / "benchmarks" / "results" / "online_rules.json")
-    parser.add_argument("--figures", type=Path, default=REPO / "examples" / "figures")
-    parser.add_argument("--no-save", action="store_true", help="write neither JSON nor figures")
+    parser.add_argument("--train-per-class", type=int, default=200)
+    parser.add_argument("--test-per-class", type=int, default=100)
+    parser.add_argument("--out-dir", type=Path, default=_common.OUTPUTS,
+                        help="folder for the result JSON and figures (default: outputs/)")
+    parser.add_argument("--record", action="store_true",
+                        help="write the committed records: benchmarks/results/online_rules.json "
+                             "and examples/figures/online_rules_*.png (overrides --out-dir)")
+    parser.add_argument("--no-plots", action="store_true", help="write no figures")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     args = parser.parse_args(argv)
     args.rules = [r.strip() for r in args.rules.split(",") if r.strip()]
@@ -95,15 +104,17 @@ def build_network(args: argparse.Namespace) -> jaxsnn.Layer:
 
 
 def make_data(seed: int, args: argparse.Namespace):
-    """Randman train/test split (200/100 per class), one input spike per unit."""
+    """Randman train/test split (200/100 per class by default), one input spike per unit."""
+    n_train, n_test = args.train_per_class, args.test_per_class
     dataset = data.randman(
-        jax.random.PRNGKey(10_000 + seed), n_classes=10, samples_per_class=300,
+        jax.random.PRNGKey(10_000 + seed), n_classes=10, samples_per_class=n_train + n_test,
         embedding_dim=100, manifold_dim=1, alpha=2.0, shuffle=False,
     )
-    values = np.asarray(dataset.inputs).reshape(10, 300, 100)
-    labels = np.asarray(dataset.labels).reshape(10, 300)
-    train_x, test_x = values[:, :200].reshape(-1, 100), values[:, 200:].reshape(-1, 100)
-    train_y, test_y = labels[:, :200].reshape(-1), labels[:, 200:].reshape(-1)
+    values = np.asarray(dataset.inputs).reshape(10, n_train + n_test, 100)
+    labels = np.asarray(dataset.labels).reshape(10, n_train + n_test)
+    train_x, test_x = (values[:, :n_train].reshape(-1, 100),
+                       values[:, n_train:].reshape(-1, 100))
+    train_y, test_y = labels[:, :n_train].reshape(-1), labels[:, n_train:].reshape(-1)
     encode_grid = lambda v: encode.latency_dense(jnp.asarray(v, jnp.float32),  # noqa: E731
                                                  args.time_steps, 1.0)
     return (encode_grid(train_x), jnp.asarray(train_y, jnp.int32),
@@ -253,25 +264,23 @@ def main(argv: List[str]) -> Dict[str, Any]:
                    "subtract reset, fast sigmoid slope 25, W ~ N(0, (3/sqrt(fan_in))^2)",
         "training": f"{args.steps} mini-batches of {args.batch_size}, adamax({args.lr}), loss: "
                     "per-step softmax cross-entropy of the output spikes summed over time",
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "settings": {k: v for k, v in vars(args).items()
+                     if k not in ("out_dir", "record", "no_plots", "no_progress")},
         "summary": summary,
         "runs": runs,
-        "command": "python examples/randman_online.py " + " ".join(argv),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "cpus": os.cpu_count(), "jax": jax.__version__,
-                    "device": str(jax.devices()[0]),
-                    "load_average_start": load_start, "load_average_end": load_average()},
+        "command": _common.command("randman_online.py", argv),
+        "machine": dict(_common.machine(), load_average_start=load_start,
+                        load_average_end=load_average()),
         "wall_time_s": round(time.time() - started, 1),
     }
-    if not args.no_save:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=1))
-        args.figures.mkdir(parents=True, exist_ok=True)
-        plot_summary(summary, runs, args, args.figures / "online_rules.png")
+    paths = _common.output_paths(NAME, args.out_dir, args.record)
+    print(json.dumps(summary, indent=1))
+    print("wrote", _common.write_record(paths, result))
+    if not args.no_plots:
+        plot_summary(summary, runs, args, paths.figure(NAME, "summary"))
         if landscape:
             plot_landscape(net, landscape, (test_x[:128], test_y[:128]), args,
-                           args.figures / "online_rules_landscape.png")
-    print(json.dumps(summary, indent=1))
+                           paths.figure(NAME, "landscape"))
     return result
 
 
@@ -302,11 +311,7 @@ def summarize(runs: Dict[str, Any], args: argparse.Namespace) -> Dict[str, Any]:
 
 
 def plot_summary(summary, runs, args, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _common.pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
     rules = [online.get_rule(r).name for r in args.rules if online.get_rule(r).name != "bptt"]
     groups = [g for g in summary["init_cosine"][rules[0]] if g != "global"] if rules else []
@@ -352,16 +357,11 @@ def plot_summary(summary, runs, args, path: Path) -> None:
     ax.set_ylabel("seconds per training step (median)")
     ax.set_title(f"(c) time per step, batch {args.batch_size}, T {args.time_steps}")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _common.save_figure(fig, path, dpi=120)
 
 
 def plot_landscape(net, trajectories: Dict[str, List[Any]], batch, args, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _common.pyplot()
     reference = trajectories.get("bptt", next(iter(trajectories.values())))
     center = reference[-1]
     directions = analysis.pca_directions(list(trajectories.values()), center)
@@ -387,8 +387,7 @@ def plot_landscape(net, trajectories: Dict[str, List[Any]], batch, args, path: P
                             title="test loss around BPTT's trained parameters "
                                   f"(PCs explain {explained[0]:.0%}, {explained[1]:.0%})")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _common.save_figure(fig, path, dpi=120)
 
 
 if __name__ == "__main__":
