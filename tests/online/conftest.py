@@ -28,8 +28,12 @@ def weighted_cross_entropy(output, target):
     return weight * cross_entropy(output, label)
 
 
+@functools.lru_cache(maxsize=None)
 def build(name: str):
-    """``(net, n_in)`` of the named test network (float64 when x64 is enabled)."""
+    """``(net, n_in)`` of the named test network (float64 when x64 is enabled).
+
+    One network object per name, so that everything jitted with the network's ``apply`` as a
+    static argument (the rules' kernel probe) compiles once per network, not once per test."""
     if name == "feedforward":  # two-state LIF -> single-state LIF with hard reset
         return jaxsnn.serial(
             LIF(6, **TWO_STATE), LIF(3, reset="hard", v_reset=-0.2, **SINGLE_STATE)

@@ -23,7 +23,6 @@ from .conftest import (
     spiking_inputs,
 )
 
-ALL_RULES = ["bptt", "truncated", "ottt", "ostl", "otpe", "rtrl"]
 T = 12
 
 
@@ -160,11 +159,12 @@ def test_jit_vmap_and_grad():
 def test_carry_streams_a_sequence_in_chunks():
     """Two chunks with the carry equal one window (state and loss) for a forward rule."""
     net, params, inputs, labels = _small()
-    whole = online.sequence_gradient("truncated", net, params, inputs, labels, cross_entropy)
-    first = online.sequence_gradient("truncated", net, params, inputs[:5], labels[:5],
-                                     cross_entropy)
-    second = online.sequence_gradient("truncated", net, params, inputs[5:], labels[5:],
-                                      cross_entropy, carry=first[2])
+    fn = jax.jit(lambda x, y, c: online.sequence_gradient("truncated", net, params, x, y,
+                                                          cross_entropy, carry=c))
+    rest = list(net.apply(params, inputs[:0])[0])
+    whole = fn(inputs, labels, rest)
+    first = fn(inputs[:6], labels[:6], rest)  # the two chunks share one compilation
+    second = fn(inputs[6:], labels[6:], first[2])
     np.testing.assert_allclose(first[0] + second[0], whole[0], rtol=1e-6)
     for a, b in zip(jax.tree_util.tree_leaves(second[2]), jax.tree_util.tree_leaves(whole[2])):
         np.testing.assert_allclose(a, b, rtol=1e-6)
@@ -190,18 +190,23 @@ def test_single_layer_network_without_serial():
 # ------------------------------------------------------------------------ silent networks
 
 
-@pytest.mark.parametrize("rule", ALL_RULES)
+@pytest.mark.parametrize("rule", ["bptt", "truncated", "ottt", "ostl", "otpe",
+                                  online.RTRL(window=5)])
 def test_gradients_are_finite_for_a_silent_network(rule):
-    """No spikes anywhere (zero weights): every rule still returns finite gradients."""
-    net, n_in = build("feedforward")
-    _, params = net.init(jax.random.PRNGKey(0), (T, n_in))
-    params = jax.tree_util.tree_map(jnp.zeros_like, params)
-    inputs = spiking_inputs(0, T, n_in, 0.5, jnp.float32)
-    loss, grads = gradient_fn(rule, "feedforward")(params, inputs, jnp.zeros((T,), jnp.int32),
-                                                   jnp.ones((T,)))
-    assert np.isfinite(float(loss))
-    for g in jax.tree_util.tree_leaves(grads):
-        assert np.all(np.isfinite(np.asarray(g)))
+    """No spikes anywhere (zero weights): every rule still returns finite gradients. (Float64,
+    shapes and rule objects as in ``test_exactness``: the compiled functions are shared.)"""
+    with jax.enable_x64(True):
+        net, n_in = build("feedforward")
+        _, params = net.init(jax.random.PRNGKey(0), (T, n_in))
+        params = jax.tree_util.tree_map(lambda a: jnp.zeros(a.shape, jnp.float64), params)
+        inputs = spiking_inputs(0, T, n_in, 0.5, jnp.float64)
+        _, _, recording = net.apply(params, inputs)
+        assert all(float(jnp.sum(r.spikes)) == 0 for r in recording)  # silent indeed
+        loss, grads = gradient_fn(rule, "feedforward")(params, inputs, jnp.zeros((T,), int),
+                                                       jnp.ones((T,)))
+        assert np.isfinite(float(loss))
+        for g in jax.tree_util.tree_leaves(grads):
+            assert g.dtype == jnp.float64 and np.all(np.isfinite(np.asarray(g)))
 
 
 # -------------------------------------------------------------------- memory flat in time
