@@ -37,6 +37,14 @@ def _small():
 # ------------------------------------------------------------------------------- errors
 
 
+def _zero_params(net):
+    """Zero parameters of the right structure, shapes and dtypes, from the shapes of ``init``
+    (traced, not run: no random-number kernels to compile for tests of error messages)."""
+    shapes = jax.eval_shape(lambda key: net.init(key, (T, 4))[1], jax.random.PRNGKey(0))
+    return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+
+
 def test_unknown_rule_is_named():
     net, params, inputs, labels = _small()
     with pytest.raises(ValueError, match=r"unknown rule 'sgd'.*choose one of"):
@@ -51,7 +59,7 @@ def test_event_layer_is_named_with_what_to_do():
         event.ToSpikes(dt=1e-3, capacity=16),
         event.LIF(3, capacity=8, t_max=1e-2),
     )
-    _, params = net.init(jax.random.PRNGKey(0), (T, 4))
+    params = _zero_params(net)
     inputs = jnp.ones((T, 4))
     with pytest.raises(ValueError, match=r"layer [12] \(.*\) is an event-based layer.*EventProp"):
         online.sequence_gradient("ostl", net, params, inputs, jnp.zeros((T,), int), cross_entropy)
@@ -80,7 +88,7 @@ def test_shape_errors():
 
 def test_rules_name_the_layer_they_cannot_handle():
     net = jaxsnn.serial(RecurrentLIF(5, **TWO_STATE), LIF(3, **TWO_STATE))
-    _, params = net.init(jax.random.PRNGKey(0), (T, 4))
+    params = _zero_params(net)
     inputs, labels = jnp.ones((T, 4)), jnp.zeros((T,), int)
     with pytest.raises(ValueError, match=r"ottt needs neuron-local layers.*layer 0 "
                                          r"\(RecurrentLIF\(5\)\).*use 'ostl', 'rtrl'"):
@@ -91,13 +99,13 @@ def test_rules_name_the_layer_they_cannot_handle():
     # a Dense two leaves before the LIF it drives: not a per-neuron weight of that LIF
     net = jaxsnn.serial(jaxsnn.stateless(stax.Dense(6)), jaxsnn.stateless(stax.Relu),
                         LIF(6, project=False, **TWO_STATE))
-    _, params = net.init(jax.random.PRNGKey(0), (T, 4))
+    params = _zero_params(net)
     with pytest.raises(ValueError, match=r"ottt needs the parameters of layer 0 \(Dense\) to be"):
         online.sequence_gradient("ottt", net, params, inputs, labels, cross_entropy)
     # the input of a Dense that follows a stax layer is not recorded
     net = jaxsnn.serial(LIF(6, **TWO_STATE), jaxsnn.stateless(stax.Relu),
                         jaxsnn.discrete.Dense(3), LIF(3, project=False, **TWO_STATE))
-    _, params = net.init(jax.random.PRNGKey(0), (T, 4))
+    params = _zero_params(net)
     with pytest.raises(ValueError, match=r"ottt needs the presynaptic activity of layer 2 "
                                          r"\(Dense\(3\)\).*layer 1 \(elementwise\)"):
         online.sequence_gradient("ottt", net, params, inputs, labels, cross_entropy)
