@@ -68,13 +68,14 @@ def main(argv=None) -> int:
     outputs = {}
     for layout in ("batch-major", "time-major"):
         for backward in ("autodiff", "patches"):
-            built = ours.build("cnn48", dict(cfg, layout=layout, conv_backward=backward))
+            built = ours.build("cnn48", dict(cfg, layout=layout, conv_backward=backward,
+                                                  variant="conv+lif"))
             name = f"jaxsnn {layout}, Conv backward={backward}"
             variants[name] = (built["forward"], built["backward"])
     built = hw.build("cnn48", dict(cfg))
     variants["hand-written NCHW, time folded into the batch"] = (built["forward"],
                                                                   built["backward"])
-    _, params, x_tm, _ = ours.network("cnn48", cfg)
+    _, params, x_tm, _ = ours.network("cnn48", dict(cfg, variant="conv+lif"))
     kernels = (params[0]["weight"], params[2]["weight"])
     fused = jax.jit(fused_forward)
     variants["hand-written conv inside the LIF scan (forward only)"] = (

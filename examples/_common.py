@@ -4,6 +4,11 @@ Every example writes its result JSON and figures to an untracked folder, ``outpu
 repository root (``--out-dir`` to change it), so running an example never modifies the
 checkout. ``--record`` writes the committed records instead: the JSON to
 ``benchmarks/results/<name>.json`` and the figures to ``examples/figures/<name>_*.png``.
+
+Scaling out (``add_scaling_arguments``): ``--devices N`` splits the seeds (trained together
+with ``jax.vmap``) over ``N`` devices (``jaxsnn.distributed``); ``--checkpoint-dir`` saves the
+training state after every epoch and ``--resume`` continues from the latest checkpoint
+(``EpochCheckpoints``, ``jaxsnn.checkpoint``).
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import os
 import platform
 import sys
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, List, NamedTuple, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -168,3 +173,131 @@ def save_figure(fig: Any, path: Path, dpi: int = 90) -> Path:
     fig.savefig(path, dpi=dpi)
     pyplot().close(fig)
     return path
+
+
+# -- scaling out: devices and checkpoints ---------------------------------------------------
+# settings that change neither the trained networks nor their order of operations on one
+# device: a resumed run may change them
+RUN_ONLY_SETTINGS = (
+    "out_dir", "record", "no_plots", "no_progress", "data_dir", "devices", "checkpoint_dir", "resume",
+)
+
+
+def add_scaling_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--devices``, ``--checkpoint-dir`` and ``--resume``."""
+    parser.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        help="split the seeds over this many devices (on CPU, simulate devices with "
+        "XLA_FLAGS=--xla_force_host_platform_device_count=N); results equal one device's to "
+        "float32 rounding",
+    )
+    parser.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        default=None,
+        help="save the training state here after every epoch (needs orbax-checkpoint: "
+        "pip install 'jaxsnn[checkpoint]')",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the latest checkpoint in --checkpoint-dir (bit for bit the "
+        "uninterrupted run); starts from scratch when there is none",
+    )
+
+
+def check_scaling_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Reject ``--resume`` without ``--checkpoint-dir`` and seeds that do not split over the devices."""
+    if args.resume and args.checkpoint_dir is None:
+        parser.error("--resume needs --checkpoint-dir (the directory a previous run saved into)")
+    if args.devices < 1:
+        parser.error(f"--devices must be >= 1, got {args.devices}")
+    if args.seeds % args.devices:
+        parser.error(
+            f"--seeds {args.seeds} cannot be split evenly over --devices {args.devices}: "
+            f"use a multiple of {args.devices} seeds"
+        )
+
+
+def seed_mesh(devices: int) -> Any:
+    """The mesh the seeds are split over, or ``None`` for one device (the plain run)."""
+    if devices == 1:
+        return None
+    from jaxsnn import distributed
+
+    return distributed.device_mesh(devices, axis_name="seeds")
+
+
+def place_seeds(tree: Any, mesh: Any) -> Any:
+    """Split a pytree stacked over seeds over the devices of ``mesh`` (unchanged without one)."""
+    if mesh is None:
+        return tree
+    from jaxsnn import distributed
+
+    return distributed.shard_batch(tree, mesh)
+
+
+def run_settings(args: argparse.Namespace) -> Dict[str, Any]:
+    """The settings that define a run, JSON-ready (what a resumed run must share)."""
+    return {
+        key: (str(value) if isinstance(value, Path) else value)
+        for key, value in vars(args).items()
+        if key not in RUN_ONLY_SETTINGS
+    }
+
+
+class EpochCheckpoints:
+    """``--checkpoint-dir`` / ``--resume`` for an example's epoch loop.
+
+    The state (a pytree of arrays: parameters, optimiser state, the keys that draw the data
+    order, anything else the next epochs read) is saved after every epoch with the epoch, the
+    history so far, the accumulated wall time and the run's settings. Resuming checks that
+    the settings are the same.
+
+    Args:
+        directory: ``--checkpoint-dir`` (``None``: no checkpoints).
+        resume: ``--resume``.
+        settings: ``run_settings(args)``.
+    """
+
+    def __init__(self, directory: Optional[Path], resume: bool, settings: Dict[str, Any]) -> None:
+        self.settings = settings
+        self.resume = resume
+        self.checkpointer = None
+        if directory is not None:
+            from jaxsnn.checkpoint import Checkpointer
+
+            self.checkpointer = Checkpointer(directory, keep=2)
+
+    def start(self, state: Any, history: Any) -> Tuple[Any, Any, int, float]:
+        """``(state, history, first_epoch, wall_time_so_far)``: restored, or as given."""
+        if not (self.resume and self.checkpointer is not None and self.checkpointer.latest_step() is not None):
+            if self.resume:
+                print("no checkpoint to resume from: training from scratch")
+            return state, history, 0, 0.0
+        restored, metadata = self.checkpointer.restore(like=state)
+        if metadata["settings"] != self.settings:
+            saved = metadata["settings"]
+            differ = sorted(key for key in set(saved) | set(self.settings) if saved.get(key) != self.settings.get(key))
+            listed = ", ".join(f"{key}: {saved.get(key)!r} there, {self.settings.get(key)!r} now" for key in differ)
+            raise SystemExit(
+                f"the checkpoint in {self.checkpointer.directory} was saved by a run with other "
+                f"settings ({listed}); resume with the same settings, or use another --checkpoint-dir"
+            )
+        print(f"resuming after epoch {metadata['epoch']} from {self.checkpointer.directory}")
+        return restored, metadata["history"], int(metadata["epoch"]), float(metadata["wall_time_s"])
+
+    def save(self, epochs_done: int, state: Any, history: Any, wall_time_s: float) -> None:
+        """Checkpoint ``state`` after ``epochs_done`` epochs (no-op without ``--checkpoint-dir``)."""
+        if self.checkpointer is not None:
+            self.checkpointer.save(
+                epochs_done,
+                state,
+                {"epoch": epochs_done, "history": history, "wall_time_s": wall_time_s, "settings": self.settings},
+            )
+
+    def close(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.close()

@@ -11,6 +11,9 @@ Usage::
 
     python examples/yinyang_discrete.py                   # 5 seeds, defaults below
     python examples/yinyang_discrete.py --seeds 1 --epochs 5 --no-plots   # quick look
+    python examples/yinyang_discrete.py --seeds 4 --devices 4             # one seed per device
+    python examples/yinyang_discrete.py --checkpoint-dir runs/discrete    # ... then, after a crash:
+    python examples/yinyang_discrete.py --checkpoint-dir runs/discrete --resume
 
 Writes ``outputs/yinyang_discrete.json`` (test accuracy mean/std over seeds, per-seed values,
 settings, wall time, command, machine) and ``outputs/yinyang_discrete_*.png`` (untracked);
@@ -73,7 +76,10 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     )
     parser.add_argument("--readout-mean", type=float, default=0.1, help="readout weight init mean")
     parser.add_argument("--surrogate-slope", type=float, default=10.0)
-    return parser.parse_args(argv)
+    _common.add_scaling_arguments(parser)
+    args = parser.parse_args(argv)
+    _common.check_scaling_arguments(parser, args)
+    return args
 
 
 def encode_inputs(points: np.ndarray, args: argparse.Namespace) -> jax.Array:
@@ -155,15 +161,25 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     params = jax.vmap(lambda k: net.init(k, (args.steps, 5))[1])(init_keys)
     opt_state = jax.vmap(optimizer.init)(params)
     epoch_fn = jax.jit(jax.vmap(train_epoch))
-
+    # --devices: the seed axis is split over the devices (XLA partitions epoch_fn accordingly);
+    # everything the next epochs read is in state: the epoch's data order is fold_in(key, epoch)
+    mesh = _common.seed_mesh(args.devices)
+    state = _common.place_seeds({"params": params, "opt_state": opt_state, "shuffle_keys": shuffle_keys}, mesh)
+    checkpoints = _common.EpochCheckpoints(args.checkpoint_dir, args.resume, _common.run_settings(args))
     history = {"loss": [], "rate": [], "val_acc": [], "test_acc": []}
+    state, history, first_epoch, wall_before = checkpoints.start(state, history)
+    history = {name: [np.asarray(value, np.float64) for value in values] for name, values in history.items()}
     start = time.perf_counter()
-    progress = _common.progress(range(args.epochs), not args.no_progress, NAME, unit="epoch")
+    progress = _common.progress(
+        range(first_epoch, args.epochs), not args.no_progress, NAME, unit="epoch",
+        initial=first_epoch, total=args.epochs,
+    )
     for epoch in progress:
-        epoch_keys = jax.vmap(lambda k: jax.random.fold_in(k, epoch))(shuffle_keys)
+        epoch_keys = jax.vmap(lambda k: jax.random.fold_in(k, epoch))(state["shuffle_keys"])
         params, opt_state, ep_loss, ep_rate, val_acc, test_acc = epoch_fn(
-            params, opt_state, epoch_keys
+            state["params"], state["opt_state"], epoch_keys
         )
+        state = dict(state, params=params, opt_state=opt_state)
         for name, value in zip(history, (ep_loss, ep_rate, val_acc, test_acc)):
             history[name].append(np.asarray(value, np.float64))
         _common.set_postfix(
@@ -172,14 +188,20 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
             val=f"{float(np.mean(val_acc)):.3f}",
             test=f"{float(np.mean(test_acc)):.3f}",
         )
+        checkpoints.save(
+            epoch + 1, state, {name: [v.tolist() for v in values] for name, values in history.items()},
+            wall_before + time.perf_counter() - start,
+        )
+    checkpoints.close()
+    params = state["params"]
     jax.block_until_ready(params)
-    wall = time.perf_counter() - start
+    wall = wall_before + time.perf_counter() - start
     history = {name: np.stack(values) for name, values in history.items()}  # (epochs, seeds)
 
     final_test = history["test_acc"][-1]
     final_val = history["val_acc"][-1]
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                if k not in ("out_dir", "record", "no_plots", "no_progress")}
+                if k not in ("out_dir", "record", "no_plots", "no_progress", "checkpoint_dir", "resume")}
     result = {
         "name": NAME,
         "test_accuracy_mean": float(np.mean(final_test)),
@@ -194,6 +216,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         "settings": settings,
         "network": f"5 -> LIF({args.hidden}) -> LI(3)",
         "wall_time_s": wall,
+        "resumed_from_epoch": first_epoch,
         "history": {name: values.tolist() for name, values in history.items()},
         "command": _common.command("yinyang_discrete.py", argv),
         "machine": _common.machine(),

@@ -39,6 +39,9 @@ bumping is ``jaxsnn.optim.bump_silent``, chained after Adam.
 Run ``python examples/yinyang_eventprop.py`` (defaults: 5 seeds); the result JSON and plots go
 to ``outputs/`` (untracked); ``--record`` writes the committed
 ``benchmarks/results/yinyang_eventprop.json`` and ``examples/figures/yinyang_eventprop_*.png``.
+``--devices N`` splits the seeds over ``N`` devices (``--seeds`` a multiple of ``N``);
+``--checkpoint-dir DIR`` saves the training state after every epoch and ``--resume`` continues
+from the latest checkpoint, bit for bit as if never interrupted.
 """
 
 from __future__ import annotations
@@ -204,21 +207,25 @@ def make_functions(config: Config):
     return init_net, optimizer, train_epoch, evaluate, forward
 
 
-def train(config: Config, progress: bool = True, data_dir: Optional[str] = None) -> Dict[str, Any]:
+def train(config: Config, progress: bool = True, data_dir: Optional[str] = None, devices: int = 1,
+          checkpoints: Optional[_common.EpochCheckpoints] = None) -> Dict[str, Any]:
     """Train ``config.seeds`` networks (in parallel) and evaluate them on the published test split.
 
     Args:
         config: the run's settings.
         progress: show a tqdm progress bar over epochs.
         data_dir: directory of the published Yin-Yang arrays (default: found automatically).
+        devices: split the seeds over this many devices (``config.seeds`` must be a multiple).
+        checkpoints: save a checkpoint after every epoch and resume from the latest one
+            (``--checkpoint-dir``, ``--resume``); ``None``: neither.
 
     Returns:
         A dict with per-epoch curves (``train_loss``, ``train_acc``, ``test_loss``,
         ``test_acc``, ``validation_acc``: lists over epochs of per-seed lists), the per-seed test
         accuracies of the tested weights (``config.select``: the last epoch's, or each seed's
         epoch with the best accuracy on the published validation split; the test split never
-        chooses), the last epoch's test accuracies, the tested parameters of every seed and
-        the wall time.
+        chooses), the last epoch's test accuracies, the tested parameters of every seed, the
+        wall time (of all sessions, when resumed) and the epoch training resumed from.
 
     Raises:
         ValueError: for an unknown ``config.select`` or ``config.loss``.
@@ -265,10 +272,26 @@ def train(config: Config, progress: bool = True, data_dir: Optional[str] = None)
              "validation_acc")
     history = {key: [] for key in names}
     keys = jnp.stack([jax.random.PRNGKey(1000 + s) for s in seeds])
-    bar = _common.progress(range(config.epochs), progress, "epochs", unit="epoch")
-    averaged = best = None  # best: (params, test accuracy, validation accuracy) per seed
+    # Everything the next epochs read, for --devices (split over the seed axis) and checkpoints:
+    # the keys draw every epoch's data order; "averaged" and "best" are placeholders until the
+    # first epoch fills them.
+    state = {"params": params, "opt_state": opt_state, "keys": keys}
+    if config.average:
+        state["averaged"] = params
+    if config.select == "validation":
+        accuracy = jax.eval_shape(evaluate_seeds, params, validation_inputs, validation_labels)[1]
+        state["best"] = (params, jnp.zeros(accuracy.shape, accuracy.dtype), jnp.zeros(accuracy.shape, accuracy.dtype))
+    state = _common.place_seeds(state, _common.seed_mesh(devices))
+    first_epoch, wall_before = 0, 0.0
+    if checkpoints is not None:
+        state, history, first_epoch, wall_before = checkpoints.start(state, history)
+    params, opt_state, keys = state["params"], state["opt_state"], state["keys"]
+    averaged = state.get("averaged") if first_epoch else None
+    best = state.get("best") if first_epoch else None  # (params, test accuracy, validation accuracy) per seed
+    bar = _common.progress(range(first_epoch, config.epochs), progress, "epochs", unit="epoch",
+                           initial=first_epoch, total=config.epochs)
     start = time.perf_counter()
-    for _ in bar:
+    for epoch in bar:
         keys, epoch_keys = _common.split_keys(keys)
         params, opt_state, loss, acc, overflow = run_epoch(params, opt_state, epoch_keys)
         if config.average and averaged is not None:
@@ -286,7 +309,18 @@ def train(config: Config, progress: bool = True, data_dir: Optional[str] = None)
         for name, value in zip(history, (loss, acc, test_loss, test_acc, overflow, silent, validation_acc)):
             history[name].append(np.asarray(value).tolist())
         _common.set_postfix(bar, train_acc=f"{np.mean(acc):.3f}", test_acc=f"{np.mean(test_acc):.4f}")
-    wall = time.perf_counter() - start
+        if checkpoints is not None:
+            state = {"params": params, "opt_state": opt_state, "keys": keys}
+            if config.average:
+                state["averaged"] = averaged
+            if config.select == "validation":
+                state["best"] = best
+            checkpoints.save(epoch + 1, state, history, wall_before + time.perf_counter() - start)
+    if first_epoch == config.epochs:  # resumed after the last epoch: nothing left to train
+        averaged = state.get("averaged", params)
+        test_acc = np.asarray(history["test_acc"][-1])
+        validation_acc = np.asarray(history["validation_acc"][-1])
+    wall = wall_before + time.perf_counter() - start
     tested, final, validation = best if config.select == "validation" else (averaged, test_acc, validation_acc)
     return {
         "history": history,
@@ -296,6 +330,7 @@ def train(config: Config, progress: bool = True, data_dir: Optional[str] = None)
         "params": tested,
         "seeds": seeds,
         "wall_time_s": wall,
+        "resumed_from_epoch": first_epoch,
         "test_inputs": test_inputs,
         "test_set": test_set,
     }
@@ -376,7 +411,9 @@ def main(argv=None) -> Dict[str, Any]:
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--lr-final", type=float, default=defaults.lr_final, help="final lr / initial lr")
     parser.add_argument("--hidden-capacity", type=int, default=defaults.hidden_capacity)
+    _common.add_scaling_arguments(parser)
     args = parser.parse_args(argv)
+    _common.check_scaling_arguments(parser, args)
     config = defaults._replace(
         seeds=args.seeds, epochs=args.epochs, batch_size=args.batch_size, hidden=args.hidden,
         tau_mem=args.tau_mem, lr=args.lr, loss=args.loss, mse_weight=args.mse_weight, clip=args.clip,
@@ -385,7 +422,12 @@ def main(argv=None) -> Dict[str, Any]:
         hidden_capacity=args.hidden_capacity, first_seed=args.first_seed, train_samples=args.train_samples,
     )
     paths = _common.output_paths(NAME, args.out_dir, args.record)
-    result = train(config, progress=not args.no_progress, data_dir=args.data_dir)
+    checkpoints = _common.EpochCheckpoints(args.checkpoint_dir, args.resume, config._asdict())
+    try:
+        result = train(config, progress=not args.no_progress, data_dir=args.data_dir, devices=args.devices,
+                       checkpoints=checkpoints)
+    finally:
+        checkpoints.close()
     accuracy = np.asarray(result["test_accuracy"])
     print(f"test accuracy {_common.accuracy_text(accuracy)}; weights of the "
           f"{'best-validation' if config.select == 'validation' else 'last'} epoch; "
@@ -401,6 +443,8 @@ def main(argv=None) -> Dict[str, Any]:
         "seeds": result["seeds"],
         "epochs": config.epochs,
         "wall_time_s": result["wall_time_s"],
+        "resumed_from_epoch": result["resumed_from_epoch"],
+        "devices": args.devices,
         "max_overflow_fraction": float(np.max(result["history"]["overflow"])),
         "config": config._asdict(),
         "history": result["history"],

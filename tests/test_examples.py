@@ -106,3 +106,36 @@ def test_example_runs_end_to_end(name, tmp_path, capsys):
     if name == "yinyang_hardware":
         assert set(saved["results"]) == {"in_the_loop"}
     assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["yinyang_discrete", "yinyang_eventprop"])
+def test_scaling_arguments_are_checked(name, capsys):
+    example = load(name)
+    run = example.parse_args if name == "yinyang_discrete" else example.main
+    with pytest.raises(SystemExit):
+        run(["--resume"])
+    assert "--resume needs --checkpoint-dir" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run(["--seeds", "3", "--devices", "2"])
+    assert "--seeds 3 cannot be split evenly over --devices 2: use a multiple of 2 seeds" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run(["--devices", "0"])
+    assert "--devices must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_resume_refuses_a_checkpoint_of_other_settings(tmp_path):
+    pytest.importorskip("orbax.checkpoint", reason="needs the [checkpoint] extra (orbax-checkpoint)")
+    common = load("_common")
+    state = {"weight": np.arange(3, dtype=np.float32)}
+    saved = common.EpochCheckpoints(tmp_path, resume=False, settings={"seeds": 2, "lr": 0.01})
+    saved.save(1, state, {"loss": [[1.0, 2.0]]}, wall_time_s=3.0)
+    saved.close()
+    same = common.EpochCheckpoints(tmp_path, resume=True, settings={"seeds": 2, "lr": 0.01})
+    restored, history, first_epoch, wall = same.start({"weight": np.zeros(3, np.float32)}, {"loss": []})
+    same.close()
+    np.testing.assert_array_equal(restored["weight"], state["weight"])
+    assert (history, first_epoch, wall) == ({"loss": [[1.0, 2.0]]}, 1, 3.0)
+    other = common.EpochCheckpoints(tmp_path, resume=True, settings={"seeds": 2, "lr": 0.02})
+    with pytest.raises(SystemExit, match=r"other settings \(lr: 0.01 there, 0.02 now\); resume with the same settings"):
+        other.start(state, {"loss": []})
+    other.close()

@@ -1,5 +1,7 @@
 """jaxsnn (this repository) on the discrete workloads: ``serial(Dense, LIF, Dense, LIF)``,
-``serial(Conv, LIF, Conv, LIF)`` and, for ``cnn_pool``,
+``serial(ConvLIF, ConvLIF)`` for ``cnn48`` (the convolution fused into the LIF scan;
+``cfg["variant"] = "conv+lif"`` runs the unfused ``serial(Conv, LIF, Conv, LIF)``, ``"bands"``
+ConvLIF with ``weight_gradient="bands"``) and, for ``cnn_pool``,
 ``serial(Conv, LIF, MaxPool, Conv, LIF, MaxPool, Flatten, Dense, LIF)``.
 
 The benchmark neuron ``v_t = 0.9 v_{t-1} + x_t @ W`` is jaxsnn's single-state LIF
@@ -17,7 +19,16 @@ import jax
 import jax.numpy as jnp
 
 import jaxsnn
-from jaxsnn.discrete import LIF, Conv, Dense, Flatten, MaxPool, tau_from_decay, time_major
+from jaxsnn.discrete import (
+    LIF,
+    Conv,
+    ConvLIF,
+    Dense,
+    Flatten,
+    MaxPool,
+    tau_from_decay,
+    time_major,
+)
 
 DT = 1.0
 TAU_MEM = tau_from_decay(harness.DECAY, DT)
@@ -26,6 +37,11 @@ TAU_MEM = tau_from_decay(harness.DECAY, DT)
 def lif(size):
     return LIF(size, tau_syn=0.0, tau_mem=TAU_MEM, dt=DT, input_scale=1.0,
                v_th=harness.THRESHOLD, reset="subtract", project=False)
+
+
+def conv_lif(channels, kernel, **kw):
+    return ConvLIF(channels, kernel, tau_syn=0.0, tau_mem=TAU_MEM, dt=DT, input_scale=1.0,
+                   v_th=harness.THRESHOLD, reset="subtract", **kw)
 
 
 def network(workload, cfg, conv_backward="patches"):
@@ -40,7 +56,16 @@ def network(workload, cfg, conv_backward="patches"):
     hwio = lambda k: jnp.asarray(k.transpose(2, 3, 1, 0))  # noqa: E731  OIHW -> HWIO
     c, s, k = cfg["channels"], cfg["size"], cfg["kernel"]
     conv = lambda: Conv(c, k, backward=conv_backward)  # noqa: E731
-    if workload == "cnn48":
+    variant = cfg.get("variant", "scan")
+    if variant not in ("scan", "bands", "conv+lif"):
+        raise ValueError(f"unknown cnn48 variant {variant!r}")
+    if workload == "cnn48" and variant != "conv+lif":
+        data = harness.cnn_data(cfg)
+        net = jaxsnn.serial(conv_lif(c, k, weight_gradient=variant),
+                            conv_lif(c, k, weight_gradient=variant))
+        params = [{"weight": hwio(data["k1"])}, {"weight": hwio(data["k2"])}]
+        lifs = (0, 1)
+    elif workload == "cnn48":
         data = harness.cnn_data(cfg)
         net = jaxsnn.serial(conv(), lif((s, s, c)), conv(), lif((s, s, c)))
         params = [{"weight": hwio(data["k1"])}, {}, {"weight": hwio(data["k2"])}, {}]
@@ -84,7 +109,8 @@ def build(workload, cfg):
         "block": block,
         "rates": lambda: mean_rates(*rates(params, x)),
         "versions": dict(harness.package_versions("jax", "jaxlib"), jaxsnn=jaxsnn.__version__),
-        "implementation": "jaxsnn.serial(...) batched with jaxsnn.discrete.time_major "
+        "implementation": "jaxsnn.serial(...) (cnn48: two ConvLIF layers) batched with "
+                          "jaxsnn.discrete.time_major "
                           "(jax.vmap over the batch axis of (T, B, ...) inputs)",
     }
 

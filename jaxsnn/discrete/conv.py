@@ -130,6 +130,14 @@ def _patch_conv_bwd(spec: _ConvSpec, residuals, cotangent: Array):
 _patch_conv.defvjp(_patch_conv_fwd, _patch_conv_bwd)
 
 
+def _conv_spec(kernel, strides, padding, in_hw) -> _ConvSpec:
+    """The ``_ConvSpec`` of a kernel on inputs of spatial size ``in_hw`` (explicit pads)."""
+    pads = padding
+    if isinstance(padding, str):
+        pads = lax.padtype_to_pads(tuple(in_hw), kernel, strides, padding)
+    return _ConvSpec(tuple(kernel), tuple(strides), tuple((int(lo), int(hi)) for lo, hi in pads))
+
+
 def _pair(name: str, value: Union[int, Sequence[int]]) -> Tuple[int, int]:
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
@@ -219,10 +227,7 @@ def Conv(
     param_dtype = default_dtype(dtype)
 
     def convolve(inputs: Array, weight: Array) -> Array:
-        pads = pad
-        if isinstance(pad, str):
-            pads = lax.padtype_to_pads(inputs.shape[1:3], kernel, strides, pad)
-        spec = _ConvSpec(kernel, strides, tuple((int(lo), int(hi)) for lo, hi in pads))
+        spec = _conv_spec(kernel, strides, pad, inputs.shape[1:3])
         if backward == "autodiff":
             return _xla_conv(spec, inputs, weight)
         return _patch_conv(spec, inputs, weight)

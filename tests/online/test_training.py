@@ -1,0 +1,158 @@
+"""Training procedures: deferred and online modes, FPTT."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxsnn
+from jaxsnn import online
+from jaxsnn.discrete import LIF
+
+from .conftest import SINGLE_STATE, TWO_STATE, cross_entropy, scaled_params, spiking_inputs
+
+B, T = 3, 6
+RULES = ["bptt", "truncated", "ottt", "ostl", "otpe", "rtrl"]
+
+
+def _net():
+    return jaxsnn.serial(LIF(5, **TWO_STATE), LIF(3, **SINGLE_STATE))
+
+
+def _batch(T_=T):
+    inputs = jnp.stack([spiking_inputs(b, T_, 4, 0.5, jnp.float32) for b in range(B)])
+    labels = jnp.broadcast_to(jnp.arange(B)[:, None] % 3, (B, T_))
+    return inputs, labels
+
+
+def _params(net):
+    return scaled_params(net, 4, T, 0, 12.0, jnp.float32)
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_modes_give_the_same_first_update(rule):
+    """After the first time step, online mode has made exactly the update that deferred mode
+    makes for a one-step sequence (same gradient, same optimiser)."""
+    net = _net()
+    params = _params(net)
+    inputs, labels = _batch(1)
+    results = []
+    for mode in ("deferred", "online"):
+        trainer = online.make_trainer(rule, net, cross_entropy, optax.adam(1e-2), mode)
+        state, loss = trainer.step(trainer.init(params), inputs, labels)
+        results.append((state.params, loss))
+    (p_def, l_def), (p_on, l_on) = results
+    np.testing.assert_allclose(l_def, l_on, rtol=1e-6)
+    moved = 0.0
+    for a, b, p0 in zip(jax.tree_util.tree_leaves(p_def), jax.tree_util.tree_leaves(p_on),
+                        jax.tree_util.tree_leaves(params)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+        moved = max(moved, float(jnp.max(jnp.abs(a - p0))))
+    assert moved > 1e-4  # the update did something
+
+
+def _one_step(net):
+    """Jitted ``sequence_gradient`` of one step with the carry (compiled once per test)."""
+
+    @jax.jit
+    def step(params, x, y, carry):
+        return online.sequence_gradient("truncated", net, params, x, y, cross_entropy,
+                                        carry=carry)
+
+    return step
+
+
+def _rest(net, params, x):
+    return list(net.apply(params, x[:0])[0])
+
+
+def test_online_mode_updates_after_every_step():
+    """Online truncated training with SGD equals a hand loop of one-step gradients, each at the
+    parameters left by the previous step, with the network state carried on."""
+    net = _net()
+    params = _params(net)
+    inputs, labels = _batch()
+    lr = 5.0
+    trainer = online.make_trainer("truncated", net, cross_entropy, optax.sgd(lr), "online")
+    state, loss = trainer.step(trainer.init(params), inputs, labels)
+
+    expected, total = params, 0.0
+    one_step = _one_step(net)
+    carries = [_rest(net, params, inputs[b]) for b in range(B)]
+    for t in range(T):
+        grads, losses = [], []
+        for b in range(B):
+            value, g, carries[b] = one_step(expected, inputs[b, t:t + 1], labels[b, t:t + 1],
+                                        carries[b])
+            grads.append(g)
+            losses.append(value)
+        mean = jax.tree_util.tree_map(lambda *g: sum(g) / B, *grads)
+        expected = jax.tree_util.tree_map(lambda p, g: p - lr * g, expected, mean)
+        total += float(np.mean(losses))
+    np.testing.assert_allclose(float(loss), total, rtol=1e-5)
+    for a, b in zip(jax.tree_util.tree_leaves(state.params), jax.tree_util.tree_leaves(expected)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    # and it differs from one deferred update of the whole sequence
+    deferred = online.make_trainer("truncated", net, cross_entropy, optax.sgd(lr), "deferred")
+    d_state, _ = deferred.step(deferred.init(params), inputs, labels)
+    assert any(float(jnp.max(jnp.abs(a - b))) > 2e-5 for a, b in zip(
+        jax.tree_util.tree_leaves(d_state.params), jax.tree_util.tree_leaves(state.params)))
+
+
+def test_fptt_update_rule():
+    """FPTT with SGD: step gradient plus -lambda + alpha (theta - theta_bar), then the dual and
+    running-average updates, checked against the formulas by hand for two steps."""
+    net = _net()
+    params = _params(net)
+    inputs, labels = _batch(2)
+    lr, alpha, beta = 0.5, 0.3, 0.4
+    trainer = online.make_trainer("truncated", net, cross_entropy, optax.sgd(lr),
+                                  online.FPTT(alpha=alpha, beta=beta))
+    state, _ = trainer.step(trainer.init(params), inputs, labels)
+
+    theta, bar = params, params
+    lam = jax.tree_util.tree_map(jnp.zeros_like, params)
+    one_step = _one_step(net)
+    carries = [_rest(net, params, inputs[b]) for b in range(B)]
+    tm = jax.tree_util.tree_map
+    for t in range(2):
+        grads = []
+        for b in range(B):
+            _, g, carries[b] = one_step(theta, inputs[b, t:t + 1], labels[b, t:t + 1],
+                                        carries[b])
+            grads.append(g)
+        g = tm(lambda *g: sum(g) / B, *grads)
+        g = tm(lambda g, p, b_, value: g - value + alpha * (p - b_), g, theta, bar, lam)
+        theta = tm(lambda p, g: p - lr * g, theta, g)
+        lam = tm(lambda value, p, b_: value - alpha * (p - b_), lam, theta, bar)
+        bar = tm(lambda b_, p, value: (1 - beta) * b_ + beta * p - (beta / alpha) * value,
+                 bar, theta, lam)
+    for got, want in ((state.params, theta), (state.fptt[0], bar), (state.fptt[1], lam)):
+        for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert any(float(jnp.max(jnp.abs(value))) > 0 for value in jax.tree_util.tree_leaves(lam))
+
+
+def test_online_mode_carries_memory_flat_in_T():
+    """The online training loop is one scan over time whose carry does not depend on T."""
+    net = _net()
+    params = _params(net)
+    trainer = online.make_trainer("ostl", net, cross_entropy, optax.sgd(0.1), "online")
+    state = trainer.init(params)
+
+    def carried(T_):
+        inputs, labels = _batch(T_)
+        jaxpr = jax.make_jaxpr(trainer.step)(state, inputs, labels)
+        eqns = list(jaxpr.jaxpr.eqns)
+        while len(eqns) == 1 and "jaxpr" in eqns[0].params:  # the jit wrapper
+            eqns = list(eqns[0].params["jaxpr"].jaxpr.eqns)
+        scans = [e for e in eqns if e.primitive.name == "scan"]
+        assert len(scans) == 1 and scans[0].params["length"] == T_
+        n_consts, n_carry = scans[0].params["num_consts"], scans[0].params["num_carry"]
+        avals = [v.aval for v in scans[0].invars[n_consts:n_consts + n_carry]]
+        return sum(int(np.prod(a.shape)) * a.dtype.itemsize for a in avals)
+
+    assert carried(5) == carried(50) > 0
