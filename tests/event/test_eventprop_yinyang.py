@@ -23,12 +23,13 @@ def _load_example():
 def test_ten_epochs_reach_85_percent_quickly():
     example = _load_example()
     config = example.Config(seeds=1, epochs=10, train_samples=1920)
-    start = time.perf_counter()
+    # CPU time of this process, not wall time: the bound must not depend on the machine's load.
+    start = time.process_time()
     result = example.train(config, progress=False)
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     accuracy = float(np.mean(result["test_accuracy"]))
     assert accuracy > 0.85, f"test accuracy after 10 short epochs: {accuracy:.3f}"
-    assert elapsed < 180, f"training took {elapsed:.0f} s"
+    assert elapsed < 300, f"training took {elapsed:.0f} s of CPU time"
     history = result["history"]
     assert np.all(np.isfinite(np.asarray(history["train_loss"])))
 
