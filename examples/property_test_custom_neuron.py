@@ -3,11 +3,17 @@
 An adaptive-threshold LIF written from scratch as an ``(init, apply)`` pair: each spike raises
 the threshold by ``beta``, which then decays back with time constant ``tau_adapt``. Hypothesis
 draws inputs and weights; the checks raise with a shrunk counterexample if a property breaks.
+Each check returns how much it compared and fails if that is nothing (``min_compared=1``);
+first-spike monotonicity compares only neurons that spike, so a silent draw compares nothing:
+it runs with ``min_compared=0`` and such draws are discarded with ``assume``. The explicit
+``@example`` always spikes, so every check compares something whatever hypothesis draws.
+This file is part of the project's test run (``testpaths`` in ``setup.cfg``).
 """
 
 import jax
 import jax.numpy as jnp
-from hypothesis import given
+import numpy as np
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from jaxsnn.testing import load_profile_from_env, properties, strategies
@@ -42,11 +48,12 @@ LAYER = AdaptiveLIF(SIZE)
 
 @given(x=strategies.dense_inputs(T, N_IN), w=strategies.weights((N_IN, SIZE), low=-1.0, high=8.0),
        k=st.integers(1, T - 1))
+@example(x=np.ones((T, N_IN), np.float32), w=np.full((N_IN, SIZE), 4.0), k=T // 2)
 def test_adaptive_lif_properties(x, w, k):
     params = {"weight": jnp.asarray(w, jnp.float32)}
-    properties.check_causality(LAYER, params, x, k)
+    properties.check_causality(LAYER, params, x, k)  # each returns the number of values compared
     properties.check_time_shift(LAYER, params, x, k)
     properties.check_chunked_equals_whole(LAYER, params, x, k)
-    properties.check_first_spike_monotone(LAYER, params, x)
     properties.check_no_input_no_spike(LAYER, params, x)
     properties.check_jit_equals_eager(LAYER, params, x)
+    assume(properties.check_first_spike_monotone(LAYER, params, x, min_compared=0) > 0)

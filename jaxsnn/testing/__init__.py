@@ -1,11 +1,14 @@
 """Property-based testing of spiking layers: strategies, checks and a float64 reference.
 
 - ``jaxsnn.testing.reference``: float64 NumPy simulators (event based and discrete), the
-  yardstick for exactness tests. Needs only NumPy.
+  yardstick for exactness tests.
 - ``jaxsnn.testing.strategies``: hypothesis strategies for spikes, parameters, weights, dense
-  inputs, random networks and bad inputs.
+  inputs, random networks and bad inputs (their values do not depend on JAX's configuration).
 - ``jaxsnn.testing.properties``: checks that take any layer ``(init, apply)`` and raise
-  ``AssertionError`` with a readable explanation when a property is violated.
+  ``AssertionError`` with a readable explanation when a property is violated; each returns how
+  much it compared and fails when that is less than ``min_compared`` (default 1). The checks
+  live in ``compare`` (comparing outputs), ``physics``, ``transforms``, ``gradients`` and
+  ``adapters`` (the float64 reference); ``properties`` gathers them in one namespace.
 
 Importing this package registers two hypothesis profiles (when hypothesis is installed):
 

@@ -1,7 +1,9 @@
 """Float64 NumPy reference simulators of the current-based LIF neuron: the yardstick.
 
 Everything here is plain Python and NumPy in float64, written to be obviously correct rather
-than fast: the test-suite compares the JAX layers against it. Nothing in this module uses JAX.
+than fast: the test-suite compares the JAX layers against it. The simulations themselves use no
+JAX (only the parameter type ``LIFParameters`` and its validation come from ``jaxsnn.event``, so
+importing this module imports JAX).
 
 Event based (``simulate_event``, ``event_state_at``). Between events the state evolves in
 closed form (``u = v - v_leak``, ``s`` = time since the start of the piece)::
@@ -21,7 +23,7 @@ splitting the piece into at most two monotone parts; a crossing exists in a part
 it is refined by bisection on the absolute time until the bracket is two adjacent floats. The
 reported time is the right end: the first float at which ``v >= v_th``.
 
-Accuracy (tested in ``tests/testing/test_reference.py``): spike times agree with hand-derived
+Accuracy (tested in ``tests/testing/test_toolkit_reference.py``): spike times agree with hand-derived
 closed forms (tau ratios 1 and 2) to better than 1e-13 tau_syn and with an independent
 fourth-order Runge-Kutta integration with crossing refinement to better than 1e-10 tau_syn on
 random networks with several spikes per neuron; the bisection itself brackets the root to one
@@ -389,7 +391,9 @@ def simulate_discrete(
         ``v_before_reset`` and ``current``, each ``(T, size)`` float64.
 
     Raises:
-        ValueError: on bad shapes, non-positive time constants or an unknown ``reset``.
+        ValueError: on bad shapes, non-positive time constants, non-finite potentials,
+            ``v_reset >= v_th`` (spiking only: a reset must lower the membrane) or an unknown
+            ``reset``.
     """
     weight = np.asarray(weight, dtype=np.float64)
     inputs = np.asarray(inputs, dtype=np.float64)
@@ -400,6 +404,12 @@ def simulate_discrete(
     for name, value in (("tau_syn", tau_syn), ("tau_mem", tau_mem), ("dt", dt)):
         if not (math.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be finite and > 0, got {value}")
+    for name, value in (("v_th", v_th), ("v_reset", v_reset), ("v_leak", v_leak)):
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value}")
+    if not readout and not v_reset < v_th:
+        raise ValueError(f"v_reset must be < v_th (a reset must lower the membrane), got v_reset={v_reset}, "
+                         f"v_th={v_th}")
     if reset not in ("subtract", "hard"):
         raise ValueError(f"reset must be 'subtract' or 'hard', got {reset!r}")
     size = weight.shape[1]

@@ -15,7 +15,6 @@ import math
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -74,11 +73,14 @@ def spikes(
             event-based simulators break); if False all times are distinct.
         capacity: buffer size (default ``max(max_events, 1)``); must be ``>= max_events``.
         min_events: fewest real events drawn.
-        dtype: float dtype of the times (default: JAX's default float). Times are rounded to
-            it before sorting, so the buffer is valid in that dtype.
+        dtype: float dtype of the times (default float32, JAX's default; the result does not
+            depend on ``jax_enable_x64``). Times are rounded to it before sorting, so the
+            buffer is valid in that dtype.
 
     Returns:
-        A strategy of ``jaxsnn.Spikes``.
+        A strategy of ``jaxsnn.Spikes`` whose fields are NumPy arrays (``time`` of ``dtype``,
+        ``idx`` int32): the drawn value is the same whatever JAX's configuration; JAX converts
+        it when a layer uses it.
 
     Raises:
         ValueError: if ``n_inputs < 1``, ``t_max <= 0``, ``max_events < min_events`` or
@@ -93,7 +95,7 @@ def spikes(
     capacity = max(max_events, 1) if capacity is None else capacity
     if capacity < max_events:
         raise ValueError(f"capacity ({capacity}) must be >= max_events ({max_events})")
-    dtype = dtype or jnp.zeros(()).dtype
+    dtype = np.dtype(np.float32 if dtype is None else dtype)
     # One list element per event so that shrinking deletes whole events; the flag makes an
     # event simultaneous with the one listed before it.
     events = draw(st.lists(
@@ -106,17 +108,32 @@ def spikes(
     idx = [event[1] for event in events]
     times_np = np.asarray(times, dtype=np.float64).astype(dtype)
     if not simultaneous and len(np.unique(times_np)) < len(times_np):
-        # Distinct times requested: nudge duplicates apart by a resolvable gap (not one ulp:
-        # XLA flushes subnormals, so 0 and the next float would compare equal).
         order = np.argsort(times_np, kind="stable")
-        times_np, idx = times_np[order], [idx[k] for k in order]
-        gap = np.asarray(t_max * 2.0**-16, dtype)
-        for k in range(1, len(times_np)):
-            if times_np[k] <= times_np[k - 1]:
-                times_np[k] = times_np[k - 1] + gap
-        keep = times_np <= np.asarray(t_max, dtype)
-        times_np, idx = times_np[keep], [i for i, k in zip(idx, keep) if k]
-    return spikes_lib.from_lists(times_np, idx, capacity=capacity, n_neurons=n_inputs, dtype=dtype)
+        times_np, idx = _spread_apart(times_np[order], t_max), [idx[k] for k in order]
+    # Sorted (stably: listed ties keep their order) and padded, in NumPy.
+    order = np.argsort(times_np, kind="stable")
+    time_out = np.full(capacity, np.inf, dtype=dtype)
+    idx_out = np.full(capacity, spikes_lib.PAD_IDX, dtype=np.int32)
+    time_out[: order.size] = times_np[order]
+    idx_out[: order.size] = np.asarray(idx, dtype=np.int32)[order]
+    return Spikes(time_out, idx_out)
+
+
+def _spread_apart(times: np.ndarray, t_max: float) -> np.ndarray:
+    """Sorted times made distinct within ``[0, t_max]``, keeping every event.
+
+    Equal times are nudged apart by a resolvable gap (``t_max / 2**16``; not one ulp: XLA
+    flushes subnormals, so 0 and the next float would compare equal), upward, then downward
+    from ``t_max`` where that overshoots the window.
+    """
+    times = times.copy()
+    gap = np.asarray(t_max * 2.0**-16, times.dtype)
+    for k in range(1, times.size):
+        times[k] = max(times[k], times[k - 1] + gap)
+    for k in range(times.size - 1, -1, -1):
+        limit = np.asarray(t_max, times.dtype) if k == times.size - 1 else times[k + 1] - gap
+        times[k] = min(times[k], limit)
+    return times
 
 
 def tau_ratios(analytic_only: bool = False, low: float = 0.25, high: float = 10.0) -> st.SearchStrategy[float]:
@@ -323,6 +340,7 @@ def networks(
     nested: bool = True,
     factories: Optional[Dict[str, Callable[..., Any]]] = None,
     layer_kwargs: Optional[Callable[[Any, str], Dict[str, Any]]] = None,
+    dtype: Any = np.float32,
 ) -> Network:
     """A random ``serial`` of compatible layers (nested ``serial``s included) and its params.
 
@@ -342,6 +360,8 @@ def networks(
         layer_kwargs: ``(draw, name) -> kwargs`` for each layer; default: ``lif_parameters``
             of the right kind as keyword arguments (event layers also get
             ``t_max = 10 tau_syn`` and ``capacity = 16``; override them this way).
+        dtype: parameter dtype passed to the default layers (explicit, so the drawn params do
+            not depend on ``jax_enable_x64``; float64 needs x64 enabled).
 
     Returns:
         A strategy of ``Network``.
@@ -358,9 +378,9 @@ def networks(
             kwargs = draw_(lif_parameters("discrete"))
             if name == "LI":
                 kwargs = {k: kwargs[k] for k in ("tau_syn", "tau_mem", "dt", "v_leak")}
-            return kwargs
+            return dict(kwargs, dtype=dtype)
         params = draw_(lif_parameters("event"))
-        return dict(params._asdict(), t_max=10 * params.tau_syn, capacity=16)
+        return dict(params._asdict(), t_max=10 * params.tau_syn, capacity=16, dtype=dtype)
 
     make_kwargs = layer_kwargs or default_kwargs
     n_layers = draw(st.integers(1, max_layers))
@@ -436,7 +456,7 @@ def invalid_spikes(
         t_max: valid events lie in ``[0, t_max]``.
         capacity: buffer size, >= 3.
         problems: which defects to draw from (see ``InvalidSpikes.problem``).
-        dtype: float dtype of the times.
+        dtype: float dtype of the times (default float32; NumPy arrays as in ``spikes``).
 
     Returns:
         A strategy of ``InvalidSpikes``.
@@ -447,7 +467,7 @@ def invalid_spikes(
     if unknown:
         raise ValueError(f"unknown problems {sorted(unknown)}; choose from {sorted(_PROBLEMS)}")
     problem = draw(st.sampled_from(tuple(problems)))
-    dtype = dtype or jnp.zeros(()).dtype
+    dtype = np.dtype(np.float32 if dtype is None else dtype)
     valid = draw(spikes(n_inputs, capacity - 1, t_max, capacity=capacity, min_events=2,
                         simultaneous=False, dtype=dtype))
     time = np.array(valid.time, dtype=np.float64)
@@ -474,7 +494,7 @@ def invalid_spikes(
     else:  # padding_time: a padding slot (idx -1) with a finite time
         time[capacity - 1] = draw(_float(0.0, t_max))
         idx[capacity - 1] = -1
-    bad = Spikes(jnp.asarray(time, dtype=dtype), jnp.asarray(idx, dtype=jnp.int32))
+    bad = Spikes(time.astype(dtype), idx.astype(np.int32))
     return InvalidSpikes(bad, problem, _PROBLEMS[problem])
 
 

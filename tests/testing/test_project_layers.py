@@ -3,7 +3,10 @@
 Every layer is compared with the float64 reference and put through the generic properties.
 Neuron parameters are fixed per layer (module level) so each layer compiles once; hypothesis
 draws inputs and weights. Layers are wrapped in ``jax.jit`` except where eager behaviour is
-the point (jit vs eager, eager validation of unsorted input).
+the point (jit vs eager, eager validation of unsorted input). Checks that may compare nothing
+in a single example (a silent layer, inputs without ties) run with ``min_compared=0``; their
+counts are summed over the examples and each total must be positive, and an explicit example
+exercises every check.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from jaxsnn import discrete, event
@@ -95,14 +98,18 @@ def test_discrete_layers_match_reference_and_chunking(kind, name):
 def test_discrete_lif_structural_properties(name):
     layer = DISCRETE_LAYERS[name]["LIF"]
 
+    monotone = []
+
     @given(x=DENSE, w=DISCRETE_WEIGHTS)
+    @example(x=np.ones((T, N_IN)), w=np.full((N_IN, SIZE), 2.0))
     def run(x, w):
         params = {"weight": jnp.asarray(w)}
-        P.check_first_spike_monotone(layer, params, x)
+        monotone.append(P.check_first_spike_monotone(layer, params, x, min_compared=0))
         P.check_simultaneous_order(layer, params, x)
         P.check_no_input_no_spike(layer, params, x)
 
     run()
+    P.require_compared(sum(monotone), 1, "first-spike monotonicity over all examples: neurons")
     x = np.random.default_rng(1).integers(0, 2, (4, T, N_IN)).astype(np.float64)
     params = {"weight": jnp.asarray(np.random.default_rng(2).uniform(-1, 6, (N_IN, SIZE)))}
     P.check_vmap_equals_loop(layer, params, jnp.asarray(x))
@@ -116,7 +123,7 @@ def test_discrete_li_rest_and_exact_gradients():
     x = np.random.default_rng(4).integers(0, 2, (T, N_IN)).astype(np.float64)
     P.check_no_input_no_spike(layer, params, x, rest_value=kwargs["v_leak"])
     # The LI readout is linear in its weights: its gradient must equal central differences (rtol 1e-4).
-    report = P.check_gradients(layer, params, x, min_checked=5)
+    report = P.check_gradients(layer, params, x, min_compared=5)
     assert report.skipped == 0
 
 
@@ -144,40 +151,93 @@ def _event_layer(name, t_max=T_MAX, recurrent=False):
 EVENT_LAYERS = {name: jitted(_event_layer(name)) for name in EVENT_CONFIGS}
 
 
+def _events(*events):
+    time = np.full(IN_CAP, np.inf)
+    idx = np.full(IN_CAP, -1, np.int32)
+    for k, (t, i) in enumerate(events):
+        time[k], idx[k] = t, i
+    return Spikes(time, idx)
+
+
+# Two inputs at t=0 (a tie to permute) and one at t=1.5; every neuron spikes before t=2.
+EXERCISES_ALL = dict(inputs=_events((0.0, 0), (0.0, 1), (1.5, 2)),
+                     w=np.array([[2.0, 2.5, 3.0], [1.0, 1.5, 2.0], [0.5, 1.0, 1.5]]), split=2.0, shift=0.5, seed=0)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(EVENT_CONFIGS))
 def test_event_lif_matches_reference_and_properties(name):
     layer = EVENT_LAYERS[name]
     neuron, _ = EVENT_CONFIGS[name]
+    totals = {"reference": 0, "causality": 0, "time shift": 0, "simultaneous order": 0, "first-spike monotonicity": 0}
 
     @given(inputs=EVENT_INPUTS, w=EVENT_WEIGHTS, split=st.floats(0.0, 4.0), shift=st.floats(0.0, 2.0),
            seed=st.integers(0, 3))
+    @example(**EXERCISES_ALL)
     def run(inputs, w, split, shift, seed):
         params = {"weight": jnp.asarray(w)}
-        # 1e-7 of the window (8e-7 tau_syn): inside issue 3's 1e-6 tau_syn float64 requirement.
-        P.check_matches_reference(layer, params, inputs, P.event_reference(neuron, T_MAX), rtol=1e-7)
-        P.check_causality(layer, params, inputs, split)
-        P.check_time_shift(layer, params, inputs, shift, t_max=T_MAX)
-        P.check_simultaneous_order(layer, params, inputs, seed=seed)
-        P.check_first_spike_monotone(layer, params, inputs, n_neurons=SIZE)
+        # 1e-7 of the window (8e-7 tau_syn): inside the 1e-6 tau_syn float64 requirement.
+        compared = P.check_matches_reference(layer, params, inputs, P.event_reference(neuron, T_MAX), rtol=1e-7,
+                                             min_compared=0)
+        assume(compared > 0)  # a silent example exercises none of the checks below
+        totals["reference"] += compared
+        totals["causality"] += P.check_causality(layer, params, inputs, split, min_compared=0)
+        totals["time shift"] += P.check_time_shift(layer, params, inputs, shift, t_max=T_MAX, min_compared=0)
+        totals["simultaneous order"] += P.check_simultaneous_order(layer, params, inputs, seed=seed, min_compared=0)
+        totals["first-spike monotonicity"] += P.check_first_spike_monotone(layer, params, inputs, n_neurons=SIZE,
+                                                                          min_compared=0)
         P.check_no_input_no_spike(layer, params, inputs)
 
     run()
+    for check, total in totals.items():
+        P.require_compared(total, 1, f"{check} over all examples")
+
+
+def untied(w):
+    """Add 0, 0.25, 0.5 to the columns: every input event then drives the neurons differently,
+    so no two neurons cross the threshold at the same instant (see the tie tests below)."""
+    return np.asarray(w) + 0.25 * np.arange(SIZE)
+
+
+TIE = _events((0.0, 0), (0.0, 1))  # with equal columns, all neurons cross at the same instant
+TIED = np.full((N_IN, SIZE), 2.0)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["quadratic", "root"])
 def test_event_lif_gradients_match_finite_differences(name):
     layer = EVENT_LAYERS[name]
+    examples = [dict(inputs=TIE, w=untied(TIED))]
+    if name == "root":
+        # Equal columns: the three neurons spike at the same instant. Each neuron's spike time
+        # still depends only on its own column, so the gradient is well defined and central
+        # differences (which move one neuron at a time) are valid. EventProp gets it right;
+        # the analytic gradient does not (see the next test).
+        examples.append(dict(inputs=TIE, w=TIED))
 
     @settings(max_examples=max(2, settings.default.max_examples // 3))
-    @given(inputs=EVENT_INPUTS, w=S.weights((N_IN, SIZE), low=0.5, high=4.0))
+    @given(inputs=EVENT_INPUTS, w=S.weights((N_IN, SIZE), low=0.5, high=4.0).map(untied))
     def run(inputs, w):
-        P.check_gradients(layer, {"weight": jnp.asarray(w)}, inputs, max_coordinates=4)
+        report = P.check_gradients(layer, {"weight": jnp.asarray(w)}, inputs, max_coordinates=4)
+        assume(report.nonzero > 0)
 
+    for kwargs in examples:
+        run = example(**kwargs)(run)
     run()
     silent = Spikes(jnp.array([0.5, jnp.inf]), jnp.array([0, -1], jnp.int32))
     P.check_finite_gradients_without_spikes(layer, {"weight": jnp.full((N_IN, SIZE), 0.1)}, silent)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="gradient='analytic' spike-time gradients are wrong when several neurons of a feed-forward "
+                          "layer cross at the same instant (EventProp and central differences agree there)")
+def test_event_lif_analytic_gradients_at_simultaneous_crossings():
+    layer = EVENT_LAYERS["quadratic"]
+    out = layer.apply({"weight": jnp.asarray(TIED)}, TIE)[1]
+    assert np.unique(np.asarray(out.time)[np.asarray(out.idx) >= 0]).size == 1 and int(out.count()) == SIZE
+    report = P.check_gradients(layer, {"weight": jnp.asarray(TIED)}, TIE, max_coordinates=N_IN * SIZE)
+    assert report.nonzero == 2 * SIZE  # rows of inputs 0 and 1
 
 
 @pytest.mark.slow
@@ -202,9 +262,12 @@ def test_event_recurrent_lif_matches_reference():
     layer = jitted(_event_layer("lambertw", recurrent=True))
 
     @given(inputs=EVENT_INPUTS, w=EVENT_WEIGHTS, w_rec=S.weights((SIZE, SIZE), low=-1.0, high=1.0))
+    @example(inputs=EXERCISES_ALL["inputs"], w=EXERCISES_ALL["w"], w_rec=np.full((SIZE, SIZE), 0.5) - np.eye(SIZE))
     def run(inputs, w, w_rec):
         params = {"weight": jnp.asarray(w), "recurrent_weight": jnp.asarray(w_rec)}
-        P.check_matches_reference(layer, params, inputs,
-                                  P.event_reference(neuron, T_MAX, recurrent_key="recurrent_weight"), rtol=1e-7)
+        compared = P.check_matches_reference(
+            layer, params, inputs, P.event_reference(neuron, T_MAX, recurrent_key="recurrent_weight"), rtol=1e-7,
+            min_compared=0)
+        assume(compared > 0)
 
     run()

@@ -265,6 +265,7 @@ def test_event_reference_rejects_bad_input(kwargs, match):
 
 # ---------------------------------------------------------------- discrete
 def test_discrete_reference_hand_computed_steps():
+    # One input spike at step 0, weight 2, v_th 0.3, subtractive reset; three steps by hand.
     a_syn, a_mem = math.exp(-0.5), math.exp(-0.25)
     out = reference.simulate_discrete(
         np.array([[2.0]]), np.array([[1.0], [0.0], [0.0]]), tau_syn=2.0, tau_mem=4.0, dt=1.0, v_th=0.3
@@ -272,11 +273,14 @@ def test_discrete_reference_hand_computed_steps():
     i1 = 2.0
     v1 = (1 - a_mem) * i1  # 0.442 > 0.3: spike, subtract 0.3
     i2 = a_syn * i1
-    v2 = a_mem * (v1 - 0.3) + (1 - a_mem) * i2
-    assert out["spikes"][:, 0].tolist() == [1.0, float(v2 > 0.3), out["spikes"][2, 0]]
-    np.testing.assert_allclose(out["v"][0, 0], v1 - 0.3, rtol=1e-15)
-    np.testing.assert_allclose(out["v_before_reset"][1, 0], v2, rtol=1e-15)
-    np.testing.assert_allclose(out["current"][1, 0], i2, rtol=1e-15)
+    v2 = a_mem * (v1 - 0.3) + (1 - a_mem) * i2  # 0.379 > 0.3: spike again
+    i3 = a_syn * i2
+    v3 = a_mem * (v2 - 0.3) + (1 - a_mem) * i3  # 0.225 < 0.3: no spike
+    assert v1 > 0.3 and v2 > 0.3 and v3 < 0.3
+    assert out["spikes"][:, 0].tolist() == [1.0, 1.0, 0.0]
+    np.testing.assert_allclose(out["v"][:, 0], [v1 - 0.3, v2 - 0.3, v3], rtol=1e-15)
+    np.testing.assert_allclose(out["v_before_reset"][:, 0], [v1, v2, v3], rtol=1e-15)
+    np.testing.assert_allclose(out["current"][:, 0], [i1, i2, i3], rtol=1e-15)
 
 
 def test_discrete_reference_threshold_is_strict_and_hard_reset_goes_to_v_reset():
@@ -314,6 +318,8 @@ def test_discrete_reference_leak_recurrence_and_readout():
         (dict(reset="zero"), "reset"),
         (dict(inputs=np.zeros((3, 5))), "inputs"),
         (dict(recurrent_weight=np.zeros((3, 3))), "recurrent_weight"),
+        (dict(v_th=0.2, v_reset=0.2), "v_reset must be < v_th"),
+        (dict(v_leak=np.nan), "v_leak must be finite"),
     ],
 )
 def test_discrete_reference_rejects_bad_input(kwargs, match):

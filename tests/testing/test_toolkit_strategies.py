@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -39,6 +40,33 @@ def test_spikes_without_ties_have_distinct_times(buffer):
     spikes_lib.validate(buffer, n_neurons=3)
     time = np.asarray(buffer.time)[np.asarray(buffer.idx) >= 0]
     assert time.size >= 2 and np.unique(time).size == time.size and buffer.capacity == 9
+    assert np.all(time <= 1.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_spikes_without_ties_keep_events_drawn_at_the_window_end(dtype):
+    # Events drawn at (or just below) t_max are spread downward, not pushed out of the window.
+    from jaxsnn.testing.strategies import _spread_apart
+
+    for drawn in ([1.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0], [0.5, 1.0 - 2.0**-20, 1.0, 1.0]):
+        times = _spread_apart(np.asarray(drawn, dtype), 1.0)
+        assert times.dtype == dtype and times.size == len(drawn)
+        assert np.all(np.diff(times) > 0) and times[0] >= 0 and times[-1] <= 1.0, times
+
+
+def test_spikes_do_not_depend_on_jax_enable_x64():
+    # Float64 times keep float64 precision with x64 off (the fields are NumPy arrays); the
+    # default dtype is float32 whatever the setting.
+    with jax.enable_x64(False):
+        precise = find(S.spikes(3, 4, 1.0, dtype=np.float64),
+                       lambda s: any(t != np.float32(t) for t in np.asarray(s.time)[np.asarray(s.idx) >= 0]))
+        assert isinstance(precise.time, np.ndarray) and precise.time.dtype == np.float64
+        assert draw_one(S.spikes(3, 4, 1.0)).time.dtype == np.float32
+        assert draw_one(S.invalid_spikes(dtype=np.float64)).spikes.time.dtype == np.float64
+    with jax.enable_x64(True):
+        assert draw_one(S.spikes(3, 4, 1.0)).time.dtype == np.float32
+        network = draw_one(S.networks("discrete", max_layers=1))
+        assert all(leaf.dtype == np.float32 for leaf in jax.tree_util.tree_leaves(network.params))
 
 
 def test_spikes_shrink_to_one_early_event_and_can_tie():
@@ -138,19 +166,30 @@ def test_networks_include_nested_serials():
     assert any(d.count("serial(") >= 2 for d in descriptions), descriptions
 
 
+# What spikes.validate says about each defect.
+INVALID_SPIKES_MESSAGES = {
+    "unsorted": "is not sorted by ascending time",
+    "negative": "has negative times",
+    "nan": "contains NaN times",
+    "inf": r"has a real event \(idx >= 0\) with a non-finite time",
+    "index_too_large": r"has indices >= n_neurons \(3\)",
+    "index_below_padding": r"has indices below -1",
+    "padding_time": r"has padding \(idx -1\) whose time is not \+inf",
+}
+
+
 @given(S.invalid_spikes(n_inputs=3))
 def test_invalid_spikes_are_rejected_naming_the_problem(bad):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=INVALID_SPIKES_MESSAGES[bad.problem]):
         spikes_lib.validate(bad.spikes, n_neurons=3)
-    assert bad.argument in ("time", "idx")
+    assert bad.argument == ("idx" if bad.problem.startswith("index") else "time")
 
 
-@pytest.mark.parametrize(
-    "problem", ["unsorted", "negative", "nan", "inf", "index_too_large", "index_below_padding", "padding_time"])
+@pytest.mark.parametrize("problem", sorted(INVALID_SPIKES_MESSAGES))
 def test_invalid_spikes_cover_every_problem(problem):
     bad = draw_one(S.invalid_spikes(problems=(problem,)))
     assert bad.problem == problem
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=INVALID_SPIKES_MESSAGES[problem]):
         spikes_lib.validate(bad.spikes, n_neurons=3)
 
 
@@ -162,13 +201,20 @@ def test_invalid_event_parameters_are_rejected(bad):
 
 @given(S.invalid_discrete_parameters())
 def test_invalid_discrete_parameters_name_the_argument(bad):
+    from jaxsnn import discrete
     from jaxsnn.testing import reference
 
-    # The discrete reference validates the same keywords as the discrete layers.
-    kwargs = {k: v for k, v in bad.params.items() if k in ("tau_syn", "tau_mem", "dt", "reset")}
-    if bad.argument in kwargs:
-        with pytest.raises(ValueError, match=bad.argument):
-            reference.simulate_discrete(np.ones((1, 1)), np.zeros((2, 1)), **kwargs)
+    # Every defect (v_reset >= v_th included) is rejected, naming the argument, by the discrete
+    # reference and by the discrete layer alike.
+    with pytest.raises(ValueError, match=bad.argument):
+        reference.simulate_discrete(np.ones((1, 1)), np.zeros((2, 1)), **bad.params)
+    with pytest.raises(ValueError, match=bad.argument):
+        discrete.LIF(2, **bad.params)
+
+
+@pytest.mark.parametrize("argument", ["tau_syn", "tau_mem", "dt", "v_reset", "reset"])
+def test_invalid_discrete_parameters_cover_every_defect(argument):
+    find(S.invalid_discrete_parameters(), lambda bad: bad.argument == argument)
 
 
 def test_profiles_are_registered_and_selected_by_environment(monkeypatch):

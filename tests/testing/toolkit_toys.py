@@ -6,8 +6,9 @@ gradients), so the toolkit's tests do not depend on the project's own layers. It
 switch on one failure mode each, as known from event-based simulators; the wrappers below add
 the failure modes that live at the input boundary. Known limitation of the toy (found by
 ``check_gradients``): at exactly simultaneous crossings of several neurons its spike-time
-gradients mix the tied neurons, so gradient tests of the toy use weights without tied columns. ``toy_discrete_lif`` is the discrete update
-of ``docs``/models with a ``forget_current`` bug.
+gradients mix the tied neurons, so gradient tests of the toy offset the weight columns so that
+no two neurons cross at the same instant. ``toy_discrete_lif`` is the discrete update of
+``jaxsnn.discrete``, written independently, with optional bugs.
 """
 
 from __future__ import annotations
@@ -247,7 +248,8 @@ def ratio2_first_spike(size: int, tau_syn: float, theta: float = 1.0, safe: bool
     def init(rng, input_shape):
         return (size,), {"weight": jax.random.uniform(rng, (input_shape[0], size))}
 
-    def apply(params, inputs, external=None, carry=None):
+    @jax.jit  # one compilation instead of many small eager ones
+    def first_spike(params, inputs):
         valid = (inputs.idx >= 0)[:, None]
         drive = jnp.sum(jnp.where(valid, params["weight"][jnp.maximum(inputs.idx, 0)], 0.0), axis=0)
         # u = I0 (q - q^2), q = exp(-t / tau_mem): crossing where I0 q^2 - I0 q + theta = 0.
@@ -260,8 +262,10 @@ def ratio2_first_spike(size: int, tau_syn: float, theta: float = 1.0, safe: bool
             drive_safe = drive
         q = (drive_safe + jnp.sqrt(disc)) / (2 * drive_safe)
         time = jnp.where(crosses, -tau_mem * jnp.log(q), jnp.inf)
-        out = Spikes(time, jnp.where(crosses, jnp.arange(size), -1).astype(jnp.int32))
-        return None, out, None
+        return Spikes(time, jnp.where(crosses, jnp.arange(size), -1).astype(jnp.int32))
+
+    def apply(params, inputs, external=None, carry=None):
+        return None, first_spike(params, inputs), None
 
     return named_layer(init, apply, "Ratio2FirstSpike")
 
