@@ -180,7 +180,7 @@ def eventprop_gradients(
         output_time_cotangent: ``(output capacity,)`` ``dL/dt_k`` of each output slot (padding
             slots are ignored, whatever their value, NaN included).
         recurrent_weight: optional ``(size, size)`` recurrent weights.
-        initial_state: optional state at ``t = 0`` (default: rest).
+        initial_state: optional ``LIFState`` at ``t = 0`` (default: rest).
         final_state_cotangent: optional ``(dL/dv, dL/dI)`` at ``t_max``.
         refractory: whether to model refractory periods; default: unless ``neuron.t_ref`` is
             concretely zero. ``True`` is always correct, ``False`` is faster.

@@ -181,7 +181,7 @@ def state_at(
         neuron: ``LIFParameters``.
         t: the time (right limit: events at ``t`` are included).
         recurrent_weight: optional ``(size, size)``.
-        initial_state: optional state at ``t = 0`` (default: rest).
+        initial_state: optional ``LIFState`` at ``t = 0`` (default: rest).
 
     Returns:
         ``LIFState(v, current, refractory_until)`` at ``t``; ``refractory_until`` is relative
