@@ -48,6 +48,13 @@ def capacities(cfg: Dict[str, Any], lib: str) -> Dict[str, int]:
     return {"capacity_hidden": cfg["hidden"], "capacity_output": 3}
 
 
+def worker_config(cfg: Dict[str, Any], lib: str, out: str, kernel: str = "auto") -> Dict[str, Any]:
+    """The configuration one library's worker receives: the shared workload configuration plus
+    that library's buffer capacities, its output file and jaxsnn's kernel choice. The data
+    (``harness.event_data``) depends only on the shared keys, so every library sees the same."""
+    return dict(cfg, **capacities(cfg, lib), out=out, kernel=kernel)
+
+
 def run_pair(workload: str, cfg: Dict[str, Any], args, libs=LIBS) -> Dict[str, Any]:
     """Run every library on one configuration; return per-library results and file paths."""
     out: Dict[str, Any] = {}
@@ -55,8 +62,7 @@ def run_pair(workload: str, cfg: Dict[str, Any], args, libs=LIBS) -> Dict[str, A
     for lib in libs:
         runner.LIBRARIES.setdefault(f"event:{lib}", {
             "worker": WORKER[lib], "venv": None if lib == "jaxsnn" else "jaxsnn-0.3.0"})
-        wcfg = dict(cfg, **capacities(cfg, lib), out=str(tmp / f"{lib}.npz"),
-                    kernel=getattr(args, "kernel", "auto"))
+        wcfg = worker_config(cfg, lib, str(tmp / f"{lib}.npz"), getattr(args, "kernel", "auto"))
         res = runner.run_worker(f"event:{lib}", workload, wcfg, args.timeout)
         res["npz"] = wcfg["out"]
         out[lib] = res
@@ -104,6 +110,17 @@ def compare_spikes(path_a: str, path_b: str) -> Dict[str, Any]:
         out[name] = {"max_abs_time_diff_s": max_diff, "spikes_only_in_one": unmatched,
                      "spikes": total}
     return out
+
+
+def compare_gradients(path_a: str, path_b: str) -> Dict[str, Any]:
+    """Losses of both files, the largest |gradient difference| and the largest |gradient| of
+    ``path_b`` over both weight matrices (``g1``, ``g2``)."""
+    a, b = np.load(path_a), np.load(path_b)
+    return {
+        "loss": [float(a["loss"]), float(b["loss"])],
+        "max_abs_grad_diff": max(float(np.max(np.abs(a[g] - b[g]))) for g in ("g1", "g2")),
+        "max_abs_grad": max(float(np.max(np.abs(b[g]))) for g in ("g1", "g2")),
+    }
 
 
 def header(workload: str, args) -> Dict[str, Any]:

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 import event_common as ec
 
 
@@ -36,12 +34,7 @@ def main() -> int:
         if all(t.values()) and len(t) == 2:
             result[f"{name}_speedup_vs_upstream"] = t["jaxsnn-0.3.0"] / t["jaxsnn"]
     if len(libs) == 2 and all("error" not in step[lib] for lib in libs):
-        a, b = np.load(step["jaxsnn"]["npz"]), np.load(step["jaxsnn-0.3.0"]["npz"])
-        result["agreement"] = {
-            "loss": [float(a["loss"]), float(b["loss"])],
-            "max_abs_grad_diff": max(float(np.max(np.abs(a[g] - b[g]))) for g in ("g1", "g2")),
-            "max_abs_grad": max(float(np.max(np.abs(b[g]))) for g in ("g1", "g2")),
-        }
+        result["agreement"] = ec.compare_gradients(step["jaxsnn"]["npz"], step["jaxsnn-0.3.0"]["npz"])
     memory = []
     for factor in ([1, 4] if args.tiny else [1, 4, 16]):
         cfg = dict(base, n_samples=batch, modes=["step"], iterations=3,

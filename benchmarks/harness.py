@@ -183,6 +183,41 @@ def cnn_flops(cfg: Dict[str, Any], backward: bool) -> float:
     return fwd if not backward else fwd + (l1 + l2) + l2
 
 
+def cnn_pool_data(cfg: Dict[str, Any]) -> Dict[str, np.ndarray]:
+    """``cnn_pool``: inputs and conv kernels as ``cnn_data`` plus the dense readout ``w3``.
+
+    The network is conv 3x3 'same' (C_in -> C) -> LIF -> max-pool ``pool`` -> conv (C -> C) ->
+    LIF -> max-pool -> flatten -> dense (-> ``classes``) -> LIF. ``w3`` has shape
+    ``(C * h * w, classes)`` with rows in PyTorch's flatten order ``(C, h, w)`` of the pooled
+    ``(h, w) = (size // pool**2, size // pool**2)`` maps; ``hwc_rows`` reorders them for NHWC
+    libraries.
+    """
+    data = cnn_data(cfg)
+    rng = np.random.default_rng(cfg.get("seed", 0) + 1)
+    c, side = cfg["channels"], cfg["size"] // cfg["pool"] ** 2
+    data["w3"] = _spiking_weights(rng, c * side * side, cfg["classes"],
+                                  cfg.get("p_pooled_guess", 0.3), cfg.get("gain", 1.0))
+    return data
+
+
+def hwc_rows(w3: np.ndarray, cfg: Dict[str, Any]) -> np.ndarray:
+    """Rows of ``w3`` from ``(C, h, w)`` flatten order to ``(h, w, C)`` (NHWC libraries)."""
+    c, side = cfg["channels"], cfg["size"] // cfg["pool"] ** 2
+    n = w3.shape[1]
+    return np.ascontiguousarray(w3.reshape(c, side, side, n).transpose(1, 2, 0, 3).reshape(-1, n))
+
+
+def cnn_pool_flops(cfg: Dict[str, Any], backward: bool) -> float:
+    """FLOPs of ``cnn_pool``'s two convolutions and dense layer (2 per MAC), backward as above."""
+    T, B, C, H = cfg["T"], cfg["batch"], cfg["channels_in"], cfg["size"]
+    c, k, p = cfg["channels"], cfg["kernel"], cfg["pool"]
+    l1 = 2.0 * T * B * H * H * C * c * k * k
+    l2 = 2.0 * T * B * (H // p) ** 2 * c * c * k * k
+    l3 = 2.0 * T * B * c * (H // p**2) ** 2 * cfg["classes"]
+    fwd = l1 + l2 + l3
+    return fwd if not backward else fwd + (l1 + l2 + l3) + (l2 + l3)
+
+
 def emit(result: Dict[str, Any]) -> None:
     """Print a worker's result as the last line of stdout, prefixed so the runner finds it."""
     sys.stdout.write("\nBENCH_RESULT " + json.dumps(result) + "\n")

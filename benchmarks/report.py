@@ -66,6 +66,8 @@ def _flops(workload: str, cfg: Dict[str, Any], mode: str):
         return harness.mlp_flops(cfg, mode == "backward")
     if workload == "cnn48":
         return harness.cnn_flops(cfg, mode == "backward")
+    if workload == "cnn_pool":
+        return harness.cnn_pool_flops(cfg, mode == "backward")
     return None
 
 

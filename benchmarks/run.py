@@ -51,6 +51,9 @@ CNN = {"T": 100, "batch": 32, "channels_in": 2, "channels": 16, "size": 48, "ker
 TINY_MLP = {"T": 5, "batch": 2, "n_in": 16, "hidden": 16, "p_in": 0.3, "seed": 0}
 TINY_CNN = {"T": 4, "batch": 2, "channels_in": 2, "channels": 4, "size": 8, "kernel": 3,
             "p_in": 0.3, "seed": 0}
+# DVS-gesture-like: conv -> LIF -> max-pool -> conv -> LIF -> max-pool -> dense -> LIF
+CNN_POOL = dict(CNN, pool=2, classes=11)
+TINY_CNN_POOL = dict(TINY_CNN, pool=2, classes=3, gain=4.0)  # strong enough to reach the end
 SCALING_AXES = {
     "T": [25, 50, 100, 200, 400],
     "hidden": [256, 512, 1024, 2048, 4096],
@@ -73,6 +76,10 @@ def run_worker(lib: str, workload: str, cfg: Dict[str, Any], timeout: float) -> 
     cmd = [python, str(WORKERS / spec["worker"]), "--workload", workload,
            "--config", json.dumps(cfg)]
     env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
+    if spec["venv"] is not None:
+        # A PYTHONPATH that points at this checkout would shadow the peer's own packages
+        # (jaxsnn 0.3.0 in its venv above all).
+        env.pop("PYTHONPATH", None)
     start = time.time()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
@@ -136,7 +143,8 @@ def main(argv=None) -> int:
     ap.add_argument("--setup", action="store_true", help="create/refresh the peers' venvs first")
     ap.add_argument("--setup-only", action="store_true", help="only create the venvs")
     ap.add_argument("--workloads", default="mlp2048,cnn48,scaling",
-                    help="comma list of mlp2048, cnn48, scaling, event_forward, eventprop")
+                    help="comma list of mlp2048, cnn48, cnn_pool, scaling, event_forward, "
+                         "eventprop")
     ap.add_argument("--all", action="store_true", help="all workloads, event-based ones included")
     ap.add_argument("--libs", default=",".join(LIBRARIES), help="comma list of libraries")
     ap.add_argument("--iterations", type=int, default=10, help="timed calls per measurement")
@@ -166,8 +174,8 @@ def main(argv=None) -> int:
             print(f"setup {name}: {'ok' if st['ok'] else st['error']}", flush=True)
         if args.setup_only:
             return 0
-    workloads = (["mlp2048", "cnn48", "scaling", "event_forward", "eventprop"] if args.all
-                 else args.workloads.split(","))
+    workloads = (["mlp2048", "cnn48", "cnn_pool", "scaling", "event_forward", "eventprop"]
+                 if args.all else args.workloads.split(","))
     libs = [lib for lib in args.libs.split(",") if lib]
     unknown = [lib for lib in libs if lib not in LIBRARIES]
     if unknown:
@@ -184,6 +192,10 @@ def main(argv=None) -> int:
     if "cnn48" in workloads:
         cnn = dict(TINY_CNN if args.tiny else CNN, iterations=args.iterations, warmup=2)
         run_workload("cnn48", "cnn48", cnn, libs, args.timeout, prelim)
+    if "cnn_pool" in workloads:
+        cnn_pool = dict(TINY_CNN_POOL if args.tiny else CNN_POOL, iterations=args.iterations,
+                        warmup=2)
+        run_workload("cnn_pool", "cnn_pool", cnn_pool, libs, args.timeout, prelim)
     if "scaling" in workloads:
         if mlp_result is None and (RESULTS / "mlp2048.json").exists():
             mlp_result = json.loads((RESULTS / "mlp2048.json").read_text())

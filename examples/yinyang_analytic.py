@@ -7,36 +7,42 @@ first-spike cross-entropy plus the early-spike regulariser of Wunderlich & Pehle
 simulation (``gradient="analytic"``). With ``tau_mem = 2 tau_syn`` (default) every spike time is
 the closed-form root of a quadratic; ``--tau-mem`` selects other ratios (Lambert W for equal
 time constants, the root solver otherwise). Each neuron spikes at most once (refractory for the
-whole window), so capacities equal layer sizes and overflow is impossible.
+whole window), so capacities equal layer sizes and overflow is impossible. Silent neurons are
+revived by weight bumping (``jaxsnn.optim.bump_silent``, chained after Adam). All seeds train
+at once (``vmap`` over seeds, one jitted ``lax.scan`` per epoch).
 
-Run ``python examples/yinyang_analytic.py`` (defaults: 5 seeds); results go to
-``benchmarks/results/yinyang_analytic.json`` and plots to ``examples/figures/``.
+Run ``python examples/yinyang_analytic.py`` (defaults: 5 seeds); the result JSON and plots go
+to ``outputs/`` (untracked); ``--record`` writes the committed
+``benchmarks/results/yinyang_analytic.json`` and ``examples/figures/yinyang_analytic_*.png``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any, Dict
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-import jaxsnn
-from jaxsnn import encode, loss
-from jaxsnn.data import epoch_batches, load_yinyang
-from jaxsnn.event import LIF
-from jaxsnn.initializers import normal
-from jaxsnn.spikes import first_spike_times
+if str(Path(__file__).resolve().parent) not in sys.path:  # examples/_common.py, also when loaded by path
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+import jaxsnn  # noqa: E402
+from jaxsnn import encode, loss, plot  # noqa: E402
+from jaxsnn.data import epoch_batches, load_yinyang  # noqa: E402
+from jaxsnn.event import LIF  # noqa: E402
+from jaxsnn.initializers import normal  # noqa: E402
+from jaxsnn.optim import bump_silent, silent_fraction  # noqa: E402
+from jaxsnn.spikes import first_spike_times  # noqa: E402
 
+NAME = "yinyang_analytic"
+FIGURES = ("training", "spike_times")
 TAU_SYN = 5e-3
 T_EARLY = 0.15 * TAU_SYN  # latency window of the inputs
 T_LATE = 2.0 * TAU_SYN
@@ -62,6 +68,8 @@ def encode_inputs(features):
 
 
 def make_functions(apply, args):
+    """The optimiser, one training epoch and the evaluation, for one seed (vmapped by the caller)."""
+
     def first_times(params, spikes):
         _, out, recording = apply(params, spikes)
         return first_spike_times(out, 3), recording
@@ -70,121 +78,107 @@ def make_functions(apply, args):
 
     def objective(params, spikes, labels):
         times, recording = batched(params, spikes)
-        value = loss._wunderlich_pehle(
-            times, labels, args.tau_0 * TAU_SYN, args.tau_1 * TAU_SYN, args.alpha, T_MAX
+        value = loss.wunderlich_pehle_loss(
+            times, labels, tau_0=args.tau_0 * TAU_SYN, tau_1=args.tau_1 * TAU_SYN, alpha=args.alpha,
+            t_missing=T_MAX,
         )
-        silent = [
-            jnp.mean(jnp.isinf(jax.vmap(first_spike_times, in_axes=(0, None))(r.spikes, size)), axis=0)
-            for r, size in zip(recording, (args.hidden, 3))
-        ]
+        hidden_first = jax.vmap(first_spike_times, in_axes=(0, None))(recording[0].spikes, args.hidden)
+        # What weight bumping raises: a hidden neuron silent for the whole batch fully, an output
+        # neuron in proportion to the fraction of the batch in which it stayed silent.
+        silent = [(silent_fraction(hidden_first) >= 1.0).astype(times.dtype), silent_fraction(times)]
         return value, silent
-
-    def bump(params, silent):
-        # Silent neurons get no gradient from spike-time losses; raising their input weights
-        # (weight bumping, Goeltz et al. 2021) brings them back. Hidden neurons are bumped only
-        # when silent for the whole batch, output neurons in proportion to their silence.
-        hidden_dead = (silent[0] >= 1.0).astype(jnp.float32)
-        scales = (hidden_dead, silent[1])
-        return [
-            {**layer, "weight": layer["weight"] + args.bump * scale[None, :]}
-            for layer, scale in zip(params, scales)
-        ]
 
     optimizer = optax.chain(
         optax.clip_by_global_norm(args.clip),
         optax.adam(optax.exponential_decay(args.lr, transition_steps=1, decay_rate=args.lr_decay)),
+        bump_silent(args.bump),  # after Adam, whose normalisation would shrink the bump
     )
 
-    @jax.jit
     def train_epoch(params, opt_state, key, data):
         (spikes, labels), _ = epoch_batches(data, args.batch_size, key)
 
         def step(carry, batch):
             params, opt_state = carry
             (value, silent), grads = jax.value_and_grad(objective, has_aux=True)(params, *batch)
-            updates, opt_state = optimizer.update(grads, opt_state, params)
-            params = bump(optax.apply_updates(params, updates), silent)
-            return (params, opt_state), value
+            updates, opt_state = optimizer.update(grads, opt_state, params, silent=silent)
+            return (optax.apply_updates(params, updates), opt_state), value
 
         (params, opt_state), values = jax.lax.scan(step, (params, opt_state), (spikes, labels))
         return params, opt_state, jnp.mean(values)
 
-    @jax.jit
     def evaluate(params, spikes, labels):
         times, recording = batched(params, spikes)
-        predicted = jnp.argmin(times, axis=-1)
-        silent = jnp.all(~jnp.isfinite(times), axis=-1)
-        accuracy = jnp.mean((predicted == labels) & ~silent)
         overflow = jnp.any(jnp.stack([r.overflow for r in recording]))
-        return accuracy, times, overflow
+        return loss.first_spike_accuracy(times, labels), times, overflow
 
     return optimizer, train_epoch, evaluate
 
 
-def run_seed(seed, args, data, progress):
+def train(args, data: Dict[str, Any], progress: bool) -> Dict[str, Any]:
+    """Train every seed in parallel; per-epoch training loss and test accuracy per seed."""
     init, apply = build(args)
-    _, params = init(jax.random.PRNGKey(seed), (5,))
     optimizer, train_epoch, evaluate = make_functions(apply, args)
-    opt_state = optimizer.init(params)
-    key = jax.random.PRNGKey(1000 + seed)
-    history = {"loss": [], "test_accuracy": []}
-    for epoch in range(args.epochs):
-        key, sub = jax.random.split(key)
-        params, opt_state, mean_loss = train_epoch(params, opt_state, sub, data["train"])
-        history["loss"].append(float(mean_loss))
-        if epoch % args.eval_every == 0 or epoch == args.epochs - 1:
-            test_acc = float(evaluate(params, *data["test"])[0])
-            history["test_accuracy"].append((epoch + 1, test_acc))
-            progress.set_postfix(seed=seed, loss=f"{float(mean_loss):.3f}", test=f"{test_acc:.3f}")
-        progress.update(1)
-    test_acc, test_times, overflow = evaluate(params, *data["test"])
-    history["final_train_accuracy"] = float(evaluate(params, *data["train"])[0])
-    return float(test_acc), bool(overflow), history, params, np.asarray(test_times)
+    seeds = _common.seed_list(args)
+    params = _common.init_seeds(init, seeds, (5,))
+    opt_state = jax.vmap(optimizer.init)(params)
+    keys = jnp.stack([jax.random.PRNGKey(1000 + seed) for seed in seeds])
+    run_epoch = jax.jit(jax.vmap(train_epoch, in_axes=(0, 0, 0, None)))
+    evaluate_seeds = jax.jit(jax.vmap(evaluate, in_axes=(0, None, None)))
+    history = {"train_loss": [], "test_acc": []}
+    bar = _common.progress(range(args.epochs), progress, "yinyang analytic", unit="epoch")
+    start = time.perf_counter()
+    for _ in bar:
+        keys, epoch_keys = _common.split_keys(keys)
+        params, opt_state, mean_loss = run_epoch(params, opt_state, epoch_keys, data["train"])
+        test_acc = evaluate_seeds(params, *data["test"])[0]
+        history["train_loss"].append(np.asarray(mean_loss).tolist())
+        history["test_acc"].append(np.asarray(test_acc).tolist())
+        _common.set_postfix(bar, loss=f"{float(np.mean(mean_loss)):.3f}", test=f"{float(np.mean(test_acc)):.3f}")
+    wall = time.perf_counter() - start
+    test_acc, test_times, overflow = evaluate_seeds(params, *data["test"])
+    return {
+        "seeds": seeds,
+        "history": history,
+        "test_accuracy": np.asarray(test_acc).tolist(),
+        "train_accuracy": np.asarray(evaluate_seeds(params, *data["train"])[0]).tolist(),
+        "overflow": np.asarray(overflow).tolist(),
+        "test_times": np.asarray(test_times),
+        "wall_time_s": wall,
+    }
 
 
-def plot(results, data_test, best, args):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figures = REPO / "examples" / "figures"
-    figures.mkdir(parents=True, exist_ok=True)
+def save_plots(result: Dict[str, Any], test_set, paths: _common.OutputPaths) -> list:
+    """Training loss and test accuracy over epochs; the best seed's predictions and spike times."""
+    plt = _common.pyplot()
+    saved = []
+    history = result["history"]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    for seed, res in results.items():
-        axes[0].plot(np.arange(1, len(res["loss"]) + 1), res["loss"], label=f"seed {seed}")
-        epochs, accs = zip(*res["test_accuracy"])
-        axes[1].plot(epochs, accs, label=f"seed {seed}")
-    axes[0].set(xlabel="epoch", ylabel="training loss", yscale="log")
-    axes[1].set(xlabel="epoch", ylabel="test accuracy", ylim=(0.5, 1.0))
-    axes[1].legend(fontsize=7)
+    plot.training_curves({"training loss": history["train_loss"]}, axes[0])
+    plot.training_curves({"test accuracy": history["test_acc"]}, axes[1])
+    axes[0].set(ylabel="training loss", yscale="log")
+    axes[1].set(ylabel="test accuracy", ylim=(0.5, 1.0))
+    fig.suptitle(f"{len(result['seeds'])} seeds: mean and min-max band", fontsize=9)
     fig.tight_layout()
-    fig.savefig(figures / "yinyang_analytic_training.png", dpi=90)
-    plt.close(fig)
+    saved.append(_common.save_figure(fig, paths.figure(NAME, "training"), dpi=90))
 
-    features, labels = data_test
-    times = best["times"]
-    predicted = np.argmin(times, axis=-1)
+    best = int(np.argmax(result["test_accuracy"]))
+    times = result["test_times"][best]
+    features, labels = np.asarray(test_set.inputs), np.asarray(test_set.labels)
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
-    axes[0].scatter(features[:, 0], features[:, 1], c=predicted, s=6, cmap="viridis")
-    wrong = predicted != labels
-    axes[0].scatter(features[wrong, 0], features[wrong, 1], marker="x", c="red", s=14, label="error")
-    axes[0].set(title="predicted class (test)", xlabel="x", ylabel="y")
+    predicted = np.asarray(loss.predict_first_spike(times))
+    plot.prediction_scatter(features[:, :2], predicted, labels, axes[0], n_classes=3)
+    axes[0].set(title=f"predicted class (test, seed {result['seeds'][best]})", xlabel="x", ylabel="y")
     axes[0].legend(fontsize=7, loc="upper right")
-    finite = np.where(np.isfinite(times), times, np.nan) / 1e-3
-    correct_time = finite[np.arange(len(labels)), labels]
-    sc = axes[1].scatter(features[:, 0], features[:, 1], c=correct_time, s=6, cmap="magma")
-    fig.colorbar(sc, ax=axes[1], label="label neuron spike time (ms)")
+    plot.first_spike_scatter(features[:, :2], times[np.arange(len(labels)), labels], axes[1])
     axes[1].set(title="first-spike time of the label neuron", xlabel="x")
     fig.tight_layout()
-    fig.savefig(figures / "yinyang_analytic_spike_times.png", dpi=90)
-    plt.close(fig)
+    saved.append(_common.save_figure(fig, paths.figure(NAME, "spike_times"), dpi=90))
+    return saved
 
 
-def main(argv=None):
+def main(argv=None) -> Dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=5, help="number of seeds (0..n-1)")
-    parser.add_argument("--epochs", type=int, default=40)
+    _common.add_arguments(parser, seeds=5, epochs=40)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--hidden", type=int, default=120)
     parser.add_argument("--lr", type=float, default=1e-2)
@@ -199,61 +193,45 @@ def main(argv=None):
     parser.add_argument("--output-mean", type=float, default=0.3)
     parser.add_argument("--output-std", type=float, default=0.5)
     parser.add_argument("--bump", type=float, default=5e-3, help="weight bump of silent neurons")
-    parser.add_argument("--eval-every", type=int, default=1)
-    parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "yinyang_analytic.json")
-    parser.add_argument("--no-plots", action="store_true")
     args = parser.parse_args(argv)
+    paths = _common.output_paths(NAME, args.out_dir, args.record)
 
-    from tqdm import tqdm
-
-    train, test = load_yinyang("train"), load_yinyang("test")
+    train_set = load_yinyang("train", directory=args.data_dir)
+    test_set = load_yinyang("test", directory=args.data_dir)
+    n_train = args.train_samples or len(train_set.labels)
     data = {
-        "train": (encode_inputs(jnp.asarray(train.inputs, jnp.float32)), jnp.asarray(train.labels, jnp.int32)),
-        "test": (encode_inputs(jnp.asarray(test.inputs, jnp.float32)), jnp.asarray(test.labels, jnp.int32)),
+        "train": (encode_inputs(jnp.asarray(train_set.inputs[:n_train], jnp.float32)),
+                  jnp.asarray(train_set.labels[:n_train], jnp.int32)),
+        "test": (encode_inputs(jnp.asarray(test_set.inputs, jnp.float32)), jnp.asarray(test_set.labels, jnp.int32)),
     }
-    start = time.time()
-    results, accuracies, best = {}, [], None
-    with tqdm(total=args.seeds * args.epochs, desc="yinyang analytic") as progress:
-        for seed in range(args.seeds):
-            seed_start = time.time()
-            acc, overflow, history, params, times = run_seed(seed, args, data, progress)
-            history["wall_s"] = time.time() - seed_start
-            history["overflow"] = overflow
-            history["final_test_accuracy"] = acc
-            results[seed] = history
-            accuracies.append(acc)
-            if best is None or acc > best["accuracy"]:
-                best = {"accuracy": acc, "times": times}
-            tqdm.write(f"seed {seed}: test accuracy {acc:.4f} ({history['wall_s']:.0f} s)")
-    wall = time.time() - start
-    summary = {
-        "name": "yinyang_analytic",
+    result = train(args, data, progress=not args.no_progress)
+    accuracy = np.asarray(result["test_accuracy"])
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                if k not in ("out_dir", "record", "no_plots", "no_progress")}
+    record = {
+        "name": NAME,
         "description": "Yin-Yang, 5 -> 120 LIF -> 3 LIF, first-spike loss, jax.grad through exact spike times",
-        "test_accuracy_mean": float(np.mean(accuracies)),
-        "test_accuracy_std": float(np.std(accuracies)),
-        "test_accuracy_per_seed": accuracies,
-        "seeds": list(range(args.seeds)),
+        "test_accuracy_mean": float(accuracy.mean()),
+        "test_accuracy_std": float(accuracy.std()),
+        "test_accuracy_per_seed": accuracy.tolist(),
+        "train_accuracy_per_seed": result["train_accuracy"],
+        "overflow_per_seed": result["overflow"],
+        "seeds": result["seeds"],
         "epochs": args.epochs,
         "test_split": "published Yin-Yang test split (1000 samples, seed 40)",
-        "wall_time_s": wall,
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "wall_time_s": result["wall_time_s"],
+        "config": settings,
         "kernel": jaxsnn.event.resolve_kernel("auto", jaxsnn.event.LIFParameters(tau_syn=TAU_SYN, tau_mem=args.tau_mem)),
-        "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "jax": jax.__version__,
-            "backend": jax.default_backend(),
-        },
-        "per_seed": {str(k): v for k, v in results.items()},
+        "history": result["history"],
+        "command": _common.command("yinyang_analytic.py", argv),
+        "machine": _common.machine(),
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(summary, indent=1))
-    print(f"test accuracy {summary['test_accuracy_mean']:.4f} +- {summary['test_accuracy_std']:.4f} "
-          f"over {args.seeds} seeds, {wall:.0f} s -> {args.output}")
+    print(f"test accuracy {_common.accuracy_text(accuracy)}, {result['wall_time_s']:.0f} s")
+    print("wrote", _common.write_record(paths, record))
     if not args.no_plots:
-        plot(results, (np.asarray(test.inputs), np.asarray(test.labels)), best, args)
+        for path in save_plots(result, test_set, paths):
+            print("saved", path)
+    return record
 
 
 if __name__ == "__main__":

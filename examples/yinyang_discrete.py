@@ -10,42 +10,42 @@ one jitted ``lax.scan`` over its batches.
 Usage::
 
     python examples/yinyang_discrete.py                   # 5 seeds, defaults below
-    python examples/yinyang_discrete.py --seeds 1 --epochs 5 --no-save   # quick look
+    python examples/yinyang_discrete.py --seeds 1 --epochs 5 --no-plots   # quick look
 
-Writes ``benchmarks/results/yinyang_discrete.json`` (test accuracy mean/std over seeds, per-seed
-values, settings, wall time, command, machine) and ``examples/figures/yinyang_discrete_*.png``.
+Writes ``outputs/yinyang_discrete.json`` (test accuracy mean/std over seeds, per-seed values,
+settings, wall time, command, machine) and ``outputs/yinyang_discrete_*.png`` (untracked);
+``--record`` writes the committed ``benchmarks/results/yinyang_discrete.json`` and
+``examples/figures/yinyang_discrete_*.png``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-import jaxsnn
-from jaxsnn import data, encode, loss
-from jaxsnn.discrete import LI, LIF
+if str(Path(__file__).resolve().parent) not in sys.path:  # examples/_common.py, also when loaded by path
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+import jaxsnn  # noqa: E402
+from jaxsnn import data, encode, loss, plot  # noqa: E402
+from jaxsnn.discrete import LI, LIF  # noqa: E402
+
+NAME = "yinyang_discrete"
+FIGURES = ("training", "raster")
 
 
-def parse_args(argv: List[str]) -> argparse.Namespace:
+def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--seeds", type=int, default=5, help="number of seeds (trained in parallel)"
-    )
-    parser.add_argument("--first-seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=100)
+    _common.add_arguments(parser, seeds=5, epochs=100)
     parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--lr", type=float, default=5e-3, help="peak Adam learning rate")
     parser.add_argument(
@@ -73,12 +73,6 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     )
     parser.add_argument("--readout-mean", type=float, default=0.1, help="readout weight init mean")
     parser.add_argument("--surrogate-slope", type=float, default=10.0)
-    parser.add_argument(
-        "--out", type=Path, default=REPO / "benchmarks" / "results" / "yinyang_discrete.json"
-    )
-    parser.add_argument("--figures", type=Path, default=REPO / "examples" / "figures")
-    parser.add_argument("--no-save", action="store_true", help="write neither JSON nor figures")
-    parser.add_argument("--no-progress", action="store_true", help="disable the tqdm progress bar")
     return parser.parse_args(argv)
 
 
@@ -107,13 +101,16 @@ def build_network(args: argparse.Namespace) -> jaxsnn.Layer:
     )
 
 
-def main(argv: List[str]) -> Dict[str, Any]:
+def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     args = parse_args(argv)
+    paths = _common.output_paths(NAME, args.out_dir, args.record)
     net = build_network(args)
-    train = data.load_yinyang("train")
-    validation = data.load_yinyang("validation")
-    test = data.load_yinyang("test")
-    train_x, train_y = encode_inputs(train.inputs, args), jnp.asarray(train.labels, jnp.int32)
+    train = data.load_yinyang("train", directory=args.data_dir)
+    validation = data.load_yinyang("validation", directory=args.data_dir)
+    test = data.load_yinyang("test", directory=args.data_dir)
+    n_train = args.train_samples or len(train.labels)
+    train_x = encode_inputs(train.inputs[:n_train], args)
+    train_y = jnp.asarray(train.labels[:n_train], jnp.int32)
     val_x, val_y = encode_inputs(validation.inputs, args), jnp.asarray(validation.labels, jnp.int32)
     test_x, test_y = encode_inputs(test.inputs, args), jnp.asarray(test.labels, jnp.int32)
     n_batches = data.num_batches(train_x.shape[0], args.batch_size, drop_last=True)
@@ -152,7 +149,7 @@ def main(argv: List[str]) -> Dict[str, Any]:
         val_acc, _ = evaluate(params, val_x, val_y)
         return params, opt_state, losses.mean(), rates.mean(), val_acc, test_acc
 
-    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    seeds = _common.seed_list(args)
     keys = jnp.stack([jax.random.PRNGKey(seed) for seed in seeds])
     init_keys, shuffle_keys = jax.vmap(lambda k: tuple(jax.random.split(k)))(keys)
     params = jax.vmap(lambda k: net.init(k, (args.steps, 5))[1])(init_keys)
@@ -161,34 +158,30 @@ def main(argv: List[str]) -> Dict[str, Any]:
 
     history = {"loss": [], "rate": [], "val_acc": [], "test_acc": []}
     start = time.perf_counter()
-    epochs = range(args.epochs)
-    progress = None
-    if not args.no_progress:
-        from tqdm import tqdm
-
-        progress = tqdm(epochs, desc="yinyang_discrete", unit="epoch")
-        epochs = progress
-    for epoch in epochs:
+    progress = _common.progress(range(args.epochs), not args.no_progress, NAME, unit="epoch")
+    for epoch in progress:
         epoch_keys = jax.vmap(lambda k: jax.random.fold_in(k, epoch))(shuffle_keys)
         params, opt_state, ep_loss, ep_rate, val_acc, test_acc = epoch_fn(
             params, opt_state, epoch_keys
         )
         for name, value in zip(history, (ep_loss, ep_rate, val_acc, test_acc)):
             history[name].append(np.asarray(value, np.float64))
-        if progress is not None:
-            progress.set_postfix(
-                loss=f"{float(np.mean(ep_loss)):.3f}",
-                val=f"{float(np.mean(val_acc)):.3f}",
-                test=f"{float(np.mean(test_acc)):.3f}",
-            )
+        _common.set_postfix(
+            progress,
+            loss=f"{float(np.mean(ep_loss)):.3f}",
+            val=f"{float(np.mean(val_acc)):.3f}",
+            test=f"{float(np.mean(test_acc)):.3f}",
+        )
     jax.block_until_ready(params)
     wall = time.perf_counter() - start
     history = {name: np.stack(values) for name, values in history.items()}  # (epochs, seeds)
 
     final_test = history["test_acc"][-1]
     final_val = history["val_acc"][-1]
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+                if k not in ("out_dir", "record", "no_plots", "no_progress")}
     result = {
-        "example": "yinyang_discrete",
+        "name": NAME,
         "test_accuracy_mean": float(np.mean(final_test)),
         "test_accuracy_std": float(np.std(final_test)),
         "test_accuracy_per_seed": [float(a) for a in final_test],
@@ -198,77 +191,53 @@ def main(argv: List[str]) -> Dict[str, Any]:
         "hidden_spike_rate_per_step": float(np.mean(history["rate"][-1])),
         "seeds": seeds,
         "epochs": args.epochs,
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "network": "5 -> LIF(120) -> LI(3)".replace("120", str(args.hidden)),
+        "settings": settings,
+        "network": f"5 -> LIF({args.hidden}) -> LI(3)",
         "wall_time_s": wall,
-        "command": "python " + " ".join([os.path.relpath(__file__, REPO)] + argv),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "cpu_count": os.cpu_count(),
-            "python": platform.python_version(),
-            "jax": jax.__version__,
-            "device": str(jax.devices()[0]),
-        },
+        "history": {name: values.tolist() for name, values in history.items()},
+        "command": _common.command("yinyang_discrete.py", argv),
+        "machine": _common.machine(),
     }
-    print(
-        f"test accuracy {100 * result['test_accuracy_mean']:.2f} +- "
-        f"{100 * result['test_accuracy_std']:.2f} % over {len(seeds)} seeds "
-        f"(per seed: {', '.join(f'{100 * a:.1f}' for a in final_test)}); wall {wall:.0f} s"
-    )
-    if not args.no_save:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-        save_figures(args, net, params, history, test_x, test_y)
+    print(f"test accuracy {_common.accuracy_text(final_test)}; wall {wall:.0f} s")
+    print("wrote", _common.write_record(paths, result))
+    if not args.no_plots:
+        for path in save_figures(args, net, params, history, test_x, test_y, paths):
+            print("saved", path)
     return result
 
 
-def save_figures(args, net, params, history, test_x, test_y) -> None:
-    """Loss/accuracy curves and a spike raster of the first seed on a few test samples."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    args.figures.mkdir(parents=True, exist_ok=True)
-    epochs = np.arange(1, history["loss"].shape[0] + 1)
+def save_figures(args, net, params, history, test_x, test_y, paths: _common.OutputPaths) -> list:
+    """Loss/accuracy curves and, for the first seed, spikes and readouts of one sample per class."""
+    plt = _common.pyplot()
+    saved = []
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4))
-    for seed in range(history["loss"].shape[1]):
-        ax_loss.plot(epochs, history["loss"][:, seed], lw=0.8)
-        ax_acc.plot(epochs, 100 * history["test_acc"][:, seed], lw=0.8)
-    ax_loss.set(
-        xlabel="epoch", ylabel="training loss", yscale="log", title="max-membrane cross-entropy"
-    )
-    ax_acc.set(
-        xlabel="epoch", ylabel="test accuracy [%]", ylim=(60, 100), title="Yin-Yang test split"
-    )
+    plot.training_curves({"training loss": history["loss"]}, ax_loss)
+    plot.training_curves({"test accuracy": history["test_acc"]}, ax_acc, scale=100)
+    ax_loss.set(ylabel="training loss", yscale="log", title="max-membrane cross-entropy")
+    ax_acc.set(ylabel="test accuracy [%]", ylim=(60, 100), title="Yin-Yang test split (min-max band)")
     ax_acc.axhline(97, color="gray", ls="--", lw=0.8)
     fig.tight_layout()
-    fig.savefig(args.figures / "yinyang_discrete_training.png", dpi=100)
-    plt.close(fig)
+    saved.append(_common.save_figure(fig, paths.figure(NAME, "training"), dpi=100))
 
-    first = jax.tree_util.tree_map(lambda leaf: leaf[0], params)
+    first = _common.unstack(params, 0)
     samples = [int(np.flatnonzero(np.asarray(test_y) == label)[0]) for label in range(3)]
-    fig, axes = plt.subplots(2, 3, figsize=(10, 5), sharex=True)
-    time_ms = np.arange(args.steps) * args.dt * 1e3
+    fig, axes = plt.subplots(3, 3, figsize=(10, 6.5), sharex=True,
+                             gridspec_kw={"height_ratios": [1, 3, 2]})
     for column, index in enumerate(samples):
         _, membrane, recording = net.apply(first, test_x[index])
-        spikes = np.asarray(recording[0].spikes)
-        steps, neurons = np.nonzero(spikes)
-        axes[0, column].scatter(time_ms[steps], neurons, s=2, c="k", marker="|")
-        inputs_t, inputs_j = np.nonzero(np.asarray(test_x[index]))
-        axes[0, column].scatter(time_ms[inputs_t], -3 - 2 * inputs_j, s=8, c="tab:red", marker="|")
-        axes[0, column].set(
-            title=f"test sample {index} (class {int(test_y[index])})", ylabel="hidden neuron"
-        )
-        for k in range(3):
-            axes[1, column].plot(time_ms, np.asarray(membrane[:, k]), label=f"readout {k}")
-        axes[1, column].set(xlabel="time [ms]", ylabel="readout membrane")
-    axes[1, 0].legend(fontsize=7)
+        plot.spike_raster(test_x[index], axes[0, column], dt=args.dt, c="tab:red")
+        plot.spike_raster(recording[0].spikes, axes[1, column], dt=args.dt, s=8)
+        plot.membrane_traces(membrane, axes[2, column], dt=args.dt,
+                             labels=[f"readout {k}" for k in range(3)])
+        axes[0, column].set(title=f"test sample {index} (class {int(test_y[index])})", ylabel="input",
+                            xlabel="")
+        axes[1, column].set(ylabel="hidden neuron", xlabel="")
+        axes[2, column].set(ylabel="readout membrane")
+    axes[2, 0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(args.figures / "yinyang_discrete_raster.png", dpi=90)
-    plt.close(fig)
+    saved.append(_common.save_figure(fig, paths.figure(NAME, "raster"), dpi=90))
+    return saved
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

@@ -9,7 +9,7 @@ Loss (``--loss``):
 
 * ``hybrid`` (default): softmax cross-entropy over negative first-spike times (temperature
   0.125 ms, ``--temperature``) plus a small term that pulls the correct neuron early, plus 2 x
-  the ``mse`` term.
+  the ``mse`` term (``jaxsnn.loss.first_spike_hybrid_loss``).
 * ``mse``: squared error between the output first-spike times and target times (4 ms for the
   correct neuron, 6 ms for the others), in units of ``tau_mem``.
 * ``ce``: the cross-entropy part alone.
@@ -32,18 +32,18 @@ tests an exponential average of the weights over epochs instead of the last ones
 
 Gradients are exact, computed by EventProp (``jaxsnn.event.eventprop``), and Adam with an
 exponentially decaying learning rate trains all seeds at once (``vmap`` over seeds,
-``lax.scan`` over an epoch's batches, one jitted program per epoch).
+``lax.scan`` over an epoch's batches, one jitted program per epoch). The loss is
+``jaxsnn.loss.first_spike_hybrid_loss`` with targets from ``jaxsnn.encode.target_times``; weight
+bumping is ``jaxsnn.optim.bump_silent``, chained after Adam.
 
-Run ``python examples/yinyang_eventprop.py`` (defaults: 5 seeds); results go to
-``benchmarks/results/yinyang_eventprop.json`` and plots to ``examples/figures/``.
+Run ``python examples/yinyang_eventprop.py`` (defaults: 5 seeds); the result JSON and plots go
+to ``outputs/`` (untracked); ``--record`` writes the committed
+``benchmarks/results/yinyang_eventprop.json`` and ``examples/figures/yinyang_eventprop_*.png``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -54,15 +54,26 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-import jaxsnn
-from jaxsnn import spikes as spikes_lib
-from jaxsnn.data import epoch_batches, load_yinyang
-from jaxsnn.encode import latency_spikes
-from jaxsnn.event import LIF
-from jaxsnn.initializers import normal
-from jaxsnn.loss import first_spike_cross_entropy, first_spike_mse
+if str(Path(__file__).resolve().parent) not in sys.path:  # examples/_common.py, also when loaded by path
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+import jaxsnn  # noqa: E402
+from jaxsnn import plot  # noqa: E402
+from jaxsnn.data import epoch_batches, load_yinyang  # noqa: E402
+from jaxsnn.encode import latency_spikes, target_times  # noqa: E402
+from jaxsnn.event import LIF  # noqa: E402
+from jaxsnn.initializers import normal  # noqa: E402
+from jaxsnn.loss import (  # noqa: E402
+    first_spike_accuracy,
+    first_spike_hybrid_loss,
+    first_spike_mse,
+    predict_first_spike,
+)
+from jaxsnn.optim import bump_silent, silent_fraction  # noqa: E402
+from jaxsnn.spikes import first_spike_times  # noqa: E402
+
+NAME = "yinyang_eventprop"
 N_CLASSES = 3
 LOSSES = ("mse", "ce", "hybrid")
 SELECTIONS = ("last", "validation")
@@ -95,7 +106,7 @@ class Config(NamedTuple):
     mse_weight: float = 2.0  # weight of the mse term in the hybrid loss
     temperature: float = 1.25e-4  # softmax time scale of the first-spike cross-entropy
     early_weight: float = 0.01  # weight of the "correct neuron early" term (ce)
-    bump: float = 1e-2  # weight bumping of silent neurons (see bump_silent)
+    bump: float = 1e-2  # weight bumping of silent neurons (see silent_neurons)
     hidden_mean: float = 3.0
     hidden_std: float = 1.6
     output_mean: float = 0.5
@@ -115,84 +126,58 @@ def build_network(config: Config) -> jaxsnn.Layer:
     """``serial(LIF(hidden), LIF(3))`` with EventProp gradients."""
     common = dict(tau_syn=config.tau_syn, tau_mem=config.tau_mem, t_max=config.t_max, gradient="eventprop")
     return jaxsnn.serial(
-        LIF(config.hidden, capacity=config.hidden_capacity, 
+        LIF(config.hidden, capacity=config.hidden_capacity,
             weight_init=normal(config.hidden_std, config.hidden_mean), t_ref=config.hidden_t_ref, **common),
-        LIF(N_CLASSES, capacity=config.output_capacity, 
+        LIF(N_CLASSES, capacity=config.output_capacity,
             weight_init=normal(config.output_std, config.output_mean), t_ref=config.output_t_ref, **common),
     )
 
 
 def make_functions(config: Config):
-    """Jitted ``init``, ``train_epoch`` and ``evaluate`` for a batch of seeds."""
+    """``init``, ``optimizer``, ``train_epoch``, ``evaluate`` and ``forward`` (all traceable)."""
+    if config.loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {config.loss!r}")
     init_net, apply_net = build_network(config)
     schedule_cache: Dict[int, Any] = {}
 
     def forward(params, sample):
         _, out_spikes, recording = apply_net(params, sample)
-        first = spikes_lib.first_spike_times(out_spikes, N_CLASSES)
-        return first, recording
+        return first_spike_times(out_spikes, N_CLASSES), recording
 
-    if config.loss not in LOSSES:
-        raise ValueError(f"loss must be one of {LOSSES}, got {config.loss!r}")
-
-    def mse(first, label):
-        targets = jnp.where(jnp.arange(N_CLASSES) == label, config.t_correct, config.t_wrong)
-        return first_spike_mse(first, targets, t_missing=config.t_max) / config.tau_mem**2
-
-    def cross_entropy(first, label):
-        ce = first_spike_cross_entropy(
-            first, label, temperature=config.temperature, t_missing=config.t_max
-        )
-        safe = jnp.where(jnp.isfinite(first), first, config.t_max)
-        return ce + config.early_weight * safe[label] / config.t_max
-
-    def sample_loss_terms(params, sample, label):
-        first, recording = forward(params, sample)
+    def loss_fn(first, labels):
+        targets = target_times(labels, N_CLASSES, config.t_correct, config.t_wrong)
         if config.loss == "mse":
-            loss = mse(first, label)
-        elif config.loss == "ce":
-            loss = cross_entropy(first, label)
-        else:
-            loss = cross_entropy(first, label) + config.mse_weight * mse(first, label)
-        return loss, (first, recording)
+            return first_spike_mse(first, targets, t_missing=config.t_max) / config.tau_mem**2
+        return first_spike_hybrid_loss(
+            first, labels, targets=targets, temperature=config.temperature, t_missing=config.t_max,
+            mse_weight=config.mse_weight if config.loss == "hybrid" else 0.0,
+            time_scale=config.tau_mem, early_weight=config.early_weight,
+        )
 
     def batch_loss(params, samples, labels):
-        losses, (first, recording) = jax.vmap(sample_loss_terms, in_axes=(None, 0, 0))(params, samples, labels)
-        correct = jnp.argmin(first, axis=-1) == labels
-        correct &= jnp.isfinite(jnp.min(first, axis=-1))
-        return jnp.mean(losses), (jnp.mean(correct), recording, first)
+        first, recording = jax.vmap(forward, in_axes=(None, 0))(params, samples)
+        return loss_fn(first, labels), (first_spike_accuracy(first, labels), recording, first)
 
-    def bump_silent(params, recording, first, labels):
-        # Weight bumping (Goeltz et al. 2021): a silent neuron gets no spike-time gradient, so its
-        # input weights are raised directly, outside the optimiser (whose normalisation would
-        # shrink a small, steady push to nothing next to the loss gradients): an output neuron
-        # by ``bump`` times the fraction of the batch in which it was the label and stayed silent,
-        # a hidden neuron by ``bump`` when it was silent for the whole batch.
+    def silent_neurons(recording, first, labels):
+        # What weight bumping (jaxsnn.optim.bump_silent) raises: an output neuron by the fraction
+        # of the batch in which it was the label and stayed silent, a hidden neuron fully when
+        # it was silent for the whole batch.
+        hidden_first = jax.vmap(lambda s: first_spike_times(s, config.hidden))(recording[0].spikes)
+        hidden = (silent_fraction(hidden_first) == 1).astype(first.dtype)
         is_label = labels[:, None] == jnp.arange(N_CLASSES)
-        silent_label = jnp.mean(~jnp.isfinite(first) & is_label, axis=0)
-        hidden_counts = jax.vmap(lambda s: spikes_lib.spike_counts(s, config.hidden))(recording[0].spikes)
-        silent_hidden = jnp.all(hidden_counts == 0, axis=0).astype(first.dtype)
-        bumped = list(params)
-        bumped[0] = dict(params[0], weight=params[0]["weight"] + config.bump * silent_hidden)
-        bumped[1] = dict(params[1], weight=params[1]["weight"] + config.bump * silent_label)
-        return type(params)(bumped)
+        return [hidden, silent_fraction(first, where=is_label)]
 
     def optimizer(n_batches: int):
         if n_batches not in schedule_cache:
             schedule = optax.exponential_decay(
                 config.lr, transition_steps=n_batches * config.epochs, decay_rate=config.lr_final
             )
-            opt = optax.adam(schedule)
-            if config.clip:
-                # A spike that barely reaches threshold has a large time derivative (1 / slope);
-                # clipping keeps one such batch from throwing the network off.
-                opt = optax.chain(optax.clip_by_global_norm(config.clip), opt)
-            schedule_cache[n_batches] = opt
+            # A spike that barely reaches threshold has a large time derivative (1 / slope);
+            # clipping keeps one such batch from throwing the network off. The bump is chained
+            # after Adam so that its normalisation does not shrink it.
+            clip = [optax.clip_by_global_norm(config.clip)] if config.clip else []
+            schedule_cache[n_batches] = optax.chain(*clip, optax.adam(schedule), bump_silent(config.bump))
         return schedule_cache[n_batches]
-
-    def init(seed: int, input_shape=(5,)):
-        _, params = init_net(jax.random.PRNGKey(seed), input_shape)
-        return params
 
     def train_epoch(params, opt_state, samples, labels, n_batches: int):
         opt = optimizer(n_batches)
@@ -203,8 +188,9 @@ def make_functions(config: Config):
             (loss, (acc, recording, first)), grads = jax.value_and_grad(batch_loss, has_aux=True)(
                 params, batch_samples, batch_labels
             )
-            updates, opt_state = opt.update(grads, opt_state, params)
-            params = bump_silent(optax.apply_updates(params, updates), recording, first, batch_labels)
+            silent = silent_neurons(recording, first, batch_labels)
+            updates, opt_state = opt.update(grads, opt_state, params, silent=silent)
+            params = optax.apply_updates(params, updates)
             overflow = jnp.mean(jnp.stack([jnp.mean(r.overflow) for r in recording]))
             return (params, opt_state), (loss, acc, overflow)
 
@@ -215,7 +201,7 @@ def make_functions(config: Config):
         loss, (acc, _, first) = batch_loss(params, samples, labels)
         return loss, acc, jnp.mean(~jnp.isfinite(first))
 
-    return init, optimizer, train_epoch, evaluate, forward
+    return init_net, optimizer, train_epoch, evaluate, forward
 
 
 def train(config: Config, progress: bool = True, data_dir: Optional[str] = None) -> Dict[str, Any]:
@@ -250,9 +236,9 @@ def train(config: Config, progress: bool = True, data_dir: Optional[str] = None)
     validation_inputs = encode(validation_set.inputs, config)
     validation_labels = jnp.asarray(validation_set.labels, jnp.int32)
 
-    init, optimizer, train_epoch, evaluate, _ = make_functions(config)
+    init_net, optimizer, train_epoch, evaluate, _ = make_functions(config)
     seeds = list(range(config.first_seed, config.first_seed + config.seeds))
-    params = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *[init(s) for s in seeds])
+    params = _common.init_seeds(init_net, seeds, (5,))
     n_batches = n_train // config.batch_size
     opt = optimizer(n_batches)
     opt_state = jax.vmap(opt.init)(params)
@@ -272,24 +258,18 @@ def train(config: Config, progress: bool = True, data_dir: Optional[str] = None)
         # per seed, on validation accuracy (last entry); ties go to the later epoch, whose
         # learning rate is smaller
         better = candidate[-1] >= best[-1]
-        pick = lambda old, new: jnp.where(better.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
+        pick = lambda old, new: jnp.where(better.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)  # noqa: E731
         return jax.tree_util.tree_map(pick, best, candidate)
 
     names = ("train_loss", "train_acc", "test_loss", "test_acc", "overflow", "test_silent_outputs",
              "validation_acc")
     history = {key: [] for key in names}
     keys = jnp.stack([jax.random.PRNGKey(1000 + s) for s in seeds])
-    epochs = range(config.epochs)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(epochs, desc="epochs", unit="epoch")
-        epochs = bar
+    bar = _common.progress(range(config.epochs), progress, "epochs", unit="epoch")
     averaged = best = None  # best: (params, test accuracy, validation accuracy) per seed
     start = time.perf_counter()
-    for _ in epochs:
-        keys, epoch_keys = _split_all(keys)
+    for _ in bar:
+        keys, epoch_keys = _common.split_keys(keys)
         params, opt_state, loss, acc, overflow = run_epoch(params, opt_state, epoch_keys)
         if config.average and averaged is not None:
             # Polyak-style averaging over epochs: smooths the epoch-to-epoch jitter of the weights
@@ -305,8 +285,7 @@ def train(config: Config, progress: bool = True, data_dir: Optional[str] = None)
             best = candidate if best is None else keep_better(best, candidate)
         for name, value in zip(history, (loss, acc, test_loss, test_acc, overflow, silent, validation_acc)):
             history[name].append(np.asarray(value).tolist())
-        if bar is not None:
-            bar.set_postfix(train_acc=f"{np.mean(acc):.3f}", test_acc=f"{np.mean(test_acc):.4f}")
+        _common.set_postfix(bar, train_acc=f"{np.mean(acc):.3f}", test_acc=f"{np.mean(test_acc):.4f}")
     wall = time.perf_counter() - start
     tested, final, validation = best if config.select == "validation" else (averaged, test_acc, validation_acc)
     return {
@@ -322,86 +301,61 @@ def train(config: Config, progress: bool = True, data_dir: Optional[str] = None)
     }
 
 
-def _split_all(keys):
-    pairs = jax.vmap(jax.random.split)(keys)
-    return pairs[:, 0], pairs[:, 1]
+FIGURES = ("curves", "spike_times", "raster")
 
 
-def save_plots(result: Dict[str, Any], config: Config, prefix: Path) -> list:
+def save_plots(result: Dict[str, Any], config: Config, paths: _common.OutputPaths) -> list:
     """Loss/accuracy curves, output first-spike times over the input plane, one sample's raster."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    paths = []
+    plt = _common.pyplot()
+    saved = []
     history = result["history"]
-    epochs = np.arange(1, len(history["train_loss"]) + 1)
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.5))
-    for name, style in (("train", "-"), ("test", "--")):
-        loss = np.asarray(history[f"{name}_loss"])
-        acc = np.asarray(history[f"{name}_acc"])
-        ax_loss.plot(epochs, loss.mean(1), style, label=name)
-        ax_loss.fill_between(epochs, loss.min(1), loss.max(1), alpha=0.2)
-        ax_acc.plot(epochs, 100 * acc.mean(1), style, label=name)
-        ax_acc.fill_between(epochs, 100 * acc.min(1), 100 * acc.max(1), alpha=0.2)
-    ax_loss.set(xlabel="epoch", ylabel="loss", yscale="log")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", ylim=(80, 100))
+    plot.training_curves({"train": history["train_loss"], "test": history["test_loss"]}, ax_loss)
+    plot.training_curves({"train": history["train_acc"], "test": history["test_acc"]}, ax_acc, scale=100)
+    ax_loss.set(ylabel="loss", yscale="log")
+    ax_acc.set(ylabel="accuracy (%)", ylim=(80, 100))
     ax_acc.legend()
     ax_acc.grid(alpha=0.3)
     fig.suptitle(f"Yin-Yang, EventProp, {len(result['seeds'])} seeds (min-max band)")
     fig.tight_layout()
-    paths.append(prefix.with_name(prefix.name + "_curves.png"))
-    fig.savefig(paths[-1], dpi=90)
-    plt.close(fig)
+    saved.append(_common.save_figure(fig, paths.figure(NAME, "curves"), dpi=90))
 
-    _, _, _, _, forward = make_functions(config)
-    params0 = jax.tree_util.tree_map(lambda leaf: leaf[0], result["params"])
-    first, recording = jax.jit(jax.vmap(forward, in_axes=(None, 0)))(params0, result["test_inputs"])
+    forward = make_functions(config)[-1]
+    params0 = _common.unstack(result["params"], 0)
+    first, _ = jax.jit(jax.vmap(forward, in_axes=(None, 0)))(params0, result["test_inputs"])
     first = np.asarray(first)
     xy = result["test_set"].inputs[:, :2]
     labels = result["test_set"].labels
     fig, axes = plt.subplots(1, 4, figsize=(14, 3.4))
-    predicted = np.argmin(first, axis=1)
-    axes[0].scatter(xy[:, 0], xy[:, 1], c=predicted, cmap="viridis", s=6, vmin=0, vmax=2)
-    wrong = predicted != labels
-    axes[0].scatter(xy[wrong, 0], xy[wrong, 1], facecolors="none", edgecolors="red", s=25, lw=0.8)
-    axes[0].set_title(f"prediction (red: wrong, {wrong.sum()})")
+    predicted = np.asarray(predict_first_spike(first))
+    _, errors = plot.prediction_scatter(xy, predicted, labels, axes[0], n_classes=N_CLASSES)
+    axes[0].set_title(f"prediction (red: wrong, {len(errors.get_offsets())})")
     for k in range(N_CLASSES):
-        shown = np.where(np.isfinite(first[:, k]), first[:, k] * 1e3, np.nan)
-        points = axes[k + 1].scatter(xy[:, 0], xy[:, 1], c=shown, cmap="magma", s=6)
+        plot.first_spike_scatter(xy, first[:, k], axes[k + 1])
         axes[k + 1].set_title(f"output {k}: first spike (ms)")
-        fig.colorbar(points, ax=axes[k + 1])
     for ax in axes:
-        ax.set(aspect="equal", xlabel="x", ylabel="y")
+        ax.set(xlabel="x", ylabel="y")
     fig.tight_layout()
-    paths.append(prefix.with_name(prefix.name + "_spike_times.png"))
-    fig.savefig(paths[-1], dpi=80)
-    plt.close(fig)
+    saved.append(_common.save_figure(fig, paths.figure(NAME, "spike_times"), dpi=80))
 
-    sample = jax.tree_util.tree_map(lambda leaf: leaf[0], result["test_inputs"])
-    _, rec = jax.jit(forward)(params0, sample)
+    sample = _common.unstack(result["test_inputs"], 0)
+    _, recording = jax.jit(forward)(params0, sample)
     fig, axes = plt.subplots(3, 1, figsize=(6, 6), sharex=True, gridspec_kw={"height_ratios": [1, 4, 1]})
-    titles = ("input", "hidden", "output")
-    layers = [sample] + [r.spikes for r in rec]
-    for ax, title, layer in zip(axes, titles, layers):
-        valid = np.asarray(layer.idx) >= 0
-        ax.scatter(np.asarray(layer.time)[valid] * 1e3, np.asarray(layer.idx)[valid], s=8, marker="|")
-        ax.set_ylabel(title)
+    for ax, title, layer in zip(axes, ("input", "hidden", "output"), [sample] + [r.spikes for r in recording]):
+        plot.spike_raster(layer, ax, s=20)
+        ax.set(ylabel=title, xlabel="")
     axes[-1].set_xlabel("time (ms)")
     axes[0].set_title(f"one test sample (label {int(labels[0])})")
     fig.tight_layout()
-    paths.append(prefix.with_name(prefix.name + "_raster.png"))
-    fig.savefig(paths[-1], dpi=90)
-    plt.close(fig)
-    return paths
+    saved.append(_common.save_figure(fig, paths.figure(NAME, "raster"), dpi=90))
+    return saved
 
 
 def main(argv=None) -> Dict[str, Any]:
     defaults = Config()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, default=defaults.seeds, help="number of seeds (trained in parallel)")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    _common.add_arguments(parser, seeds=defaults.seeds, epochs=defaults.epochs,
+                          first_seed=defaults.first_seed, train_samples=defaults.train_samples)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--hidden", type=int, default=defaults.hidden)
     parser.add_argument("--tau-mem", type=float, default=defaults.tau_mem, help="membrane time constant (s)")
@@ -422,28 +376,22 @@ def main(argv=None) -> Dict[str, Any]:
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--lr-final", type=float, default=defaults.lr_final, help="final lr / initial lr")
     parser.add_argument("--hidden-capacity", type=int, default=defaults.hidden_capacity)
-    parser.add_argument("--first-seed", type=int, default=defaults.first_seed)
-    parser.add_argument("--data-dir", default=None, help="directory of the published Yin-Yang arrays")
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "yinyang_eventprop.json"))
-    parser.add_argument("--figures", default=str(REPO / "examples" / "figures"))
-    parser.add_argument("--no-plots", action="store_true")
-    parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     config = defaults._replace(
         seeds=args.seeds, epochs=args.epochs, batch_size=args.batch_size, hidden=args.hidden,
         tau_mem=args.tau_mem, lr=args.lr, loss=args.loss, mse_weight=args.mse_weight, clip=args.clip,
         bump=args.bump, average=args.average, lr_final=args.lr_final, select=args.select,
         t_correct=args.t_correct, t_wrong=args.t_wrong, temperature=args.temperature,
-        hidden_capacity=args.hidden_capacity, first_seed=args.first_seed,
+        hidden_capacity=args.hidden_capacity, first_seed=args.first_seed, train_samples=args.train_samples,
     )
+    paths = _common.output_paths(NAME, args.out_dir, args.record)
     result = train(config, progress=not args.no_progress, data_dir=args.data_dir)
     accuracy = np.asarray(result["test_accuracy"])
-    print(f"test accuracy over {len(accuracy)} seeds: {100 * accuracy.mean():.2f} +- {100 * accuracy.std():.2f} % "
-          f"(per seed {np.round(100 * accuracy, 2).tolist()}; weights of the "
-          f"{'best-validation' if config.select == 'validation' else 'last'} epoch), "
+    print(f"test accuracy {_common.accuracy_text(accuracy)}; weights of the "
+          f"{'best-validation' if config.select == 'validation' else 'last'} epoch; "
           f"{result['wall_time_s']:.0f} s")
     record = {
-        "name": "yinyang_eventprop",
+        "name": NAME,
         "test_accuracy_mean": float(accuracy.mean()),
         "test_accuracy_std": float(accuracy.std()),
         "test_accuracy_per_seed": accuracy.tolist(),
@@ -455,23 +403,13 @@ def main(argv=None) -> Dict[str, Any]:
         "wall_time_s": result["wall_time_s"],
         "max_overflow_fraction": float(np.max(result["history"]["overflow"])),
         "config": config._asdict(),
-        "history": {k: v for k, v in result["history"].items()},
-        "command": " ".join(["python"] + [os.path.relpath(sys.argv[0], REPO) if argv is None else "examples/yinyang_eventprop.py"] + (sys.argv[1:] if argv is None else list(argv))),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "jax": jax.__version__,
-            "device": str(jax.devices()[0]),
-        },
+        "history": result["history"],
+        "command": _common.command("yinyang_eventprop.py", argv),
+        "machine": _common.machine(),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1))
+    print("wrote", _common.write_record(paths, record))
     if not args.no_plots:
-        figures = Path(args.figures)
-        figures.mkdir(parents=True, exist_ok=True)
-        for path in save_plots(result, config, figures / "yinyang_eventprop"):
+        for path in save_plots(result, config, paths):
             print("saved", path)
     return record
 

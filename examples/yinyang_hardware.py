@@ -16,22 +16,22 @@ Network: 5 inputs (x, y, 1-x, 1-y latency coded, plus a bias spike), each duplic
 and one spike per neuron; loss (``--loss``): ``hybrid`` (default), the first-spike cross-entropy
 plus 10x the squared error of the output first-spike times to target times (4 ms correct, 6 ms
 wrong), which keeps wrong neurons from falling silent (see ``examples/yinyang_eventprop.py``);
-``mse`` or ``ce`` alone. Silent label neurons are bumped and gradients clipped. Seeds are trained
-in parallel (``vmap``), an epoch is one jitted ``lax.scan``. The emulator is a pure JAX backend,
+``mse`` or ``ce`` alone (``jaxsnn.loss.first_spike_hybrid_loss``). Silent label neurons are
+bumped (``jaxsnn.optim.bump_silent``, chained after Adam), gradients clipped, and a step with a
+non-finite gradient is skipped (``optax.apply_if_finite``). Seeds are trained in parallel
+(``vmap``), an epoch is one jitted ``lax.scan``. The emulator is a pure JAX backend,
 so it is called directly inside the jitted step (``Emulator.run_jax``); a physical chip would
 be called through ``jaxsnn.hardware.measure`` (``jax.pure_callback``) instead, with the same
 result (tested in ``tests/hardware``).
 
-Run ``python examples/yinyang_hardware.py`` (defaults: 5 seeds); results go to
-``benchmarks/results/yinyang_hardware.json`` and plots to ``examples/figures/``.
+Run ``python examples/yinyang_hardware.py`` (defaults: 5 seeds); the result JSON and plots go
+to ``outputs/`` (untracked); ``--record`` writes the committed
+``benchmarks/results/yinyang_hardware.json`` and ``examples/figures/yinyang_hardware_*.png``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -42,24 +42,37 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-import jaxsnn
-from jaxsnn import spikes as spikes_lib
-from jaxsnn.data import epoch_batches, load_yinyang
-from jaxsnn.encode import latency_spikes
-from jaxsnn.event import LIF, LIFParameters
-from jaxsnn.hardware import (
+if str(Path(__file__).resolve().parent) not in sys.path:  # examples/_common.py, also when loaded by path
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
+
+import jaxsnn  # noqa: E402
+from jaxsnn import plot  # noqa: E402
+from jaxsnn.data import epoch_batches, load_yinyang  # noqa: E402
+from jaxsnn.encode import latency_spikes, target_times  # noqa: E402
+from jaxsnn.event import LIF, LIFParameters  # noqa: E402
+from jaxsnn.hardware import (  # noqa: E402
     EmulatedLayer,
     Emulator,
     EmulatorConfig,
     duplicate_inputs,
     inject,
 )
-from jaxsnn.initializers import normal
-from jaxsnn.loss import first_spike_cross_entropy, first_spike_mse
+from jaxsnn.initializers import normal  # noqa: E402
+from jaxsnn.loss import (  # noqa: E402
+    first_spike_accuracy,
+    first_spike_hybrid_loss,
+    first_spike_mse,
+    predict_first_spike,
+)
+from jaxsnn.optim import bump_silent, silent_fraction  # noqa: E402
+from jaxsnn.spikes import first_spike_times  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
+NAME = "yinyang_hardware"
+FIGURES = ("curves", "predictions")
 N_CLASSES = 3
 N_FEATURES = 5  # x, y, 1-x, 1-y, bias
+LOSSES = ("hybrid", "mse", "ce")
 
 
 class Config(NamedTuple):
@@ -108,9 +121,9 @@ def build_network(config: Config) -> jaxsnn.Layer:
     common = dict(tau_syn=config.tau_syn, tau_mem=config.tau_mem, t_max=config.t_max, t_ref=config.t_ref,
                   gradient="eventprop")
     return jaxsnn.serial(
-        LIF(config.hidden, capacity=config.hidden_capacity, 
+        LIF(config.hidden, capacity=config.hidden_capacity,
             weight_init=normal(config.hidden_std / np.sqrt(config.copies), config.hidden_mean / config.copies), **common),
-        LIF(N_CLASSES, capacity=config.output_capacity, 
+        LIF(N_CLASSES, capacity=config.output_capacity,
             weight_init=normal(config.output_std, config.output_mean), **common),
     )
 
@@ -130,25 +143,25 @@ def build_emulator(config: Config, chip: EmulatorConfig) -> Emulator:
 
 def make_functions(config: Config, emulator: Emulator):
     """Loss, one training epoch (in the loop or in software) and evaluation on chip/software."""
-    init_net, apply_net = build_network(config)
-    network = jaxsnn.Layer(init_net, apply_net)
-
-    if config.loss not in ("hybrid", "mse", "ce"):
+    if config.loss not in LOSSES:
         raise ValueError(f"loss must be 'hybrid', 'mse' or 'ce', got {config.loss!r}")
+    network = build_network(config)  # the Layer itself: inject needs its leaf count
+    init_net, apply_net = network
 
     def loss_from_first(first, labels):
-        correct = (jnp.argmin(first, axis=-1) == labels) & jnp.isfinite(jnp.min(first, axis=-1))
-        targets = jnp.where(jnp.arange(N_CLASSES) == labels[:, None], config.t_correct, config.t_wrong)
-        mse = first_spike_mse(first, targets, t_missing=config.t_max) / config.tau_mem**2
-        ce = first_spike_cross_entropy(first, labels, temperature=config.temperature, t_missing=config.t_max)
-        safe = jnp.where(jnp.isfinite(first), first, config.t_max)
-        early = jnp.take_along_axis(safe, labels[:, None], axis=1)[:, 0] / config.t_max
-        ce = ce + config.early_weight * jnp.mean(early)
-        loss = {"mse": mse, "ce": ce, "hybrid": ce + config.mse_weight * mse}[config.loss]
-        return loss, (jnp.mean(correct), first)
+        targets = target_times(labels, N_CLASSES, config.t_correct, config.t_wrong)
+        if config.loss == "mse":
+            loss = first_spike_mse(first, targets, t_missing=config.t_max) / config.tau_mem**2
+        else:
+            loss = first_spike_hybrid_loss(
+                first, labels, targets=targets, temperature=config.temperature, t_missing=config.t_max,
+                mse_weight=config.mse_weight if config.loss == "hybrid" else 0.0,
+                time_scale=config.tau_mem, early_weight=config.early_weight,
+            )
+        return loss, (first_spike_accuracy(first, labels), first)
 
     def first_times(out_spikes):
-        return jax.vmap(lambda s: spikes_lib.first_spike_times(s, N_CLASSES))(out_spikes)
+        return jax.vmap(lambda s: first_spike_times(s, N_CLASSES))(out_spikes)
 
     def software_loss(params, samples, labels):
         _, out, _ = jax.vmap(lambda x: apply_net(params, x))(samples)
@@ -160,21 +173,18 @@ def make_functions(config: Config, emulator: Emulator):
         out, _ = inject(network, params, samples, measured)
         return loss_from_first(first_times(out), labels)
 
-    def init(seed: int):
-        _, params = init_net(jax.random.PRNGKey(seed), (N_FEATURES * config.copies,))
-        return params
-
     def optimizer(n_batches: int):
-        opt = optax.adam(optax.exponential_decay(config.lr, transition_steps=n_batches, decay_rate=config.lr_decay))
-        return optax.chain(optax.clip_by_global_norm(config.clip), opt) if config.clip else opt
-
-    def bump_silent_labels(params, first, labels):
-        # weight bumping (Goeltz et al. 2021): an output neuron that stayed silent where it was
-        # the label gets no gradient; raise its input weights directly
-        silent = jnp.mean(~jnp.isfinite(first) & (labels[:, None] == jnp.arange(N_CLASSES)), axis=0)
-        bumped = list(params)
-        bumped[-1] = dict(params[-1], weight=params[-1]["weight"] + config.bump * silent)
-        return type(params)(bumped)
+        schedule = optax.exponential_decay(config.lr, transition_steps=n_batches, decay_rate=config.lr_decay)
+        clip = [optax.clip_by_global_norm(config.clip)] if config.clip else []
+        # the copies of an input line get the same gradient, so Adam moves their sum ``copies``
+        # times as far: scale the input layer's steps back to the logical rate
+        per_line = optax.stateless(
+            lambda updates, params: [jax.tree_util.tree_map(lambda u: u / config.copies, updates[0])]
+            + list(updates[1:])
+        )
+        chained = optax.chain(*clip, optax.adam(schedule), per_line, bump_silent(config.bump))
+        # never apply a non-finite gradient: keep the parameters and optimiser state as they were
+        return optax.apply_if_finite(chained, max_consecutive_errors=np.iinfo(np.int32).max)
 
     def train_epoch(params, opt_state, samples, labels, first_trial, n_batches: int, hardware: bool):
         opt = optimizer(n_batches)
@@ -187,16 +197,13 @@ def make_functions(config: Config, emulator: Emulator):
             else:
                 loss_fn = lambda p: software_loss(p, batch_samples, batch_labels)  # noqa: E731
             (loss, (acc, first)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-            finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree_util.tree_leaves(grads)]))
-            updates, new_state = opt.update(grads, opt_state, params)
-            # the copies of an input line get the same gradient, so Adam moves their sum
-            # ``copies`` times as far: scale the input layer's steps back to the logical rate
-            updates = [jax.tree_util.tree_map(lambda u: u / config.copies, updates[0])] + list(updates[1:])
-            new_params = bump_silent_labels(optax.apply_updates(params, updates), first, batch_labels)
-            # never apply a non-finite update: keep the parameters (and optimiser state) as they were
-            params = jax.tree_util.tree_map(lambda new, old: jnp.where(finite, new, old), new_params, params)
-            opt_state = jax.tree_util.tree_map(lambda new, old: jnp.where(finite, new, old), new_state, opt_state)
-            return (params, opt_state), (loss, acc, ~finite)
+            # weight bumping: an output neuron, by the fraction of the batch in which it was the
+            # label and stayed silent (a silent neuron gets no gradient)
+            is_label = batch_labels[:, None] == jnp.arange(N_CLASSES)
+            silent = [None, silent_fraction(first, where=is_label)]
+            updates, opt_state = opt.update(grads, opt_state, params, silent=silent)
+            params = optax.apply_updates(params, updates)
+            return (params, opt_state), (loss, acc, ~opt_state.last_finite)
 
         trials = first_trial + jnp.arange(samples.time.shape[0], dtype=jnp.uint32)
         (params, opt_state), (loss, acc, skipped) = jax.lax.scan(step, (params, opt_state), (samples, labels, trials))
@@ -211,7 +218,7 @@ def make_functions(config: Config, emulator: Emulator):
         loss, (acc, _) = software_loss(params, samples, labels)
         return loss, acc
 
-    return init, optimizer, train_epoch, evaluate_chip, evaluate_software, apply_net
+    return init_net, optimizer, train_epoch, evaluate_chip, evaluate_software, apply_net
 
 
 def train(config: Config, chip: EmulatorConfig, hardware: bool, progress: bool = True,
@@ -231,9 +238,9 @@ def train(config: Config, chip: EmulatorConfig, hardware: bool, progress: bool =
     test_labels = jnp.asarray(test_set.labels, jnp.int32)
 
     emulator = build_emulator(config, chip)
-    init, optimizer, train_epoch, evaluate_chip, evaluate_software, _ = make_functions(config, emulator)
+    init_net, optimizer, train_epoch, evaluate_chip, evaluate_software, _ = make_functions(config, emulator)
     seeds = list(range(config.first_seed, config.first_seed + config.seeds))
-    params = jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *[init(s) for s in seeds])
+    params = _common.init_seeds(init_net, seeds, (N_FEATURES * config.copies,))
     n_batches = n_train // config.batch_size
     opt_state = jax.vmap(optimizer(n_batches).init)(params)
 
@@ -257,24 +264,16 @@ def train(config: Config, chip: EmulatorConfig, hardware: bool, progress: bool =
              "test_acc_software", "skipped_steps")
     history: Dict[str, list] = {name: [] for name in names}
     keys = jnp.stack([jax.random.PRNGKey(1000 + s) for s in seeds])
-    epochs = range(config.epochs)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(epochs, desc="in the loop" if hardware else "software", unit="epoch")
-        epochs = bar
+    bar = _common.progress(range(config.epochs), progress, "in the loop" if hardware else "software", unit="epoch")
     start = time.perf_counter()
     eval_trial = jnp.uint32(2**31)  # test runs never reuse a training trial number
-    for epoch in epochs:
-        pairs = jax.vmap(jax.random.split)(keys)
-        keys, epoch_keys = pairs[:, 0], pairs[:, 1]
+    for epoch in bar:
+        keys, epoch_keys = _common.split_keys(keys)
         params, opt_state, loss, acc, skipped = run_epoch(params, opt_state, epoch_keys, jnp.uint32(epoch * n_batches))
         values = (loss, acc) + tuple(run_eval(params, eval_trial + epoch)) + (skipped,)
         for name, value in zip(names, values):
             history[name].append(np.asarray(value).tolist())
-        if bar is not None:
-            bar.set_postfix(train=f"{np.mean(acc):.3f}", chip=f"{np.mean(history['test_acc_chip'][-1]):.4f}",
+        _common.set_postfix(bar, train=f"{np.mean(acc):.3f}", chip=f"{np.mean(history['test_acc_chip'][-1]):.4f}",
                             software=f"{np.mean(history['test_acc_software'][-1]):.4f}")
     wall = time.perf_counter() - start
     return {
@@ -290,49 +289,41 @@ def train(config: Config, chip: EmulatorConfig, hardware: bool, progress: bool =
     }
 
 
-def save_plots(results: Dict[str, Dict[str, Any]], config: Config, prefix: Path) -> list:
-    """Accuracy curves of both trainings (on chip and in software), and chip predictions."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    paths = []
+def save_plots(results: Dict[str, Dict[str, Any]], config: Config, paths: _common.OutputPaths) -> list:
+    """Accuracy curves of the trainings that ran (on chip and in software), and chip predictions."""
+    plt = _common.pyplot()
+    saved = []
+    phases = [(label, key, color) for label, key, color in
+              (("in the loop", "in_the_loop", "C0"), ("software-trained", "software", "C1")) if key in results]
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    for label, result, color in (("in the loop", results["in_the_loop"], "C0"), ("software-trained", results["software"], "C1")):
-        for key, style in (("test_acc_chip", "-"), ("test_acc_software", ":")):
-            acc = 100 * np.asarray(result["history"][key])
-            epochs = np.arange(1, acc.shape[0] + 1)
-            where = "on chip" if key.endswith("chip") else "in software"
-            ax.plot(epochs, acc.mean(1), style, color=color, label=f"{label}, tested {where}")
-            ax.fill_between(epochs, acc.min(1), acc.max(1), color=color, alpha=0.15)
-    ax.set(xlabel="epoch", ylabel="test accuracy (%)", ylim=(80, 100))
+    for label, key, color in phases:
+        result = results[key]
+        for curve, style in (("test_acc_chip", "-"), ("test_acc_software", ":")):
+            where = "on chip" if curve.endswith("chip") else "in software"
+            plot.training_curves({f"{label}, tested {where}": result["history"][curve]}, ax, scale=100,
+                                 color=color, linestyle=style)
+    ax.set(ylabel="test accuracy (%)", ylim=(80, 100))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     ax.set_title("Yin-Yang on the emulated chip (min-max band over seeds)")
     fig.tight_layout()
-    paths.append(prefix.with_name(prefix.name + "_curves.png"))
-    fig.savefig(paths[-1], dpi=90)
-    plt.close(fig)
+    saved.append(_common.save_figure(fig, paths.figure(NAME, "curves"), dpi=90))
 
     xy = results["in_the_loop"]["test_set"].inputs[:, :2]
     labels = results["in_the_loop"]["test_set"].labels
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.8))
-    for ax, (label, key) in zip(axes, (("in the loop", "in_the_loop"), ("software-trained", "software"))):
+    fig, axes = plt.subplots(1, len(phases), figsize=(4 * len(phases), 3.8), squeeze=False)
+    for ax, (label, key, _) in zip(axes[0], phases):
         result = results[key]
-        params0 = jax.tree_util.tree_map(lambda leaf: leaf[0], result["params"])
+        params0 = _common.unstack(result["params"], 0)
         measured = jax.jit(result["emulator"].run_jax)(params0, result["test_inputs"], jnp.uint32(2**31 - 1))
-        first = np.asarray(jax.vmap(lambda s: spikes_lib.first_spike_times(s, N_CLASSES))(measured[-1]))
-        predicted = np.where(np.isfinite(first.min(1)), np.argmin(first, axis=1), -1)
-        wrong = predicted != labels
-        ax.scatter(xy[:, 0], xy[:, 1], c=np.maximum(predicted, 0), cmap="viridis", s=6, vmin=0, vmax=2)
-        ax.scatter(xy[wrong, 0], xy[wrong, 1], facecolors="none", edgecolors="red", s=25, lw=0.8)
-        ax.set(aspect="equal", xlabel="x", ylabel="y", title=f"{label} on chip, seed 0 ({wrong.sum()} wrong)")
+        first = jax.vmap(lambda s: first_spike_times(s, N_CLASSES))(measured[-1])
+        predicted = np.asarray(predict_first_spike(first))
+        _, errors = plot.prediction_scatter(xy, predicted, labels, ax, n_classes=N_CLASSES)
+        ax.set(xlabel="x", ylabel="y")
+        ax.set_title(f"{label} on chip, seed 0 ({len(errors.get_offsets())} wrong)", fontsize=9)
     fig.tight_layout()
-    paths.append(prefix.with_name(prefix.name + "_predictions.png"))
-    fig.savefig(paths[-1], dpi=80)
-    plt.close(fig)
-    return paths
+    saved.append(_common.save_figure(fig, paths.figure(NAME, "predictions"), dpi=80))
+    return saved
 
 
 def _record(results: Dict[str, Dict[str, Any]], config: Config, chip: EmulatorConfig, argv) -> Dict[str, Any]:
@@ -352,12 +343,11 @@ def _record(results: Dict[str, Dict[str, Any]], config: Config, chip: EmulatorCo
             "skipped_steps": int(np.sum(result["history"]["skipped_steps"])),
             "history": result["history"],
         }
-        print(f"{key}: on the emulated chip {100 * chip_acc.mean():.2f} +- {100 * chip_acc.std():.2f} % "
-              f"(per seed {np.round(100 * chip_acc, 2).tolist()}); in software {100 * sw_acc.mean():.2f} +- "
-              f"{100 * sw_acc.std():.2f} %; {result['wall_time_s']:.0f} s")
+        print(f"{key}: on the emulated chip {_common.accuracy_text(chip_acc)}; in software "
+              f"{_common.accuracy_text(sw_acc)}; {result['wall_time_s']:.0f} s")
     loop = summary["in_the_loop"]
     return {
-        "name": "yinyang_hardware",
+        "name": NAME,
         "test_accuracy_mean": loop["test_accuracy_chip_mean"],
         "test_accuracy_std": loop["test_accuracy_chip_std"],
         "test_accuracy_per_seed": loop["test_accuracy_chip_per_seed"],
@@ -368,40 +358,27 @@ def _record(results: Dict[str, Dict[str, Any]], config: Config, chip: EmulatorCo
         "emulator": {**chip.to_dict(), "chip_seed": config.chip_seed},
         "config": config._asdict(),
         "results": summary,
-        "command": " ".join(["python", "examples/yinyang_hardware.py"] + (sys.argv[1:] if argv is None else list(argv))),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "jax": jax.__version__,
-            "device": str(jax.devices()[0]),
-        },
+        "command": _common.command("yinyang_hardware.py", argv),
+        "machine": _common.machine(),
     }
 
 
 def main(argv=None) -> Dict[str, Any]:
     defaults = Config()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, default=defaults.seeds, help="number of seeds (trained in parallel)")
-    parser.add_argument("--epochs", type=int, default=defaults.epochs)
+    _common.add_arguments(parser, seeds=defaults.seeds, epochs=defaults.epochs,
+                          first_seed=defaults.first_seed, train_samples=defaults.train_samples)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--hidden", type=int, default=defaults.hidden)
     parser.add_argument("--copies", type=int, default=defaults.copies, help="duplicates of each input line")
     parser.add_argument("--lr", type=float, default=defaults.lr)
-    parser.add_argument("--loss", choices=("hybrid", "mse", "ce"), default=defaults.loss)
+    parser.add_argument("--loss", choices=LOSSES, default=defaults.loss)
     parser.add_argument("--lr-decay", type=float, default=defaults.lr_decay, help="per-epoch factor")
     parser.add_argument("--temperature", type=float, default=defaults.temperature,
                         help="softmax time scale of the first-spike cross-entropy (s)")
     parser.add_argument("--mse-weight", type=float, default=defaults.mse_weight, help="mse term of the hybrid loss")
     parser.add_argument("--chip-seed", type=int, default=defaults.chip_seed, help="fixed pattern of the emulated chip")
-    parser.add_argument("--train-samples", type=int, default=defaults.train_samples, help="0 = all 5000")
-    parser.add_argument("--first-seed", type=int, default=defaults.first_seed)
     parser.add_argument("--skip-software", action="store_true", help="skip the software-trained comparison")
-    parser.add_argument("--data-dir", default=None, help="directory of the published Yin-Yang arrays")
-    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "yinyang_hardware.json"))
-    parser.add_argument("--figures", default=str(REPO / "examples" / "figures"))
-    parser.add_argument("--no-plots", action="store_true")
-    parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     config = defaults._replace(
         seeds=args.seeds, epochs=args.epochs, batch_size=args.batch_size, hidden=args.hidden, copies=args.copies,
@@ -409,19 +386,15 @@ def main(argv=None) -> Dict[str, Any]:
         first_seed=args.first_seed, temperature=args.temperature, mse_weight=args.mse_weight,
     )
     chip = EmulatorConfig()  # the realistic defaults
-    out = Path(args.out)
+    paths = _common.output_paths(NAME, args.out_dir, args.record)
     results: Dict[str, Dict[str, Any]] = {}
     phases = [("in_the_loop", True)] + ([] if args.skip_software else [("software", False)])
     for key, hardware in phases:
         results[key] = train(config, chip, hardware=hardware, progress=not args.no_progress, data_dir=args.data_dir)
         record = _record(results, config, chip, argv)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(record, indent=1))  # written after each phase: partial results survive
-        print("wrote", out)
-    if not args.no_plots and "software" in results:
-        figures = Path(args.figures)
-        figures.mkdir(parents=True, exist_ok=True)
-        for path in save_plots(results, config, figures / "yinyang_hardware"):
+        print("wrote", _common.write_record(paths, record))  # after each phase: partial results survive
+    if not args.no_plots:
+        for path in save_plots(results, config, paths):
             print("saved", path)
     return record
 

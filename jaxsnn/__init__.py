@@ -6,11 +6,12 @@ Layers are stax-style ``(init, apply)`` pairs composed by one nestable ``serial`
 
 Subpackages: ``discrete`` (time-grid layers, BPTT with surrogate gradients), ``event`` (exact
 event-based layers, EventProp), ``hardware`` (backends and in-the-loop training), ``data``,
-``encode``, ``loss``; ``jaxsnn.testing`` (hypothesis strategies, property checks, float64
-reference) is imported on demand.
+``encode``, ``loss``, ``optim`` (optimiser transformations such as weight bumping);
+``jaxsnn.testing`` (hypothesis strategies, property checks, float64 reference) and
+``jaxsnn.plot`` (figures, needs matplotlib) are imported on demand.
 """
 
-from jaxsnn import data, discrete, encode, event, hardware, initializers, loss, spikes
+from jaxsnn import data, discrete, encode, event, hardware, initializers, loss, optim, spikes
 from jaxsnn.compose import leaf_count, serial, stateless
 from jaxsnn.spikes import Spikes
 from jaxsnn.types import ApplyFn, InitFn, Layer, layer_name, named_layer
@@ -32,6 +33,7 @@ __all__ = [
     "leaf_count",
     "loss",
     "named_layer",
+    "optim",
     "serial",
     "spikes",
     "stateless",

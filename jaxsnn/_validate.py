@@ -176,3 +176,32 @@ def positive_int(name: str, value: Any) -> int:
     if value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def concrete_scalar(name: str, value: Any) -> float:
+    """Return a concrete, finite, 0-d real ``value`` as a float.
+
+    Accepts Python numbers, NumPy scalars and 0-d arrays, and non-traced 0-d JAX arrays: values
+    that fix the structure of a computation (a time window, a grid step) and must be known
+    when it is traced.
+
+    Raises:
+        TypeError: if ``value`` is traced (inside ``jax.jit``/``vmap``/``grad``), a bool or not
+            a real number.
+        ValueError: if ``value`` is not 0-d or not finite.
+    """
+    if not is_concrete(value):
+        raise TypeError(f"{name} must be a Python number (static), not a traced value")
+    if isinstance(value, bool) or not (
+        isinstance(value, numbers.Real) or isinstance(value, (np.ndarray, np.generic, jax.Array))
+    ):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    if np.ndim(value) != 0:
+        raise ValueError(f"{name} must be a scalar, got shape {np.shape(value)}")
+    dtype = np.asarray(value).dtype
+    if dtype == np.bool_ or dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be a real number, got dtype {dtype}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return number

@@ -13,7 +13,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsnn._validate import check_finite, check_int_dtype, check_nonnegative, is_concrete
+from jaxsnn._validate import (
+    check_finite,
+    check_int_dtype,
+    check_nonnegative,
+    concrete_scalar,
+    is_concrete,
+    positive_int,
+)
 from jaxsnn.spikes import Spikes
 
 
@@ -28,20 +35,9 @@ def _as_float(name: str, values: Any) -> jax.Array:
     return array
 
 
-def _check_scalar(name: str, value: Any) -> float:
-    if not is_concrete(value):
-        raise TypeError(f"{name} must be a Python number (static), not a traced value")
-    if np.ndim(value) != 0:
-        raise ValueError(f"{name} must be a scalar, got shape {np.shape(value)}")
-    number = float(value)
-    if not np.isfinite(number):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return number
-
-
 def _check_window(t_min: Any, t_max: Any) -> tuple:
-    t_min = _check_scalar("t_min", t_min)
-    t_max = _check_scalar("t_max", t_max)
+    t_min = concrete_scalar("t_min", t_min)
+    t_max = concrete_scalar("t_max", t_max)
     if t_min < 0:
         raise ValueError(f"t_min must be >= 0 (spike times are non-negative), got {t_min}")
     if t_min >= t_max:
@@ -83,8 +79,8 @@ def latency_times(
     array = _as_float("values", values)
     check_finite("values", array)
     t_min, t_max = _check_window(t_min, t_max)
-    v_min = _check_scalar("v_min", v_min)
-    v_max = _check_scalar("v_max", v_max)
+    v_min = concrete_scalar("v_min", v_min)
+    v_max = concrete_scalar("v_max", v_max)
     if v_min >= v_max:
         raise ValueError(f"v_min must be < v_max, got v_min={v_min}, v_max={v_max}")
     return _latency(array, t_min, t_max, v_min, v_max, bool(larger_first))
@@ -105,7 +101,7 @@ def _latency(
 def _with_bias(times: jax.Array, bias_time: Optional[float]) -> jax.Array:
     if bias_time is None:
         return times
-    bias_time = _check_scalar("bias_time", bias_time)
+    bias_time = concrete_scalar("bias_time", bias_time)
     check_nonnegative("bias_time", bias_time)
     bias = jnp.full(times.shape[:-1] + (1,), bias_time, dtype=times.dtype)
     return jnp.concatenate([times, bias], axis=-1)
@@ -159,14 +155,11 @@ def _events(times: jax.Array) -> Spikes:
 
 
 def _check_grid(n_steps: Any, dt: Any) -> tuple:
-    if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)):
-        raise TypeError(f"n_steps must be an int, got {type(n_steps).__name__}")
-    if n_steps < 1:
-        raise ValueError(f"n_steps must be >= 1, got {n_steps}")
-    dt = _check_scalar("dt", dt)
+    n_steps = positive_int("n_steps", n_steps)
+    dt = concrete_scalar("dt", dt)
     if dt <= 0:
         raise ValueError(f"dt must be > 0, got {dt}")
-    return int(n_steps), dt
+    return n_steps, dt
 
 
 def latency_dense(
@@ -209,12 +202,12 @@ def latency_dense(
     n_steps, dt = _check_grid(n_steps, dt)
     if t_max is None:
         t_max = (n_steps - 1) * dt
-    t_max = _check_scalar("t_max", t_max)
+    t_max = concrete_scalar("t_max", t_max)
     if t_max >= n_steps * dt:
         raise ValueError(
             f"t_max ({t_max}) must be < n_steps * dt ({n_steps * dt}) so every spike is on the grid"
         )
-    if bias_time is not None and _check_scalar("bias_time", bias_time) >= n_steps * dt:
+    if bias_time is not None and concrete_scalar("bias_time", bias_time) >= n_steps * dt:
         raise ValueError(f"bias_time ({bias_time}) must be < n_steps * dt ({n_steps * dt})")
     if jnp.ndim(values) < 1:
         raise ValueError("values must have a feature axis: shape (n,) or (..., n), got a scalar")
@@ -321,13 +314,10 @@ def poisson_spikes(
         raise ValueError(f"rates must be 1-d (n_neurons,), got shape {rates.shape}; vmap batches")
     if is_concrete(rates) and not np.all(np.asarray(rates) >= 0):  # also catches NaN
         raise ValueError("rates must be >= 0 (no NaN)")
-    t_max = _check_scalar("t_max", t_max)
+    t_max = concrete_scalar("t_max", t_max)
     if t_max <= 0:
         raise ValueError(f"t_max must be > 0, got {t_max}")
-    if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)):
-        raise TypeError(f"capacity must be an int, got {type(capacity).__name__}")
-    if capacity < 1:
-        raise ValueError(f"capacity must be >= 1, got {capacity}")
+    capacity = positive_int("capacity", capacity)
     return _poisson(key, rates, t_max, capacity)
 
 
@@ -356,6 +346,10 @@ def target_times(
 ) -> jax.Array:
     """Target first-spike times: the labelled class at ``t_correct``, the others at ``t_wrong``.
 
+    ``targets[..., k] = t_correct if k == labels[...] else t_wrong``, chosen by a select, so
+    every entry is exactly ``t_correct`` or ``t_wrong`` in the default float dtype (an
+    arithmetic blend such as ``t_wrong + onehot * (t_correct - t_wrong)`` rounds in float32).
+
     Args:
         labels: integer class indices, any shape.
         n_classes: number of classes, >= 1.
@@ -366,24 +360,23 @@ def target_times(
         ``(*labels.shape, n_classes)`` float array.
 
     Raises:
-        TypeError: if ``labels`` is not integer.
+        TypeError: if ``labels`` is not integer or ``n_classes`` not an int.
         ValueError: for ``n_classes < 1``, non-finite times, or labels out of range.
     """
     labels = jnp.asarray(labels)
     check_int_dtype("labels", labels)
-    _check_n_classes(n_classes)
+    n_classes = positive_int("n_classes", n_classes)
     _check_label_range(labels, n_classes)
-    t_correct = _check_scalar("t_correct", t_correct)
-    t_wrong = _check_scalar("t_wrong", t_wrong)
-    one_hot = jax.nn.one_hot(labels, n_classes, dtype=jnp.zeros(()).dtype)
-    return t_wrong + one_hot * (t_correct - t_wrong)
+    t_correct = concrete_scalar("t_correct", t_correct)
+    t_wrong = concrete_scalar("t_wrong", t_wrong)
+    return _target_times(labels, n_classes, t_correct, t_wrong)
 
 
-def _check_n_classes(n_classes: Any) -> None:
-    if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)):
-        raise TypeError(f"n_classes must be an int, got {type(n_classes).__name__}")
-    if n_classes < 1:
-        raise ValueError(f"n_classes must be >= 1, got {n_classes}")
+@functools.partial(jax.jit, static_argnums=(1,))
+def _target_times(labels: jax.Array, n_classes: int, t_correct: Any, t_wrong: Any) -> jax.Array:
+    dtype = jnp.zeros(()).dtype  # the default float dtype (float64 under jax_enable_x64)
+    is_label = labels[..., None] == jnp.arange(n_classes, dtype=labels.dtype)
+    return jnp.where(is_label, jnp.asarray(t_correct, dtype), jnp.asarray(t_wrong, dtype))
 
 
 def _check_label_range(labels: Any, n_classes: int) -> None:

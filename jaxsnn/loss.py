@@ -13,7 +13,12 @@ Conventions:
   simulation window) via ``replace_missing``; the gradient with respect to a missing time is
   exactly 0, never NaN. NaN and ``-inf`` are errors, not missing spikes. A silent neuron
   therefore receives no gradient from these losses (no exact gradient exists for creating a
-  spike); initialise or regularise so that output neurons spike.
+  spike); initialise or regularise so that output neurons spike, or bump the input weights of
+  silent neurons (``jaxsnn.optim.bump_silent``).
+* Predictions and accuracies follow one tie rule: a sample is classified only when one class is
+  strictly ahead (the largest score, the earliest first spike); a tie for the lead or an
+  all-silent output predicts ``-1`` and counts as wrong, so every ``*_accuracy`` equals the mean
+  of ``predict_* == labels``.
 
 All functions are pure and work under ``jax.jit``, ``jax.vmap`` and ``jax.grad``; eager checks
 run when values are concrete.
@@ -27,7 +32,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsnn._validate import check_finite, check_int_dtype, check_positive, is_concrete
+from jaxsnn._validate import (
+    check_finite,
+    check_int_dtype,
+    check_ndim,
+    check_nonnegative,
+    check_positive,
+    is_concrete,
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -84,12 +96,10 @@ def _check_time_axis(name: str, array: jax.Array) -> None:
         raise ValueError(f"{name} must have at least one time step, got shape {array.shape}")
 
 
-def _check_time_scalar(name: str, value: Any) -> None:
-    if is_concrete(value):
-        if np.ndim(value) != 0:
-            raise ValueError(f"{name} must be a scalar, got shape {np.shape(value)}")
-        if not np.isfinite(float(value)):
-            raise ValueError(f"{name} must be finite, got {value!r}")
+def _check_t_missing(t_missing: Any) -> None:
+    # t_missing may be traced (its shape is still static); its value is checked when concrete
+    check_ndim("t_missing", t_missing, 0)
+    check_finite("t_missing", t_missing)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,7 +235,7 @@ def first_spike_mse(first_times: Any, targets: Any, *, t_missing: Any) -> jax.Ar
         raise ValueError(
             f"targets must have the shape of first_times {times.shape}, got {targets.shape}"
         )
-    _check_time_scalar("t_missing", t_missing)
+    _check_t_missing(t_missing)
     return _mse(times, targets, t_missing)
 
 
@@ -257,7 +267,7 @@ def first_spike_cross_entropy(
     times = _check_scores("first_times", first_times, allow_posinf=True)
     labels = _check_labels(labels, times.shape[:-1], times.shape[-1], "first_times")
     check_positive("temperature", temperature)
-    _check_time_scalar("t_missing", t_missing)
+    _check_t_missing(t_missing)
     return _first_spike_cross_entropy(times, labels, temperature, t_missing)
 
 
@@ -305,9 +315,8 @@ def wunderlich_pehle_loss(
     labels = _check_labels(labels, times.shape[:-1], times.shape[-1], "first_times")
     check_positive("tau_0", tau_0)
     check_positive("tau_1", tau_1)
-    if is_concrete(alpha) and not (np.isfinite(alpha) and float(alpha) >= 0):
-        raise ValueError(f"alpha must be finite and >= 0, got {alpha!r}")
-    _check_time_scalar("t_missing", t_missing)
+    check_nonnegative("alpha", alpha)
+    _check_t_missing(t_missing)
     return _wunderlich_pehle(times, labels, tau_0, tau_1, alpha, t_missing)
 
 
@@ -321,40 +330,129 @@ def _wunderlich_pehle(
     return _cross_entropy(-safe / tau_0, labels) + regulariser
 
 
+def first_spike_hybrid_loss(
+    first_times: Any,
+    labels: Any,
+    *,
+    targets: Any,
+    temperature: Any,
+    t_missing: Any,
+    mse_weight: Any,
+    time_scale: Any = 1.0,
+    early_weight: Any = 0.0,
+) -> jax.Array:
+    """First-spike cross-entropy plus a weighted squared error to target times.
+
+    With silent neurons at ``t_missing`` and ``l = label_b``::
+
+        L = mean_b [ logsumexp_k(-t_bk / temperature) + t_bl / temperature ]
+            + early_weight * mean_b [ t_bl ] / t_missing
+            + mse_weight * mean_{b,k} [ (t_bk - target_bk)^2 ] / time_scale^2
+
+    The cross-entropy alone only asks the labelled neuron to spike before the others, so it
+    pushes the other neurons later without bound until they fall silent (and a silent neuron
+    gets no gradient); the squared error to finite targets (e.g.
+    ``jaxsnn.encode.target_times``) keeps every output neuron spiking. The optional middle
+    term pulls the labelled neuron earlier, in units of the window ``t_missing``.
+
+    Args:
+        first_times: ``(..., n)`` first-spike times (``+inf`` = no spike).
+        labels: ``(...)`` integer classes.
+        targets: target times, shaped like ``first_times``.
+        temperature: time scale of the softmax, > 0.
+        t_missing: finite time assumed for silent neurons (e.g. the window end), > 0.
+        mse_weight: weight of the squared-error term, >= 0.
+        time_scale: time unit of the squared error (e.g. ``tau_mem``), > 0.
+        early_weight: weight of the early-label term, >= 0.
+
+    Returns:
+        Scalar mean loss.
+
+    Raises:
+        TypeError, ValueError: as ``first_spike_cross_entropy`` and ``first_spike_mse``;
+            ValueError for negative weights, ``time_scale <= 0`` or ``t_missing <= 0``.
+    """
+    times = _check_scores("first_times", first_times, allow_posinf=True)
+    labels = _check_labels(labels, times.shape[:-1], times.shape[-1], "first_times")
+    targets = _check_scores("targets", targets)
+    if targets.shape != times.shape:
+        raise ValueError(
+            f"targets must have the shape of first_times {times.shape}, got {targets.shape}"
+        )
+    check_positive("temperature", temperature)
+    _check_t_missing(t_missing)
+    check_positive("t_missing", t_missing)
+    check_nonnegative("mse_weight", mse_weight)
+    check_positive("time_scale", time_scale)
+    check_nonnegative("early_weight", early_weight)
+    return _hybrid(
+        times, labels, targets, temperature, t_missing, mse_weight, time_scale, early_weight
+    )
+
+
+@jax.jit
+def _hybrid(
+    times: jax.Array,
+    labels: jax.Array,
+    targets: jax.Array,
+    temperature: Any,
+    t_missing: Any,
+    mse_weight: Any,
+    time_scale: Any,
+    early_weight: Any,
+) -> jax.Array:
+    safe = _replace_missing(times, t_missing)
+    cross_entropy = _cross_entropy(-safe / temperature, labels)
+    labelled = jnp.take_along_axis(safe, labels[..., None], axis=-1)[..., 0]
+    early = early_weight * jnp.mean(labelled) / t_missing
+    mse = jnp.mean((safe - targets) ** 2) / time_scale**2
+    return cross_entropy + early + mse_weight * mse
+
+
 # ---------------------------------------------------------------------------------------------
 # predictions and accuracy
 
 
+# One tie rule everywhere: a sample has a prediction only when one class is strictly ahead of
+# every other (largest score, earliest first spike); a tie for the lead or an all-silent output
+# predicts -1 and counts as wrong. So ``accuracy == mean(predict == labels)`` for every helper,
+# and an undecided output (all counts 0, two output neurons in the same clock tick) never
+# scores by luck.
+
+
+@jax.jit
+def _predict_unique_max(scores: jax.Array) -> jax.Array:
+    best = jnp.max(scores, axis=-1, keepdims=True)
+    unique = jnp.sum(scores == best, axis=-1) == 1
+    winner = jnp.argmax(scores, axis=-1).astype(jnp.int32)
+    return jnp.where(unique & (best[..., 0] > -jnp.inf), winner, -1)
+
+
 def predict_max(scores: Any) -> jax.Array:
-    """Predicted class: ``argmax`` of the scores (ties: lowest index).
+    """Predicted class: the index of the strictly largest score, ``-1`` for a tie.
 
     Args:
-        scores: ``(..., n)`` (e.g. max membranes or spike counts).
+        scores: ``(..., n)`` finite scores (e.g. max membranes or spike counts).
 
     Returns:
-        ``(...)`` int32 class indices.
+        ``(...)`` int32 class indices; ``-1`` where two or more classes share the maximum.
     """
     scores = _check_scores("scores", scores)
-    return jnp.argmax(scores, axis=-1).astype(jnp.int32)
+    return _predict_unique_max(scores)
 
 
 def predict_first_spike(first_times: Any) -> jax.Array:
-    """Predicted class: the neuron that spikes first; ``-1`` when no neuron spikes.
+    """Predicted class: the neuron that spikes strictly first; ``-1`` for a tie or silence.
 
     Args:
         first_times: ``(..., n)`` first-spike times (``+inf`` = no spike).
 
     Returns:
-        ``(...)`` int32 class indices, ``-1`` for silent samples.
+        ``(...)`` int32 class indices; ``-1`` where no neuron spikes or two or more neurons
+        share the earliest time.
     """
     times = _check_scores("first_times", first_times, allow_posinf=True)
-    return _predict_first_spike(times)
-
-
-@jax.jit
-def _predict_first_spike(times: jax.Array) -> jax.Array:
-    winner = jnp.argmin(times, axis=-1).astype(jnp.int32)
-    return jnp.where(jnp.all(times == jnp.inf, axis=-1), -1, winner)
+    return _predict_unique_max(-times)
 
 
 @jax.jit
@@ -371,15 +469,16 @@ def _accuracy(scores: jax.Array, labels: jax.Array) -> jax.Array:
 def accuracy(scores: Any, labels: Any) -> jax.Array:
     """Fraction of samples whose labelled score is strictly the largest.
 
-    A tie for the maximum counts as wrong, so an all-equal output (e.g. all counts 0) never
-    scores by luck. For a single class every sample is correct.
+    A tie for the maximum counts as wrong (``predict_max`` gives ``-1``), so an all-equal
+    output (e.g. all counts 0) never scores by luck. For a single class every sample is
+    correct.
 
     Args:
         scores: ``(..., n)`` finite scores.
         labels: ``(...)`` integer classes.
 
     Returns:
-        Scalar in ``[0, 1]``.
+        Scalar in ``[0, 1]``, equal to ``mean(predict_max(scores) == labels)``.
     """
     scores = _check_scores("scores", scores)
     labels = _check_labels(labels, scores.shape[:-1], scores.shape[-1], "scores")
@@ -417,10 +516,11 @@ def spike_count_accuracy(spikes: Any, labels: Any) -> jax.Array:
 
 
 def first_spike_accuracy(first_times: Any, labels: Any) -> jax.Array:
-    """Accuracy of the ``argmin`` of first-spike times.
+    """Accuracy of time-to-first-spike classification.
 
     Correct when the labelled neuron spikes strictly before every other neuron; a silent
-    labelled neuron or a tie counts as wrong.
+    labelled neuron or a tie for the earliest time counts as wrong. Equal to
+    ``mean(predict_first_spike(first_times) == labels)``.
 
     Args:
         first_times: ``(..., n)`` first-spike times (``+inf`` = no spike).
@@ -439,6 +539,7 @@ __all__ = [
     "cross_entropy",
     "first_spike_accuracy",
     "first_spike_cross_entropy",
+    "first_spike_hybrid_loss",
     "first_spike_mse",
     "max_membrane_accuracy",
     "max_membrane_cross_entropy",

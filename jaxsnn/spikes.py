@@ -317,21 +317,33 @@ def to_dense(spikes: Spikes, n_neurons: int, dt: float, n_steps: int) -> jax.Arr
 def from_dense(dense: jax.Array, dt: float, capacity: int, offset: float = 0.0) -> Spikes:
     """Turn a binary ``(n_steps, n_neurons)`` grid into events at ``offset + step * dt``.
 
+    Event ``(k, j)`` (``dense[k, j] != 0``) gets time ``offset + k * dt``: with
+    ``0 <= offset < dt`` it lies inside bin ``k``, so ``to_dense`` maps it back to step ``k``
+    (``offset = dt / 2`` puts events at the bin centres).
+
     Args:
         dense: ``(n_steps, n_neurons)`` array; nonzero entries are spikes.
         dt: step width, > 0.
         capacity: slots of the result.
-        offset: time of step 0 within its bin (0 = start of the bin).
+        offset: time of step 0 within its bin, ``0 <= offset < dt`` (0 = start of the bin).
 
     Returns:
         The events, sorted by time (then neuron index).
 
     Raises:
-        ValueError: if ``dt <= 0`` or, for concrete input, the grid holds more spikes than
-            ``capacity`` (the message states the capacity needed).
+        ValueError: if ``dt <= 0``, ``offset`` is outside ``[0, dt)`` or, for concrete input,
+            the grid holds more spikes than ``capacity`` (the message states the capacity
+            needed).
     """
     check_positive("dt", dt)
     _check_capacity(capacity)
+    if is_concrete((offset, dt)):
+        offset_value, dt_value = float(np.asarray(offset)), float(np.asarray(dt))
+        if not (np.isfinite(offset_value) and 0.0 <= offset_value < dt_value):
+            raise ValueError(
+                f"offset must be in [0, dt) = [0, {dt_value:g}) so that every event stays in its "
+                f"bin, got {offset!r}"
+            )
     if jnp.ndim(dense) != 2:
         raise ValueError(f"dense must be (n_steps, n_neurons), got shape {jnp.shape(dense)}")
     if is_concrete(dense):

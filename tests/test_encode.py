@@ -102,6 +102,55 @@ def test_poisson_spikes_rates_sorted_and_overflow():
 def test_target_times():
     targets = encode.target_times(jnp.array([2, 0]), 3, t_correct=1.0, t_wrong=4.0)
     np.testing.assert_array_equal(targets, [[4.0, 4.0, 1.0], [1.0, 4.0, 4.0]])
+    batched = encode.target_times(jnp.array([[0, 1], [1, 1]]), 2, t_correct=0.5, t_wrong=1.5)
+    assert batched.shape == (2, 2, 2)
+    np.testing.assert_array_equal(batched[1], [[1.5, 0.5], [1.5, 0.5]])
+    traced = jax.jit(lambda labels: encode.target_times(labels, 3, 1.0, 4.0))(jnp.array([2, 0]))
+    np.testing.assert_array_equal(traced, targets)
+    mapped = jax.vmap(lambda label: encode.target_times(label, 3, 1.0, 4.0))(jnp.array([2, 0]))
+    np.testing.assert_array_equal(mapped, targets)
+
+
+@pytest.mark.parametrize("t_correct, t_wrong", [(4e-3, 6e-3), (0.1, 0.3), (1e-3, 7e-3), (0.7, 0.2)])
+def test_target_times_are_exact_in_float32(t_correct, t_wrong):
+    # a select, not t_wrong + onehot * (t_correct - t_wrong), which rounds in float32
+    targets = encode.target_times(jnp.array([0, 1, 2]), 3, t_correct=t_correct, t_wrong=t_wrong)
+    assert targets.dtype == jnp.float32
+    expected = np.where(np.eye(3, dtype=bool), np.float32(t_correct), np.float32(t_wrong))
+    np.testing.assert_array_equal(np.asarray(targets), expected)
+
+
+def test_target_times_in_float64(x64):
+    targets = encode.target_times(jnp.array([1]), 2, t_correct=0.1, t_wrong=0.3)
+    assert targets.dtype == jnp.float64
+    np.testing.assert_array_equal(targets, [[0.3, 0.1]])
+
+
+def test_rate_spike_train_fires_at_the_rate():
+    # per neuron 40 trains x 2000 steps = 80000 Bernoulli(rate * dt) draws; the empirical rate
+    # has the binomial standard deviation sqrt(p (1 - p) / n) / dt; allow 4 of them (every
+    # neuron, one fixed key: a wrong rate by 3 % already fails the 400 Hz neuron)
+    rates = jnp.array([0.0, 20.0, 100.0, 400.0, 1000.0])
+    dt, n_steps, n_trains = 1e-3, 2000, 40
+    trains = encode.rate_spike_train(jax.random.PRNGKey(7), jnp.broadcast_to(rates, (n_trains, 5)),
+                                     n_steps, dt=dt)
+    assert trains.shape == (n_trains, n_steps, 5)
+    draws = n_trains * n_steps
+    measured = np.asarray(trains.sum(axis=(0, 1))) / (draws * dt)
+    p = np.asarray(rates) * dt
+    std = np.sqrt(p * (1 - p) / draws) / dt
+    assert measured[0] == 0.0 and measured[-1] == 1000.0  # p = 0 and p = 1 are exact
+    np.testing.assert_array_less(np.abs(measured - np.asarray(rates))[1:-1], 4 * std[1:-1])
+    # the trains of different trials differ (independent draws, not one train repeated)
+    assert not np.array_equal(np.asarray(trains[0, :, 3]), np.asarray(trains[1, :, 3]))
+    # under jit with traced rates (checks are skipped, the sampling is the same)
+    jitted = jax.jit(lambda r: encode.rate_spike_train(jax.random.PRNGKey(7), r, n_steps, dt=dt))
+    np.testing.assert_array_equal(jitted(jnp.broadcast_to(rates, (n_trains, 5))), trains)
+
+
+def test_window_parameters_may_be_concrete_arrays():
+    times = encode.latency_times(VALUES, t_min=np.float32(0.5), t_max=jnp.array(2.5))
+    np.testing.assert_allclose(times, 0.5 + 2.0 * np.asarray(VALUES), rtol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -135,8 +184,8 @@ def test_latency_rejects_bad_values():
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
-        (dict(n_steps=0, dt=1.0), ValueError, "n_steps must be >= 1"),
-        (dict(n_steps=3.0, dt=1.0), TypeError, "n_steps must be an int"),
+        (dict(n_steps=0, dt=1.0), ValueError, "n_steps must be a positive integer, got 0"),
+        (dict(n_steps=3.0, dt=1.0), TypeError, "n_steps must be a positive integer, got float"),
         (dict(n_steps=10, dt=0.0), ValueError, "dt must be > 0"),
         (dict(n_steps=10, dt=0.1, t_max=1.0), ValueError, "t_max .* must be < n_steps"),
         (dict(n_steps=10, dt=0.1, bias_time=2.0), ValueError, "bias_time .* must be < n_steps"),
@@ -163,15 +212,19 @@ def test_spike_train_and_target_errors():
         encode.poisson_spikes(key, jnp.array([jnp.nan]), 1.0, 4)
     with pytest.raises(ValueError, match="t_max must be > 0"):
         encode.poisson_spikes(key, jnp.ones(2), 0.0, 4)
-    with pytest.raises(ValueError, match="capacity must be >= 1"):
+    with pytest.raises(ValueError, match="capacity must be a positive integer, got 0"):
         encode.poisson_spikes(key, jnp.ones(2), 1.0, 0)
-    with pytest.raises(TypeError, match="capacity must be an int"):
+    with pytest.raises(TypeError, match="capacity must be a positive integer, got float"):
         encode.poisson_spikes(key, jnp.ones(2), 1.0, 4.0)
     with pytest.raises(TypeError, match="labels must have an integer dtype"):
         encode.target_times(jnp.array([0.0]), 3, 1.0, 2.0)
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
         encode.target_times(jnp.array([3]), 3, 1.0, 2.0)
-    with pytest.raises(ValueError, match="n_classes must be >= 1"):
+    with pytest.raises(ValueError, match="n_classes must be a positive integer, got 0"):
         encode.target_times(jnp.array([0]), 0, 1.0, 2.0)
+    with pytest.raises(TypeError, match="t_correct must be a Python number"):
+        jax.jit(lambda t: encode.target_times(jnp.array([0]), 3, t, 2.0))(1.0)
+    with pytest.raises(TypeError, match="t_wrong must be a real number"):
+        encode.target_times(jnp.array([0]), 3, 1.0, "2.0")
     with pytest.raises(ValueError, match="t_wrong must be finite"):
         encode.target_times(jnp.array([0]), 3, 1.0, float("nan"))

@@ -69,6 +69,20 @@ def test_first_spike_losses_match_numpy(x64):
     value = loss.wunderlich_pehle_loss(
         TIMES, LABELS, tau_0=tau_0, tau_1=tau_1, alpha=alpha, t_missing=T_MISSING)
     np.testing.assert_allclose(value, expected, rtol=1e-12)
+    temperature, mse_weight, time_scale, early_weight = 0.5, 2.0, 1.5, 0.3
+    expected = (np_cross_entropy(-filled / temperature, LABELS)
+                + early_weight * np.mean(correct) / T_MISSING
+                + mse_weight * np.mean((filled - targets) ** 2) / time_scale**2)
+    value = loss.first_spike_hybrid_loss(
+        TIMES, LABELS, targets=targets, temperature=temperature, t_missing=T_MISSING,
+        mse_weight=mse_weight, time_scale=time_scale, early_weight=early_weight)
+    np.testing.assert_allclose(value, expected, rtol=1e-12)
+    # without the squared error and the early term it is the first-spike cross-entropy
+    np.testing.assert_allclose(
+        loss.first_spike_hybrid_loss(TIMES, LABELS, targets=targets, temperature=temperature,
+                                     t_missing=T_MISSING, mse_weight=0.0),
+        loss.first_spike_cross_entropy(TIMES, LABELS, temperature=temperature, t_missing=T_MISSING),
+        rtol=1e-12)
 
 
 FIRST_SPIKE_LOSSES = {
@@ -78,6 +92,9 @@ FIRST_SPIKE_LOSSES = {
         t, jnp.asarray(LABELS), temperature=0.5, t_missing=T_MISSING),
     "wunderlich_pehle": lambda t: loss.wunderlich_pehle_loss(
         t, jnp.asarray(LABELS), tau_0=0.5, tau_1=6.4, alpha=3e-3, t_missing=T_MISSING),
+    "hybrid": lambda t: loss.first_spike_hybrid_loss(
+        t, jnp.asarray(LABELS), targets=jnp.full(t.shape, 2.0), temperature=0.5,
+        t_missing=T_MISSING, mse_weight=2.0, time_scale=1.5, early_weight=0.3),
 }
 
 
@@ -144,7 +161,7 @@ def test_accuracy_helpers():
     counts = jnp.array([[0.0, 0.0], [3.0, 1.0], [1.0, 2.0]])
     labels = jnp.array([0, 0, 1])
     assert float(loss.accuracy(counts, labels)) == pytest.approx(2 / 3)  # the tie is wrong
-    assert np.asarray(loss.predict_max(counts)).tolist() == [0, 0, 1]
+    assert np.asarray(loss.predict_max(counts)).tolist() == [-1, 0, 1]  # the tie: no prediction
     spikes = jnp.stack([counts, jnp.zeros_like(counts)], axis=1)  # (B, T=2, n)
     assert float(loss.spike_count_accuracy(spikes, labels)) == pytest.approx(2 / 3)
     membrane = jnp.array([[[0.1, 0.9], [0.5, 0.2]]])  # max over time: (0.5, 0.9)
@@ -191,7 +208,7 @@ def test_value_errors():
         (lambda t, l: loss.first_spike_cross_entropy(t, l, temperature=0.0, t_missing=1.0),
          "temperature must be finite and > 0"),
         (lambda t, l: loss.first_spike_cross_entropy(t, l, temperature=1.0, t_missing=np.inf),
-         "t_missing must be finite"),
+         "t_missing contains 1 NaN/inf value"),
         (lambda t, l: loss.wunderlich_pehle_loss(t, l, tau_0=-1.0, tau_1=1.0, alpha=0.0,
                                                  t_missing=1.0), "tau_0 must be finite and > 0"),
         (lambda t, l: loss.wunderlich_pehle_loss(t, l, tau_0=1.0, tau_1=0.0, alpha=0.0,
@@ -203,9 +220,70 @@ def test_value_errors():
         (lambda t, l: loss.first_spike_mse(t, jnp.full((2, 2), jnp.nan), t_missing=1.0),
          "targets contains 4 NaN"),
         (lambda t, l: loss.first_spike_mse(t, jnp.zeros((2, 2)), t_missing=jnp.ones(2)),
-         "t_missing must be a scalar"),
+         r"t_missing must be 0-dimensional, got shape \(2,\)"),
+        (lambda t, l: loss.first_spike_hybrid_loss(t, l, targets=jnp.zeros((2, 2)), temperature=1.0,
+                                                   t_missing=1.0, mse_weight=-1.0),
+         "mse_weight must be finite and >= 0"),
+        (lambda t, l: loss.first_spike_hybrid_loss(t, l, targets=jnp.zeros((2, 2)), temperature=1.0,
+                                                   t_missing=1.0, mse_weight=1.0, time_scale=0.0),
+         "time_scale must be finite and > 0"),
+        (lambda t, l: loss.first_spike_hybrid_loss(
+            t, l, targets=jnp.zeros((2, 2)), temperature=1.0, t_missing=1.0, mse_weight=1.0,
+            early_weight=-1.0),
+         "early_weight must be finite and >= 0"),
+        (lambda t, l: loss.first_spike_hybrid_loss(t, l, targets=jnp.zeros((2, 2)), temperature=1.0,
+                                                   t_missing=0.0, mse_weight=1.0),
+         "t_missing must be finite and > 0"),
+        (lambda t, l: loss.first_spike_hybrid_loss(t, l, targets=jnp.zeros((2, 3)), temperature=1.0,
+                                                   t_missing=1.0, mse_weight=1.0),
+         "targets must have the shape of first_times"),
+        (lambda t, l: loss.first_spike_hybrid_loss(t, jnp.array([0, 2]), targets=jnp.zeros((2, 2)),
+                                                   temperature=1.0, t_missing=1.0, mse_weight=1.0),
+         r"labels must lie in \[0, 2\)"),
     ],
 )
 def test_first_spike_argument_errors(fn, message):
     with pytest.raises(ValueError, match=message):
         fn(jnp.array([[1.0, jnp.inf], [0.5, 2.0]]), jnp.array([0, 1]))
+
+
+def test_one_tie_rule_for_predictions_and_accuracies():
+    # integer scores and times make ties common; +inf times are silent neurons
+    rng = np.random.default_rng(3)
+    scores = rng.integers(0, 3, size=(400, 3)).astype(np.float32)
+    labels = rng.integers(0, 3, size=400)
+    predicted = np.asarray(loss.predict_max(scores))
+    unique = (scores == scores.max(axis=1, keepdims=True)).sum(axis=1) == 1
+    assert 50 < (~unique).sum() < 350  # the draw holds both ties and clear winners
+    np.testing.assert_array_equal(predicted, np.where(unique, scores.argmax(axis=1), -1))
+    np.testing.assert_allclose(
+        loss.accuracy(scores, labels), np.mean(predicted == labels), rtol=1e-6)
+    times = np.where(rng.random((400, 3)) < 0.3, np.inf, rng.integers(1, 4, size=(400, 3)))
+    predicted = np.asarray(loss.predict_first_spike(times))
+    earliest = times.min(axis=1, keepdims=True)
+    unique = ((times == earliest).sum(axis=1) == 1) & np.isfinite(earliest[:, 0])
+    assert 50 < (~unique).sum() < 350 and np.any(np.all(np.isinf(times), axis=1))
+    np.testing.assert_array_equal(predicted, np.where(unique, times.argmin(axis=1), -1))
+    np.testing.assert_array_equal(jax.jit(jax.vmap(loss.predict_first_spike))(jnp.asarray(times)),
+                                  predicted)
+    np.testing.assert_allclose(
+        loss.first_spike_accuracy(times, labels), np.mean(predicted == labels), rtol=1e-6)
+    membrane = np.stack([scores, scores - 5], axis=1)  # (B, T=2, n): the maximum is the first step
+    np.testing.assert_allclose(loss.max_membrane_accuracy(membrane, labels),
+                               np.mean(np.asarray(loss.predict_max(scores)) == labels), rtol=1e-6)
+    assert np.asarray(loss.predict_first_spike(jnp.array([jnp.inf]))).tolist() == -1
+    assert np.asarray(loss.predict_max(jnp.array([2.0]))).tolist() == 0  # one class: no tie
+
+
+def test_hybrid_loss_under_jit_vmap_and_float32():
+    times = jnp.asarray(TIMES, jnp.float32)
+    labels = jnp.asarray(LABELS)
+    targets = jnp.full(times.shape, 2.0, jnp.float32)
+    fn = lambda t, l, y: loss.first_spike_hybrid_loss(  # noqa: E731
+        t, l, targets=y, temperature=0.5, t_missing=T_MISSING, mse_weight=2.0, early_weight=0.3)
+    batched = fn(times, labels, targets)
+    np.testing.assert_allclose(jax.jit(fn)(times, labels, targets), batched, rtol=1e-6)
+    np.testing.assert_allclose(jax.vmap(fn)(times, labels, targets).mean(), batched, rtol=1e-6)
+    grad = jax.grad(fn)(times, labels, targets)
+    assert grad.dtype == jnp.float32 and np.all(np.isfinite(grad))
+    assert np.all(np.asarray(grad)[np.isinf(TIMES)] == 0.0)

@@ -107,6 +107,21 @@ def test_pad_grows_and_refuses_to_drop_events():
         S.pad(grown, 1)
 
 
+def test_pad_with_allow_truncation_keeps_the_earliest_events():
+    buffer = S.from_lists([0.3, 0.1, 0.2, 0.4], [3, 1, 2, 0], capacity=5)
+    short = S.pad(buffer, 2, allow_truncation=True)
+    np.testing.assert_array_equal(short.time, np.float32([0.1, 0.2]))
+    np.testing.assert_array_equal(short.idx, [1, 2])
+    # the same under jit and on a batch (last axis), where no count check can run
+    batch = Spikes(jnp.stack([buffer.time, S.shift(buffer, 1.0).time]), jnp.stack([buffer.idx, buffer.idx]))
+    jitted = jax.jit(lambda b: S.pad(b, 3, allow_truncation=True))(batch)
+    np.testing.assert_allclose(jitted.time, np.float32([[0.1, 0.2, 0.3], [1.1, 1.2, 1.3]]), rtol=1e-6)
+    np.testing.assert_array_equal(jitted.idx, [[1, 2, 3], [1, 2, 3]])
+    # without permission the same shrink is refused, naming the capacity needed
+    with pytest.raises(ValueError, match="it holds 4 events; capacity must be >= 4"):
+        S.pad(buffer, 2)
+
+
 def test_batched_helpers_work_on_last_axis():
     batch = jax.vmap(lambda t: S.shift(S.from_lists([0.1, 0.2], [0, 1], capacity=3), t))(
         jnp.array([0.0, 1.0])
@@ -171,6 +186,28 @@ def test_dense_round_trip():
     back = S.from_dense(dense, dt=0.25, capacity=6)
     np.testing.assert_array_equal(back.time, buffer.time)
     np.testing.assert_array_equal(back.idx, buffer.idx)
+
+
+@pytest.mark.parametrize("offset", [0.1, 0.25, 0.49])
+def test_from_dense_with_offset_places_events_inside_their_bins(offset):
+    dt = 0.5
+    dense = np.zeros((4, 3), np.float32)
+    dense[0, 2] = dense[1, 0] = dense[1, 1] = dense[3, 2] = 1
+    buffer = S.from_dense(jnp.asarray(dense), dt=dt, capacity=6, offset=offset)
+    np.testing.assert_allclose(
+        buffer.time, np.float32([offset, dt + offset, dt + offset, 3 * dt + offset, np.inf, np.inf]), rtol=1e-6
+    )
+    np.testing.assert_array_equal(buffer.idx, [2, 0, 1, 2, -1, -1])
+    S.validate(buffer, n_neurons=3)
+    np.testing.assert_array_equal(S.to_dense(buffer, 3, dt, 4), dense)  # each event stays in its bin
+    jitted = jax.jit(lambda d: S.from_dense(d, dt, 6, offset))(jnp.asarray(dense))
+    np.testing.assert_array_equal(jitted.time, buffer.time)
+
+
+@pytest.mark.parametrize("offset", [-0.1, 0.5, 0.7, float("nan")])
+def test_from_dense_rejects_offset_outside_the_bin(offset):
+    with pytest.raises(ValueError, match=r"offset must be in \[0, dt\) = \[0, 0.5\)"):
+        S.from_dense(jnp.ones((2, 2)), dt=0.5, capacity=4, offset=offset)
 
 
 def test_to_dense_drops_events_outside_window_and_counts_repeats():

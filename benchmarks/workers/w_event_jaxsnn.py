@@ -83,8 +83,7 @@ def build(workload, cfg):
     epoch = jax.jit(lambda s: jax.lax.scan(update, s, epoch_data)[0])
 
     def save():
-        grad = jax.jit(jax.grad(lambda w: loss_fn(w, batch)))(params)
-        loss = jax.jit(lambda w: loss_fn(w, batch))(params)
+        loss, grad = jax.jit(jax.value_and_grad(lambda w: loss_fn(w, batch)))(params)
         np.savez(cfg["out"], g1=np.asarray(grad[0]["weight"]), g2=np.asarray(grad[1]["weight"]),
                  loss=np.asarray(loss))
         return [float(loss)]

@@ -60,6 +60,21 @@ def cnn(params, x):
     return z1, z2
 
 
+def max_pool(z, p):
+    """Max over non-overlapping ``p x p`` windows of ``(T, B, C, H, W)``."""
+    return jax.lax.reduce_window(z, -jnp.inf, jax.lax.max, (1, 1, 1, p, p), (1, 1, 1, p, p),
+                                 "VALID")
+
+
+def cnn_pool(params, x, pool):
+    k1, k2, w3 = params
+    z1 = lif_scan(conv(x, k1))
+    z2 = lif_scan(conv(max_pool(z1, pool), k2))
+    flat = max_pool(z2, pool).reshape(z2.shape[:2] + (-1,))  # (T, B, C * h * w)
+    z3 = lif_scan(jnp.einsum("tbi,io->tbo", flat, w3))
+    return z1, z2, z3
+
+
 def build(workload, cfg):
     if workload == "matmul_peak":
         T, B, n = cfg["T"], cfg["batch"], cfg["hidden"]
@@ -77,11 +92,15 @@ def build(workload, cfg):
         data = harness.cnn_data(cfg)
         net = cnn
         params = (jnp.asarray(data["k1"]), jnp.asarray(data["k2"]))
+    elif workload == "cnn_pool":
+        data = harness.cnn_pool_data(cfg)
+        net = lambda p, x: cnn_pool(p, x, cfg["pool"])  # noqa: E731
+        params = (jnp.asarray(data["k1"]), jnp.asarray(data["k2"]), jnp.asarray(data["w3"]))
     else:
         raise ValueError(f"unknown workload {workload!r}")
     x = jnp.asarray(data["x"])
-    forward = jax.jit(lambda p, x: net(p, x)[1])
-    grad = jax.jit(jax.grad(lambda p, x: net(p, x)[1].sum()))
+    forward = jax.jit(lambda p, x: net(p, x)[-1])
+    grad = jax.jit(jax.grad(lambda p, x: net(p, x)[-1].sum()))
     rates = jax.jit(net)
     return {
         "forward": lambda: forward(params, x),

@@ -1,14 +1,15 @@
-"""jaxsnn (this repository) on the discrete workloads: ``serial(Dense, LIF, Dense, LIF)``.
+"""jaxsnn (this repository) on the discrete workloads: ``serial(Dense, LIF, Dense, LIF)``,
+``serial(Conv, LIF, Conv, LIF)`` and, for ``cnn_pool``,
+``serial(Conv, LIF, MaxPool, Conv, LIF, MaxPool, Flatten, Dense, LIF)``.
 
-The benchmark neuron is ``v_t = 0.9 v_{t-1} + x_t @ W``. jaxsnn's LIF is current-based
-(``I_t = a_syn I_{t-1} + x_t W``, ``v_t = a_mem v_{t-1} + (1 - a_mem) I_t``); with
-``a_syn = 0`` (tau_syn << dt), ``a_mem = 0.9`` and weights ``W / (1 - a_mem)`` it is the same
-recurrence, so every library sees the same network.
+The benchmark neuron ``v_t = 0.9 v_{t-1} + x_t @ W`` is jaxsnn's single-state LIF
+(``tau_syn=0``, ``input_scale=1``, ``tau_mem = tau_from_decay(0.9)``), so every library sees the
+same network with the same weights. Inputs are time-major ``(T, B, ...)`` and the network is
+batched with ``jaxsnn.discrete.time_major`` (``jax.vmap`` over axis 1: no transpose around the
+LIF scans); ``cfg["layout"] = "batch-major"`` runs the ``jax.vmap`` over ``(B, T, ...)`` instead.
 """
 
 from __future__ import annotations
-
-import math
 
 from common_jax import block, harness, mean_rates
 
@@ -16,53 +17,75 @@ import jax
 import jax.numpy as jnp
 
 import jaxsnn
-from jaxsnn.discrete import LIF, Conv, Dense
+from jaxsnn.discrete import LIF, Conv, Dense, Flatten, MaxPool, tau_from_decay, time_major
 
 DT = 1.0
-TAU_MEM = -DT / math.log(harness.DECAY)  # a_mem = 0.9
-TAU_SYN = DT / 200.0  # a_syn = exp(-200): the current holds only this step's input
-INPUT_SCALE = 1.0 / (1.0 - harness.DECAY)
+TAU_MEM = tau_from_decay(harness.DECAY, DT)
 
 
 def lif(size):
-    return LIF(size, tau_syn=TAU_SYN, tau_mem=TAU_MEM, dt=DT, v_th=harness.THRESHOLD,
-               reset="subtract", project=False)
+    return LIF(size, tau_syn=0.0, tau_mem=TAU_MEM, dt=DT, input_scale=1.0,
+               v_th=harness.THRESHOLD, reset="subtract", project=False)
 
 
-def build(workload, cfg):
+def network(workload, cfg, conv_backward="patches"):
+    """The jaxsnn network of ``workload``, its parameters from the shared data, the time-major
+    input ``(T, B, ...)`` and the indices of its LIF layers."""
     if workload in ("mlp2048", "scaling"):
         data = harness.mlp_data(cfg)
         hidden = cfg["hidden"]
         net = jaxsnn.serial(Dense(hidden), lif(hidden), Dense(hidden), lif(hidden))
-        params = [{"weight": jnp.asarray(data["w1"] * INPUT_SCALE)}, {},
-                  {"weight": jnp.asarray(data["w2"] * INPUT_SCALE)}, {}]
-        x = jnp.asarray(data["x"]).transpose(1, 0, 2)  # (batch, time, n_in)
-    elif workload == "cnn48":
+        params = [{"weight": jnp.asarray(data["w1"])}, {}, {"weight": jnp.asarray(data["w2"])}, {}]
+        return net, params, jnp.asarray(data["x"]), (1, 3)
+    hwio = lambda k: jnp.asarray(k.transpose(2, 3, 1, 0))  # noqa: E731  OIHW -> HWIO
+    c, s, k = cfg["channels"], cfg["size"], cfg["kernel"]
+    conv = lambda: Conv(c, k, backward=conv_backward)  # noqa: E731
+    if workload == "cnn48":
         data = harness.cnn_data(cfg)
-        c, s = cfg["channels"], cfg["size"]
-        net = jaxsnn.serial(Conv(c, cfg["kernel"]), lif((s, s, c)),
-                            Conv(c, cfg["kernel"]), lif((s, s, c)))
-        hwio = lambda k: jnp.asarray(k.transpose(2, 3, 1, 0) * INPUT_SCALE)  # noqa: E731
+        net = jaxsnn.serial(conv(), lif((s, s, c)), conv(), lif((s, s, c)))
         params = [{"weight": hwio(data["k1"])}, {}, {"weight": hwio(data["k2"])}, {}]
-        x = jnp.asarray(data["x"]).transpose(1, 0, 3, 4, 2)  # (batch, time, H, W, C)
+        lifs = (1, 3)
+    elif workload == "cnn_pool":
+        data = harness.cnn_pool_data(cfg)
+        p = cfg["pool"]
+        net = jaxsnn.serial(conv(), lif((s, s, c)), MaxPool(p), conv(),
+                            lif((s // p, s // p, c)), MaxPool(p), Flatten(),
+                            Dense(cfg["classes"]), lif(cfg["classes"]))
+        params = [{"weight": hwio(data["k1"])}, {}, {}, {"weight": hwio(data["k2"])}, {}, {}, {},
+                  {"weight": jnp.asarray(harness.hwc_rows(data["w3"], cfg))}, {}]
+        lifs = (1, 4, 8)
     else:
         raise ValueError(f"unknown workload {workload!r}")
-    _, apply = net
+    x = jnp.asarray(data["x"]).transpose(0, 1, 3, 4, 2)  # (T, B, C, H, W) -> (T, B, H, W, C)
+    return net, params, x, lifs
 
-    def run(params, x):
-        _, out, rec = jax.vmap(lambda xs: apply(params, xs))(x)
-        return out, rec
+
+def build(workload, cfg):
+    net, params, x, lifs = network(workload, cfg, cfg.get("conv_backward", "patches"))
+    if cfg.get("layout", "time-major") == "time-major":
+        batched = time_major(net)
+
+        def run(params, x):
+            _, out, rec = batched(params, x)
+            return out, rec
+    else:
+        x = x.swapaxes(0, 1)  # (B, T, ...)
+
+        def run(params, x):
+            _, out, rec = jax.vmap(lambda xs: net.apply(params, xs))(x)
+            return out, rec
 
     forward = jax.jit(lambda p, x: run(p, x)[0])
     grad = jax.jit(jax.grad(lambda p, x: run(p, x)[0].sum()))
-    rates = jax.jit(lambda p, x: (run(p, x)[1][1].spikes, run(p, x)[1][3].spikes))
+    rates = jax.jit(lambda p, x: tuple(run(p, x)[1][i].spikes for i in lifs))
     return {
         "forward": lambda: forward(params, x),
         "backward": lambda: grad(params, x),
         "block": block,
         "rates": lambda: mean_rates(*rates(params, x)),
         "versions": dict(harness.package_versions("jax", "jaxlib"), jaxsnn=jaxsnn.__version__),
-        "implementation": "jaxsnn.serial(Dense, LIF(project=False), Dense, LIF) under jax.vmap",
+        "implementation": "jaxsnn.serial(...) batched with jaxsnn.discrete.time_major "
+                          "(jax.vmap over the batch axis of (T, B, ...) inputs)",
     }
 
 

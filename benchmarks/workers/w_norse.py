@@ -28,8 +28,8 @@ def build(workload, cfg):
         l2 = torch.nn.Linear(h, h, bias=False)
         w1, w2 = data["w1"].T, data["w2"].T
         x = torch.from_numpy(data["x"])
-    elif workload == "cnn48":
-        data = harness.cnn_data(cfg)
+    elif workload in ("cnn48", "cnn_pool"):
+        data = harness.cnn_pool_data(cfg) if workload == "cnn_pool" else harness.cnn_data(cfg)
         c, k = cfg["channels"], cfg["kernel"]
         l1 = torch.nn.Conv2d(cfg["channels_in"], c, k, padding="same", bias=False)
         l2 = torch.nn.Conv2d(c, c, k, padding="same", bias=False)
@@ -37,6 +37,7 @@ def build(workload, cfg):
         x = torch.from_numpy(data["x"])
     else:
         raise ValueError(workload)
+    w3 = data["w3"].T if workload == "cnn_pool" else None  # (classes, C * h * w)
     with torch.no_grad():
         l1.weight.copy_(torch.from_numpy(w1 * INPUT_SCALE))
         l2.weight.copy_(torch.from_numpy(w2 * INPUT_SCALE))
@@ -46,12 +47,22 @@ def build(workload, cfg):
         v_th=torch.as_tensor(harness.THRESHOLD),
         v_reset=torch.as_tensor(0.0),
     )
-    if workload == "cnn48":
+    if workload in ("cnn48", "cnn_pool"):
         # nn.Conv2d takes (N, C, H, W): apply it to every step by folding time into the batch
-        conv = lambda layer: norse.Lift(layer)  # noqa: E731
-        l1, l2 = conv(l1), conv(l2)
-    model = norse.SequentialState(l1, norse.LIF(p, dt=DT), l2, norse.LIF(p, dt=DT))
-    front = norse.SequentialState(l1, norse.LIF(p, dt=DT))
+        l1, l2 = norse.Lift(l1), norse.Lift(l2)
+    if workload == "cnn_pool":
+        pool = lambda: norse.Lift(torch.nn.MaxPool2d(cfg["pool"]))  # noqa: E731
+        l3 = torch.nn.Linear(w3.shape[1], w3.shape[0], bias=False)
+        with torch.no_grad():
+            l3.weight.copy_(torch.from_numpy(w3 * INPUT_SCALE))
+        layers = [l1, norse.LIF(p, dt=DT), pool(), l2, norse.LIF(p, dt=DT), pool(),
+                  norse.Lift(torch.nn.Flatten()), l3, norse.LIF(p, dt=DT)]
+        lif_ends = (2, 5)
+    else:
+        layers = [l1, norse.LIF(p, dt=DT), l2, norse.LIF(p, dt=DT)]
+        lif_ends = (2,)
+    model = norse.SequentialState(*layers)
+    fronts = [norse.SequentialState(*layers[:end]) for end in lif_ends]
     params = [p_ for p_ in model.parameters() if p_.requires_grad and p_.ndim > 1]
 
     def forward():
@@ -64,7 +75,7 @@ def build(workload, cfg):
 
     def rates():
         with torch.no_grad():
-            return mean_rates(front(x)[0], model(x)[0])
+            return mean_rates(*[front(x)[0] for front in fronts], model(x)[0])
 
     return {
         "forward": forward,

@@ -23,8 +23,8 @@ def build(workload, cfg):
         layer = lambda: nn.Dense(h, use_bias=False)  # noqa: E731
         kernels = [jnp.asarray(data["w1"]), jnp.asarray(data["w2"])]
         x = jnp.asarray(data["x"])  # (T, B, n_in)
-    elif workload == "cnn48":
-        data = harness.cnn_data(cfg)
+    elif workload in ("cnn48", "cnn_pool"):
+        data = harness.cnn_pool_data(cfg) if workload == "cnn_pool" else harness.cnn_data(cfg)
         c, k = cfg["channels"], cfg["kernel"]
         layer = lambda: nn.Conv(c, (k, k), padding="SAME", use_bias=False)  # noqa: E731
         kernels = [jnp.asarray(data["k1"].transpose(2, 3, 1, 0)),
@@ -36,12 +36,23 @@ def build(workload, cfg):
     def lif():
         return slax.LIF(init_tau=INIT_TAU, v_threshold=harness.THRESHOLD, subtraction_reset=True)
 
-    model = slax.RNN(nn.Sequential([layer(), lif(), layer(), lif()]))
+    if workload == "cnn_pool":
+        p = cfg["pool"]
+        pool = lambda z: nn.max_pool(z, (p, p), strides=(p, p))  # noqa: E731
+        flatten = lambda z: z.reshape(z.shape[0], -1)  # noqa: E731
+        kernels.append(jnp.asarray(harness.hwc_rows(data["w3"], cfg)))
+        stack = [layer(), lif(), pool, layer(), lif(), pool, flatten,
+                 nn.Dense(cfg["classes"], use_bias=False), lif()]
+        lif_ends = (2, 5)
+    else:
+        stack = [layer(), lif(), layer(), lif()]
+        lif_ends = (2,)
+    model = slax.RNN(nn.Sequential(stack))
     variables = model.init(jax.random.PRNGKey(0), x)
     params = jax.tree_util.tree_map(lambda a: a, variables["params"])
     # put the shared weights in place of the random ones (two kernels, in layer order)
     leaves, treedef = jax.tree_util.tree_flatten(params)
-    assert len(leaves) == 2, f"expected two kernels, got {len(leaves)}"
+    assert len(leaves) == len(kernels), f"expected {len(kernels)} kernels, got {len(leaves)}"
     params = jax.tree_util.tree_unflatten(treedef, kernels)
     # init runs the first step to create the membrane variables; start every run from rest
     carry = jax.tree_util.tree_map(jnp.zeros_like, variables.get("carry", {}))
@@ -50,20 +61,22 @@ def build(workload, cfg):
         out, _ = model.apply({"params": params, "carry": carry}, x, mutable=["carry"])
         return out
 
-    front = slax.RNN(nn.Sequential([layer(), lif()]))
-    fvars = front.init(jax.random.PRNGKey(0), x)
-    fleaves, ftree = jax.tree_util.tree_flatten(fvars["params"])
-    fparams = jax.tree_util.tree_unflatten(ftree, kernels[:1])
-    rate1 = jax.jit(lambda: front.apply({"params": fparams, "carry": jax.tree_util.tree_map(
-        jnp.zeros_like, fvars.get("carry", {}))}, x,
-                                        mutable=["carry"])[0])
+    fronts = []
+    for end in lif_ends:  # the network up to each hidden LIF layer, for its spike rate
+        front = slax.RNN(nn.Sequential(stack[:end]))
+        fvars = front.init(jax.random.PRNGKey(0), x)
+        fleaves, ftree = jax.tree_util.tree_flatten(fvars["params"])
+        fparams = jax.tree_util.tree_unflatten(ftree, kernels[: len(fleaves)])
+        fcarry = jax.tree_util.tree_map(jnp.zeros_like, fvars.get("carry", {}))
+        fronts.append(jax.jit(lambda f=front, p=fparams, c=fcarry: f.apply(
+            {"params": p, "carry": c}, x, mutable=["carry"])[0]))
     forward = jax.jit(run)
     grad = jax.jit(jax.grad(lambda p, x: run(p, x).sum()))
     return {
         "forward": lambda: forward(params, x),
         "backward": lambda: grad(params, x),
         "block": block,
-        "rates": lambda: mean_rates(rate1(), forward(params, x)),
+        "rates": lambda: mean_rates(*[f() for f in fronts], forward(params, x)),
         "versions": harness.package_versions("slax", "jax", "jaxlib", "flax"),
         "implementation": "slax.RNN(flax.linen.Sequential([Dense, slax.LIF, Dense, slax.LIF]))",
     }

@@ -20,8 +20,8 @@ def build(workload, cfg):
         with torch.no_grad():
             fc1.weight.copy_(torch.from_numpy(data["w1"].T))
             fc2.weight.copy_(torch.from_numpy(data["w2"].T))
-    elif workload == "cnn48":
-        data = harness.cnn_data(cfg)
+    elif workload in ("cnn48", "cnn_pool"):
+        data = harness.cnn_pool_data(cfg) if workload == "cnn_pool" else harness.cnn_data(cfg)
         c, k = cfg["channels"], cfg["kernel"]
         fc1 = torch.nn.Conv2d(cfg["channels_in"], c, k, padding="same", bias=False)
         fc2 = torch.nn.Conv2d(c, c, k, padding="same", bias=False)
@@ -33,25 +33,44 @@ def build(workload, cfg):
     x = torch.from_numpy(data["x"])  # (T, B, ...)
     lif1 = snn.Leaky(beta=harness.DECAY, threshold=harness.THRESHOLD, reset_mechanism="subtract")
     lif2 = snn.Leaky(beta=harness.DECAY, threshold=harness.THRESHOLD, reset_mechanism="subtract")
-
-    def run(x):
-        mem1, mem2 = lif1.init_leaky(), lif2.init_leaky()
-        spk1_rec, spk2_rec = [], []
-        for step in range(x.shape[0]):
-            spk1, mem1 = lif1(fc1(x[step]), mem1)
-            spk2, mem2 = lif2(fc2(spk1), mem2)
-            spk1_rec.append(spk1)
-            spk2_rec.append(spk2)
-        return torch.stack(spk1_rec), torch.stack(spk2_rec)
-
     params = [fc1.weight, fc2.weight]
+    if workload == "cnn_pool":
+        w3 = data["w3"].T  # (classes, C * h * w), PyTorch's flatten order
+        fc3 = torch.nn.Linear(w3.shape[1], w3.shape[0], bias=False)
+        with torch.no_grad():
+            fc3.weight.copy_(torch.from_numpy(w3))
+        lif3 = snn.Leaky(beta=harness.DECAY, threshold=harness.THRESHOLD,
+                         reset_mechanism="subtract")
+        pool = torch.nn.MaxPool2d(cfg["pool"])
+        params.append(fc3.weight)
+
+        def run(x):
+            mem1, mem2, mem3 = lif1.init_leaky(), lif2.init_leaky(), lif3.init_leaky()
+            records = ([], [], [])
+            for step in range(x.shape[0]):
+                spk1, mem1 = lif1(fc1(x[step]), mem1)
+                spk2, mem2 = lif2(fc2(pool(spk1)), mem2)
+                spk3, mem3 = lif3(fc3(pool(spk2).flatten(1)), mem3)
+                for record, spk in zip(records, (spk1, spk2, spk3)):
+                    record.append(spk)
+            return tuple(torch.stack(r) for r in records)
+    else:
+        def run(x):
+            mem1, mem2 = lif1.init_leaky(), lif2.init_leaky()
+            spk1_rec, spk2_rec = [], []
+            for step in range(x.shape[0]):
+                spk1, mem1 = lif1(fc1(x[step]), mem1)
+                spk2, mem2 = lif2(fc2(spk1), mem2)
+                spk1_rec.append(spk1)
+                spk2_rec.append(spk2)
+            return torch.stack(spk1_rec), torch.stack(spk2_rec)
 
     def forward():
         with torch.no_grad():
-            return run(x)[1]
+            return run(x)[-1]
 
     def backward():
-        run(x)[1].sum().backward()
+        run(x)[-1].sum().backward()
         return grads_of(params)
 
     return {

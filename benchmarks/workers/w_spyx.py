@@ -11,6 +11,16 @@ import spyx
 from flax import nnx
 
 
+class MaxPool(nnx.Module):
+    """Non-overlapping ``p x p`` max-pool of ``(B, H, W, C)`` (flax.nnx.max_pool)."""
+
+    def __init__(self, p):
+        self.p = p
+
+    def __call__(self, x):
+        return nnx.max_pool(x, (self.p, self.p), strides=(self.p, self.p))
+
+
 def build(workload, cfg):
     rngs = nnx.Rngs(0)
     beta = harness.DECAY
@@ -23,8 +33,8 @@ def build(workload, cfg):
         l2.kernel[...] = jnp.asarray(data["w2"])
         shape = (h,)
         x = jnp.asarray(data["x"])  # time-major (T, B, n_in)
-    elif workload == "cnn48":
-        data = harness.cnn_data(cfg)
+    elif workload in ("cnn48", "cnn_pool"):
+        data = harness.cnn_pool_data(cfg) if workload == "cnn_pool" else harness.cnn_data(cfg)
         c, s, k = cfg["channels"], cfg["size"], cfg["kernel"]
         l1 = nnx.Conv(cfg["channels_in"], c, (k, k), padding="SAME", use_bias=False, rngs=rngs)
         l2 = nnx.Conv(c, c, (k, k), padding="SAME", use_bias=False, rngs=rngs)
@@ -35,8 +45,18 @@ def build(workload, cfg):
     else:
         raise ValueError(workload)
     lif1 = spyx.nn.LIF(shape, beta=beta, threshold=harness.THRESHOLD, rngs=rngs)
-    lif2 = spyx.nn.LIF(shape, beta=beta, threshold=harness.THRESHOLD, rngs=rngs)
-    model = spyx.nn.Sequential(l1, lif1, l2, lif2)
+    if workload == "cnn_pool":
+        # spyx has SumPool and Flatten but no max-pool: flax's nnx.max_pool in a module
+        p, side, classes = cfg["pool"], cfg["size"] // cfg["pool"], cfg["classes"]
+        lif2 = spyx.nn.LIF((side, side, c), beta=beta, threshold=harness.THRESHOLD, rngs=rngs)
+        l3 = nnx.Linear(c * (side // p) ** 2, classes, use_bias=False, rngs=rngs)
+        l3.kernel[...] = jnp.asarray(harness.hwc_rows(data["w3"], cfg))
+        lif3 = spyx.nn.LIF((classes,), beta=beta, threshold=harness.THRESHOLD, rngs=rngs)
+        model = spyx.nn.Sequential(l1, lif1, MaxPool(p), l2, lif2, MaxPool(p), spyx.nn.Flatten(),
+                                   l3, lif3)
+    else:
+        lif2 = spyx.nn.LIF(shape, beta=beta, threshold=harness.THRESHOLD, rngs=rngs)
+        model = spyx.nn.Sequential(l1, lif1, l2, lif2)
     graphdef, state = nnx.split(model)
 
     def run(state, x):
@@ -46,15 +66,17 @@ def build(workload, cfg):
 
     forward = jax.jit(run)
     grad = jax.jit(jax.grad(lambda s, x: run(s, x).sum()))
-    # layer-1 rate: run the first two layers only
-    front = spyx.nn.Sequential(l1, lif1)
-    fgraph, fstate = nnx.split(front)
-    rate1 = jax.jit(lambda s, x: spyx.nn.run(nnx.merge(fgraph, s), x)[0])
+    # rates of the hidden LIF layers: run the network up to each of them
+    lif_positions = [i for i, layer in enumerate(model.layers) if isinstance(layer, spyx.nn.LIF)]
+    fronts = []
+    for end in lif_positions[:-1]:
+        fgraph, fstate = nnx.split(spyx.nn.Sequential(*model.layers[: end + 1]))
+        fronts.append((jax.jit(lambda s, x, g=fgraph: spyx.nn.run(nnx.merge(g, s), x)[0]), fstate))
     return {
         "forward": lambda: forward(state, x),
         "backward": lambda: grad(state, x),
         "block": block,
-        "rates": lambda: mean_rates(rate1(fstate, x), forward(state, x)),
+        "rates": lambda: mean_rates(*[f(s, x) for f, s in fronts], forward(state, x)),
         "versions": harness.package_versions("spyx", "jax", "jaxlib", "flax"),
         "implementation": "spyx.nn.Sequential(nnx.Linear, spyx.nn.LIF, ...) + spyx.nn.run",
     }

@@ -1,7 +1,7 @@
 """Datasets and batching.
 
 * ``load_yinyang`` / ``generate_yinyang``: the Yin-Yang dataset, bit-identical to the published
-  arrays for their seeds.
+  arrays for their seeds (checked against their SHA-256, ``YINYANG_SHA256``).
 * ``circle``, ``linear``, ``constant``: small synthetic tasks in the unit square.
 * ``randman``: smooth random manifolds (Zenke & Vogels 2021).
 * ``epoch_batches`` / ``iterate_batches``: shuffle with a JAX key and batch any pytree of
@@ -13,12 +13,14 @@ from jaxsnn.data.randman import RandmanParams, n_terms, randman, randman_embed, 
 from jaxsnn.data.toy import BALANCED_RADIUS, circle, constant, linear
 from jaxsnn.data.yinyang import (
     YINYANG_DIR_ENV,
+    YINYANG_SHA256,
     YINYANG_SPLITS,
     Dataset,
     generate_yinyang,
     load_yinyang,
     yinyang_class,
     yinyang_directory,
+    yinyang_fingerprint,
 )
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "Dataset",
     "RandmanParams",
     "YINYANG_DIR_ENV",
+    "YINYANG_SHA256",
     "YINYANG_SPLITS",
     "circle",
     "constant",
@@ -42,4 +45,5 @@ __all__ = [
     "randman_params",
     "yinyang_class",
     "yinyang_directory",
+    "yinyang_fingerprint",
 ]

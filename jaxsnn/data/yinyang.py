@@ -7,13 +7,16 @@ Each sample is the feature vector ``(x, y, 1 - x, 1 - y)``; the mirrored coordin
 total input activity of a sample independent of its position.
 
 ``generate_yinyang`` reproduces the dataset authors' published arrays bit for bit for their
-seeds (train: seed 42, 5000 samples; validation: 41, 1000; test: 40, 1000). ``load_yinyang``
+seeds (train: seed 42, 5000 samples; validation: 41, 1000; test: 40, 1000); the SHA-256 of
+the published arrays is kept in ``YINYANG_SHA256`` (``yinyang_fingerprint``), so this is
+checked without the files. ``load_yinyang``
 reads the published arrays when they are available and otherwise generates them, so no download
 is ever needed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from pathlib import Path
@@ -30,6 +33,24 @@ YINYANG_SPLITS: Dict[str, Tuple[int, int]] = {
 
 #: Environment variable naming the directory of the published ``*.npy`` arrays.
 YINYANG_DIR_ENV = "JAXSNN_YINYANG_DIR"
+
+#: SHA-256 of the published arrays, split -> (samples, labels), as ``yinyang_fingerprint``
+#: computes them (little-endian float64 samples ``(n, 4)`` and int64 labels, C order). They
+#: let the generator be checked bit for bit without the files.
+YINYANG_SHA256: Dict[str, Tuple[str, str]] = {
+    "train": (
+        "f5a4054d56f2a058f8250fba7ff9720458e1625db7af78a295e45701745b2228",
+        "534d12acda4f9dbc7208a99d3646115a4aa7d74ca31d6d23f822079a568559b7",
+    ),
+    "validation": (
+        "5eac358bdf2122763dce3703a79f3005e56e46a4db25ec329a07333d0f7b8093",
+        "5a4c2f605814a620f514c1091f10441ce562cd81e902ce701b3cf94ae7576f7d",
+    ),
+    "test": (
+        "7bab3ed668ed4992679cff6339fe21bfe7d0c921ddc6187eaa3bc6ef34b888d7",
+        "daa0f8f4e3b37b1ddec2afee22f09afb768f0e575f3f568e7469f1ebc6af73c1",
+    ),
+}
 
 N_CLASSES = 3
 N_FEATURES = 4
@@ -141,6 +162,25 @@ def generate_yinyang(
         inputs[k] = (x, y, 1.0 - x, 1.0 - y)
         labels[k] = wanted
     return Dataset(inputs, labels)
+
+
+def yinyang_fingerprint(dataset: Dataset) -> Tuple[str, str]:
+    """SHA-256 hex digests of a dataset's samples and labels, for bit-exact comparison.
+
+    The samples are hashed as little-endian float64 and the labels as little-endian int64, in
+    C order, so the digest depends on the values only (not on the array's memory layout or
+    the machine's byte order). Compare with ``YINYANG_SHA256[split]``.
+
+    Args:
+        dataset: a ``Dataset`` (or an ``(inputs, labels)`` pair) of NumPy-convertible arrays.
+
+    Returns:
+        ``(samples digest, labels digest)``.
+    """
+    inputs, labels = dataset
+    inputs_bytes = np.ascontiguousarray(np.asarray(inputs), dtype="<f8").tobytes()
+    labels_bytes = np.ascontiguousarray(np.asarray(labels), dtype="<i8").tobytes()
+    return hashlib.sha256(inputs_bytes).hexdigest(), hashlib.sha256(labels_bytes).hexdigest()
 
 
 def _repo_root() -> Path:

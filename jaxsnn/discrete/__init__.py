@@ -8,37 +8,54 @@ Layers (all ``jaxsnn.Layer`` pairs, usable in ``jaxsnn.serial``; per-sample inpu
 - ``RecurrentLIF``: ``LIF`` with all-to-all recurrent weights.
 - ``Dense`` (alias ``Linear``): projection of every time step at once.
 - ``Conv``: 2-D convolution of every time step at once.
+- ``SumPool``/``AvgPool``/``MaxPool``: spatial pooling of every time step; ``Flatten``:
+  ``(time, *features) -> (time, n)``, so conv -> pool -> conv -> pool -> dense stacks can be built.
 
-``surrogate`` holds the spike functions (Heaviside forward, surrogate derivative backward).
+``time_major(net)`` batches a network over ``(time, batch, ...)`` inputs without moving the
+time axis (``jax.vmap`` over axis 1; faster than batch-major data for ``Dense``/``LIF`` stacks).
+
+``dynamics`` holds the neuron's per-step update (``lif_step``), the scans over a window and
+their hand-written adjoint (``lif_dynamics`` runs them on precomputed currents); ``surrogate``
+the spike functions (Heaviside forward, surrogate derivative backward).
+
+``LIFState``/``LIFRecording`` here are the discrete-time classes (state after the last grid
+step; dense spike arrays); ``jaxsnn.event`` has its own classes of the same names (state at an
+arbitrary time with a refractory field; ``Spikes`` event buffers).
 """
 
-from jaxsnn.discrete import surrogate
+from jaxsnn.discrete import dynamics, surrogate
+from jaxsnn.discrete.batching import time_major
 from jaxsnn.discrete.conv import Conv
-from jaxsnn.discrete.lif import (
-    LI,
-    LIF,
-    LIFRecording,
+from jaxsnn.discrete.dynamics import (
     LIFState,
-    LIRecording,
-    RecurrentLIF,
     RecurrentLIFState,
     decay_factors,
     lif_dynamics,
+    tau_from_decay,
 )
+from jaxsnn.discrete.lif import LI, LIF, LIFRecording, LIRecording, RecurrentLIF
 from jaxsnn.discrete.linear import Dense, Linear
+from jaxsnn.discrete.pool import AvgPool, Flatten, MaxPool, SumPool
 
 __all__ = [
+    "AvgPool",
     "Conv",
     "Dense",
+    "Flatten",
     "LI",
     "LIF",
     "LIFRecording",
     "LIFState",
     "LIRecording",
     "Linear",
+    "MaxPool",
     "RecurrentLIF",
     "RecurrentLIFState",
+    "SumPool",
     "decay_factors",
+    "dynamics",
     "lif_dynamics",
     "surrogate",
+    "tau_from_decay",
+    "time_major",
 ]

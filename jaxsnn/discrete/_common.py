@@ -69,7 +69,7 @@ def check_inputs(label: str, inputs: Any, features: Tuple[int, ...]) -> Array:
 
 
 def check_no_external(label: str, external: Any) -> None:
-    """Raise ``ValueError`` unless ``external`` is ``None`` (discrete layers take no injected data)."""
+    """Raise ``ValueError`` unless ``external`` is ``None`` (discrete layers take no data in)."""
     if external is not None:
         raise ValueError(
             f"{label} takes no external data (external must be None), "

@@ -1,13 +1,15 @@
 """Discrete-time current-based leaky integrate-and-fire layers: ``LIF``, ``LI``, ``RecurrentLIF``.
 
-Per time step ``t`` (``a_syn = exp(-dt / tau_syn)``, ``a_mem = exp(-dt / tau_mem)``)::
+The neuron (``jaxsnn.discrete.dynamics``), per time step ``t`` with ``a = exp(-dt / tau)`` and
+input scale ``g`` (default ``1 - a_mem``)::
 
     I_t = a_syn * I_{t-1} + x_t @ W              (+ z_{t-1} @ W_rec for RecurrentLIF)
-    v_t = v_leak + a_mem * (v_{t-1} - v_leak) + (1 - a_mem) * I_t
-    z_t = H(v_t - v_th)                          (H(0) = 0; surrogate derivative backward)
-    "subtract": v_t <- v_t - z_t * (v_th - v_reset)
-    "hard":     v_t <- v_t + z_t * (v_reset - v_t)
+    u_t = v_leak + a_mem * (v_{t-1} - v_leak) + g * I_t
+    z_t = H(u_t - v_th)                          (H(0) = 0; surrogate derivative backward)
+    v_t = u_t - z_t (v_th - v_reset)  ("subtract")  or  v_reset where z_t = 1  ("hard")
 
+``tau_syn = 0`` is the single-state neuron ``I_t = x_t @ W``; with ``input_scale = 1`` and
+``v_leak = 0`` it is ``v_t = beta v_{t-1} + x_t @ W`` (snnTorch ``Leaky``, Spyx/Slax ``LIF``).
 The output at step ``t`` is ``z_t`` (``LI``: ``v_t``, no threshold). Rest is ``v = v_leak``,
 ``I = 0``; ``carry`` holds the state after the last step, so a window simulated in chunks equals
 the window simulated at once.
@@ -23,21 +25,12 @@ array of the window's size and never copies weights per step.
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any, Callable, NamedTuple, Optional, Tuple, Union
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
-from jaxsnn._validate import (
-    check_finite,
-    check_float_dtype,
-    positive_int,
-    positive_scalar,
-    real_scalar,
-)
-from jaxsnn.discrete import surrogate as surrogate_lib
+from jaxsnn._validate import check_finite, check_float_dtype
 from jaxsnn.discrete._common import (
     Features,
     check_inputs,
@@ -46,55 +39,30 @@ from jaxsnn.discrete._common import (
     format_size,
     input_shape_tuple,
 )
+from jaxsnn.discrete.dynamics import (
+    LIFConfig,
+    LIFState,
+    RecurrentLIFState,
+    check_backward,
+    li_scan,
+    lif_config,
+    lif_scan,
+    recurrent_lif_scan,
+    rest_state,
+)
 from jaxsnn.initializers import WeightInit, default_dtype, init_weight, make_weight_init
 from jaxsnn.types import Layer, named_layer
 
 Array = jax.Array
 
-__all__ = [
-    "LI",
-    "LIF",
-    "LIFRecording",
-    "LIFState",
-    "LIRecording",
-    "RecurrentLIF",
-    "RecurrentLIFState",
-    "decay_factors",
-    "lif_dynamics",
-]
-
-_RESETS = ("subtract", "hard")
-_BACKWARDS = ("adjoint", "autodiff")
-
-
-class LIFState(NamedTuple):
-    """State of an ``LIF`` or ``LI`` layer (``carry``): arrays shaped like the layer's features.
-
-    Attributes:
-        v: membrane potential after the last step (after reset).
-        current: synaptic current ``I`` after the last step.
-    """
-
-    v: Array
-    current: Array
-
-
-class RecurrentLIFState(NamedTuple):
-    """State of a ``RecurrentLIF`` layer (``carry``).
-
-    Attributes:
-        v: membrane potential after the last step (after reset).
-        current: synaptic current after the last step.
-        spikes: spikes of the last step (they reach the layer through ``W_rec`` next step).
-    """
-
-    v: Array
-    current: Array
-    spikes: Array
+__all__ = ["LI", "LIF", "LIFRecording", "LIRecording", "RecurrentLIF"]
 
 
 class LIFRecording(NamedTuple):
-    """What an ``LIF``/``RecurrentLIF`` layer records.
+    """What a discrete ``LIF``/``RecurrentLIF`` layer records: dense ``(time, ...)`` arrays.
+
+    Not ``jaxsnn.event.LIFRecording``, which holds a ``Spikes`` event buffer and an overflow
+    flag: here spikes are a dense 0/1 array on the time grid and there is no capacity.
 
     Attributes:
         spikes: ``(time, *features)`` spikes (0/1 in the input dtype).
@@ -106,227 +74,13 @@ class LIFRecording(NamedTuple):
 
 
 class LIRecording(NamedTuple):
-    """What an ``LI`` layer records.
+    """What a discrete ``LI`` layer records (the event ``LIRecording`` has ``membrane``).
 
     Attributes:
         v: ``(time, *features)`` membrane trace (also the layer's output).
     """
 
     v: Array
-
-
-def decay_factors(tau_syn: float, tau_mem: float, dt: float) -> Tuple[float, float]:
-    """Per-step decay factors of the current and the membrane.
-
-    Args:
-        tau_syn: synaptic time constant, > 0.
-        tau_mem: membrane time constant, > 0.
-        dt: time step, > 0 (same unit as the time constants).
-
-    Returns:
-        ``(a_syn, a_mem) = (exp(-dt / tau_syn), exp(-dt / tau_mem))``.
-
-    Raises:
-        ValueError: if any argument is not finite and > 0.
-    """
-    tau_syn = positive_scalar("tau_syn", tau_syn)
-    tau_mem = positive_scalar("tau_mem", tau_mem)
-    dt = positive_scalar("dt", dt)
-    return math.exp(-dt / tau_syn), math.exp(-dt / tau_mem)
-
-
-class _Config(NamedTuple):
-    """Static (hashable) neuron constants, used as a non-differentiable argument."""
-
-    a_syn: float
-    a_mem: float
-    v_th: float
-    v_reset: float
-    v_leak: float
-    reset: str
-    spike_fn: Callable[[Array], Array]
-    record_membrane: bool
-    unroll: int
-
-
-def _membrane(config: _Config, v: Array, current: Array) -> Array:
-    return config.v_leak + config.a_mem * (v - config.v_leak) + (1.0 - config.a_mem) * current
-
-
-def _after_reset(config: _Config, u: Array, z: Array) -> Array:
-    if config.reset == "subtract":
-        return u - z * (config.v_th - config.v_reset)
-    return u + z * (config.v_reset - u)
-
-
-def _forward_scan(config: _Config, currents: Array, v0: Array, i0: Array, spike_fn):
-    """The forward recurrence; returns ((v_T, I_T), (spikes, pre-reset membrane, trace))."""
-
-    def body(state, drive):
-        v, current = state
-        current = config.a_syn * current + drive
-        u = _membrane(config, v, current)
-        z = spike_fn(u - config.v_th)
-        v = _after_reset(config, u, z)
-        trace = v if config.record_membrane else None
-        return (v, current), (z, u, trace)
-
-    return lax.scan(body, (v0, i0), currents, unroll=config.unroll)
-
-
-def _outputs(config: _Config, final, ys):
-    (v_last, i_last), (spikes, _, trace) = final, ys
-    return spikes, trace, v_last, i_last
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _lif_adjoint(config: _Config, currents: Array, v0: Array, i0: Array):
-    final, ys = _forward_scan(config, currents, v0, i0, surrogate_lib.step)
-    return _outputs(config, final, ys)
-
-
-def _lif_adjoint_fwd(config: _Config, currents: Array, v0: Array, i0: Array):
-    final, ys = _forward_scan(config, currents, v0, i0, surrogate_lib.step)
-    # The pre-reset membrane u is the only residual: spikes and surrogate derivatives are
-    # recomputed from it in the backward scan (cheap elementwise work instead of memory).
-    return _outputs(config, final, ys), ys[1]
-
-
-def _lif_adjoint_bwd(config: _Config, u_trace: Array, cotangents):
-    g_spikes, g_trace, g_v_last, g_i_last = cotangents
-    spike_fn = config.spike_fn
-    ones = jnp.ones_like(u_trace[0])
-
-    def surrogate_and_spike(x):
-        z, sigma = jax.jvp(spike_fn, (x,), (ones,))
-        return z, sigma
-
-    def body(adjoint, inputs):
-        lam_v, lam_i = adjoint
-        if config.record_membrane:
-            u, g_z, g_m = inputs
-            lam_v = lam_v + g_m
-        else:
-            u, g_z = inputs
-        z, sigma = surrogate_and_spike(u - config.v_th)
-        if config.reset == "subtract":
-            dv_du = 1.0 - (config.v_th - config.v_reset) * sigma
-        else:
-            dv_du = (1.0 - z) + (config.v_reset - u) * sigma
-        lam_u = lam_v * dv_du + g_z * sigma
-        lam_i = lam_i + (1.0 - config.a_mem) * lam_u
-        return (config.a_mem * lam_u, config.a_syn * lam_i), lam_i
-
-    xs = (u_trace, g_spikes, g_trace) if config.record_membrane else (u_trace, g_spikes)
-    (g_v0, g_i0), g_currents = lax.scan(
-        body, (g_v_last, g_i_last), xs, reverse=True, unroll=config.unroll
-    )
-    return g_currents, g_v0, g_i0
-
-
-_lif_adjoint.defvjp(_lif_adjoint_fwd, _lif_adjoint_bwd)
-
-
-def _lif_autodiff(config: _Config, currents: Array, v0: Array, i0: Array):
-    final, ys = _forward_scan(config, currents, v0, i0, config.spike_fn)
-    return _outputs(config, final, ys)
-
-
-def lif_dynamics(
-    currents: Array,
-    v0: Array,
-    i0: Array,
-    *,
-    tau_syn: float,
-    tau_mem: float,
-    dt: float,
-    v_th: float = 1.0,
-    v_reset: float = 0.0,
-    v_leak: float = 0.0,
-    reset: str = "subtract",
-    surrogate: Union[str, Callable[[Array], Array]] = "superspike",
-    record_membrane: bool = False,
-    backward: str = "adjoint",
-    unroll: int = 1,
-):
-    """Elementwise LIF recurrence driven by precomputed input currents ``x_t @ W``.
-
-    Args:
-        currents: ``(time, *features)`` input drive per step.
-        v0: initial membrane, shape ``features``.
-        i0: initial synaptic current, shape ``features``.
-        tau_syn, tau_mem, dt, v_th, v_reset, v_leak, reset, surrogate: see ``LIF``.
-        record_membrane: also return the post-reset membrane trace.
-        backward: ``"adjoint"`` (hand-written reverse scan, stores only the pre-reset
-            membrane; reverse mode only) or ``"autodiff"`` (JAX differentiates the scan; also
-            supports forward mode).
-        unroll: time steps per loop iteration of the scans.
-
-    Returns:
-        ``(spikes, trace, v_last, i_last)``: spikes ``(time, *features)``, the trace (or
-        ``None``) and the state after the last step.
-
-    Raises:
-        ValueError: for invalid constants, an unknown ``reset``/``backward``/surrogate name.
-    """
-    config = _make_config(
-        tau_syn, tau_mem, dt, v_th, v_reset, v_leak, reset, surrogate, record_membrane, unroll
-    )
-    return _run_lif(config, _check_backward(backward), currents, v0, i0)
-
-
-def _run_lif(config: _Config, backward: str, currents: Array, v0: Array, i0: Array):
-    dtype = currents.dtype
-    v0 = jnp.asarray(v0, dtype)
-    i0 = jnp.asarray(i0, dtype)
-    if backward == "adjoint":
-        return _lif_adjoint(config, currents, v0, i0)
-    return _lif_autodiff(config, currents, v0, i0)
-
-
-def _check_backward(backward: str) -> str:
-    if backward not in _BACKWARDS:
-        raise ValueError(f"backward must be one of {_BACKWARDS}, got {backward!r}")
-    return backward
-
-
-def _make_config(
-    tau_syn,
-    tau_mem,
-    dt,
-    v_th,
-    v_reset,
-    v_leak,
-    reset,
-    surrogate,
-    record_membrane,
-    unroll,
-    *,
-    spiking: bool = True,
-) -> _Config:
-    a_syn, a_mem = decay_factors(tau_syn, tau_mem, dt)
-    v_th = real_scalar("v_th", v_th)
-    v_reset = real_scalar("v_reset", v_reset)
-    v_leak = real_scalar("v_leak", v_leak)
-    if spiking:
-        if reset not in _RESETS:
-            raise ValueError(f"reset must be one of {_RESETS}, got {reset!r}")
-        if v_th <= v_reset:
-            raise ValueError(
-                f"v_th must be > v_reset (a reset must lower the membrane), got v_th={v_th}, "
-                f"v_reset={v_reset}"
-            )
-        spike_fn = surrogate_lib.get(surrogate)
-    else:
-        spike_fn = surrogate_lib.step
-    if not isinstance(record_membrane, bool):
-        raise TypeError(f"record_membrane must be a bool, got {type(record_membrane).__name__}")
-    unroll = positive_int("unroll", unroll)
-    return _Config(a_syn, a_mem, v_th, v_reset, v_leak, reset, spike_fn, record_membrane, unroll)
-
-
-def _rest_state(config: _Config, features: Tuple[int, ...], dtype: Any) -> Tuple[Array, Array]:
-    return jnp.full(features, config.v_leak, dtype), jnp.zeros(features, dtype)
 
 
 def _check_carry(
@@ -416,39 +170,32 @@ def _drive(weight: Optional[Array], inputs: Array) -> Array:
     return inputs if weight is None else jnp.matmul(inputs, weight)
 
 
-def _initial(config: _Config, carry: Any, dtype: Any, features: Tuple[int, ...]):
+def _initial(config: LIFConfig, carry: Any, dtype: Any, features: Tuple[int, ...]):
     if carry is None:
-        return _rest_state(config, features, dtype)
+        return rest_state(config, features, dtype)
     return tuple(jnp.asarray(c, dtype) for c in carry[:2])
 
 
 # The numeric cores are jitted with the (hashable) neuron constants static: eager callers get
 # one compiled program per configuration, and inside a caller's jit they are inlined.
 @functools.partial(jax.jit, static_argnums=(0, 1))
-def _lif_core(config: _Config, backward: str, weight, inputs, carry):
+def _lif_core(config: LIFConfig, backward: str, weight, inputs, carry):
     drive = _drive(weight, inputs)
     v0, i0 = _initial(config, carry, drive.dtype, drive.shape[1:])
-    spikes, trace, v_last, i_last = _run_lif(config, backward, drive, v0, i0)
+    spikes, trace, v_last, i_last = lif_scan(config, drive, v0, i0, backward)
     return LIFState(v_last, i_last), spikes, LIFRecording(spikes, trace)
 
 
 @functools.partial(jax.jit, static_argnums=(0,))
-def _li_core(config: _Config, weight, inputs, carry):
+def _li_core(config: LIFConfig, weight, inputs, carry):
     drive = _drive(weight, inputs)
     v0, i0 = _initial(config, carry, drive.dtype, drive.shape[1:])
-
-    def body(state, x):
-        v, current = state
-        current = config.a_syn * current + x
-        v = _membrane(config, v, current)
-        return (v, current), v
-
-    (v_last, i_last), trace = lax.scan(body, (v0, i0), drive, unroll=config.unroll)
+    trace, v_last, i_last = li_scan(config, drive, v0, i0)
     return LIFState(v_last, i_last), trace, LIRecording(trace)
 
 
 @functools.partial(jax.jit, static_argnums=(0,))
-def _recurrent_core(config: _Config, weight, w_rec, inputs, carry):
+def _recurrent_core(config: LIFConfig, weight, w_rec, inputs, carry):
     drive = _drive(weight, inputs)
     dtype = jnp.result_type(drive.dtype, w_rec.dtype)
     drive = drive.astype(dtype)
@@ -456,19 +203,7 @@ def _recurrent_core(config: _Config, weight, w_rec, inputs, carry):
     features = drive.shape[1:]
     v0, i0 = _initial(config, carry, dtype, features)
     z0 = jnp.zeros(features, dtype) if carry is None else jnp.asarray(carry[2], dtype)
-
-    def body(state, x):
-        v, current, z_prev = state
-        current = config.a_syn * current + x + jnp.matmul(z_prev, w_rec)
-        u = _membrane(config, v, current)
-        z = config.spike_fn(u - config.v_th)
-        v = _after_reset(config, u, z)
-        trace = v if config.record_membrane else None
-        return (v, current, z), (z, trace)
-
-    (v_last, i_last, z_last), (spikes, trace) = lax.scan(
-        body, (v0, i0, z0), drive, unroll=config.unroll
-    )
+    spikes, trace, v_last, i_last, z_last = recurrent_lif_scan(config, drive, w_rec, v0, i0, z0)
     return RecurrentLIFState(v_last, i_last, z_last), spikes, LIFRecording(spikes, trace)
 
 
@@ -483,6 +218,7 @@ def LIF(
     v_leak: float = 0.0,
     reset: str = "subtract",
     surrogate: Union[str, Callable[[Array], Array]] = "superspike",
+    input_scale: Optional[float] = None,
     project: bool = True,
     weight_init: Optional[WeightInit] = None,
     weight_scale: float = 1.0,
@@ -497,7 +233,8 @@ def LIF(
     Args:
         size: number of neurons; with ``project=False`` also a tuple (e.g. ``(H, W, C)`` after
             a ``Conv``).
-        tau_syn: synaptic time constant, > 0.
+        tau_syn: synaptic time constant, >= 0; ``0`` removes the synaptic filter
+            (single-state neuron, ``I_t = x_t @ W``).
         tau_mem: membrane time constant, > 0.
         dt: time step, > 0, in the unit of the time constants.
         v_th: threshold (> ``v_reset``).
@@ -507,6 +244,9 @@ def LIF(
         reset: ``"subtract"`` or ``"hard"``.
         surrogate: a name from ``surrogate.names()`` or a spike function such as
             ``surrogate.superspike(25.0)``.
+        input_scale: factor ``g`` of ``I_t`` in the membrane update, > 0; default
+            ``1 - a_mem``. ``tau_syn=0, input_scale=1.0, v_leak=0`` is the common
+            ``v_t = beta v_{t-1} + x_t @ W`` (snnTorch ``Leaky``, Spyx/Slax ``LIF``).
         project: own a weight ``W (n_in, size)`` and drive the neurons with ``x_t @ W``; with
             ``False`` the input is the drive itself and must have ``size`` features.
         weight_init: ``(key, shape, dtype) -> W``; default
@@ -523,7 +263,8 @@ def LIF(
         ``(LIFState, spikes (time, *size), LIFRecording)``.
 
     Raises:
-        ValueError: bad constants (``tau_syn``, ``tau_mem``, ``dt`` <= 0, ``v_th <= v_reset``),
+        ValueError: bad constants (``tau_syn < 0``, ``tau_mem`` or ``dt`` <= 0,
+            ``input_scale <= 0``, ``v_th <= v_reset``),
             unknown ``reset``/``surrogate``/``backward``; at ``init``, an input shape that does
             not fit; at ``apply``, inputs/params/carry of the wrong shape or with NaN/inf.
         TypeError: non-float inputs or parameters.
@@ -531,10 +272,20 @@ def LIF(
     features = feature_shape("size", size)
     if project and len(features) != 1:
         raise ValueError(f"size must be an int with project=True, got {size!r}")
-    config = _make_config(
-        tau_syn, tau_mem, dt, v_th, v_reset, v_leak, reset, surrogate, record_membrane, unroll
+    config = lif_config(
+        tau_syn=tau_syn,
+        tau_mem=tau_mem,
+        dt=dt,
+        v_th=v_th,
+        v_reset=v_reset,
+        v_leak=v_leak,
+        reset=reset,
+        surrogate=surrogate,
+        input_scale=input_scale,
+        record_membrane=record_membrane,
+        unroll=unroll,
     )
-    backward = _check_backward(backward)
+    backward = check_backward(backward)
     label = f"LIF({format_size(features)})"
     projection = _Projection(
         bool(project),
@@ -559,6 +310,7 @@ def LI(
     tau_mem: float,
     dt: float,
     v_leak: float = 0.0,
+    input_scale: Optional[float] = None,
     project: bool = True,
     weight_init: Optional[WeightInit] = None,
     weight_scale: float = 1.0,
@@ -570,8 +322,9 @@ def LI(
 
     Args:
         size: number of neurons (a tuple is allowed with ``project=False``).
-        tau_syn, tau_mem, dt: time constants and step, all > 0.
+        tau_syn, tau_mem, dt: time constants and step (``tau_syn >= 0``, the others > 0).
         v_leak: resting potential.
+        input_scale: as for ``LIF``.
         project, weight_init, weight_scale, weight_mean, dtype, unroll: as for ``LIF``.
 
     Returns:
@@ -584,17 +337,13 @@ def LI(
     features = feature_shape("size", size)
     if project and len(features) != 1:
         raise ValueError(f"size must be an int with project=True, got {size!r}")
-    config = _make_config(
-        tau_syn,
-        tau_mem,
-        dt,
-        1.0,
-        0.0,
-        v_leak,
-        "subtract",
-        "heaviside",
-        False,
-        unroll,
+    config = lif_config(
+        tau_syn=tau_syn,
+        tau_mem=tau_mem,
+        dt=dt,
+        v_leak=v_leak,
+        input_scale=input_scale,
+        unroll=unroll,
         spiking=False,
     )
     label = f"LI({format_size(features)})"
@@ -625,6 +374,7 @@ def RecurrentLIF(
     v_leak: float = 0.0,
     reset: str = "subtract",
     surrogate: Union[str, Callable[[Array], Array]] = "superspike",
+    input_scale: Optional[float] = None,
     project: bool = True,
     weight_init: Optional[WeightInit] = None,
     weight_scale: float = 1.0,
@@ -644,8 +394,9 @@ def RecurrentLIF(
 
     Args:
         size: number of neurons.
-        tau_syn, tau_mem, dt, v_th, v_reset, v_leak, reset, surrogate, project, weight_init,
-            weight_scale, weight_mean, dtype, record_membrane, unroll: as for ``LIF``.
+        tau_syn, tau_mem, dt, v_th, v_reset, v_leak, reset, surrogate, input_scale, project,
+            weight_init, weight_scale, weight_mean, dtype, record_membrane, unroll: as for
+            ``LIF``.
         recurrent_init: ``(key, shape, dtype) -> W_rec``; default
             ``recurrent_mean + recurrent_scale * N(0, 1) / sqrt(size)``.
         recurrent_scale, recurrent_mean: parameters of the default recurrent initialiser.
@@ -661,8 +412,18 @@ def RecurrentLIF(
     features = feature_shape("size", size)
     if len(features) != 1:
         raise ValueError(f"size must be an int, got {size!r}")
-    config = _make_config(
-        tau_syn, tau_mem, dt, v_th, v_reset, v_leak, reset, surrogate, record_membrane, unroll
+    config = lif_config(
+        tau_syn=tau_syn,
+        tau_mem=tau_mem,
+        dt=dt,
+        v_th=v_th,
+        v_reset=v_reset,
+        v_leak=v_leak,
+        reset=reset,
+        surrogate=surrogate,
+        input_scale=input_scale,
+        record_membrane=record_membrane,
+        unroll=unroll,
     )
     label = f"RecurrentLIF({features[0]})"
     projection = _Projection(

@@ -3,28 +3,48 @@
 Probe. Every neuron of a layer receives ``n_lines`` simultaneous input spikes at ``t = 0``
 through synapses of equal weight ``q / weight_scale`` (on the weight grid, so quantisation
 adds no error). From rest, the total weight ``A = n_lines q / weight_scale`` gives
-``v(t) - v_leak = A K(t)`` with the PSP kernel::
+``u(t) = v(t) - v_leak = A K(t)`` with the PSP kernel::
 
     K(t) = tau_syn / (tau_syn - tau_mem) (exp(-t / tau_syn) - exp(-t / tau_mem))
 
 so the first spike time ``t_1`` solves ``A K(t_1) = theta`` with ``theta = v_th - v_leak``.
-After each spike ``v`` restarts from ``v_leak`` (``v_reset = v_leak`` is assumed) while the
-current keeps decaying, so spike ``k`` solves ``A exp(-s_k / tau_syn) K(t_k - s_k) = theta``
-with ``s_k = t_{k-1} + t_ref``. The first spikes fix mainly ``theta tau_mem``; the decay
-of the drive over the later spikes fixes ``tau_syn``; the amplitude dependence separates
-``theta`` from ``tau_mem``. Several amplitudes, each repeated (trial-to-trial noise averages
-out), determine ``(theta, tau_mem, tau_syn)`` per neuron.
+After each spike ``u`` restarts from ``u_reset = v_reset - v_leak`` (after the refractory
+period ``t_ref``) while the current keeps decaying, so spike ``k`` solves
+``u_reset exp(-(t_k - s_k) / tau_mem) + A exp(-s_k / tau_syn) K(t_k - s_k) = theta`` with
+``s_k = t_{k-1} + t_ref``. Paired probes add a conditioning pulse before the test pulse; what
+is left of its PSP decays with ``tau_mem``. Several amplitudes and delays, each repeated,
+determine ``(theta, tau_mem, tau_syn)`` per neuron; ``v_leak``, ``v_reset`` and ``t_ref`` are
+taken as known.
 
-Fit. Per neuron, Levenberg-Marquardt on ``log theta, log tau_mem, log tau_syn`` minimising the
-linearised time residuals ``(I K(t - s) - theta) / (I K'(t - s))`` of all probe spikes,
-started from the nominal values, then refitted once without outliers (residuals beyond four
-times the RMS, e.g. after a lost spike). The start matters: first-spike times alone are
-unchanged under ``(theta, tau_mem, tau_syn) -> (theta tau_mem / tau_syn, tau_syn, tau_mem)``;
-starting from the nominal ``tau_mem > tau_syn`` selects the physical branch.
+Fit. A chip's threshold also fluctuates from run to run (``threshold_trial_std`` in the
+emulator): within one run every spike crosses the same threshold ``theta_r``, but
+``theta_r`` differs between runs. Fitting one common threshold to all runs turns that noise
+into errors of several percent in ``tau_mem`` (``theta`` and ``tau_mem`` trade off against
+each other in first-spike times) and lets near-tangential crossings, whose times a small
+threshold change moves a lot, dominate the fit. So the fit works within runs:
+
+* For given time constants, the membrane ``u_k`` reached at each measured spike time
+  follows in closed form from the protocol and the run's earlier spikes (``_fit_one``).
+  The run's threshold ``theta_r`` is the weighted mean of its ``u_k``; the residual of
+  spike ``k`` is ``(u_k - theta_r) / w_k``, a time error with ``w_k`` the membrane slope at
+  the crossing, softly floored at ``theta / tau_mem`` (``w_k = sqrt(slope_k^2 +
+  (theta / tau_mem)^2)``) so that near-tangential crossings weigh less.
+* Levenberg-Marquardt on ``log tau_mem, log tau_syn`` minimises these residuals (runs with
+  a single spike have none), started from the nominal values, then refits once without
+  outliers (residuals beyond four times the RMS, e.g. around a lost spike).
+* ``theta`` is the mean of the runs' ``theta_r``, over the probes in which every repetition
+  spiked (so runs that stayed silent because their threshold happened to be high do not
+  bias it; all runs if no probe is complete).
+
+Starting from the nominal ``tau_mem > tau_syn`` selects the physical branch of the symmetry
+``(theta, tau_mem, tau_syn) -> (theta tau_mem / tau_syn, tau_syn, tau_mem)`` of first-spike
+times; later spikes of a run break it. With noiseless measurements the fit recovers the
+parameters to float32 rounding (tested).
 
 Correction. Because the dynamics are linear in ``v - v_leak``, a neuron with threshold
 distance ``theta_i`` driven by weights ``W[:, i] theta_i / theta`` behaves exactly like the
-nominal neuron driven by ``W[:, i]`` (``correct_weights``; exact up to weight quantisation).
+nominal neuron driven by ``W[:, i]`` up to its first spike (``correct_weights``; exact up to
+weight quantisation, and for later spikes too when ``v_reset == v_leak``).
 A global time-constant deviation is corrected by stretching time (``time_correction``):
 inputs are sent at ``c t`` and outputs read at ``t / c``.
 """
@@ -38,7 +58,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsnn.event.dynamics import psp_kernel
-from jaxsnn.event.neuron import LIFParameters
+from jaxsnn.event.neuron import LIFParameters, validate_parameters
 from jaxsnn.hardware.backend import Backend, check_backend, measure_host
 from jaxsnn.hardware.emulator import default_weights, replace_weights
 from jaxsnn.hardware.sanitize import SanitizePolicy
@@ -147,72 +167,109 @@ def probe_spikes(
     return times
 
 
-def _fit_one(times, pre_amp, delay, test_amp, start, t_ref: float, iterations: int):
-    """Levenberg-Marquardt fit of ``log(theta, tau_mem, tau_syn)`` for one neuron.
+def _fit_one(times, pre_amp, delay, test_amp, start, theta_scale, u_reset, t_ref, iterations: int):
+    """Fit one neuron: ``(theta, tau_mem, tau_syn)``, spikes used, equations, RMS time residual.
 
-    ``times``: ``(n_probes, repetitions, max_spikes)``. Spike ``k`` of a run starts at ``b``
-    (the test pulse for the first spike, the previous spike plus ``t_ref`` after) from
-    ``(u_b, I_b)``; its residual is ``f(t - b) / f'(t - b)`` with
-    ``f(s) = u_b exp(-s / tau_mem) + I_b K(s) - theta``: the time error to first order.
+    ``times``: ``(n_probes, repetitions, max_spikes)``, NaN = no spike. Spike ``k`` of a run
+    starts at ``b`` (the test pulse for the first spike, the previous spike plus ``t_ref``
+    after) from ``(u_b, I_b)`` and reaches ``u_k = u_b exp(-(t - b) / tau_mem) + I_b K(t - b)``
+    at its measured time ``t``, with slope ``(I(t) - u_k) / tau_mem``; see the module
+    docstring for the residuals.
     """
-    valid = jnp.isfinite(times)
-    safe_t = jnp.where(valid, times, 0.0)
     shape = times.shape
-    a1 = jnp.broadcast_to(pre_amp[:, None, None], shape)
+    finite = jnp.isfinite(times)
     d = jnp.broadcast_to(delay[:, None, None], shape)
+    # a paired run that spiked before its test pulse is outside the model: drop the run
+    early = jnp.any(finite & (times < d), axis=-1, keepdims=True)
+    valid = finite & ~early
+    safe_t = jnp.where(valid, times, 0.0)
+    a1 = jnp.broadcast_to(pre_amp[:, None, None], shape)
     a2 = jnp.broadcast_to(test_amp[:, None, None], shape)
     first = jnp.arange(shape[-1]) == 0
-    previous = jnp.concatenate([jnp.zeros(shape[:-1] + (1,), times.dtype), safe_t[..., :-1]], axis=-1)
+    previous = jnp.concatenate(
+        [jnp.zeros(shape[:-1] + (1,), times.dtype), safe_t[..., :-1]], axis=-1
+    )
     begin = jnp.where(first, d, jnp.maximum(previous + t_ref, d))
     elapsed = jnp.where(valid, jnp.maximum(safe_t - begin, 0.0), 1.0)
 
-    def raw_residuals(log_params):
-        theta, tau_mem, tau_syn = jnp.exp(log_params)
-        kernel_fn = lambda s: psp_kernel(s, tau_mem, tau_syn)  # noqa: E731
-        u_begin = jnp.where(first, a1 * kernel_fn(d), 0.0)
+    def reached(log_taus):
+        """Membrane reached at each measured spike, and the residual scale (its slope)."""
+        tau_mem, tau_syn = jnp.exp(log_taus[0]), jnp.exp(log_taus[1])
+        u_begin = jnp.where(first, a1 * psp_kernel(d, tau_mem, tau_syn), u_reset)
         i_begin = a1 * jnp.exp(-begin / tau_syn) + a2 * jnp.exp(-(begin - d) / tau_syn)
-        kernel = kernel_fn(elapsed)
-        dkernel = jax.vmap(jax.grad(kernel_fn))(elapsed.ravel()).reshape(shape)
-        decay = jnp.exp(-elapsed / tau_mem)
-        value = u_begin * decay + i_begin * kernel - theta
-        slope = -u_begin * decay / tau_mem + i_begin * dkernel
-        # floor the slope: near the PSP peak a time residual is ill-defined
-        slope = jnp.maximum(slope, 1e-2 * theta / tau_mem)
-        return jnp.where(valid, value / slope, 0.0)
+        kernel = psp_kernel(elapsed, tau_mem, tau_syn)
+        potential = u_begin * jnp.exp(-elapsed / tau_mem) + i_begin * kernel
+        # tau_mem du/dt = I - u
+        slope = (i_begin * jnp.exp(-elapsed / tau_syn) - potential) / tau_mem
+        return potential, jnp.sqrt(slope * slope + (theta_scale / tau_mem) ** 2)
 
-    def solve(start, weight):
-        def residuals(log_params):
-            return (weight * raw_residuals(log_params)).ravel()
+    def run_thresholds(potential, scale, weight):
+        w = weight / (scale * scale)
+        return jnp.sum(w * potential, axis=-1) / jnp.maximum(jnp.sum(w, axis=-1), 1e-30)
 
-        def cost(log_params):
-            r = residuals(log_params)
-            return jnp.sum(r * r)
+    def raw_residuals(log_taus, weight):
+        potential, scale = reached(log_taus)
+        theta_run = run_thresholds(potential, scale, weight)[..., None]
+        return jnp.where(weight > 0, (potential - theta_run) / scale, 0.0)
+
+    def within_run_dof(weight):
+        # each run with n spikes gives n - 1 equations for the time constants
+        return jnp.sum(jnp.maximum(jnp.sum(weight > 0, axis=-1) - 1, 0))
+
+    def levenberg_marquardt(start, weight):
+        def residuals(log_taus):
+            return raw_residuals(log_taus, weight).ravel()
 
         def step(state, _):
-            log_params, damping = state
-            r = residuals(log_params)
-            jac = jax.jacfwd(residuals)(log_params)
+            log_taus, damping = state
+            r = residuals(log_taus)
+            jac = jax.jacfwd(residuals)(log_taus)
             normal = jac.T @ jac
             lhs = normal + damping * jnp.diag(jnp.diag(normal) + 1e-30)
-            delta = -jnp.linalg.solve(lhs, jac.T @ r)
-            candidate = log_params + jnp.clip(delta, -0.3, 0.3)
-            better = cost(candidate) < jnp.sum(r * r)
-            log_params = jnp.where(better, candidate, log_params)
+            gradient = jac.T @ r
+            # the 2 x 2 damped normal equations in closed form (positive definite)
+            det = lhs[0, 0] * lhs[1, 1] - lhs[0, 1] * lhs[1, 0]
+            delta = -jnp.stack([
+                lhs[1, 1] * gradient[0] - lhs[0, 1] * gradient[1],
+                lhs[0, 0] * gradient[1] - lhs[1, 0] * gradient[0],
+            ]) / det
+            candidate = log_taus + jnp.clip(delta, -0.3, 0.3)
+            r_candidate = residuals(candidate)
+            better = jnp.sum(r_candidate * r_candidate) < jnp.sum(r * r)
+            log_taus = jnp.where(better, candidate, log_taus)
             damping = jnp.where(better, damping * 0.3, damping * 10.0)
-            return (log_params, jnp.clip(damping, 1e-9, 1e9)), None
+            return (log_taus, jnp.clip(damping, 1e-9, 1e9)), None
 
-        (log_params, _), _ = jax.lax.scan(step, (start, jnp.asarray(1e-3, start.dtype)), None, length=iterations)
-        return log_params
+        initial = (start, jnp.asarray(1e-3, start.dtype))
+        (log_taus, _), _ = jax.lax.scan(step, initial, None, length=iterations)
+        return log_taus
 
-    initial = solve(start, valid.astype(times.dtype))
-    # one robust refit: a lost spike makes the next interval look twice as long; drop such outliers
-    r = raw_residuals(initial)
-    rms = jnp.sqrt(jnp.sum(r * r) / jnp.maximum(jnp.sum(valid), 1))
-    inlier = valid & (jnp.abs(r) <= 4.0 * rms)
-    log_params = solve(initial, inlier.astype(times.dtype))
-    r = jnp.where(inlier, raw_residuals(log_params), 0.0)
-    n_used = jnp.sum(inlier)
-    return jnp.exp(log_params), n_used, jnp.sqrt(jnp.sum(r * r) / jnp.maximum(n_used, 1))
+    def fit_round(log_taus, outlier_factor):
+        # round 0 (factor inf) uses every spike; round 1 drops outliers of round 0, e.g. the
+        # spike after a lost one (its interval looks twice as long)
+        r = raw_residuals(log_taus, valid.astype(times.dtype))
+        rms = jnp.sqrt(jnp.sum(r * r) / jnp.maximum(within_run_dof(valid), 1))
+        inlier = valid & (jnp.isinf(outlier_factor) | (jnp.abs(r) <= outlier_factor * rms))
+        return levenberg_marquardt(log_taus, inlier.astype(times.dtype)), inlier
+
+    # the two rounds as one scan: the solver is traced (and compiled) once
+    log_taus, inliers = jax.lax.scan(fit_round, start, jnp.asarray([jnp.inf, 4.0], times.dtype))
+    inlier = inliers[-1]
+    weight = inlier.astype(times.dtype)
+    r = raw_residuals(log_taus, weight)
+    dof = within_run_dof(weight)
+    potential, scale = reached(log_taus)
+    theta_run = run_thresholds(potential, scale, weight)  # (n_probes, repetitions)
+    spiked = jnp.any(inlier, axis=-1)
+    complete = jnp.all(spiked, axis=-1, keepdims=True)  # probes in which every repetition spiked
+    counted = jnp.where(jnp.any(complete), spiked & complete, spiked)
+    theta = jnp.sum(jnp.where(counted, theta_run, 0.0)) / jnp.maximum(jnp.sum(counted), 1)
+    params = jnp.concatenate([theta[None], jnp.exp(log_taus)])
+    return params, jnp.sum(inlier), dof, jnp.sqrt(jnp.sum(r * r) / jnp.maximum(dof, 1))
+
+
+# one compiled fit per shape for the whole process (vectorised over neurons)
+_fit_layer = jax.jit(jax.vmap(_fit_one, in_axes=(0,) + (None,) * 8), static_argnums=(8,))
 
 
 def fit_calibration(
@@ -228,12 +285,14 @@ def fit_calibration(
 ) -> Calibration:
     """Fit per-neuron thresholds and time constants to probe spike times.
 
+    See the module docstring for the model and the fit. Jitted and vectorised over neurons.
+
     Args:
         times: ``(n_probes, repetitions, size, max_spikes)`` spike times (NaN = none), as
             returned by ``probe_spikes``.
         probes: the protocols that produced them.
-        nominal: nominal parameters (scalars), the fit's starting point; ``v_leak`` and
-            ``t_ref`` are taken as known and ``v_reset == v_leak`` is assumed.
+        nominal: nominal scalar parameters: the fit starts from ``tau_mem``/``tau_syn``;
+            ``v_leak``, ``v_reset`` and ``t_ref`` are taken as known (any ``v_reset < v_th``).
         n_pre: conditioning lines per probe.
         n_test: test lines per probe.
         weight_scale: the chip's weight levels per unit weight.
@@ -242,37 +301,49 @@ def fit_calibration(
         iterations: Levenberg-Marquardt iterations (each of the two rounds).
 
     Returns:
-        The ``Calibration`` of the layer. Neurons with fewer than 3 usable probe spikes get
-        NaN parameters.
+        The ``Calibration`` of the layer. Neurons whose runs give fewer than 3 within-run
+        equations (runs with ``n`` spikes give ``n - 1``) get NaN parameters.
 
     Raises:
-        ValueError: if shapes disagree.
+        ValueError: if shapes or arguments are inconsistent.
     """
+    validate_parameters(nominal)
     times = np.asarray(times, dtype=np.float64)
     if times.ndim != 4 or times.shape[0] != len(probes):
         raise ValueError(
             f"times must be (n_probes, repetitions, size, max_spikes) with n_probes = len(probes), "
             f"got {times.shape} for {len(probes)} probes"
         )
+    for name, value in (("n_pre", n_pre), ("n_test", n_test), ("iterations", iterations)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    if not (np.isfinite(weight_scale) and weight_scale > 0):
+        raise ValueError(f"weight_scale must be finite and > 0, got {weight_scale!r}")
+    if clock_tick is not None and not (np.isfinite(clock_tick) and clock_tick > 0):
+        raise ValueError(f"clock_tick must be None or finite and > 0, got {clock_tick!r}")
     if clock_tick is not None:
         times = times + 0.5 * clock_tick
     pre_amp = np.array([n_pre * p.pre_level for p in probes], np.float64) / weight_scale
     test_amp = np.array([n_test * p.level for p in probes], np.float64) / weight_scale
     delay = np.array([p.delay for p in probes], np.float64)
     theta0 = float(nominal.v_th) - float(nominal.v_leak)
-    start = np.log(np.array([theta0, float(nominal.tau_mem), float(nominal.tau_syn)]))
+    start = np.log(np.array([float(nominal.tau_mem), float(nominal.tau_syn)]))
+    u_reset = float(nominal.v_reset) - float(nominal.v_leak)
     dtype = jnp.zeros(()).dtype
-    constants = [jnp.asarray(x, dtype) for x in (pre_amp, delay, test_amp, start)]
-    fit = jax.jit(jax.vmap(lambda t: _fit_one(t, *constants, float(nominal.t_ref), iterations)))
-    params, n_valid, rms = fit(jnp.asarray(np.moveaxis(times, 2, 0), dtype))
-    params, n_valid, rms = np.asarray(params, np.float64), np.asarray(n_valid), np.asarray(rms, np.float64)
-    params[n_valid < 3] = np.nan
+    constants = [
+        jnp.asarray(x, dtype)
+        for x in (pre_amp, delay, test_amp, start, theta0, u_reset, float(nominal.t_ref))
+    ]
+    per_neuron = jnp.asarray(np.moveaxis(times, 2, 0), dtype)
+    params, n_used, dof, rms = _fit_layer(per_neuron, *constants, int(iterations))
+    params = np.asarray(params, np.float64)
+    params[np.asarray(dof) < 3] = np.nan
     return Calibration(
         v_th=float(nominal.v_leak) + params[:, 0],
         tau_mem=params[:, 1],
         tau_syn=params[:, 2],
-        n_spikes=n_valid,
-        rms_residual=rms,
+        n_spikes=np.asarray(n_used),
+        rms_residual=np.asarray(rms, np.float64),
     )
 
 
@@ -382,8 +453,9 @@ def correct_weights(weight: Any, calibration: Calibration, nominal: LIFParameter
     """Rescale a layer's input weights so each neuron behaves as if it had the nominal threshold.
 
     ``W'[:, i] = W[:, i] (v_th_i - v_leak) / (v_th - v_leak)``: exact for threshold deviations
-    because the dynamics are linear in ``v - v_leak`` (quantisation of ``W'`` aside).
-    Neurons without a calibration (NaN) keep their weights.
+    because the dynamics are linear in ``v - v_leak`` (quantisation of ``W'`` aside), up to
+    each neuron's first spike; after it only when ``v_reset == v_leak`` (the reset distance
+    is not rescaled). Neurons without a calibration (NaN) keep their weights.
 
     Args:
         weight: ``(n_in, size)`` weight matrix.

@@ -362,21 +362,23 @@ def simulate_discrete(
     reset: str = "subtract",
     recurrent_weight: Optional[Any] = None,
     readout: bool = False,
+    input_scale: Optional[float] = None,
 ) -> Dict[str, np.ndarray]:
     """Discrete-time current-based LIF (or LI readout), step by step in float64.
 
-    With ``a_syn = exp(-dt/tau_syn)``, ``a_mem = exp(-dt/tau_mem)``, from rest
-    (``v = v_leak``, ``I = 0``, ``z = 0``), for each step ``t``::
+    With ``a_syn = exp(-dt/tau_syn)`` (``0`` for ``tau_syn = 0``), ``a_mem = exp(-dt/tau_mem)``,
+    ``g = input_scale`` (default ``1 - a_mem``), from rest (``v = v_leak``, ``I = 0``, ``z = 0``),
+    for each step ``t``::
 
         I_t = a_syn I_{t-1} + x_t @ W (+ z_{t-1} @ W_rec)
-        v_t = v_leak + a_mem (v_{t-1} - v_leak) + (1 - a_mem) I_t
+        v_t = v_leak + a_mem (v_{t-1} - v_leak) + g I_t
         z_t = 1 if v_t > v_th else 0                      (not for the readout)
         subtract: v_t -= z_t (v_th - v_reset);  hard: v_t = v_reset where z_t = 1
 
     Args:
         weight: ``(n_in, size)`` weights.
         inputs: ``(T, n_in)`` inputs.
-        tau_syn: synaptic time constant, > 0.
+        tau_syn: synaptic time constant, >= 0 (0: no synaptic filter).
         tau_mem: membrane time constant, > 0.
         dt: step width, > 0.
         v_th: threshold.
@@ -385,6 +387,7 @@ def simulate_discrete(
         reset: ``"subtract"`` or ``"hard"``.
         recurrent_weight: optional ``(size, size)`` recurrent weights (previous step's spikes).
         readout: if True, a non-spiking LI: no threshold, no reset, spikes all zero.
+        input_scale: factor of ``I_t`` in the membrane update (default ``1 - a_mem``).
 
     Returns:
         dict with ``spikes`` (``z_t``), ``v`` (after reset, the carried state),
@@ -402,8 +405,9 @@ def simulate_discrete(
     if inputs.ndim != 2 or inputs.shape[1] != weight.shape[0]:
         raise ValueError(f"inputs must be (T, {weight.shape[0]}), got shape {inputs.shape}")
     for name, value in (("tau_syn", tau_syn), ("tau_mem", tau_mem), ("dt", dt)):
-        if not (math.isfinite(value) and value > 0):
-            raise ValueError(f"{name} must be finite and > 0, got {value}")
+        if not (math.isfinite(value) and (value > 0 or (name == "tau_syn" and value == 0))):
+            bound = ">= 0" if name == "tau_syn" else "> 0"
+            raise ValueError(f"{name} must be finite and {bound}, got {value}")
     for name, value in (("v_th", v_th), ("v_reset", v_reset), ("v_leak", v_leak)):
         if not math.isfinite(value):
             raise ValueError(f"{name} must be finite, got {value}")
@@ -417,7 +421,9 @@ def simulate_discrete(
         recurrent_weight = np.asarray(recurrent_weight, dtype=np.float64)
         if recurrent_weight.shape != (size, size):
             raise ValueError(f"recurrent_weight must have shape ({size}, {size}), got {recurrent_weight.shape}")
-    a_syn, a_mem = math.exp(-dt / tau_syn), math.exp(-dt / tau_mem)
+    a_syn = 0.0 if tau_syn == 0 else math.exp(-dt / tau_syn)
+    a_mem = math.exp(-dt / tau_mem)
+    gain = 1.0 - a_mem if input_scale is None else float(input_scale)
     n_steps = inputs.shape[0]
     record = {key: np.zeros((n_steps, size)) for key in ("spikes", "v", "v_before_reset", "current")}
     v = np.full(size, float(v_leak))
@@ -428,7 +434,7 @@ def simulate_discrete(
         if recurrent_weight is not None:
             drive = drive + z @ recurrent_weight
         current = a_syn * current + drive
-        v = v_leak + a_mem * (v - v_leak) + (1.0 - a_mem) * current
+        v = v_leak + a_mem * (v - v_leak) + gain * current
         record["v_before_reset"][t] = v
         if readout:
             z = np.zeros(size)

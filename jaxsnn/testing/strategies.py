@@ -542,7 +542,7 @@ def invalid_lif_parameters(draw: Any) -> InvalidParameters:
 def invalid_discrete_parameters(draw: Any) -> InvalidParameters:
     """Keyword dicts for the discrete layers with one defect.
 
-    Defects: ``tau_syn``, ``tau_mem`` or ``dt`` <= 0 or non-finite, ``v_th <= v_reset``,
+    Defects: ``tau_syn`` < 0 or non-finite, ``tau_mem`` or ``dt`` <= 0, ``v_th <= v_reset``,
     an unknown ``reset``.
 
     Returns:
@@ -551,7 +551,8 @@ def invalid_discrete_parameters(draw: Any) -> InvalidParameters:
     good = dict(draw(lif_parameters("discrete")))
     defect = draw(st.sampled_from(("tau_syn", "tau_mem", "dt", "v_reset", "reset", "inf")))
     if defect in ("tau_syn", "tau_mem", "dt"):
-        good[defect] = -draw(_float(0.0, 1.0))
+        # tau_syn = 0 is valid (no synaptic filter): its defect is strictly negative.
+        good[defect] = -draw(_float(1e-6 if defect == "tau_syn" else 0.0, 1.0))
         return InvalidParameters(good, defect)
     if defect == "inf":
         good["tau_syn"] = math.inf

@@ -257,17 +257,46 @@ def test_no_input_stays_at_rest_and_layer_names():
             np.testing.assert_array_equal(np.asarray(out), 0.0)
 
 
-def test_custom_surrogate_and_weight_init():
+def _gaussian_surrogate(x):
+    return 0.7 * jnp.exp(-4.0 * x**2)
+
+
+@pytest.mark.parametrize("backward", ["adjoint", "autodiff"])
+@pytest.mark.parametrize(
+    "spike_fn,derivative",
+    [
+        (surrogate.arctan(3.0), lambda x: 1.5 / (1.0 + (math.pi * 1.5 * x) ** 2)),
+        (surrogate.spike_function(_gaussian_surrogate), lambda x: 0.7 * np.exp(-4.0 * x**2)),
+    ],
+    ids=["arctan", "user-defined"],
+)
+def test_custom_surrogate_and_weight_init(x64, spike_fn, derivative, backward):
     calls = []
 
     def init(key, shape, dtype):
         calls.append(shape)
         return jnp.full(shape, 0.5, dtype)
 
-    layer = LIF(2, **NEURON, weight_init=init, surrogate=surrogate.arctan(3.0))
-    _, params = layer.init(jax.random.PRNGKey(0), (4, 3))
-    assert calls == [(3, 2)]
+    layer = LIF(5, **NEURON, weight_init=init, surrogate=spike_fn, backward=backward)
+    _, params = layer.init(jax.random.PRNGKey(0), (1, 3))
+    assert calls == [(3, 5)]
     np.testing.assert_array_equal(np.asarray(params["weight"]), 0.5)
+    # One step from rest: u = g x @ W and z = H(u - v_th), so
+    # d sum_j c_j z_j / d W_ij = c_j * spike'(u_j - v_th) * g * x_i with the surrogate spike'.
+    x = np.array([[1.0, 0.5, -0.25]])
+    weight = np.array(
+        [[8.0, 9.0, 10.0, 11.0, 12.0], [2.0, 2.0, 2.0, 2.0, -2.0], [4.0, 0.0, -3.2, 2.0, -4.0]]
+    )
+    coefficients = np.array([1.0, -2.0, 0.5, 3.0, 1.5])
+    gain = 1.0 - decay_factors(**NEURON)[1]
+    u = gain * (x @ weight)[0]
+    assert np.all(np.abs(u - 1.0) < 0.3) and np.any(u > 1.0) and np.any(u < 1.0)
+    got = jax.grad(lambda w: jnp.sum(coefficients * layer.apply({"weight": w}, x)[1]))(
+        jnp.asarray(weight)
+    )
+    want = np.outer(x[0], coefficients * derivative(u - 1.0) * gain)
+    assert np.count_nonzero(want) == want.size
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-12, atol=1e-15)
     mean_layer = LIF(2, **NEURON, weight_mean=2.0, weight_scale=0.0)
     np.testing.assert_array_equal(
         np.asarray(mean_layer.init(jax.random.PRNGKey(0), (4, 3))[1]["weight"]), 2.0

@@ -21,12 +21,19 @@ def lif():
     return layer, params
 
 
-@pytest.mark.parametrize("name", ["tau_syn", "tau_mem", "dt"])
+@pytest.mark.parametrize("name", ["tau_mem", "dt"])
 @pytest.mark.parametrize("value", [0.0, -1e-3])
 @pytest.mark.parametrize("factory", [LIF, LI, RecurrentLIF])
 def test_non_positive_time_constants(factory, name, value):
     with pytest.raises(ValueError, match=f"{name} must be > 0"):
         factory(3, **dict(NEURON, **{name: value}))
+
+
+@pytest.mark.parametrize("factory", [LIF, LI, RecurrentLIF])
+def test_negative_tau_syn(factory):
+    # tau_syn = 0 is the single-state neuron; only negative values are errors.
+    with pytest.raises(ValueError, match="tau_syn must be >= 0"):
+        factory(3, **dict(NEURON, tau_syn=-1e-3))
 
 
 @pytest.mark.parametrize("value", [math.inf, math.nan])

@@ -173,6 +173,54 @@ def test_late_events_with_t_max():
     assert counts[PROBLEMS.index("late")] == 1 and out_idx[0].tolist() == [0, 1, -1, -1]
 
 
+def test_late_events_in_strict_mode_raise_naming_layer_count_and_problem():
+    backend = FixedBackend([0.1, 0.9, 1.5, 1.7], [0, 1, 2, 0])
+    inputs = Spikes(*(a[:1] for a in _inputs()))
+    with pytest.raises(MeasurementError, match=r"hidden: bad measurement: 2 event\(s\) after t_max \(use SanitizePolicy\(mode='repair'\)"):
+        measure_host(backend, PARAMS, inputs, 0, policy=SanitizePolicy(mode="strict", t_max=1.0), layer_names=["hidden"])
+    # an event exactly at t_max is inside the window; without t_max nothing is late
+    (spikes,), report = measure_host(FixedBackend([0.1, 1.0], [0, 1]), PARAMS, inputs, 0,
+                                     policy=SanitizePolicy(mode="strict", t_max=1.0))
+    assert spikes.idx[0].tolist() == [0, 1, -1, -1] and int(report.counts.sum()) == 0
+    (spikes,), _ = measure_host(backend, PARAMS, inputs, 0, policy=SanitizePolicy(mode="strict"))
+    assert spikes.idx[0].tolist() == [0, 1, 2, 0]
+
+
+def test_finite_time_on_a_padding_slot_is_normalised_without_counting():
+    # slot 1 is padding (idx -1) with a finite time, which carries no event: it is neither
+    # dropped, nor "unsorted" (0.5 before 0.3), nor an error in strict mode
+    time, idx = np.array([[0.1, 0.5, 0.3, 0.2]], np.float32), np.array([[0, -1, 2, -1]], np.int32)
+    for mode in ("strict", "repair"):
+        out_time, out_idx, counts, n_events = sanitize_layer(
+            time, idx, n_neurons=3, capacity=4, policy=SanitizePolicy(mode=mode, max_drop_fraction=0.0), layer="l",
+        )
+        np.testing.assert_array_equal(out_time[0], np.float32([0.1, 0.3, np.inf, np.inf]))
+        assert out_idx[0].tolist() == [0, 2, -1, -1]
+        assert counts.tolist() == [0] * len(PROBLEMS) and n_events == 2
+
+
+def test_event_with_several_defects_is_counted_once_under_its_first_problem():
+    # each bad event breaks several rules; it is counted once, under the first rule of PROBLEMS
+    time = np.array([[np.nan, np.inf, -0.5, 2.0, 2.0, 0.1, 0.4]], np.float32)
+    idx = np.array([[7, 9, 8, 5, 5, 0, 1]], np.int32)
+    #                nan+range, inf+range, negative+range, late+range (x2, duplicates), good, good
+    out_time, out_idx, counts, n_events = sanitize_layer(
+        time, idx, n_neurons=3, capacity=4, policy=SanitizePolicy(t_max=1.0, max_drop_fraction=1.0), layer="l",
+    )
+    expected = dict(nan=1, infinite=1, negative=1, late=2)
+    assert {name: int(counts[k]) for k, name in enumerate(PROBLEMS) if counts[k]} == expected
+    assert int(counts.sum()) == 5 and n_events == 7
+    assert out_idx[0].tolist() == [0, 1, -1, -1]
+    np.testing.assert_allclose(out_time[0, :2], [0.1, 0.4])
+    # strict mode names each first problem with its count, and nothing twice
+    with pytest.raises(MeasurementError) as error:
+        sanitize_layer(time, idx, n_neurons=3, capacity=4, policy=SanitizePolicy(mode="strict", t_max=1.0), layer="l")
+    message = str(error.value)
+    assert message.startswith("l: bad measurement: 1 event(s) with a NaN time, 1 real event(s) with an infinite time, "
+                              "1 event(s) with a negative time, 2 event(s) after t_max (")
+    assert "outside the layer" not in message and "duplicate" not in message
+
+
 def test_malformed_backend_outputs():
     class WrongCount(EchoBackend):
         def run(self, params, input_spikes, trial):

@@ -313,7 +313,7 @@ def test_discrete_reference_leak_recurrence_and_readout():
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        (dict(tau_syn=0.0), "tau_syn"),
+        (dict(tau_syn=-1.0), "tau_syn must be finite and >= 0"),
         (dict(dt=-1.0), "dt"),
         (dict(reset="zero"), "reset"),
         (dict(inputs=np.zeros((3, 5))), "inputs"),
