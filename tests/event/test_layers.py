@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from jax.experimental import checkify
 
@@ -67,17 +67,21 @@ def _tied_inputs(seed):
 
 @given(seed=st.integers(0, 1000), shift=st.floats(0.0, 0.01))
 @settings(max_examples=3)
+@example(seed=7, shift=3e-3)  # known to spike: independent of what hypothesis draws
 def test_properties(seed, shift):
     inputs = _tied_inputs(seed)
+    n_out = int(LAYER.apply(PARAMS, inputs)[1].count())
+    assert n_out > 0  # the properties are checked on spikes
     properties.check_time_shift(LAYER, PARAMS, inputs, shift, t_max=T_MAX)
-    assert properties.check_simultaneous_order(LAYER, PARAMS, inputs, seed=seed) == 3  # tie groups permuted
+    # Three tie groups are permuted; every output spike is compared (the check itself fails
+    # if it compared none).
+    assert properties.check_simultaneous_order(LAYER, PARAMS, inputs, seed=seed, min_compared=1) == n_out
     properties.check_first_spike_monotone(LAYER, PARAMS, inputs, factor=1.5)
-    assert int(LAYER.apply(PARAMS, inputs)[1].count()) > 0  # the properties were checked on spikes
 
 
 def test_simultaneous_inputs_permutation():
     inputs = spikes_lib.from_lists([1e-3, 1e-3, 1e-3, 4e-3], [2, 0, 1, 0], capacity=SLOTS)
-    assert properties.check_simultaneous_order(LAYER, PARAMS, inputs, seed=0) == 1
+    properties.check_simultaneous_order(LAYER, PARAMS, inputs, seed=0, min_compared=1)
 
 
 def test_no_input_jit_vmap():
@@ -206,7 +210,7 @@ def test_event_layers_continue_through_carry_inside_serial(x64, kind):
     _, params = whole.init(jax.random.PRNGKey(4), (N_IN,))
     inputs = _chunk_inputs(5)
     properties.check_chunked_equals_whole(first, params, inputs, SPLIT, second_layer=second, whole_layer=whole,
-                                          rtol=0, atol=1e-12)
+                                          rtol=0, atol=1e-12, min_compared=10)
     # Not vacuous: both layers spike in both chunks, and a refractory period crosses the split.
     carry, _, record = first.apply(params, spikes_lib.from_lists(
         *[np.asarray(x)[np.asarray(inputs.time) <= SPLIT] for x in inputs], capacity=12, dtype=jnp.float64))
