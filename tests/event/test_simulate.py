@@ -154,15 +154,40 @@ def test_simultaneous_crossings_all_emitted(x64):
     assert list(idx) == [0, 1, 2] and times[0] == times[1] == times[2]
 
 
+def _neuron_weighted_sum(times, idx, coefficients):
+    """``sum_n sum_j c[n, j] t_{n,j}`` over the spikes of a buffer (``t_{n,j}``: the ``j``-th spike
+    of neuron ``n``); coefficients per neuron's own spikes, so ties between neurons do not matter."""
+    valid = idx >= 0
+    one_hot = (idx[:, None] == jnp.arange(coefficients.shape[0])) & valid[:, None]
+    ordinal = jnp.sum((jnp.cumsum(one_hot, axis=0) - one_hot) * one_hot, axis=1)
+    c = coefficients[jnp.clip(idx, 0, coefficients.shape[0] - 1), jnp.clip(ordinal, 0, coefficients.shape[1] - 1)]
+    return jnp.sum(jnp.where(valid, c * jnp.where(valid, times, 0.0), 0.0))
+
+
+def _reference_objective(coefficients, counts, t_max=T_MAX):
+    """The same sum from the float64 reference; NaN where a perturbation creates or deletes a spike."""
+
+    def objective(weight, in_time, in_idx, neuron):
+        times, idx = simulate_event(np.asarray(weight, np.float64), in_time, in_idx, neuron, t_max)
+        if np.any(np.bincount(idx, minlength=len(counts)) != counts):
+            return np.nan
+        ordinal = np.array([np.sum(idx[:k] == n) for k, n in enumerate(idx)], dtype=int)
+        return float(np.sum(coefficients[idx, ordinal] * times))
+
+    return objective
+
+
 # (The Lambert W kernel's implicit-function gradient is checked in test_kernels.py.)
 @pytest.mark.parametrize("ratio,kernel", [(2.0, "quadratic"), (1.5, "root")])
 def test_gradient_matches_finite_differences(x64, ratio, kernel):
-    """d(spike times)/d(weights, input times, neuron params) vs float64 central differences, rtol 1e-4."""
+    """d(spike times)/d(weights, input times) vs float64 central differences of the float64
+    reference (independent of the code under test), rtol 1e-4; every difference is defined."""
     rng = np.random.default_rng(11)
     weight = jnp.asarray(rng.normal(2.0, 1.5, (N_IN, SIZE)))
     times = np.sort(rng.uniform(0, 0.01, 6))
     idx = rng.integers(0, N_IN, 6)
     neuron = LIFParameters(tau_syn=TAU_SYN, tau_mem=ratio * TAU_SYN, t_ref=2e-3, v_reset=-0.1, v_leak=0.05)
+    coefficients = rng.normal(size=(SIZE, CAPACITY))
 
     pad_idx = jnp.asarray(np.pad(idx, (0, SLOTS - 6), constant_values=-1), jnp.int32)
 
@@ -170,40 +195,60 @@ def test_gradient_matches_finite_differences(x64, ratio, kernel):
     def objective(w, t):
         spikes = spikes_lib.Spikes(jnp.pad(t, (0, SLOTS - 6), constant_values=jnp.inf), pad_idx)
         result = simulate(w, spikes, neuron, capacity=CAPACITY, t_max=T_MAX, kernel=kernel)
-        valid = result.spikes.idx >= 0
-        return jnp.sum(jnp.where(valid, result.spikes.time, 0.0) * jnp.arange(1, CAPACITY + 1)), result
+        return _neuron_weighted_sum(result.spikes.time, result.spikes.idx, jnp.asarray(coefficients)), result
 
-    value, result = objective(weight, jnp.asarray(times))
-    assert int(result.spikes.count()) >= 3
+    _, result = objective(weight, jnp.asarray(times))
+    assert int(result.spikes.count()) >= 3 and not bool(result.overflow)
+    _, out_idx = simulate_event(np.asarray(weight), times, idx, neuron, T_MAX)
+    np.testing.assert_array_equal(np.asarray(result.spikes.idx[: len(out_idx)]), out_idx)
+    reference = _reference_objective(coefficients, np.bincount(out_idx, minlength=SIZE))
     grad_w, grad_t = jax.jit(jax.grad(lambda w, t: objective(w, t)[0], argnums=(0, 1)))(weight, jnp.asarray(times))
     h = 1e-7
-    for k in range(weight.size):
-        e = jnp.zeros(weight.size).at[k].set(h).reshape(weight.shape)
-        fd = (objective(weight + e, times)[0] - objective(weight - e, times)[0]) / (2 * h)
+    weight64 = np.asarray(weight)
+    for k in range(weight64.size):
+        e = np.zeros(weight64.size)
+        e[k] = h
+        e = e.reshape(weight64.shape)
+        fd = (reference(weight64 + e, times, idx, neuron) - reference(weight64 - e, times, idx, neuron)) / (2 * h)
+        assert np.isfinite(fd), f"weight {k}: a perturbation of {h} changed the spike count"
         np.testing.assert_allclose(grad_w.reshape(-1)[k], fd, rtol=1e-4, atol=1e-9)
     for k in range(len(times)):
-        e = jnp.zeros(len(times)).at[k].set(1e-9)
-        fd = (objective(weight, times + e)[0] - objective(weight, times - e)[0]) / 2e-9
+        e = np.zeros(len(times))
+        e[k] = 1e-9
+        fd = (reference(weight64, times + e, idx, neuron) - reference(weight64, times - e, idx, neuron)) / 2e-9
+        assert np.isfinite(fd), f"input time {k}: a perturbation of 1e-9 changed the spike count"
         np.testing.assert_allclose(grad_t[k], fd, rtol=1e-4, atol=1e-9)
 
 
 def test_gradient_wrt_neuron_parameters(x64):
-    """Traced time constants select the root solver; its gradient matches differences."""
+    """Traced time constants select the root solver; its gradient matches central differences
+    of the float64 reference."""
     rng = np.random.default_rng(5)
     weight = jnp.asarray(rng.normal(2.5, 1.0, (N_IN, SIZE)))
-    spikes = spikes_lib.from_lists([1e-3, 2e-3, 4e-3], [0, 1, 2], capacity=SLOTS, dtype=jnp.float64)
+    in_time, in_idx = np.asarray([1e-3, 2e-3, 4e-3]), np.asarray([0, 1, 2])
+    spikes = spikes_lib.from_lists(in_time, in_idx, capacity=SLOTS, dtype=jnp.float64)
+    coefficients = np.ones((SIZE, CAPACITY))
 
     @jax.jit
     def objective(p):
         neuron = LIFParameters(tau_syn=p[0], tau_mem=p[1], v_th=p[2])
         result = simulate(weight, spikes, neuron, capacity=CAPACITY, t_max=T_MAX)
-        return jnp.sum(jnp.where(result.spikes.idx >= 0, result.spikes.time, 0.0))
+        return _neuron_weighted_sum(result.spikes.time, result.spikes.idx, jnp.asarray(coefficients))
 
-    p = jnp.asarray([TAU_SYN, 1.7 * TAU_SYN, 1.0])
-    grad = jax.grad(objective)(p)
+    def reference_neuron(p):
+        return LIFParameters(tau_syn=float(p[0]), tau_mem=float(p[1]), v_th=float(p[2]))
+
+    p = np.asarray([TAU_SYN, 1.7 * TAU_SYN, 1.0])
+    _, out_idx = simulate_event(np.asarray(weight), in_time, in_idx, reference_neuron(p), T_MAX)
+    assert len(out_idx) >= 2
+    reference = _reference_objective(coefficients, np.bincount(out_idx, minlength=SIZE))
+    grad = jax.grad(objective)(jnp.asarray(p))
     for k, h in enumerate([1e-9, 1e-9, 1e-7]):
-        e = jnp.zeros(3).at[k].set(h)
-        fd = (objective(p + e) - objective(p - e)) / (2 * h)
+        e = np.zeros(3)
+        e[k] = h
+        fd = (reference(weight, in_time, in_idx, reference_neuron(p + e))
+              - reference(weight, in_time, in_idx, reference_neuron(p - e))) / (2 * h)
+        assert np.isfinite(fd) and fd != 0
         np.testing.assert_allclose(grad[k], fd, rtol=1e-4)
 
 
