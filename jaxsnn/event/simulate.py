@@ -362,7 +362,10 @@ def _simulate_scan(
         # rounding, spike together (refractory neurons cannot).
         free = state.refractory_until < t_next
         fired = is_spike & ((t_cross == t_out) | (free & (state.v >= neuron.v_th)))
-        refractory_end = jnp.where(neuron.t_ref > 0, t_next + neuron.t_ref, -jnp.inf)
+        # Each neuron's spike time is its own crossing (equal in value to t_next): the minimum
+        # would hand every neuron crossing at this instant the average of their derivatives.
+        t_spike = jnp.where(t_cross == t_out, t_cross, t_next)
+        refractory_end = jnp.where(neuron.t_ref > 0, t_spike + neuron.t_ref, -jnp.inf)
         v = jnp.where(fired, neuron.v_reset, state.v)
         refractory_until = jnp.where(fired, refractory_end, state.refractory_until)
         current = state.current
@@ -372,7 +375,7 @@ def _simulate_scan(
         current = current + jnp.where(is_input, row, jnp.zeros_like(row))
         position = n_out + jnp.cumsum(fired, dtype=jnp.int32) - 1
         target = jnp.where(fired & (position < capacity), position, capacity)
-        out_time = out_time.at[target].set(t_next, mode="drop")
+        out_time = out_time.at[target].set(t_spike, mode="drop")
         out_idx = out_idx.at[target].set(jnp.arange(size, dtype=jnp.int32), mode="drop")
         n_out = n_out + jnp.sum(fired, dtype=jnp.int32)
         new_state = LIFState(v=v, current=current, refractory_until=refractory_until)

@@ -183,7 +183,7 @@ def test_gradient_matches_finite_differences(x64, ratio, kernel):
     """d(spike times)/d(weights, input times) vs float64 central differences of the float64
     reference (independent of the code under test), rtol 1e-4; every difference is defined."""
     rng = np.random.default_rng(11)
-    weight = jnp.asarray(rng.normal(2.0, 1.5, (N_IN, SIZE)))
+    drawn = rng.normal(2.0, 1.5, (N_IN, SIZE))
     times = np.sort(rng.uniform(0, 0.01, 6))
     idx = rng.integers(0, N_IN, 6)
     neuron = LIFParameters(tau_syn=TAU_SYN, tau_mem=ratio * TAU_SYN, t_ref=2e-3, v_reset=-0.1, v_leak=0.05)
@@ -197,27 +197,34 @@ def test_gradient_matches_finite_differences(x64, ratio, kernel):
         result = simulate(w, spikes, neuron, capacity=CAPACITY, t_max=T_MAX, kernel=kernel)
         return _neuron_weighted_sum(result.spikes.time, result.spikes.idx, jnp.asarray(coefficients)), result
 
-    _, result = objective(weight, jnp.asarray(times))
-    assert int(result.spikes.count()) >= 3 and not bool(result.overflow)
-    _, out_idx = simulate_event(np.asarray(weight), times, idx, neuron, T_MAX)
-    np.testing.assert_array_equal(np.asarray(result.spikes.idx[: len(out_idx)]), out_idx)
-    reference = _reference_objective(coefficients, np.bincount(out_idx, minlength=SIZE))
-    grad_w, grad_t = jax.jit(jax.grad(lambda w, t: objective(w, t)[0], argnums=(0, 1)))(weight, jnp.asarray(times))
-    h = 1e-7
-    weight64 = np.asarray(weight)
-    for k in range(weight64.size):
-        e = np.zeros(weight64.size)
-        e[k] = h
-        e = e.reshape(weight64.shape)
-        fd = (reference(weight64 + e, times, idx, neuron) - reference(weight64 - e, times, idx, neuron)) / (2 * h)
-        assert np.isfinite(fd), f"weight {k}: a perturbation of {h} changed the spike count"
-        np.testing.assert_allclose(grad_w.reshape(-1)[k], fd, rtol=1e-4, atol=1e-9)
-    for k in range(len(times)):
-        e = np.zeros(len(times))
-        e[k] = 1e-9
-        fd = (reference(weight64, times + e, idx, neuron) - reference(weight64, times - e, idx, neuron)) / 2e-9
-        assert np.isfinite(fd), f"input time {k}: a perturbation of 1e-9 changed the spike count"
-        np.testing.assert_allclose(grad_t[k], fd, rtol=1e-4, atol=1e-9)
+    gradient = jax.jit(jax.grad(lambda w, t: objective(w, t)[0], argnums=(0, 1)))
+    # Drawn weights, and the same with columns 1 and 2 equal to column 0: then neurons cross at
+    # the same instants, where each spike time must keep its own derivative.
+    tied = np.repeat(drawn[:, :1], SIZE, axis=1)
+    for weight, simultaneous in ((jnp.asarray(drawn), False), (jnp.asarray(tied), True)):
+        _, result = objective(weight, jnp.asarray(times))
+        assert int(result.spikes.count()) >= 3 and not bool(result.overflow)
+        spiking = np.asarray(result.spikes.time)[np.asarray(result.spikes.idx) >= 0]
+        assert (np.unique(spiking).size < spiking.size) == simultaneous
+        _, out_idx = simulate_event(np.asarray(weight), times, idx, neuron, T_MAX)
+        np.testing.assert_array_equal(np.asarray(result.spikes.idx[: len(out_idx)]), out_idx)
+        reference = _reference_objective(coefficients, np.bincount(out_idx, minlength=SIZE))
+        grad_w, grad_t = gradient(weight, jnp.asarray(times))
+        h = 1e-7
+        weight64 = np.asarray(weight)
+        for k in range(weight64.size):
+            e = np.zeros(weight64.size)
+            e[k] = h
+            e = e.reshape(weight64.shape)
+            fd = (reference(weight64 + e, times, idx, neuron) - reference(weight64 - e, times, idx, neuron)) / (2 * h)
+            assert np.isfinite(fd), f"weight {k}: a perturbation of {h} changed the spike count"
+            np.testing.assert_allclose(grad_w.reshape(-1)[k], fd, rtol=1e-4, atol=1e-9)
+        for k in range(len(times)):
+            e = np.zeros(len(times))
+            e[k] = 1e-9
+            fd = (reference(weight64, times + e, idx, neuron) - reference(weight64, times - e, idx, neuron)) / 2e-9
+            assert np.isfinite(fd), f"input time {k}: a perturbation of 1e-9 changed the spike count"
+            np.testing.assert_allclose(grad_t[k], fd, rtol=1e-4, atol=1e-9)
 
 
 def test_gradient_wrt_neuron_parameters(x64):
