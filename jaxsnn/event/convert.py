@@ -8,7 +8,7 @@ from typing import Any, Optional
 import jax
 
 from jaxsnn import spikes as spikes_lib
-from jaxsnn._validate import check_positive
+from jaxsnn._validate import check_positive, positive_int
 from jaxsnn.spikes import Spikes
 from jaxsnn.types import Layer, named_layer
 
@@ -23,12 +23,6 @@ def _shape(label: str, input_shape: Any, ndim: int, meaning: str):
     if len(shape) != ndim:
         raise ValueError(f"{label} takes inputs of shape {meaning}, got {shape}")
     return shape
-
-
-def _int(name: str, value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-    return value
 
 
 def ToDense(n_neurons: int, dt: float, n_steps: int) -> Layer:
@@ -47,12 +41,13 @@ def ToDense(n_neurons: int, dt: float, n_steps: int) -> Layer:
         A stateless ``Layer`` without parameters.
 
     Raises:
+        TypeError: if ``n_steps`` or ``n_neurons`` is not an int.
         ValueError: if ``dt <= 0``, ``n_steps < 1`` or ``n_neurons < 1``; at init, if the input
             shape is not ``(n_neurons,)``.
     """
     check_positive("dt", dt)
-    n_steps = _int("n_steps", n_steps)
-    n_neurons = _int("n_neurons", n_neurons)
+    n_steps = positive_int("n_steps", n_steps)
+    n_neurons = positive_int("n_neurons", n_neurons)
     label = "ToDense"
 
     def init(rng: jax.Array, input_shape: Any):
@@ -84,11 +79,12 @@ def ToSpikes(dt: float, capacity: int, offset: float = 0.0) -> Layer:
         A stateless ``Layer``.
 
     Raises:
+        TypeError: if ``capacity`` is not an int.
         ValueError: if ``dt <= 0`` or ``capacity < 1``; at apply, if a concrete grid holds more
             spikes than ``capacity``.
     """
     check_positive("dt", dt)
-    capacity = _int("capacity", capacity)
+    capacity = positive_int("capacity", capacity)
     label = "ToSpikes"
 
     def init(rng: jax.Array, input_shape: Any):

@@ -8,10 +8,18 @@ With ``u = v - v_leak`` and ``s`` the time elapsed since the start of an event-f
 
 which for every ratio of the time constants, ``tau_mem == tau_syn`` included, is evaluated as::
 
-    K(s) = (s / tau_mem) exp(-s / tau_mem) phi(s (1/tau_mem - 1/tau_syn)),   phi(x) = expm1(x) / x
+    K(s) = (s / tau_mem) exp(-s / tau_slow) phi(-s |1/tau_mem - 1/tau_syn|),   phi(x) = expm1(x) / x
 
-(``phi(0) = 1`` gives the equal-tau kernel ``(s/tau) exp(-s/tau)``). ``phi`` is evaluated with a
-series near 0, so nearly equal time constants lose no precision and gradients stay finite.
+with ``tau_slow = max(tau_mem, tau_syn)`` (``phi(0) = 1`` gives the equal-tau kernel
+``(s/tau) exp(-s/tau)``; both signs of the rate gap give the same analytic function, so the
+derivatives with respect to the time constants are exact at ``tau_mem == tau_syn`` too).
+Every factor is bounded (``0 < phi(x) <= 1`` for ``x <= 0``, and the exponential is the
+slower of the two decays), so ``K`` never overflows and underflows only where ``K`` itself
+does, however long the gap. ``phi`` is evaluated with a series near 0, so nearly
+equal time constants lose no precision and gradients stay finite. This one kernel serves the
+forward dynamics, the next-spike root solver, the closed-form superposition
+(``jaxsnn.event.superposition``) and the EventProp adjoint, whose ``lambda_v -> lambda_I``
+coupling over a gap ``s`` is the same ``K(s)``.
 
 ``u`` has at most one interior extremum on ``s > 0``, at::
 
@@ -79,16 +87,26 @@ def log1p_ratio(x: jax.Array) -> jax.Array:
 def psp_kernel(s: jax.Array, tau_mem: Any, tau_syn: Any) -> jax.Array:
     """Response ``K(s)`` of ``u`` to a unit current step at ``s = 0`` (see module docstring).
 
+    ``K(s) = tau_syn / (tau_syn - tau_mem) (exp(-s/tau_syn) - exp(-s/tau_mem))``, evaluated as
+    ``(s/tau_mem) exp(-s/tau_slow) phi(-s |1/tau_mem - 1/tau_syn|)``, ``tau_slow = max(tau_mem,
+    tau_syn)``: no cancellation for nearly equal time constants, no overflow for long gaps.
+
     Args:
-        s: elapsed time, >= 0.
-        tau_mem: membrane time constant.
-        tau_syn: synaptic time constant.
+        s: elapsed time, >= 0 (finite).
+        tau_mem: membrane time constant(s), broadcastable.
+        tau_syn: synaptic time constant(s), broadcastable.
 
     Returns:
-        ``K(s)``; exact for any ratio, including ``tau_mem == tau_syn``.
+        ``K(s)`` elementwise; exact for any ratio, including ``tau_mem == tau_syn``.
     """
-    rate_gap = 1.0 / tau_mem - 1.0 / tau_syn
-    return (s / tau_mem) * jnp.exp(-s / tau_mem) * expm1_ratio(s * rate_gap)
+    # exp(-s/tau_mem) phi(x) = exp(-s/tau_syn) phi(-x), x = s (1/tau_mem - 1/tau_syn): the same
+    # function, so choosing the form with phi's argument <= 0 (phi in (0, 1], decay with the slower
+    # time constant) changes no derivative. Selected with `where` rather than abs/maximum, whose
+    # derivatives at tau_mem == tau_syn would not be those of K.
+    x = s * (1.0 / tau_mem - 1.0 / tau_syn)
+    slow_syn = x > 0  # tau_mem < tau_syn
+    decay = jnp.where(slow_syn, jnp.exp(-s / tau_syn), jnp.exp(-s / tau_mem))
+    return (s / tau_mem) * decay * expm1_ratio(jnp.where(slow_syn, -x, x))
 
 
 def free_membrane(s: jax.Array, u0: jax.Array, current0: jax.Array, tau_mem: Any, tau_syn: Any) -> jax.Array:

@@ -18,9 +18,9 @@ which is solved in closed form over a gap ``s`` between two events::
     lambda_v <- lambda_v exp(-s / tau_mem)
     lambda_I <- lambda_I exp(-s / tau_syn) + lambda_v K(s)
     K(s) = tau_syn / (tau_mem - tau_syn) (exp(-s / tau_mem) - exp(-s / tau_syn))
-         = (s / tau_mem) exp(-s / tau_mem) (1 - exp(-x)) / x,  x = s (1/tau_syn - 1/tau_mem)
 
-(the same kernel as the forward PSP; ``x = 0`` gives ``(s/tau) exp(-s/tau)`` for equal taus).
+``K`` is the forward PSP kernel itself (``jaxsnn.event.dynamics.psp_kernel``, exact for equal
+time constants and overflow-safe for long gaps).
 
 Jumps, with ``vdot = (I - (v - v_leak)) / tau_mem`` evaluated on either side of an event and
 ``G_k = dL/dt_k`` the total derivative of the loss w.r.t. an event time:
@@ -37,12 +37,12 @@ Jumps, with ``vdot = (I - (v - v_leak)) / tau_mem`` evaluated on either side of 
   (``lambda_v'`` is ``lambda_v`` with neuron ``i`` excluded: its own reset is ``r_k``). While a
   neuron is refractory its membrane is clamped, so its ``lambda_v`` is zero there.
 
-The current ``I_i`` just before a spike is a closed-form sum over the earlier events, so the
-backward pass needs only the events themselves: weights, input spikes, output spikes, neuron
-parameters and the cotangents of the output times. This is also why the gradient can be
-evaluated at spike times that were measured rather than simulated (``external_spikes``:
-hardware in the loop): the forward value is the measurement and the gradient is EventProp at
-the measured times.
+The current ``I_i`` just before a spike is a closed-form sum over the earlier events
+(``jaxsnn.event.superposition``), so the backward pass needs only the events themselves:
+weights, input spikes, output spikes, neuron parameters and the cotangents of the output
+times. This is also why the gradient can be evaluated at spike times that were measured rather
+than simulated (``external_spikes``: hardware in the loop): the forward value is the
+measurement and the gradient is EventProp at the measured times.
 
 Limitations (documented, by design):
 
@@ -64,18 +64,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsnn import spikes as spikes_lib
-from jaxsnn._validate import is_concrete
-from jaxsnn.event.kernels import resolve_kernel
-from jaxsnn.event.neuron import LIFParameters, LIFState
+from jaxsnn.event.dynamics import psp_kernel
+from jaxsnn.event.neuron import LIFParameters, LIFState, per_neuron
+from jaxsnn.event.plan import Plan, resolve_plan, resolve_refractory
+from jaxsnn.event.simulate import SimulationResult, simulate_planned, validate_inputs
+from jaxsnn.event.superposition import Sources, currents_at, state_at
 from jaxsnn.spikes import Spikes
 
 __all__ = [
     "AdjointGradients",
     "MIN_SLOPE_FRACTION",
-    "adjoint_kernel",
     "eventprop_gradients",
     "simulate_eventprop",
-    "state_at",
+    "simulate_eventprop_planned",
 ]
 
 #: Floor of the membrane slope at a spike, as a fraction of ``(v_th - v_reset) / tau_mem``:
@@ -85,10 +86,6 @@ MIN_SLOPE_FRACTION = 1e-4
 # Order of events that share a time stamp (forward order): a spike is caused by the trajectory
 # before it, its refractory release follows it (t_ref = 0), input jumps come last.
 _SPIKE, _RELEASE, _INPUT = 0, 1, 2
-
-# Above this many (query, source) pairs per sample the currents at spike times are computed by
-# a forward scan over the events instead of one dense masked sum.
-_DENSE_CURRENT_LIMIT = 1 << 16
 
 
 class AdjointGradients(NamedTuple):
@@ -114,144 +111,45 @@ class AdjointGradients(NamedTuple):
     output_times: jax.Array
 
 
-def adjoint_kernel(elapsed: jax.Array, tau_mem: jax.Array, tau_syn: jax.Array) -> jax.Array:
-    """``K(s) = tau_syn / (tau_mem - tau_syn) (exp(-s/tau_mem) - exp(-s/tau_syn))``, stably.
+class _Events(NamedTuple):
+    """The merged event list of the backward pass, one entry per event.
 
-    Exact for every ratio of the time constants (``tau_mem == tau_syn`` gives
-    ``(s / tau) exp(-s / tau)``); never overflows for large ``s``.
-
-    Args:
-        elapsed: ``s >= 0`` (finite).
-        tau_mem: membrane time constant(s), broadcastable.
-        tau_syn: synaptic time constant(s), broadcastable.
-
-    Returns:
-        ``K(s)`` elementwise.
+    Attributes:
+        time: event time (inactive events sit at ``t_max``).
+        kind: ``_SPIKE``, ``_RELEASE`` or ``_INPUT``.
+        index: input row (inputs) or neuron (spikes, releases).
+        active: False for padding and events after the window.
+        cotangent: explicit ``dL/dt`` of an output spike (0 for other kinds).
+        current_before: current of the spiking neuron just before its spike.
+        current_after: current of the released neuron just after its release.
+        beyond: the release falls at or after ``t_max`` (its membrane never moves again).
     """
-    rate_gap = 1.0 / tau_syn - 1.0 / tau_mem
-    x = elapsed * rate_gap
-    near = jnp.abs(x) < 0.5
-    x_near = jnp.where(near, x, 1.0)
-    x_tiny = jnp.abs(x_near) < 1e-3
-    x_div = jnp.where(x_tiny, 1.0, x_near)
-    # (1 - exp(-x)) / x, by its series near 0
-    one_minus_exp_ratio = jnp.where(
-        x_tiny,
-        1.0 - x_near * (0.5 - x_near * (1.0 / 6 - x_near * (1.0 / 24 - x_near / 120))),
-        -jnp.expm1(-x_div) / x_div,
-    )
-    decay_mem = jnp.exp(-elapsed / tau_mem)
-    near_value = (elapsed / tau_mem) * decay_mem * one_minus_exp_ratio
-    gap = jnp.where(near, 1.0, tau_mem - tau_syn)
-    far_value = tau_syn / gap * (decay_mem - jnp.exp(-elapsed / tau_syn))
-    return jnp.where(near, near_value, far_value)
-
-
-def _per_neuron(neuron: LIFParameters, size: int, dtype: Any) -> LIFParameters:
-    return LIFParameters(*(jnp.broadcast_to(jnp.asarray(value, dtype), (size,)) for value in neuron))
-
-
-def _t_ref_is_zero(neuron: LIFParameters) -> bool:
-    """True when the refractory period is known (concretely) to be zero everywhere."""
-    return is_concrete(neuron.t_ref) and bool(np.all(np.asarray(neuron.t_ref) == 0))
-
-
-class _Sources(NamedTuple):
-    """Events that inject current: time, weight row index, weight matrix, validity."""
 
     time: jax.Array
-    row: jax.Array
-    matrix: jax.Array
-    valid: jax.Array
+    kind: jax.Array
+    index: jax.Array
+    active: jax.Array
+    cotangent: jax.Array
+    current_before: jax.Array
+    current_after: jax.Array
+    beyond: jax.Array
 
 
-def _currents_dense(
-    query_time: jax.Array,
-    query_neuron: jax.Array,
-    query_inclusive: jax.Array,
-    sources: Tuple[_Sources, ...],
-    initial_current: jax.Array,
-    tau_syn: jax.Array,
-) -> jax.Array:
-    """Synaptic current of neuron ``query_neuron[q]`` at ``query_time[q]`` as a masked sum.
-
-    ``I_n(t) = I_n(0) exp(-t/tau_syn) + sum_{events e before t} W_e[n] exp(-(t - t_e)/tau_syn)``;
-    "before" is ``t_e < t`` (left limit) or ``t_e <= t`` (right limit, ``query_inclusive``).
-    """
-    query_ok = jnp.isfinite(query_time)
-    t_q = jnp.where(query_ok, query_time, 0.0)
-    neuron = jnp.clip(query_neuron, 0, tau_syn.shape[0] - 1)
-    tau_q = tau_syn[neuron]
-    total = initial_current[neuron] * jnp.exp(-t_q / tau_q)
-    for source in sources:
-        lag = t_q[None, :] - source.time[:, None]
-        before = (lag > 0) | (query_inclusive[None, :] & (lag == 0))
-        mask = source.valid[:, None] & query_ok[None, :] & before
-        lag = jnp.where(mask, lag, 0.0)
-        rows = jnp.clip(source.row, 0, source.matrix.shape[0] - 1)
-        weight = source.matrix[rows[:, None], neuron[None, :]]
-        total = total + jnp.sum(jnp.where(mask, weight * jnp.exp(-lag / tau_q[None, :]), 0.0), axis=0)
-    return jnp.where(query_ok, total, 0.0)
-
-
-def _currents_scan(
-    query_time: jax.Array,
-    query_neuron: jax.Array,
-    query_inclusive: jax.Array,
-    sources: Tuple[_Sources, ...],
-    initial_current: jax.Array,
-    tau_syn: jax.Array,
-) -> jax.Array:
-    """Same as ``_currents_dense`` by one forward scan over all events (O(events) memory)."""
-    size = tau_syn.shape[0]
-    n_query = query_time.shape[0]
-    # Forward order at equal times: left-limit queries, then source jumps, then right-limit queries.
-    times, kinds, rows, owners = [], [], [], []
-    for number, source in enumerate(sources):
-        times.append(jnp.where(source.valid, source.time, jnp.inf))
-        kinds.append(jnp.ones_like(source.row))
-        rows.append(source.row)
-        owners.append(jnp.full(source.row.shape, number, jnp.int32))
-    query_ok = jnp.isfinite(query_time)
-    times.append(jnp.where(query_ok, query_time, jnp.inf))
-    kinds.append(jnp.where(query_inclusive, 2, 0).astype(jnp.int32))
-    rows.append(jnp.arange(n_query, dtype=jnp.int32))
-    owners.append(jnp.full((n_query,), -1, jnp.int32))
-    time = jnp.concatenate(times)
-    kind = jnp.concatenate(kinds).astype(jnp.int32)
-    row = jnp.concatenate(rows).astype(jnp.int32)
-    owner = jnp.concatenate(owners)
-    order = jnp.lexsort((kind, time))
-    neuron_of_query = jnp.clip(query_neuron, 0, size - 1)
-
-    def step(carry, item):
-        current, t_prev, answers = carry
-        t, k, r, o = item
-        finite = jnp.isfinite(t)
-        t_eff = jnp.where(finite, t, t_prev)
-        current = current * jnp.exp(-(t_eff - t_prev) / tau_syn)
-        jump = jnp.zeros_like(current)
-        for number, source in enumerate(sources):
-            row_index = jnp.clip(r, 0, source.matrix.shape[0] - 1)
-            jump = jnp.where((o == number) & finite, source.matrix[row_index], jump)
-        current = current + jump
-        q = jnp.clip(r, 0, n_query - 1)
-        value = current[neuron_of_query[q]]
-        answers = jnp.where((o == -1) & finite, answers.at[q].set(value), answers)
-        return (current, t_eff, answers), None
-
-    init = (initial_current, jnp.zeros((), time.dtype), jnp.zeros((n_query,), time.dtype))
-    (_, _, answers), _ = jax.lax.scan(
-        step, init, (time[order], kind[order], row[order], owner[order])
+def _event_group(time, kind, index, active, dtype, cotangent=None, current_before=None, current_after=None,
+                 beyond=None) -> _Events:
+    """One kind of events as an ``_Events``; fields a kind does not use are zero."""
+    count = time.shape[0]
+    zeros = jnp.zeros((count,), dtype)
+    return _Events(
+        time=time,
+        kind=jnp.full((count,), kind, jnp.int32),
+        index=index,
+        active=active,
+        cotangent=zeros if cotangent is None else cotangent,
+        current_before=zeros if current_before is None else current_before,
+        current_after=zeros if current_after is None else current_after,
+        beyond=jnp.zeros((count,), bool) if beyond is None else beyond,
     )
-    return jnp.where(query_ok, answers, 0.0)
-
-
-def _currents_at(query_time, query_neuron, query_inclusive, sources, initial_current, tau_syn):
-    pairs = query_time.shape[0] * sum(source.time.shape[0] for source in sources)
-    if pairs <= _DENSE_CURRENT_LIMIT:
-        return _currents_dense(query_time, query_neuron, query_inclusive, sources, initial_current, tau_syn)
-    return _currents_scan(query_time, query_neuron, query_inclusive, sources, initial_current, tau_syn)
 
 
 def eventprop_gradients(
@@ -282,7 +180,7 @@ def eventprop_gradients(
         output_time_cotangent: ``(output capacity,)`` ``dL/dt_k`` of each output slot (padding
             slots are ignored, whatever their value, NaN included).
         recurrent_weight: optional ``(size, size)`` recurrent weights.
-        initial_state: optional state at ``t = 0`` (default: rest).
+        initial_state: optional ``LIFState`` at ``t = 0`` (default: rest).
         final_state_cotangent: optional ``(dL/dv, dL/dI)`` at ``t_max``.
         refractory: whether to model refractory periods; default: unless ``neuron.t_ref`` is
             concretely zero. ``True`` is always correct, ``False`` is faster.
@@ -294,9 +192,9 @@ def eventprop_gradients(
     dtype = jnp.result_type(weight.dtype, input_spikes.time.dtype)
     weight = weight.astype(dtype)
     n_inputs, size = weight.shape
-    p = _per_neuron(neuron, size, dtype)
+    p = per_neuron(neuron, size, dtype)
     t_max = jnp.asarray(t_max, dtype)
-    with_release = (not _t_ref_is_zero(neuron)) if refractory is None else bool(refractory)
+    with_release = resolve_refractory(neuron) if refractory is None else bool(refractory)
     recurrent = recurrent_weight is not None
     if recurrent:
         recurrent_weight = jnp.asarray(recurrent_weight, dtype)
@@ -316,12 +214,12 @@ def eventprop_gradients(
         initial_current = jnp.zeros((size,), dtype)
         initial_ref = None
     else:
-        initial_current = jnp.broadcast_to(jnp.asarray(initial_state[1], dtype), (size,))
-        initial_ref = jnp.broadcast_to(jnp.asarray(initial_state[2], dtype), (size,)) if len(initial_state) > 2 else None
+        initial_current = jnp.broadcast_to(jnp.asarray(initial_state.current, dtype), (size,))
+        initial_ref = jnp.broadcast_to(jnp.asarray(initial_state.refractory_until, dtype), (size,))
 
-    sources = [_Sources(in_time, in_idx, weight, in_valid)]
+    sources = [Sources(in_time, in_idx, weight, in_valid)]
     if recurrent:
-        sources.append(_Sources(out_time, out_idx, recurrent_weight, out_valid))
+        sources.append(Sources(out_time, out_idx, recurrent_weight, out_valid))
     sources = tuple(sources)
 
     # Current just before each spike, and just after the instant its membrane is released.
@@ -330,59 +228,38 @@ def eventprop_gradients(
                                   jnp.where(out_valid & (release_time < t_max), release_time, jnp.inf)])
     query_neuron = jnp.concatenate([out_neuron, out_neuron])
     query_inclusive = jnp.concatenate([jnp.zeros((k_out,), bool), jnp.ones((k_out,), bool)])
-    currents = _currents_at(query_time, query_neuron, query_inclusive, sources, initial_current, p.tau_syn)
+    currents = currents_at(query_time, query_neuron, query_inclusive, sources, initial_current, p.tau_syn)
     current_before, current_released = currents[:k_out], currents[k_out:]
 
     ct = jnp.where(out_valid, jnp.asarray(output_time_cotangent, dtype), 0.0)
 
     # Merged event list, in original slot order: inputs, spikes, releases, initial releases.
     in_active = in_valid & (in_time <= t_max)
-    lists_time = [jnp.where(in_active, in_time, t_max), out_time_safe]
-    lists_kind = [jnp.full((k_in,), _INPUT, jnp.int32), jnp.full((k_out,), _SPIKE, jnp.int32)]
-    lists_index = [jnp.clip(in_idx, 0, n_inputs - 1), out_neuron]
-    lists_active = [in_active, out_valid]
-    lists_ct = [jnp.zeros((k_in,), dtype), ct]
-    lists_before = [jnp.zeros((k_in,), dtype), current_before]
-    lists_after = [jnp.zeros((k_in,), dtype), current_released]
-    lists_beyond = [jnp.zeros((k_in,), bool), jnp.zeros((k_out,), bool)]
+    groups = [
+        _event_group(jnp.where(in_active, in_time, t_max), _INPUT, jnp.clip(in_idx, 0, n_inputs - 1),
+                     in_active, dtype),
+        _event_group(out_time_safe, _SPIKE, out_neuron, out_valid, dtype, cotangent=ct,
+                     current_before=current_before, current_after=current_released),
+    ]
     if with_release:
-        lists_time.append(jnp.minimum(release_time, t_max))
-        lists_kind.append(jnp.full((k_out,), _RELEASE, jnp.int32))
-        lists_index.append(out_neuron)
-        lists_active.append(out_valid)
-        lists_ct.append(jnp.zeros((k_out,), dtype))
-        lists_before.append(jnp.zeros((k_out,), dtype))
-        lists_after.append(current_released)
-        lists_beyond.append(release_time >= t_max)
-        if initial_ref is not None:
+        groups.append(_event_group(jnp.minimum(release_time, t_max), _RELEASE, out_neuron, out_valid, dtype,
+                                   current_after=current_released, beyond=release_time >= t_max))
+        if initial_state is not None:
             ref_active = jnp.isfinite(initial_ref) & (initial_ref > 0)
             ref_time = jnp.where(ref_active, initial_ref, t_max)
             ref_queries = jnp.where(ref_active & (ref_time < t_max), ref_time, jnp.inf)
-            ref_current = _currents_at(
-                ref_queries, jnp.arange(size, dtype=jnp.int32), jnp.ones((size,), bool),
-                sources, initial_current, p.tau_syn,
+            neurons = jnp.arange(size, dtype=jnp.int32)
+            ref_current = currents_at(
+                ref_queries, neurons, jnp.ones((size,), bool), sources, initial_current, p.tau_syn,
             )
-            lists_time.append(jnp.minimum(ref_time, t_max))
-            lists_kind.append(jnp.full((size,), _RELEASE, jnp.int32))
-            lists_index.append(jnp.arange(size, dtype=jnp.int32))
-            lists_active.append(ref_active)
-            lists_ct.append(jnp.zeros((size,), dtype))
-            lists_before.append(jnp.zeros((size,), dtype))
-            lists_after.append(ref_current)
-            lists_beyond.append(ref_time >= t_max)
+            groups.append(_event_group(jnp.minimum(ref_time, t_max), _RELEASE, neurons, ref_active, dtype,
+                                       current_after=ref_current, beyond=ref_time >= t_max))
+    events = jax.tree_util.tree_map(lambda *fields: jnp.concatenate(fields), *groups)
+    events = events._replace(time=jnp.where(events.active, events.time, t_max))
+    order = jnp.lexsort((events.kind, events.time))
+    events = jax.tree_util.tree_map(lambda field: field[order], events)
 
-    ev_time = jnp.concatenate(lists_time)
-    ev_kind = jnp.concatenate(lists_kind)
-    ev_index = jnp.concatenate(lists_index)
-    ev_active = jnp.concatenate(lists_active)
-    ev_time = jnp.where(ev_active, ev_time, t_max)
-    order = jnp.lexsort((ev_kind, ev_time))
-    sorted_items = tuple(
-        jnp.concatenate(items)[order] if isinstance(items, list) else items[order]
-        for items in (ev_time, ev_kind, ev_index, ev_active, lists_ct, lists_before, lists_after, lists_beyond)
-    )
-
-    s_time, s_kind, s_index, s_active, s_ct, s_before, s_after, s_beyond = sorted_items
+    s_time, s_kind, s_index, s_active, s_ct, s_before, s_after, s_beyond = events
     s_neuron = jnp.clip(s_index, 0, size - 1)
     # Everything that depends on one event only is computed for all events at once, so the
     # sequential scan is left with a few multiply-adds over the neurons per event.
@@ -404,7 +281,7 @@ def eventprop_gradients(
     extra = (slice(None),) + (None,) * jnp.ndim(tau_mem)
     decay_mem = jnp.exp(-gap_after[extra] / tau_mem)
     decay_syn = jnp.exp(-gap_after[extra] / tau_syn)
-    coupling = adjoint_kernel(gap_after[extra], tau_mem, tau_syn)
+    coupling = psp_kernel(gap_after[extra], tau_mem, tau_syn)
     inv_tau_mem = 1.0 / p.tau_mem
     inv_tau_syn = 1.0 / p.tau_syn
     neuron_range = jnp.arange(size)
@@ -455,7 +332,7 @@ def eventprop_gradients(
     scanned = (s_kind, s_index, s_neuron, s_active, s_ct, s_slope_before, s_slope_free, decay_mem, decay_syn, coupling)
     (lam_v, lam_i, pending), (lam_i_steps, time_grads) = jax.lax.scan(step, carry0, scanned, reverse=True)
     # Propagate from the earliest event back to t = 0.
-    lam_i = lam_i * jnp.exp(-gap_first / tau_syn) + lam_v * adjoint_kernel(gap_first, tau_mem, tau_syn)
+    lam_i = lam_i * jnp.exp(-gap_first / tau_syn) + lam_v * psp_kernel(gap_first, tau_mem, tau_syn)
     lam_v = lam_v * jnp.exp(-gap_first / tau_mem)
 
     input_rows = jnp.where(s_active & (s_kind == _INPUT), s_index, n_inputs)
@@ -476,105 +353,6 @@ def eventprop_gradients(
     )
 
 
-def state_at(
-    weight: jax.Array,
-    input_spikes: Spikes,
-    output_spikes: Spikes,
-    neuron: LIFParameters,
-    t: Any,
-    *,
-    recurrent_weight: Optional[jax.Array] = None,
-    initial_state: Optional[LIFState] = None,
-) -> LIFState:
-    """State of every neuron at time ``t`` given the inputs *and* the output spikes.
-
-    The output spikes are taken as given (simulated or measured): each one resets its neuron
-    to ``v_reset`` (held for ``t_ref``) and, in a recurrent layer, adds ``W_rec[i]`` to ``I``.
-    Closed form, no simulation: with ``a_n`` the last release of neuron ``n`` before ``t``::
-
-        I_n(t) = I_n(0) exp(-t/tau_syn) + sum_{t_e <= t} W_e[n] exp(-(t - t_e)/tau_syn)
-        v_n(t) = v_leak + (v_start - v_leak) exp(-(t - a_n)/tau_mem) + I_n(a_n) K(t - a_n)
-                 + sum_{a_n < t_e <= t} W_e[n] K(t - t_e)
-
-    Args:
-        weight: ``(n_inputs, size)`` input weights.
-        input_spikes: input events.
-        output_spikes: output events of this layer (taken as given).
-        neuron: ``LIFParameters``.
-        t: the time (right limit: events at ``t`` are included).
-        recurrent_weight: optional ``(size, size)``.
-        initial_state: optional state at ``t = 0`` (default: rest).
-
-    Returns:
-        ``LIFState(v, current, refractory_until)`` at ``t``; ``refractory_until`` is relative
-        to ``t`` (as in ``simulate``'s final state).
-    """
-    weight = jnp.asarray(weight)
-    dtype = jnp.result_type(weight.dtype, input_spikes.time.dtype)
-    weight = weight.astype(dtype)
-    n_inputs, size = weight.shape
-    p = _per_neuron(neuron, size, dtype)
-    t = jnp.asarray(t, dtype)
-    in_time = jnp.asarray(input_spikes.time, dtype)
-    in_idx = jnp.asarray(input_spikes.idx, jnp.int32)
-    out_time = jnp.asarray(output_spikes.time, dtype)
-    out_idx = jnp.asarray(output_spikes.idx, jnp.int32)
-    in_valid = (in_idx >= 0) & (in_idx < n_inputs) & jnp.isfinite(in_time) & (in_time <= t)
-    out_valid = (out_idx >= 0) & (out_idx < size) & jnp.isfinite(out_time) & (out_time <= t)
-    if initial_state is None:
-        v0 = p.v_leak
-        current0 = jnp.zeros((size,), dtype)
-        ref0 = jnp.full((size,), -jnp.inf, dtype)
-    else:
-        v0 = jnp.broadcast_to(jnp.asarray(initial_state[0], dtype), (size,))
-        current0 = jnp.broadcast_to(jnp.asarray(initial_state[1], dtype), (size,))
-        ref0 = (
-            jnp.broadcast_to(jnp.asarray(initial_state[2], dtype), (size,))
-            if len(initial_state) > 2
-            else jnp.full((size,), -jnp.inf, dtype)
-        )
-    sources = [_Sources(in_time, in_idx, weight, in_valid)]
-    if recurrent_weight is not None:
-        sources.append(_Sources(out_time, out_idx, jnp.asarray(recurrent_weight, dtype), out_valid))
-    neurons = jnp.arange(size, dtype=jnp.int32)
-
-    # Last spike of each neuron at or before t, and where its membrane starts moving again.
-    target = jnp.where(out_valid, out_idx, size)
-    last_spike = jnp.full((size + 1,), -jnp.inf, dtype).at[target].max(
-        jnp.where(out_valid, out_time, -jnp.inf)
-    )[:size]
-    spiked = jnp.isfinite(last_spike)
-    initially_refractory = jnp.isfinite(ref0) & (ref0 > 0)
-    start = jnp.where(spiked, last_spike + p.t_ref, jnp.where(initially_refractory, ref0, 0.0))
-    v_start = jnp.where(spiked | initially_refractory, p.v_reset, v0)
-    clamped = start >= t
-    start = jnp.minimum(start, t)
-    # Relative to t, like ``simulate``'s final state, so it can seed the next window.
-    refractory_until = jnp.where(
-        spiked, jnp.where(p.t_ref > 0, last_spike + p.t_ref, -jnp.inf), ref0
-    ) - t
-
-    full = jnp.ones((size,), bool)
-    current = _currents_dense(jnp.broadcast_to(t, (size,)), neurons, full, tuple(sources), current0, p.tau_syn)
-    current_start = _currents_dense(start, neurons, full, tuple(sources), current0, p.tau_syn)
-    elapsed = t - start
-    v = p.v_leak + (v_start - p.v_leak) * jnp.exp(-elapsed / p.tau_mem) + current_start * adjoint_kernel(
-        elapsed, p.tau_mem, p.tau_syn
-    )
-    for source in sources:
-        lag = t - source.time[:, None]
-        after_start = source.time[:, None] > start[None, :]
-        mask = source.valid[:, None] & after_start
-        lag = jnp.where(mask, lag, 0.0)
-        rows = jnp.clip(source.row, 0, source.matrix.shape[0] - 1)
-        v = v + jnp.sum(
-            jnp.where(mask, source.matrix[rows] * adjoint_kernel(lag, p.tau_mem[None, :], p.tau_syn[None, :]), 0.0),
-            axis=0,
-        )
-    v = jnp.where(clamped, p.v_reset, v)
-    return LIFState(v=v, current=current, refractory_until=refractory_until)
-
-
 def _zero_cotangent(value: Any) -> Any:
     """A zero cotangent of the right kind for one primal leaf (float0 for integers/bools)."""
     dtype = jnp.result_type(value)
@@ -587,76 +365,75 @@ def _zeros_tree(tree: Any) -> Any:
     return jax.tree_util.tree_map(_zero_cotangent, tree)
 
 
-def _external_forward(weight, input_spikes, neuron, capacity, t_max, recurrent_weight, initial_state, external):
-    from jaxsnn.event.simulate import SimulationResult
+def _cotangent_like(primal: Any, gradient: jax.Array) -> Any:
+    """``gradient`` as the cotangent of ``primal`` (its dtype; float0 for integer primals)."""
+    dtype = jnp.result_type(primal)
+    if jnp.issubdtype(dtype, jnp.inexact):
+        return gradient.astype(dtype)
+    return _zero_cotangent(primal)
 
+
+def _external_forward(weight, input_spikes, neuron, capacity, t_max, recurrent_weight, initial_state, external):
+    """The forward value with injected spikes: the measurement itself, and the state it implies."""
     external = Spikes(jnp.asarray(external.time, input_spikes.time.dtype), jnp.asarray(external.idx, jnp.int32))
     count = external.count()
     if external.capacity < capacity:
         external = spikes_lib.pad(external, capacity)
     elif external.capacity > capacity:
         external = Spikes(external.time[:capacity], external.idx[:capacity])
-    overflow = count > capacity
     final_state = state_at(
         weight, input_spikes, external, neuron, t_max,
         recurrent_weight=recurrent_weight, initial_state=initial_state,
     )
-    return SimulationResult(spikes=external, final_state=final_state, overflow=overflow)
+    return SimulationResult(spikes=external, final_state=final_state, overflow=count > capacity)
 
 
-def _forward(static, weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, external):
-    capacity, kernel, _, algorithm = static
+def _forward(plan, capacity, weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, external):
     if external is not None:
         return _external_forward(
             weight, input_spikes, neuron, capacity, t_max, recurrent_weight, initial_state, external
         )
-    from jaxsnn.event.simulate import simulate
-
-    return simulate(
-        weight, input_spikes, neuron, capacity=capacity, t_max=t_max, kernel=kernel,
-        recurrent_weight=recurrent_weight, initial_state=initial_state, algorithm=algorithm,
+    return simulate_planned(
+        plan, weight, input_spikes, neuron, capacity=capacity, t_max=t_max,
+        recurrent_weight=recurrent_weight, initial_state=initial_state,
     )
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _eventprop_core(static, weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, external):
-    return _forward(static, weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, external)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _eventprop_core(plan, capacity, weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, external):
+    return _forward(plan, capacity, weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, external)
 
 
-def _eventprop_fwd(static, weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, external):
-    result = _forward(static, weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, external)
+def _eventprop_fwd(plan, capacity, weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, external):
+    result = _forward(plan, capacity, weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, external)
     residuals = (weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, external, result.spikes)
     return result, residuals
 
 
-def _eventprop_bwd(static, residuals, result_cotangent):
-    _, _, refractory, _ = static
+def _eventprop_bwd(plan, capacity, residuals, result_cotangent):
+    del capacity
     weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, external, out_spikes = residuals
     final_ct = result_cotangent.final_state
     grads = eventprop_gradients(
         weight, input_spikes, out_spikes, neuron, t_max, result_cotangent.spikes.time,
         recurrent_weight=recurrent_weight, initial_state=initial_state,
-        final_state_cotangent=(final_ct.v, final_ct.current), refractory=refractory,
+        final_state_cotangent=(final_ct.v, final_ct.current), refractory=plan.refractory,
     )
-    weights_ct = grads.weight.astype(jnp.result_type(weight))
     input_ct = Spikes(
         grads.input_times.astype(input_spikes.time.dtype), _zero_cotangent(input_spikes.idx)
     )
     recurrent_ct = None
     if recurrent_weight is not None:
-        recurrent_ct = grads.recurrent_weight.astype(jnp.result_type(recurrent_weight))
+        recurrent_ct = _cotangent_like(recurrent_weight, grads.recurrent_weight)
     initial_ct = None
     if initial_state is not None:
-        fields = [grads.initial_v, grads.initial_current, grads.initial_refractory_until]
-        leaves = list(initial_state)
-        values = [
-            fields[k].astype(jnp.result_type(leaves[k])) if jnp.issubdtype(jnp.result_type(leaves[k]), jnp.inexact)
-            else _zero_cotangent(leaves[k])
-            for k in range(len(leaves))
-        ]
-        initial_ct = type(initial_state)(*values) if hasattr(initial_state, "_fields") else type(initial_state)(values)
+        initial_ct = LIFState(
+            v=_cotangent_like(initial_state.v, grads.initial_v),
+            current=_cotangent_like(initial_state.current, grads.initial_current),
+            refractory_until=_cotangent_like(initial_state.refractory_until, grads.initial_refractory_until),
+        )
     return (
-        weights_ct, input_ct, _zeros_tree(neuron), _zeros_tree(t_max),
+        _cotangent_like(weight, grads.weight), input_ct, _zeros_tree(neuron), _zeros_tree(t_max),
         recurrent_ct, initial_ct, _zeros_tree(external),
     )
 
@@ -676,7 +453,7 @@ def simulate_eventprop(
     initial_state: Optional[LIFState] = None,
     external_spikes: Optional[Spikes] = None,
     algorithm: str = "auto",
-):
+) -> SimulationResult:
     """Event-based simulation of one LIF layer whose gradient is computed by EventProp.
 
     Forward: ``jaxsnn.event.simulate`` (same arguments), or, when ``external_spikes`` is given,
@@ -703,17 +480,46 @@ def simulate_eventprop(
         ``SimulationResult(spikes, final_state, overflow)``.
 
     Raises:
-        TypeError: if ``external_spikes`` is not a ``Spikes``.
-        ValueError: if ``external_spikes`` is malformed (checked eagerly when concrete).
+        TypeError, ValueError: on invalid arguments (see ``jaxsnn.event.validate_inputs``), or
+            malformed ``external_spikes`` (checked eagerly when concrete).
     """
+    validate_inputs(
+        weight, input_spikes, neuron, capacity=capacity, t_max=t_max,
+        recurrent_weight=recurrent_weight, initial_state=initial_state,
+    )
     if external_spikes is not None:
-        size = jnp.shape(weight)[-1]
-        spikes_lib.validate(external_spikes, n_neurons=size, name="external_spikes")
-    # Resolve "auto" while the time constants are still concrete: inside the custom_vjp they
-    # are traced, and "auto" would fall back to the (much slower) root solver.
-    kernel = resolve_kernel(kernel, neuron)
-    from jaxsnn.event.simulate import resolve_algorithm
+        with jax.ensure_compile_time_eval():
+            spikes_lib.validate(external_spikes, n_neurons=jnp.shape(weight)[-1], name="external_spikes")
+    # Resolved while the time constants are concrete: inside the custom_vjp they are traced.
+    plan = resolve_plan(neuron, t_max, kernel=kernel, algorithm=algorithm, recurrent=recurrent_weight is not None)
+    return simulate_eventprop_planned(
+        plan, weight, input_spikes, neuron, capacity=capacity, t_max=t_max,
+        recurrent_weight=recurrent_weight, initial_state=initial_state, external_spikes=external_spikes,
+    )
 
-    algorithm = resolve_algorithm(algorithm, neuron, t_max, recurrent_weight is not None)
-    static = (capacity, kernel, not _t_ref_is_zero(neuron), algorithm)
-    return _eventprop_core(static, weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, external_spikes)
+
+def simulate_eventprop_planned(
+    plan: Plan,
+    weight: jax.Array,
+    input_spikes: Spikes,
+    neuron: LIFParameters,
+    *,
+    capacity: int,
+    t_max: Any,
+    recurrent_weight: Optional[jax.Array] = None,
+    initial_state: Optional[LIFState] = None,
+    external_spikes: Optional[Spikes] = None,
+) -> SimulationResult:
+    """``simulate_eventprop`` with its static choices resolved and its inputs already checked.
+
+    Args:
+        plan: the resolved kernel, algorithm and refractory handling (``jaxsnn.event.plan``).
+        weight, input_spikes, neuron, capacity, t_max, recurrent_weight, initial_state,
+            external_spikes: as for ``simulate_eventprop`` (valid).
+
+    Returns:
+        ``SimulationResult(spikes, final_state, overflow)``.
+    """
+    return _eventprop_core(
+        plan, int(capacity), weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, external_spikes
+    )

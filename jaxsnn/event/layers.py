@@ -11,8 +11,13 @@ Each factory returns a ``jaxsnn.Layer`` ``(init, apply)`` pair usable inside ``j
 
 Two gradient paths: ``gradient="analytic"`` differentiates through the exact simulation (spike
 times are differentiated through the next-spike kernels); ``gradient="eventprop"`` (default)
-uses ``jaxsnn.event.eventprop.simulate_eventprop``, which also accepts ``external`` spikes
-(measured on hardware) as this layer's forward output.
+uses ``jaxsnn.event.eventprop``, which also accepts ``external`` spikes (measured on hardware)
+as this layer's forward output.
+
+The factories check the settings (neuron parameters, capacity, window) and resolve the static
+choices (``jaxsnn.event.plan.Plan``: kernel, forward algorithm, refractory handling) once, while
+the constants are concrete; ``apply`` checks only its arguments (weights, input spikes, carry)
+and runs the planned simulation.
 """
 
 from __future__ import annotations
@@ -24,22 +29,17 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import checkify
 
-from jaxsnn._validate import check_positive, is_concrete
-from jaxsnn.event.dynamics import (
-    evolve,
-    extremum_time,
-    free_membrane,
-    psp_kernel,
-    rest_state,
-)
-from jaxsnn.event.kernels import KERNELS
-from jaxsnn.event.neuron import LIFParameters, LIFState, validate_parameters
+from jaxsnn._validate import check_positive, is_concrete, positive_int
+from jaxsnn.event.dynamics import evolve, extremum_time, free_membrane, psp_kernel, rest_state
+from jaxsnn.event.eventprop import simulate_eventprop_planned
+from jaxsnn.event.neuron import LIFParameters, LIFState, check_parameter_shapes, validate_parameters
+from jaxsnn.event.plan import resolve_plan
 from jaxsnn.event.simulate import (
     SimulationResult,
-    _check_capacity,
     checked_inputs,
     required_capacity,
-    simulate,
+    simulate_planned,
+    validate_arrays,
 )
 from jaxsnn.initializers import default_dtype, init_weight, make_weight_init
 from jaxsnn.spikes import Spikes
@@ -54,7 +54,12 @@ READOUTS = ("max", "times")
 
 
 class LIFRecording(NamedTuple):
-    """What a spiking event layer records.
+    """What a spiking event layer (``LIF``, ``RecurrentLIF``) records.
+
+    Not the same type as ``jaxsnn.discrete.LIFRecording`` (a dense ``(time, *features)`` spike
+    grid and an optional membrane trace): event layers record their spike buffer and whether
+    it overflowed; membranes are available in closed form at any time instead
+    (``jaxsnn.event.superposition.state_at``, or ``LI(readout="times")``).
 
     Attributes:
         spikes: the layer's output spikes (same as its output).
@@ -66,10 +71,11 @@ class LIFRecording(NamedTuple):
 
 
 class LIRecording(NamedTuple):
-    """What an ``LI`` readout records.
+    """What an event ``LI`` readout records (``jaxsnn.discrete.LIRecording`` names its trace ``v``).
 
     Attributes:
-        membrane: the readout value (the layer's output).
+        membrane: the readout value (the layer's output): the maximum of ``v`` over the window,
+            or ``v`` at the requested times.
     """
 
     membrane: jax.Array
@@ -89,18 +95,12 @@ def psp_peak(tau_mem: float, tau_syn: float) -> float:
     return float(psp_kernel(s_ext, tau_mem, tau_syn))
 
 
-def _neuron(tau_syn, tau_mem, v_th, v_reset, v_leak, t_ref) -> LIFParameters:
-    return validate_parameters(
+def _neuron(tau_syn, tau_mem, v_th, v_reset, v_leak, t_ref, size) -> LIFParameters:
+    neuron = validate_parameters(
         LIFParameters(tau_syn=tau_syn, tau_mem=tau_mem, v_th=v_th, v_reset=v_reset, v_leak=v_leak, t_ref=t_ref)
     )
-
-
-def _check_size(size: Any) -> int:
-    if not isinstance(size, (int, np.integer)) or isinstance(size, bool):
-        raise TypeError(f"size must be an int, got {type(size).__name__}")
-    if size < 1:
-        raise ValueError(f"size must be >= 1, got {size}")
-    return int(size)
+    check_parameter_shapes(neuron, size)
+    return neuron
 
 
 def _input_size(label: str, input_shape: Any) -> int:
@@ -116,15 +116,6 @@ def _input_size(label: str, input_shape: Any) -> int:
     return shape[0]
 
 
-def _check_common(capacity, t_max, kernel, gradient) -> None:
-    _check_capacity(capacity)
-    check_positive("t_max", t_max)
-    if kernel not in KERNELS:
-        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
-    if gradient not in GRADIENTS:
-        raise ValueError(f"gradient must be one of {GRADIENTS}, got {gradient!r}")
-
-
 def _spiking_layer(
     label: str,
     size: int,
@@ -138,56 +129,58 @@ def _spiking_layer(
     checked: bool,
     dtype: Any,
 ) -> Layer:
+    capacity = positive_int("capacity", capacity)
+    check_positive("t_max", t_max)
+    if gradient not in GRADIENTS:
+        raise ValueError(f"gradient must be one of {GRADIENTS}, got {gradient!r}")
+    recurrent = recurrent_init is not None
+    plan = resolve_plan(neuron, t_max, kernel=kernel, recurrent=recurrent)
+
     def init(rng: jax.Array, input_shape: Any) -> Tuple[Tuple[int, ...], Any]:
         n_in = _input_size(label, input_shape)
         key_in, key_rec = jax.random.split(rng)
         params = {"weight": init_weight(label, key_in, (n_in, size), dtype, weight_init)}
-        if recurrent_init is not None:
+        if recurrent:
             params["recurrent_weight"] = init_weight(label, key_rec, (size, size), dtype, recurrent_init)
         return (size,), params
-
-    def run(params, inputs, external, carry, layer_capacity):
-        recurrent = params.get("recurrent_weight") if recurrent_init is not None else None
-        kwargs = dict(
-            capacity=layer_capacity, t_max=t_max, kernel=kernel, recurrent_weight=recurrent,
-            initial_state=carry,
-        )
-        if gradient == "analytic":
-            if external is not None:
-                raise ValueError(
-                    f"{label}: external spikes (measured outputs) need gradient='eventprop'; "
-                    "the analytic gradient differentiates the simulated spike times"
-                )
-            return simulate(params["weight"], inputs, neuron, **kwargs)
-        # Imported here so the module works before (and without) the EventProp implementation.
-        from jaxsnn.event.eventprop import simulate_eventprop
-
-        return simulate_eventprop(params["weight"], inputs, neuron, external_spikes=external, **kwargs)
 
     def apply(params: Any, inputs: Spikes, external: Optional[Spikes] = None, carry: Optional[LIFState] = None):
         if not isinstance(params, dict) or "weight" not in params:
             raise TypeError(f"{label}: params must be a dict with 'weight', got {type(params).__name__}")
-        if recurrent_init is not None and "recurrent_weight" not in params:
+        if recurrent and "recurrent_weight" not in params:
             raise TypeError(f"{label}: params must contain 'recurrent_weight'")
-        with jax.ensure_compile_time_eval():
-            validate_spikes(inputs, n_neurons=jnp.shape(params["weight"])[0], name=f"{label} input spikes")
-        if checked and not is_concrete((params, inputs)):
-            checked_inputs(
-                params["weight"], inputs, neuron, t_max=t_max,
-                recurrent_weight=params.get("recurrent_weight") if recurrent_init is not None else None,
+        if gradient == "analytic" and external is not None:
+            raise ValueError(
+                f"{label}: external spikes (measured outputs) need gradient='eventprop'; "
+                "the analytic gradient differentiates the simulated spike times"
             )
-        result: SimulationResult = run(params, inputs, external, carry, capacity)
+        weight = params["weight"]
+        recurrent_weight = params["recurrent_weight"] if recurrent else None
+        layer_size = validate_arrays(
+            weight, inputs, recurrent_weight=recurrent_weight, initial_state=carry, v_th=neuron.v_th,
+            spikes_name=f"{label} input spikes",
+        )
+        if layer_size != size:
+            raise ValueError(f"{label}: params['weight'] must have {size} columns, got shape {jnp.shape(weight)}")
+        if external is not None:
+            with jax.ensure_compile_time_eval():
+                validate_spikes(external, n_neurons=size, name="external_spikes")
+        if checked and not is_concrete((params, inputs)):
+            checked_inputs(weight, inputs, neuron, t_max=t_max, recurrent_weight=recurrent_weight)
+        kwargs = dict(capacity=capacity, t_max=t_max, recurrent_weight=recurrent_weight, initial_state=carry)
+        if gradient == "analytic":
+            result: SimulationResult = simulate_planned(plan, weight, inputs, neuron, **kwargs)
+        else:
+            result = simulate_eventprop_planned(plan, weight, inputs, neuron, external_spikes=external, **kwargs)
         if checked:
-            _check_overflow(label, result, params, inputs, carry)
-        record = LIFRecording(spikes=result.spikes, overflow=result.overflow)
-        return result.final_state, result.spikes, record
+            _check_overflow(result, weight, inputs, recurrent_weight, carry)
+        return result.final_state, result.spikes, LIFRecording(spikes=result.spikes, overflow=result.overflow)
 
-    def _check_overflow(label, result, params, inputs, carry):
+    def _check_overflow(result, weight, inputs, recurrent_weight, carry):
         if is_concrete(result.overflow):
             if bool(result.overflow):
                 needed = required_capacity(
-                    params["weight"], inputs, neuron, t_max=t_max, kernel=kernel,
-                    recurrent_weight=params.get("recurrent_weight") if recurrent_init is not None else None,
+                    weight, inputs, neuron, t_max=t_max, kernel=plan.kernel, recurrent_weight=recurrent_weight,
                     initial_state=carry, start=2 * capacity,
                 )
                 raise ValueError(
@@ -250,9 +243,8 @@ def LIF(
     Raises:
         ValueError: on invalid parameters (tau <= 0, v_th <= v_reset, capacity < 1, ...).
     """
-    size = _check_size(size)
-    neuron = _neuron(tau_syn, tau_mem, v_th, v_reset, v_leak, t_ref)
-    _check_common(capacity, t_max, kernel, gradient)
+    size = positive_int("size", size)
+    neuron = _neuron(tau_syn, tau_mem, v_th, v_reset, v_leak, t_ref, size)
     reference = float(np.max(np.asarray(v_th) - np.asarray(v_leak))) / psp_peak(
         float(np.mean(tau_mem)), float(np.mean(tau_syn))
     )
@@ -300,9 +292,8 @@ def RecurrentLIF(
     Raises:
         ValueError: as ``LIF``.
     """
-    size = _check_size(size)
-    neuron = _neuron(tau_syn, tau_mem, v_th, v_reset, v_leak, t_ref)
-    _check_common(capacity, t_max, kernel, gradient)
+    size = positive_int("size", size)
+    neuron = _neuron(tau_syn, tau_mem, v_th, v_reset, v_leak, t_ref, size)
     reference = float(np.max(np.asarray(v_th) - np.asarray(v_leak))) / psp_peak(
         float(np.mean(tau_mem)), float(np.mean(tau_syn))
     )
@@ -397,9 +388,10 @@ def LI(
     Raises:
         ValueError: on invalid parameters, unknown readout, or missing/invalid ``times``.
     """
-    size = _check_size(size)
+    size = positive_int("size", size)
+    check_parameter_shapes(LIFParameters(tau_syn=tau_syn, tau_mem=tau_mem, v_leak=v_leak), size)
     # Threshold irrelevant for a readout; v_th is set above v_leak only to pass validation.
-    neuron = _neuron(tau_syn, tau_mem, np.asarray(v_leak) + 1.0, v_leak, v_leak, 0.0)
+    neuron = _neuron(tau_syn, tau_mem, np.asarray(v_leak) + 1.0, v_leak, v_leak, 0.0, size)
     check_positive("t_max", t_max)
     if readout not in READOUTS:
         raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
@@ -425,9 +417,12 @@ def LI(
     def apply(params: Any, inputs: Spikes, external: Any = None, carry: Optional[LIFState] = None):
         if external is not None:
             raise ValueError(f"{label} is a readout and takes no external data")
+        if not isinstance(params, dict) or "weight" not in params:
+            raise TypeError(f"{label}: params must be a dict with 'weight', got {type(params).__name__}")
         weight = jnp.asarray(params["weight"])
-        with jax.ensure_compile_time_eval():
-            validate_spikes(inputs, n_neurons=weight.shape[0], name=f"{label} input spikes")
+        layer_size = validate_arrays(weight, inputs, initial_state=carry, spikes_name=f"{label} input spikes")
+        if layer_size != size:
+            raise ValueError(f"{label}: params['weight'] must have {size} columns, got shape {weight.shape}")
         dtype = jnp.result_type(weight, inputs.time)
         weight = weight.astype(dtype)
         local = LIFParameters(*[jnp.asarray(value, dtype) for value in neuron])

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxsnn._validate import check_nonnegative, check_positive, is_concrete
@@ -42,13 +43,18 @@ class LIFParameters(NamedTuple):
 
 
 class LIFState(NamedTuple):
-    """State of a population of event-based LIF neurons.
+    """State of a population of event-based LIF neurons (the ``carry`` of ``jaxsnn.event`` layers).
+
+    Not the same type as ``jaxsnn.discrete.LIFState`` (fields ``v, current`` only): event
+    neurons live in continuous time and have a refractory period, so their state also says
+    until when each membrane is held at ``v_reset``. The two are not interchangeable.
 
     Attributes:
         v: membrane potential, shape ``(size,)``.
         current: synaptic current ``I``, shape ``(size,)``.
         refractory_until: time until which ``v`` is clamped to ``v_reset``, shape ``(size,)``
-            (``-inf`` when not refractory).
+            (``-inf`` when not refractory). In a layer's ``carry`` and ``simulate``'s final
+            state it is relative to the window end, so it is the next window's start time.
     """
 
     v: jax.Array
@@ -91,3 +97,34 @@ def validate_parameters(params: LIFParameters) -> LIFParameters:
                 f"v_th must be > v_leak, got v_th={params.v_th!r}, v_leak={params.v_leak!r}"
             )
     return params
+
+
+def check_parameter_shapes(params: LIFParameters, size: int) -> None:
+    """Raise ``ValueError`` unless every parameter is a scalar or has shape ``(size,)``.
+
+    Args:
+        params: the neuron parameters.
+        size: number of neurons of the layer.
+
+    Raises:
+        ValueError: naming the first parameter of another shape.
+    """
+    for name in LIFParameters._fields:
+        value = getattr(params, name)
+        shape = np.shape(value)  # also for lists (jnp.shape warns)
+        if len(shape) > 1 or (len(shape) == 1 and shape[0] != size):
+            raise ValueError(f"neuron.{name} must be a scalar or have shape ({size},), got shape {shape}")
+
+
+def per_neuron(params: LIFParameters, size: int, dtype: Any) -> LIFParameters:
+    """Every parameter as a ``(size,)`` array of ``dtype`` (scalars are broadcast).
+
+    Args:
+        params: scalars or ``(size,)`` arrays.
+        size: number of neurons.
+        dtype: float dtype of the result.
+
+    Returns:
+        The broadcast ``LIFParameters``.
+    """
+    return LIFParameters(*(jnp.broadcast_to(jnp.asarray(value, dtype), (size,)) for value in params))

@@ -26,6 +26,11 @@ threshold crossing inside each inter-input interval is then computed for all int
 neurons at once, and a neuron's spike is its earliest crossing. The sequential part shrinks
 from ``inputs + capacity`` steps over all neurons to ``inputs`` cheap steps, and the kernel
 work is one vectorised call.
+
+``simulate`` is the public boundary: it validates its arguments (``validate_inputs``),
+resolves the static choices (``jaxsnn.event.plan.resolve_plan``) and calls
+``simulate_planned``, which checks nothing; layers and the emulator call ``simulate_planned``
+with the plan they resolved at construction.
 """
 
 from __future__ import annotations
@@ -39,23 +44,23 @@ import numpy as np
 from jax.experimental import checkify
 
 from jaxsnn import spikes as spikes_lib
-from jaxsnn._validate import check_finite, check_positive, is_concrete
+from jaxsnn._validate import check_finite, check_positive, is_concrete, positive_int
 from jaxsnn.event.dynamics import evolve, rest_state
-from jaxsnn.event.kernels import next_crossing, resolve_kernel
-from jaxsnn.event.neuron import LIFParameters, LIFState, validate_parameters
+from jaxsnn.event.kernels import next_crossing
+from jaxsnn.event.neuron import LIFParameters, LIFState, check_parameter_shapes, validate_parameters
+from jaxsnn.event.plan import ALGORITHMS, Plan, resolve_algorithm, resolve_plan
 from jaxsnn.spikes import Spikes
 
 __all__ = [
+    "ALGORITHMS",
     "SimulationResult",
-    "simulate",
-    "validate_inputs",
     "checked_inputs",
     "required_capacity",
     "resolve_algorithm",
-    "ALGORITHMS",
+    "simulate",
+    "simulate_planned",
+    "validate_inputs",
 ]
-
-ALGORITHMS = ("auto", "scan", "parallel")
 
 
 class SimulationResult(NamedTuple):
@@ -71,13 +76,6 @@ class SimulationResult(NamedTuple):
     spikes: Spikes
     final_state: LIFState
     overflow: jax.Array
-
-
-def _check_capacity(capacity: Any) -> None:
-    if not isinstance(capacity, (int, np.integer)) or isinstance(capacity, bool):
-        raise TypeError(f"capacity must be an int, got {type(capacity).__name__}")
-    if capacity < 1:
-        raise ValueError(f"capacity must be >= 1, got {capacity}")
 
 
 def validate_inputs(
@@ -97,56 +95,84 @@ def validate_inputs(
             for ``simulate``.
 
     Raises:
-        TypeError: wrong types or dtypes.
+        TypeError: wrong types or dtypes (``capacity`` not an int, integer weights, spikes
+            that are not ``Spikes``, an ``initial_state`` that is not a ``LIFState``).
         ValueError: bad shapes or values, naming the argument (unsorted, negative or non-finite
             input times, input indices outside ``[0, weight.shape[0])``, ``capacity < 1``,
-            ``t_max`` not finite and > 0, invalid neuron parameters, non-finite weights).
+            ``t_max`` not finite and > 0, invalid neuron parameters or parameter shapes,
+            non-finite weights or initial state, an initial membrane at or above ``v_th``).
     """
     # Concrete values are checked now even inside a caller's jit (e.g. closed-over inputs).
     with jax.ensure_compile_time_eval():
-        _validate_inputs(weight, input_spikes, neuron, capacity, t_max, recurrent_weight, initial_state)
-
-
-def _validate_inputs(weight, input_spikes, neuron, capacity, t_max, recurrent_weight, initial_state) -> None:
-    _check_capacity(capacity)
-    if jnp.ndim(weight) != 2:
-        raise ValueError(f"weight must be 2-dimensional (n_inputs, size), got shape {jnp.shape(weight)}")
-    if not jnp.issubdtype(jnp.result_type(weight), jnp.floating):
-        raise TypeError(f"weight must have a floating-point dtype, got {jnp.result_type(weight)}")
-    n_inputs, size = jnp.shape(weight)
-    check_finite("weight", weight)
-    spikes_lib.validate(input_spikes, n_neurons=n_inputs, name="input_spikes")
-    if jnp.ndim(input_spikes.time) != 1:
-        raise ValueError(
-            f"input_spikes must hold one sample (shape (capacity,)), got shape {jnp.shape(input_spikes.time)}; "
-            "use jax.vmap for batches"
+        positive_int("capacity", capacity)
+        check_positive("t_max", t_max)
+        validate_parameters(neuron)
+        size = validate_arrays(
+            weight, input_spikes, recurrent_weight=recurrent_weight, initial_state=initial_state,
+            v_th=neuron.v_th,
         )
-    check_positive("t_max", t_max)
-    validate_parameters(neuron)
-    for name in LIFParameters._fields:
-        value = getattr(neuron, name)
-        if jnp.ndim(value) > 1 or (jnp.ndim(value) == 1 and jnp.shape(value)[0] != size):
+        check_parameter_shapes(neuron, size)
+
+
+def validate_arrays(
+    weight: Any,
+    input_spikes: Any,
+    *,
+    recurrent_weight: Any = None,
+    initial_state: Optional[LIFState] = None,
+    v_th: Any = None,
+    spikes_name: str = "input_spikes",
+) -> int:
+    """The per-call part of ``validate_inputs``: weights, input spikes and initial state.
+
+    Layers check their settings (neuron parameters, capacity, window) once at construction and
+    only this part when applied.
+
+    Args:
+        weight, input_spikes, recurrent_weight, initial_state: as for ``simulate``.
+        v_th: threshold(s) the initial membrane must stay below (``None``: not checked).
+        spikes_name: name of the input spikes in messages.
+
+    Returns:
+        The layer size ``weight.shape[1]``.
+
+    Raises:
+        TypeError, ValueError: as ``validate_inputs``.
+    """
+    with jax.ensure_compile_time_eval():
+        if jnp.ndim(weight) != 2:
+            raise ValueError(f"weight must be 2-dimensional (n_inputs, size), got shape {jnp.shape(weight)}")
+        if not jnp.issubdtype(jnp.result_type(weight), jnp.floating):
+            raise TypeError(f"weight must have a floating-point dtype, got {jnp.result_type(weight)}")
+        n_inputs, size = jnp.shape(weight)
+        check_finite("weight", weight)
+        spikes_lib.validate(input_spikes, n_neurons=n_inputs, name=spikes_name)
+        if jnp.ndim(input_spikes.time) != 1:
             raise ValueError(
-                f"neuron.{name} must be a scalar or have shape ({size},), got shape {jnp.shape(value)}"
+                f"{spikes_name} must hold one sample (shape (capacity,)), got shape "
+                f"{jnp.shape(input_spikes.time)}; use jax.vmap for batches"
             )
-    if recurrent_weight is not None:
-        if jnp.shape(recurrent_weight) != (size, size):
-            raise ValueError(
-                f"recurrent_weight must have shape ({size}, {size}), got {jnp.shape(recurrent_weight)}"
-            )
-        check_finite("recurrent_weight", recurrent_weight)
-    if initial_state is not None:
-        if not isinstance(initial_state, LIFState):
-            raise TypeError(f"initial_state must be a LIFState, got {type(initial_state).__name__}")
-        for name, value in zip(LIFState._fields, initial_state):
-            if jnp.shape(value) != (size,):
-                raise ValueError(f"initial_state.{name} must have shape ({size},), got {jnp.shape(value)}")
-        check_finite("initial_state.v", initial_state.v)
-        check_finite("initial_state.current", initial_state.current)
-        if is_concrete((initial_state.v, neuron.v_th)) and np.any(
-            np.asarray(initial_state.v) >= np.asarray(neuron.v_th)
-        ):
-            raise ValueError("initial_state.v must be below v_th for every neuron")
+        if recurrent_weight is not None:
+            if jnp.shape(recurrent_weight) != (size, size):
+                raise ValueError(
+                    f"recurrent_weight must have shape ({size}, {size}), got {jnp.shape(recurrent_weight)}"
+                )
+            check_finite("recurrent_weight", recurrent_weight)
+        if initial_state is not None:
+            if not isinstance(initial_state, LIFState):
+                raise TypeError(
+                    f"initial_state must be a jaxsnn.event.LIFState, got {type(initial_state).__name__}"
+                )
+            for name, value in zip(LIFState._fields, initial_state):
+                if jnp.shape(value) != (size,):
+                    raise ValueError(f"initial_state.{name} must have shape ({size},), got {jnp.shape(value)}")
+            check_finite("initial_state.v", initial_state.v)
+            check_finite("initial_state.current", initial_state.current)
+            if v_th is not None and is_concrete((initial_state.v, v_th)) and np.any(
+                np.asarray(initial_state.v) >= np.asarray(v_th)
+            ):
+                raise ValueError("initial_state.v must be below v_th for every neuron")
+    return int(size)
 
 
 def checked_inputs(
@@ -193,45 +219,6 @@ def _next_crossings(state: LIFState, t: jax.Array, t_max: jax.Array, neuron: LIF
         method,
     )
     return start + s
-
-
-def resolve_algorithm(algorithm: str, neuron: LIFParameters, t_max: Any, recurrent: bool) -> str:
-    """Turn the ``algorithm`` option of ``simulate`` into ``"scan"`` or ``"parallel"``.
-
-    ``"parallel"`` is exact only when no neuron can spike twice (every ``t_ref >= t_max``) and
-    the layer has no recurrent weights; ``"auto"`` picks it exactly then (and ``"scan"`` when
-    ``t_ref`` or ``t_max`` are traced, since the condition cannot be checked). An explicit
-    ``"parallel"`` with traced ``t_ref`` or ``t_max`` is trusted: the caller guarantees it.
-
-    Args:
-        algorithm: one of ``ALGORITHMS``.
-        neuron: the neuron parameters.
-        t_max: end of the window.
-        recurrent: whether the layer has recurrent weights.
-
-    Returns:
-        ``"scan"`` or ``"parallel"``.
-
-    Raises:
-        ValueError: unknown ``algorithm``, or ``"parallel"`` requested where it is not exact.
-    """
-    if algorithm not in ALGORITHMS:
-        raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
-    if algorithm == "scan":
-        return "scan"
-    with jax.ensure_compile_time_eval():
-        known = is_concrete((neuron.t_ref, t_max))
-        single_spike = known and bool(np.all(np.asarray(neuron.t_ref) >= np.asarray(t_max)))
-    if algorithm == "auto":
-        return "parallel" if single_spike and not recurrent else "scan"
-    if recurrent:
-        raise ValueError("algorithm='parallel' does not support recurrent weights; use 'scan' or 'auto'")
-    if known and not single_spike:
-        raise ValueError(
-            "algorithm='parallel' needs every neuron to spike at most once: t_ref >= t_max "
-            f"(concrete values), got t_ref={neuron.t_ref!r}, t_max={t_max!r}; use 'scan' or 'auto'"
-        )
-    return "parallel"
 
 
 def simulate(
@@ -287,8 +274,39 @@ def simulate(
         recurrent_weight=recurrent_weight,
         initial_state=initial_state,
     )
-    method = resolve_kernel(kernel, neuron)
-    algorithm = resolve_algorithm(algorithm, neuron, t_max, recurrent_weight is not None)
+    plan = resolve_plan(
+        neuron, t_max, kernel=kernel, algorithm=algorithm, recurrent=recurrent_weight is not None
+    )
+    return simulate_planned(
+        plan, weight, input_spikes, neuron, capacity=capacity, t_max=t_max,
+        recurrent_weight=recurrent_weight, initial_state=initial_state,
+    )
+
+
+def simulate_planned(
+    plan: Plan,
+    weight: jax.Array,
+    input_spikes: Spikes,
+    neuron: LIFParameters,
+    *,
+    capacity: int,
+    t_max: Any,
+    recurrent_weight: Optional[jax.Array] = None,
+    initial_state: Optional[LIFState] = None,
+) -> SimulationResult:
+    """``simulate`` with its static choices resolved (``jaxsnn.event.plan``) and inputs checked.
+
+    The layers and the emulator resolve their ``Plan`` once at construction and validate their
+    inputs at their own boundary, then call this; it checks nothing.
+
+    Args:
+        plan: the resolved kernel and algorithm.
+        weight, input_spikes, neuron, capacity, t_max, recurrent_weight, initial_state: as for
+            ``simulate`` (valid).
+
+    Returns:
+        ``SimulationResult(spikes, final_state, overflow)``.
+    """
     weight = jnp.asarray(weight)
     dtype = jnp.result_type(weight, input_spikes.time)
     neuron = LIFParameters(*[jnp.asarray(value, dtype) for value in neuron])
@@ -299,15 +317,15 @@ def simulate(
     weight = weight.astype(dtype)
     input_spikes = Spikes(input_spikes.time.astype(dtype), input_spikes.idx)
     t_max = jnp.asarray(t_max, dtype)
-    static = dict(capacity=int(capacity), method=method)
-    if algorithm == "parallel":
+    static = dict(capacity=int(capacity), method=plan.kernel)
+    if plan.algorithm == "parallel":
         return _simulate_parallel(weight, input_spikes, neuron, t_max, initial_state, **static)
-    return _simulate_core(weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, **static)
+    return _simulate_scan(weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, **static)
 
 
 # Jitted so eager calls compile once per shape; inside a caller's jit it is simply inlined.
 @functools.partial(jax.jit, static_argnames=("capacity", "method"))
-def _simulate_core(
+def _simulate_scan(
     weight: jax.Array,
     input_spikes: Spikes,
     neuron: LIFParameters,
@@ -344,7 +362,10 @@ def _simulate_core(
         # rounding, spike together (refractory neurons cannot).
         free = state.refractory_until < t_next
         fired = is_spike & ((t_cross == t_out) | (free & (state.v >= neuron.v_th)))
-        refractory_end = jnp.where(neuron.t_ref > 0, t_next + neuron.t_ref, -jnp.inf)
+        # Each neuron's spike time is its own crossing (equal in value to t_next): the minimum
+        # would hand every neuron crossing at this instant the average of their derivatives.
+        t_spike = jnp.where(t_cross == t_out, t_cross, t_next)
+        refractory_end = jnp.where(neuron.t_ref > 0, t_spike + neuron.t_ref, -jnp.inf)
         v = jnp.where(fired, neuron.v_reset, state.v)
         refractory_until = jnp.where(fired, refractory_end, state.refractory_until)
         current = state.current
@@ -354,7 +375,7 @@ def _simulate_core(
         current = current + jnp.where(is_input, row, jnp.zeros_like(row))
         position = n_out + jnp.cumsum(fired, dtype=jnp.int32) - 1
         target = jnp.where(fired & (position < capacity), position, capacity)
-        out_time = out_time.at[target].set(t_next, mode="drop")
+        out_time = out_time.at[target].set(t_spike, mode="drop")
         out_idx = out_idx.at[target].set(jnp.arange(size, dtype=jnp.int32), mode="drop")
         n_out = n_out + jnp.sum(fired, dtype=jnp.int32)
         new_state = LIFState(v=v, current=current, refractory_until=refractory_until)

@@ -65,9 +65,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxsnn.event.kernels import resolve_kernel
 from jaxsnn.event.neuron import LIFParameters, validate_parameters
+from jaxsnn.event.plan import Plan, resolve_plan
+from jaxsnn.event.simulate import simulate_planned
 from jaxsnn.spikes import PAD_IDX, Spikes
+from jaxsnn.spikes import validate as validate_spikes
 
 MAX_WEIGHT_LEVEL = 63
 """Largest magnitude of a signed 6-bit synapse weight."""
@@ -173,7 +175,9 @@ class EmulatedLayer(NamedTuple):
         neuron: nominal ``LIFParameters`` (scalars), in model units.
         capacity: spike slots per run (the simulation buffer and the measured buffer).
         t_max: end of the run window, model units.
-        kernel: next-spike kernel passed to ``jaxsnn.event.simulate``.
+        kernel: next-spike kernel passed to ``jaxsnn.event.simulate``; ``"auto"`` picks the
+            analytic kernel of the nominal tau ratio when the chip keeps it (no mismatch, or a
+            common mismatch factor), else the root solver.
     """
 
     size: int
@@ -348,7 +352,33 @@ class Emulator:
         self.chip_parameters: Tuple[ChipParameters, ...] = tuple(
             self._draw_fixed_pattern(position, layer) for position, layer in enumerate(layers)
         )
+        self.plans: Tuple[Plan, ...] = tuple(
+            self._plan(position, layer) for position, layer in enumerate(layers)
+        )
         self._run_jit = jax.jit(self.run_jax)
+
+    def _plan(self, position: int, layer: EmulatedLayer) -> Plan:
+        """The layer's static choices, from its nominal (concrete) parameters.
+
+        The chip's parameters are traced under jit, so they are resolved here: time scaling
+        divides ``t_ref``, ``t_max`` and both taus alike, and a common mismatch factor scales
+        both taus alike, so neither changes the tau ratio or ``t_ref >= t_max``. Independent
+        mismatch varies the ratio per neuron: only the root solver applies.
+        """
+        ratio_kept = self.config.tau_mismatch_std == 0 or self.config.tau_mismatch_common
+        kernel = layer.kernel
+        if not ratio_kept:
+            if kernel not in ("auto", "root"):
+                raise ValueError(
+                    f"layers[{position}]: kernel={kernel!r} needs the nominal tau ratio, but "
+                    "tau_mismatch_common=False draws tau_mem and tau_syn independently per neuron; "
+                    "use kernel='root' or 'auto'"
+                )
+            kernel = "root"
+        try:
+            return resolve_plan(layer.neuron, layer.t_max, kernel=kernel)
+        except ValueError as error:
+            raise ValueError(f"layers[{position}]: {error}") from None
 
     # -- fixed pattern -------------------------------------------------------------------
     def _key(self, *path: int) -> jax.Array:
@@ -404,6 +434,7 @@ class Emulator:
         single.layer_sizes = (self.layer_sizes[layer],)
         single.capacities = (self.capacities[layer],)
         single.chip_parameters = (self.chip_parameters[layer],)
+        single.plans = (self.plans[layer],)
         single._run_jit = jax.jit(single.run_jax)
         return single
 
@@ -435,13 +466,10 @@ class Emulator:
         if cfg.time_scale is not None:
             tau_mem = jnp.asarray(tau_mem) / cfg.time_scale
             tau_syn = jnp.asarray(tau_syn) / cfg.time_scale
-            # numpy keeps t_ref concrete under jit, so the single-spike algorithm can be chosen
             t_ref = np.asarray(t_ref) / cfg.time_scale
         return nominal._replace(v_th=v_th, tau_mem=tau_mem, tau_syn=tau_syn, t_ref=t_ref)
 
     def _run_sample(self, params: Sequence[Any], inputs: Spikes, key: jax.Array) -> List[Spikes]:
-        from jaxsnn.event.simulate import simulate  # the event forward pass
-
         cfg = self.config
         scale = cfg.time_scale
         to_chip = (lambda t: t / scale) if scale is not None else (lambda t: t)
@@ -458,13 +486,9 @@ class Emulator:
                 weight = quantize_weights(weight, cfg.weight_scale)
             neuron = self._neuron_on_chip(position, k_th)
             t_max = to_chip(layer.t_max)
-            kernel = layer.kernel
-            if kernel == "auto" and (cfg.tau_mismatch_std == 0 or cfg.tau_mismatch_common):
-                # a common mismatch factor scales both time constants alike, so their ratio, and
-                # with it the analytic kernel, is the nominal one (the per-neuron values are traced
-                # under jit, where "auto" could not see the ratio and would use the root solver)
-                kernel = resolve_kernel("auto", layer.neuron)
-            result = simulate(weight, spikes, neuron, capacity=layer.capacity, t_max=t_max, kernel=kernel)
+            result = simulate_planned(
+                self.plans[position], weight, spikes, neuron, capacity=layer.capacity, t_max=t_max
+            )
             out = result.spikes
             if cfg.jitter_std > 0:
                 out = jitter_spikes(out, k_jit, cfg.jitter_std, t_max)
@@ -474,6 +498,29 @@ class Emulator:
             )
             recorded.append(Spikes(jnp.where(rec.idx >= 0, to_model(rec.time), jnp.inf), rec.idx))
         return recorded
+
+    def _check_inputs(self, params: Sequence[Any], input_spikes: Spikes) -> None:
+        """Shapes and dtypes of the weights and inputs (values too where concrete), once per call."""
+        n_in = None
+        for position, layer in enumerate(self.layers):
+            weight = self.weights_fn(params[position])
+            shape = jnp.shape(weight)
+            if len(shape) != 2 or shape[1] != layer.size or (n_in is not None and shape[0] != n_in):
+                expected = f"({'n_inputs' if n_in is None else n_in}, {layer.size})"
+                raise ValueError(f"{self.name}: layer {position} weight must have shape {expected}, got {shape}")
+            if not jnp.issubdtype(jnp.result_type(weight), jnp.floating):
+                raise TypeError(
+                    f"{self.name}: layer {position} weight must be floating point, got {jnp.result_type(weight)}"
+                )
+            if position == 0:
+                with jax.ensure_compile_time_eval():
+                    validate_spikes(input_spikes, n_neurons=shape[0], name=f"{self.name} input_spikes")
+                if jnp.ndim(input_spikes.time) != 2:
+                    raise ValueError(
+                        f"{self.name}: input_spikes must be a batch (batch, capacity), got shape "
+                        f"{jnp.shape(input_spikes.time)}"
+                    )
+            n_in = layer.size
 
     def run_jax(self, params: Sequence[Any], input_spikes: Spikes, trial: Any) -> List[Spikes]:
         """The emulated forward pass as a pure JAX function (jit/vmap-able, no host round trip).
@@ -488,6 +535,7 @@ class Emulator:
         """
         if len(params) != len(self.layers):
             raise ValueError(f"{self.name}: params has {len(params)} entries, the chip runs {len(self.layers)} layers")
+        self._check_inputs(params, input_spikes)
         batch = jnp.shape(input_spikes.time)[0]
         trial_key = jax.random.fold_in(self._key(1), jnp.asarray(trial, jnp.uint32))
         keys = jax.vmap(lambda k: jax.random.fold_in(trial_key, k))(jnp.arange(batch, dtype=jnp.uint32))

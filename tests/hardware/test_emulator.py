@@ -156,6 +156,34 @@ def test_time_constant_mismatch():
     assert abs(np.mean(logs)) < 0.01 and abs(np.std(logs) - 0.1) < 0.01
 
 
+def test_static_choices_are_resolved_once_from_the_nominal_parameters():
+    """The chip's parameters are traced under jit: kernel and algorithm come from the nominal ones."""
+    common = Emulator(ONE_LAYER, EmulatorConfig(tau_mismatch_common=True))
+    assert common.plans[0].kernel == "quadratic" and common.plans[0].algorithm == "scan"
+    independent = Emulator(ONE_LAYER, EmulatorConfig(tau_mismatch_common=False))
+    assert independent.plans[0].kernel == "root"  # the ratio varies per neuron
+    single_spike = Emulator([EmulatedLayer(N_HID, NEURON._replace(t_ref=T_MAX), CAP_HID, T_MAX)], EmulatorConfig())
+    assert single_spike.plans[0].algorithm == "parallel"  # time scaling keeps t_ref >= t_max
+    assert common.layer_backend(0).plans == common.plans[:1]
+    with pytest.raises(ValueError, match=r"layers\[0\]: kernel='quadratic' needs the nominal tau ratio"):
+        Emulator([EmulatedLayer(N_HID, NEURON, CAP_HID, T_MAX, kernel="quadratic")],
+                 EmulatorConfig(tau_mismatch_common=False))
+    with pytest.raises(ValueError, match=r"layers\[0\]: kernel='lambertw' needs tau_mem == tau_syn"):
+        Emulator([EmulatedLayer(N_HID, NEURON, CAP_HID, T_MAX, kernel="lambertw")], EmulatorConfig.ideal())
+
+
+def test_run_checks_weight_and_input_shapes():
+    emulator = Emulator(TWO_LAYERS, EmulatorConfig.ideal())
+    with pytest.raises(ValueError, match=r"layer 1 weight must have shape \(6, 3\), got \(5, 3\)"):
+        emulator.run([PARAMS[0], np.ones((N_HID - 1, N_OUT), np.float32)], INPUTS, 0)
+    with pytest.raises(ValueError, match=r"layer 0 weight must have shape \(n_inputs, 6\), got \(4,\)"):
+        emulator.run([np.ones(N_IN, np.float32), PARAMS[1]], INPUTS, 0)
+    with pytest.raises(ValueError, match=r"input_spikes must be a batch \(batch, capacity\)"):
+        emulator.run(PARAMS, Spikes(INPUTS.time[0], INPUTS.idx[0]), 0)
+    with pytest.raises(ValueError, match=r"Emulator input_spikes has indices >= n_neurons \(4\)"):
+        emulator.run_jax(PARAMS, Spikes(INPUTS.time, INPUTS.idx + N_IN), 0)
+
+
 def test_time_scale_round_trip_matches_software(software):
     emulator = Emulator(ONE_LAYER, EmulatorConfig.ideal(time_scale=1000.0))
     (hidden,) = emulator.run(PARAMS[:1], INPUTS, 0)
