@@ -1,9 +1,12 @@
 """Shared test configuration: hypothesis profile from JAXSNN_HYPOTHESIS_PROFILE, float64 fixture,
-and an opt-in shuffled test order (JAXSNN_TEST_ORDER_SEED=<int>) to show that no test depends on
-the tests run before it."""
+an opt-in shuffled test order (JAXSNN_TEST_ORDER_SEED=<int>) to show that no test depends on
+the tests run before it, and a compilation cache shared by the test processes of one run."""
 
 import os
 import random
+import shutil
+import tempfile
+import uuid
 
 import jax
 import pytest
@@ -13,6 +16,37 @@ import jaxsnn.testing
 jaxsnn.testing.load_profile_from_env()
 
 ORDER_SEED_ENV_VAR = "JAXSNN_TEST_ORDER_SEED"
+CACHE_ENV_VAR = "JAXSNN_TEST_COMPILATION_CACHE"
+CACHE_RUN_ENV_VAR = "JAXSNN_TEST_RUN_ID"
+CACHE_FOLDER = pytest.StashKey[str]()
+
+
+def pytest_configure(config):
+    """Share XLA compilations between the tests (and xdist workers) of one run.
+
+    Many tests build the same small networks again (new Python closures, identical programs), so
+    JAX's in-memory cache, keyed by the function object, misses where the persistent cache, keyed
+    by the compiled program, hits. The folder is private to this run (the main process names it
+    before the xdist workers start, and they inherit the name) and is removed at the end of the
+    run, so no compilation survives into another run. ``JAXSNN_TEST_COMPILATION_CACHE=0`` turns
+    it off.
+    """
+    if os.environ.get(CACHE_ENV_VAR, "1") == "0":
+        return
+    run_id = os.environ.setdefault(CACHE_RUN_ENV_VAR, uuid.uuid4().hex)
+    folder = os.path.join(tempfile.gettempdir(), f"jaxsnn-test-compilations-{run_id}")
+    if not hasattr(config, "workerinput"):
+        config.stash[CACHE_FOLDER] = folder
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def pytest_unconfigure(config):
+    """The main process removes the run's compilation cache."""
+    folder = config.stash.get(CACHE_FOLDER, None)
+    if folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(config, items):
