@@ -168,6 +168,51 @@ def _padding(padding: Any) -> Any:
     return pairs
 
 
+
+def init_conv_params(
+    label: str,
+    rng: jax.Array,
+    shape: Tuple[int, int, int, int],
+    kernel: Tuple[int, int],
+    strides: Tuple[int, int],
+    pad: Any,
+    out_channels: int,
+    bias: bool,
+    param_dtype: Any,
+    weight_init: WeightInit,
+    bias_init: Optional[WeightInit],
+) -> Tuple[Tuple[int, ...], dict]:
+    """Output shape and params of a convolution over ``(time, H, W, C)`` inputs (``Conv``, ``ConvLIF``).
+
+    Raises:
+        ValueError: the kernel cannot be applied to the input, or is larger than it.
+    """
+    weight_shape = kernel + (shape[3], out_channels)
+    try:
+        spec = _conv_spec(kernel, strides, pad, shape[1:3])
+        out = jax.eval_shape(
+            functools.partial(_xla_conv, spec),
+            jax.ShapeDtypeStruct((1,) + tuple(shape[1:]), param_dtype),
+            jax.ShapeDtypeStruct(weight_shape, param_dtype),
+        )
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"{label}: kernel {kernel} cannot be applied to input {shape}: {error}"
+        ) from None
+    if any(s <= 0 for s in out.shape):
+        raise ValueError(
+            f"{label}: kernel {kernel} with padding {pad!r} is larger than the input "
+            f"{shape[1:3]}"
+        )
+    key_w, key_b = jax.random.split(rng)
+    params = {"weight": init_weight(label, key_w, weight_shape, param_dtype, weight_init)}
+    if bias:
+        if bias_init is None:
+            params["bias"] = jnp.zeros((out_channels,), param_dtype)
+        else:
+            params["bias"] = init_weight(label, key_b, (out_channels,), param_dtype, bias_init)
+    return (shape[0],) + tuple(out.shape[1:]), params
+
 def Conv(
     out_channels: int,
     kernel_size: Union[int, Sequence[int]],
@@ -236,30 +281,9 @@ def Conv(
         shape = input_shape_tuple(label, input_shape, 4, "(time, height, width, channels)")
         if len(shape) != 4:
             raise ValueError(f"{label} takes (time, height, width, channels) inputs, got {shape}")
-        weight_shape = kernel + (shape[3], out_channels)
-        try:
-            out = jax.eval_shape(
-                convolve,
-                jax.ShapeDtypeStruct(shape, param_dtype),
-                jax.ShapeDtypeStruct(weight_shape, param_dtype),
-            )
-        except (TypeError, ValueError) as error:
-            raise ValueError(
-                f"{label}: kernel {kernel} cannot be applied to input {shape}: {error}"
-            ) from None
-        if any(s <= 0 for s in out.shape):
-            raise ValueError(
-                f"{label}: kernel {kernel} with padding {pad!r} is larger than the input "
-                f"{shape[1:3]}"
-            )
-        key_w, key_b = jax.random.split(rng)
-        params = {"weight": init_weight(label, key_w, weight_shape, param_dtype, w_init)}
-        if bias:
-            if bias_init is None:
-                params["bias"] = jnp.zeros((out_channels,), param_dtype)
-            else:
-                params["bias"] = init_weight(label, key_b, (out_channels,), param_dtype, bias_init)
-        return tuple(out.shape), params
+        return init_conv_params(
+            label, rng, shape, kernel, strides, pad, out_channels, bias, param_dtype, w_init, bias_init
+        )
 
     def apply(params, inputs, external=None, carry=None):
         del carry

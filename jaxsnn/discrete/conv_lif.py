@@ -39,12 +39,13 @@ from jaxsnn._validate import check_finite, check_float_dtype, positive_int
 from jaxsnn.discrete import surrogate as surrogate_lib
 from jaxsnn.discrete._common import check_inputs, check_no_external, input_shape_tuple
 from jaxsnn.discrete.conv import (
-    _ConvSpec,
     _conv_spec,
+    _ConvSpec,
     _padding,
     _pair,
     _patch_weight_gradient,
     _xla_conv,
+    init_conv_params,
 )
 from jaxsnn.discrete.dynamics import (
     LIFConfig,
@@ -55,7 +56,7 @@ from jaxsnn.discrete.dynamics import (
     lif_config,
 )
 from jaxsnn.discrete.lif import LIFRecording, _check_carry
-from jaxsnn.initializers import WeightInit, default_dtype, init_weight, make_weight_init
+from jaxsnn.initializers import WeightInit, default_dtype, make_weight_init
 from jaxsnn.types import Layer, named_layer
 
 Array = jax.Array
@@ -359,31 +360,9 @@ def ConvLIF(
         shape = input_shape_tuple(label, input_shape, 4, "(time, height, width, channels)")
         if len(shape) != 4:
             raise ValueError(f"{label} takes (time, height, width, channels) inputs, got {shape}")
-        weight_shape = kernel + (shape[3], out_channels)
-        try:
-            spec = _conv_spec(kernel, strides, pad, shape[1:3])
-            out = jax.eval_shape(
-                functools.partial(_xla_conv, spec),
-                jax.ShapeDtypeStruct((1,) + shape[1:], param_dtype),
-                jax.ShapeDtypeStruct(weight_shape, param_dtype),
-            )
-        except (TypeError, ValueError) as error:
-            raise ValueError(
-                f"{label}: kernel {kernel} cannot be applied to input {shape}: {error}"
-            ) from None
-        if any(s <= 0 for s in out.shape):
-            raise ValueError(
-                f"{label}: kernel {kernel} with padding {pad!r} is larger than the input "
-                f"{shape[1:3]}"
-            )
-        key_w, key_b = jax.random.split(rng)
-        params = {"weight": init_weight(label, key_w, weight_shape, param_dtype, w_init)}
-        if bias:
-            if bias_init is None:
-                params["bias"] = jnp.zeros((out_channels,), param_dtype)
-            else:
-                params["bias"] = init_weight(label, key_b, (out_channels,), param_dtype, bias_init)
-        return (shape[0],) + tuple(out.shape[1:]), params
+        return init_conv_params(
+            label, rng, shape, kernel, strides, pad, out_channels, bias, param_dtype, w_init, bias_init
+        )
 
     def apply(params, inputs, external=None, carry=None):
         check_no_external(label, external)
