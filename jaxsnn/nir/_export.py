@@ -536,7 +536,7 @@ def _write_event(writer, prefix, cursor, params, scope, factory, label, opts) ->
         **common,
     )
     name = writer.add(f"{prefix}_lif", node, [linear])
-    if scope.get("recurrent_init") is not None:
+    if isinstance(params, dict) and "recurrent_weight" in params:  # RecurrentLIF
         w_rec = np.asarray(params["recurrent_weight"], dtype=np.float64).T.copy()
         rec = writer.add(f"{prefix}_rec", nir.Linear(weight=w_rec), [name])
         writer.edges.append((rec, name))
