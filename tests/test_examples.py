@@ -77,7 +77,16 @@ def test_init_seeds_equals_one_init_per_seed():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [name for name in NAMES if name != "yinyang_eventprop"])
+@pytest.mark.parametrize(
+    "name",
+    # The chip-in-the-loop example (two training phases on the emulator) runs with -m extended;
+    # its training loop is tested in tests/hardware/test_loop.py.
+    [
+        pytest.param(name, marks=pytest.mark.extended) if name == "yinyang_hardware" else name
+        for name in NAMES
+        if name != "yinyang_eventprop"
+    ],
+)
 def test_example_runs_end_to_end(name, tmp_path, capsys):
     # (yinyang_eventprop runs end to end in tests/event/test_eventprop_yinyang.py)
     example = load(name)

@@ -262,8 +262,17 @@ def grad_pairs():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", list(NEURONS))
-@pytest.mark.parametrize("recurrent", [False, True])
+@pytest.mark.parametrize(
+    "name,recurrent",
+    # Every kernel and both wirings are covered by the default run through two cases; the other
+    # four combinations run with -m extended.
+    [
+        (name, recurrent) if (name, recurrent) in {("root", False), ("ratio1", True)}
+        else pytest.param(name, recurrent, marks=pytest.mark.extended)
+        for name in NEURONS
+        for recurrent in (False, True)
+    ],
+)
 @settings(max_examples=3, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_equals_autodiff_through_analytic_kernel(x64, grad_pairs, name, recurrent, data):
@@ -323,7 +332,7 @@ def _layers(gradient, readout):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("readout", ["lif", "li"])
+@pytest.mark.parametrize("readout", ["lif", pytest.param("li", marks=pytest.mark.extended)])
 def test_stacked_layers_in_serial_equal_analytic(x64, readout):
     inputs = Spikes(INPUTS.time.astype(jnp.float64), INPUTS.idx)
     if readout == "lif":

@@ -21,6 +21,7 @@ def _load_example():
 
 
 @pytest.mark.slow
+@pytest.mark.extended
 def test_ten_short_epochs_reach_85_percent():
     # 10 epochs of 60 batches (1920 samples), one seed: the default recipe (hybrid loss, weight
     # bumping after Adam, clipping) learns; wall time is not asserted (it depends on the load)

@@ -98,7 +98,7 @@ def test_parallel_streams_from_an_initial_state(x64):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-15)
 
 
-@pytest.mark.parametrize("gradient", ["analytic", "eventprop"])
+@pytest.mark.parametrize("gradient", [pytest.param("analytic", marks=pytest.mark.extended), "eventprop"])
 def test_parallel_gradients_equal_scan_gradients(x64, gradient):
     """Through two stacked layers: gradients w.r.t. both weight matrices agree to 1e-10 (relative)."""
     from jaxsnn.event.eventprop import simulate_eventprop
