@@ -25,9 +25,7 @@ Run ``python examples/randman_feedback.py``; the result goes to ``outputs/randma
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -43,7 +41,11 @@ from jaxsnn import data, encode, loss
 from jaxsnn.discrete import LI, LIF
 from jaxsnn.graph import discrete_graph
 
-REPO = Path(__file__).resolve().parents[1]
+if str(Path(__file__).resolve().parent) not in sys.path:  # examples/_common.py, also when loaded by path
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
+
+NAME = "randman_feedback"
 VARIANTS = ("plain", "graph")
 
 
@@ -66,10 +68,8 @@ def parse_args(argv):
     parser.add_argument("--no-save", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    if args.record:
-        args.out = str(REPO / "benchmarks" / "results" / "randman_feedback.json")
-    elif args.out is None:
-        args.out = str(REPO / "outputs" / "randman_feedback.json")
+    if args.record or args.out is None:
+        args.out = str(_common.output_paths(NAME, record=args.record).result)
     return args
 
 
@@ -181,20 +181,11 @@ def run(argv) -> Dict[str, Any]:
         "seeds": seeds,
         "epochs": args.epochs,
         "settings": vars(args),
-        "command": "python " + " ".join(["examples/randman_feedback.py"] + list(argv)),
-        "machine": {
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "load_average_start": load_start,
-            "load_average_end": os.getloadavg(),
-            "note": "timed on a shared machine (other jobs running); wall times are only indicative",
-            "python": platform.python_version(),
-            "jax": jax.__version__,
-        },
+        "command": _common.command("randman_feedback.py", argv),
+        "machine": {**_common.machine(), "load_average_start": load_start, "load_average_end": os.getloadavg()},
     }
     if not args.no_save:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(record, indent=1) + "\n")
+        _common.write_record(_common.OutputPaths(Path(args.out), Path(args.out).parent), record)
     return record
 
 

@@ -26,9 +26,7 @@ Run ``python examples/yinyang_delays.py`` (5 seeds); the result goes to ``output
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -47,7 +45,11 @@ from jaxsnn.event import LIF, Delay
 from jaxsnn.initializers import normal
 from jaxsnn.loss import first_spike_cross_entropy, first_spike_mse
 
-REPO = Path(__file__).resolve().parents[1]
+if str(Path(__file__).resolve().parent) not in sys.path:  # examples/_common.py, also when loaded by path
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
+
+NAME = "yinyang_delays"
 N_CLASSES = 3
 VARIANTS = ("fixed", "learned")
 
@@ -71,10 +73,8 @@ def parse_args(argv):
     parser.add_argument("--no-save", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    if args.record:
-        args.out = str(REPO / "benchmarks" / "results" / "yinyang_delays.json")
-    elif args.out is None:
-        args.out = str(REPO / "outputs" / "yinyang_delays.json")
+    if args.record or args.out is None:
+        args.out = str(_common.output_paths(NAME, record=args.record).result)
     return args
 
 
@@ -208,20 +208,11 @@ def run(argv) -> Dict[str, Any]:
         "seeds": seeds,
         "epochs": args.epochs,
         "settings": vars(args),
-        "command": "python " + " ".join(["examples/yinyang_delays.py"] + list(argv)),
-        "machine": {
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "load_average_start": load_start,
-            "load_average_end": os.getloadavg(),
-            "note": "timed on a shared machine (other jobs running); wall times are only indicative",
-            "python": platform.python_version(),
-            "jax": jax.__version__,
-        },
+        "command": _common.command("yinyang_delays.py", argv),
+        "machine": {**_common.machine(), "load_average_start": load_start, "load_average_end": os.getloadavg()},
     }
     if not args.no_save:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(record, indent=1) + "\n")
+        _common.write_record(_common.OutputPaths(Path(args.out), Path(args.out).parent), record)
     return record
 
 
