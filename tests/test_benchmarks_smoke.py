@@ -238,3 +238,25 @@ def test_profile_conv_runs_and_reports_every_operation(tmp_path):
     assert set(result["operations"]) == {"forward", "input_gradient", "weight_gradient", "matmul_same_flops"}
     assert all(op["gflops"] > 0 for op in result["operations"].values())
     assert json.loads(out.read_text())["gflop_per_call"] == pytest.approx(2 * 2 * 36 * 9 * 9 / 1e9)
+
+
+def test_profile_conv_im2col_variants_equal_xla_convolution(tmp_path):
+    import profile_conv_im2col
+
+    out = tmp_path / "im2col.json"
+    result = profile_conv_im2col.main(["--images", "2", "--size", "6", "--channels", "3",
+                                       "--rounds", "1", "--scan-steps", "2", "--out", str(out)])
+    groups = json.loads(out.read_text())["groups"]
+    assert groups == result["groups"]
+    assert {g: set(v) for g, v in groups.items()} == {
+        "forward": {"xla", "im2col_concat", "im2col_update", "taps", "channel_major",
+                    "matmul_only"},
+        "weight_gradient": {"xla", "im2col", "taps", "matmul_only"},
+        "input_gradient": {"xla", "flipped_conv", "col2im"},
+        "weight_gradient_in_scan": {"taps_vmapped", "xla_vmapped", "xla_folded"},
+    }
+    for group, variants in groups.items():
+        for name, row in variants.items():
+            # every way of computing it equals lax.conv_general_dilated (float32 round-off)
+            assert row["max_relative_difference_to_xla"] < 1e-5, (group, name)
+            assert row["min_ms"] > 0, (group, name)
