@@ -260,3 +260,27 @@ def test_profile_conv_im2col_variants_equal_xla_convolution(tmp_path):
             # every way of computing it equals lax.conv_general_dilated (float32 round-off)
             assert row["max_relative_difference_to_xla"] < 1e-5, (group, name)
             assert row["min_ms"] > 0, (group, name)
+
+
+@pytest.mark.parametrize("variant", ["scan", pytest.param("conv+lif", marks=pytest.mark.extended)])
+def test_cnn_pool_matches_hand_written_reference(variant):
+    import w_jax_handwritten
+    import w_jaxsnn
+
+    # conv -> LIF -> max-pool -> conv -> LIF -> max-pool -> dense -> LIF; "scan" is the benchmark's
+    # serial(ConvLIF, MaxPool, ConvLIF, MaxPool, Flatten, Dense, LIF), "conv+lif" the unfused one.
+    cfg = dict(TINY_CNN, size=8, pool=2, classes=3)
+    ours = w_jaxsnn.build("cnn_pool", dict(cfg, variant=variant))
+    ref = w_jax_handwritten.build("cnn_pool", dict(cfg))
+    out = np.asarray(ours["block"](ours["forward"]()))
+    np.testing.assert_array_equal(out, np.asarray(ref["forward"]()))
+    rates = ours["rates"]()
+    assert rates == pytest.approx(ref["rates"](), abs=0)
+    assert all(0 < r < 1 for r in rates)  # every layer of the tiny network spikes
+    grads = [g["weight"] for g in ours["block"](ours["backward"]()) if "weight" in g]
+    k1, k2, w3 = (np.asarray(g) for g in ref["block"](ref["backward"]()))
+    expected = [k1.transpose(2, 3, 1, 0), k2.transpose(2, 3, 1, 0), harness.hwc_rows(w3, cfg)]
+    assert len(grads) == 3
+    for got, want in zip(grads, expected, strict=True):
+        assert np.count_nonzero(want) > want.size // 2
+        np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5 * np.max(np.abs(want)))

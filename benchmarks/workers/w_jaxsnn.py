@@ -2,7 +2,8 @@
 ``serial(ConvLIF, ConvLIF)`` for ``cnn48`` (the convolution fused into the LIF scan;
 ``cfg["variant"] = "conv+lif"`` runs the unfused ``serial(Conv, LIF, Conv, LIF)``, ``"bands"``
 ConvLIF with ``weight_gradient="bands"``) and, for ``cnn_pool``,
-``serial(Conv, LIF, MaxPool, Conv, LIF, MaxPool, Flatten, Dense, LIF)``.
+``serial(ConvLIF, MaxPool, ConvLIF, MaxPool, Flatten, Dense, LIF)`` (the same variants;
+``"conv+lif"`` runs ``serial(Conv, LIF, MaxPool, Conv, LIF, MaxPool, Flatten, Dense, LIF)``).
 
 The benchmark neuron ``v_t = 0.9 v_{t-1} + x_t @ W`` is jaxsnn's single-state LIF
 (``tau_syn=0``, ``input_scale=1``, ``tau_mem = tau_from_decay(0.9)``), so every library sees the
@@ -58,7 +59,7 @@ def network(workload, cfg, conv_backward="patches"):
     conv = lambda: Conv(c, k, backward=conv_backward)  # noqa: E731
     variant = cfg.get("variant", "scan")
     if variant not in ("scan", "bands", "conv+lif"):
-        raise ValueError(f"unknown cnn48 variant {variant!r}")
+        raise ValueError(f"unknown {workload} variant {variant!r}")
     if workload == "cnn48" and variant != "conv+lif":
         data = harness.cnn_data(cfg)
         net = jaxsnn.serial(conv_lif(c, k, weight_gradient=variant),
@@ -70,6 +71,15 @@ def network(workload, cfg, conv_backward="patches"):
         net = jaxsnn.serial(conv(), lif((s, s, c)), conv(), lif((s, s, c)))
         params = [{"weight": hwio(data["k1"])}, {}, {"weight": hwio(data["k2"])}, {}]
         lifs = (1, 3)
+    elif workload == "cnn_pool" and variant != "conv+lif":
+        data = harness.cnn_pool_data(cfg)
+        p = cfg["pool"]
+        net = jaxsnn.serial(conv_lif(c, k, weight_gradient=variant), MaxPool(p),
+                            conv_lif(c, k, weight_gradient=variant), MaxPool(p), Flatten(),
+                            Dense(cfg["classes"]), lif(cfg["classes"]))
+        params = [{"weight": hwio(data["k1"])}, {}, {"weight": hwio(data["k2"])}, {}, {},
+                  {"weight": jnp.asarray(harness.hwc_rows(data["w3"], cfg))}, {}]
+        lifs = (0, 2, 6)
     elif workload == "cnn_pool":
         data = harness.cnn_pool_data(cfg)
         p = cfg["pool"]
@@ -109,7 +119,7 @@ def build(workload, cfg):
         "block": block,
         "rates": lambda: mean_rates(*rates(params, x)),
         "versions": dict(harness.package_versions("jax", "jaxlib"), jaxsnn=jaxsnn.__version__),
-        "implementation": "jaxsnn.serial(...) (cnn48: two ConvLIF layers) batched with "
+        "implementation": "jaxsnn.serial(...) (cnn48, cnn_pool: ConvLIF conv layers) batched with "
                           "jaxsnn.discrete.time_major "
                           "(jax.vmap over the batch axis of (T, B, ...) inputs)",
     }
