@@ -2,12 +2,13 @@
 ``serial(Conv, LIF)`` on ``cnn48``? Interleaved, same-process comparison, so that machine load
 affects every variant alike (figures from a loaded machine are only good for ratios).
 
-    python benchmarks/profile_conv_lif.py [--T 20 --batch 32 --rounds 4]
+    python benchmarks/profile_conv_lif.py [--T 20 --batch 32 --rounds 4 --workload cnn48]
 
 Variants (all batched with ``jaxsnn.discrete.time_major``): ``serial(Conv, LIF, Conv, LIF)``
 with Conv's patch weight gradient (the previous benchmark network), and
-``serial(ConvLIF, ConvLIF)`` with each ``weight_gradient`` option. Writes
-``benchmarks/results/profile_conv_lif.json``.
+``serial(ConvLIF, ConvLIF)`` with each ``weight_gradient`` option (``--workload cnn_pool``: the
+same with max-pools, a dense LIF layer and ``ConvLIF`` in place of each ``Conv, LIF``). Writes
+``benchmarks/results/profile_conv_lif.json`` (``--out`` to change).
 """
 
 from __future__ import annotations
@@ -41,22 +42,32 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--size", type=int, default=48)
     ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--workload", choices=("cnn48", "cnn_pool"), default="cnn48")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" /
                                          "profile_conv_lif.json"))
     args = ap.parse_args(argv)
     cfg = {"T": args.T, "batch": args.batch, "channels_in": 2, "channels": 16,
            "size": args.size, "kernel": 3, "p_in": 0.1, "seed": 0}
-    built = {name: ours.build("cnn48", dict(cfg, **extra)) for name, extra in VARIANTS.items()}
+    if args.workload == "cnn_pool":
+        cfg.update(pool=2, classes=11)
+    variants = VARIANTS if args.workload == "cnn48" else {
+        name.replace("serial(Conv, LIF, Conv, LIF)", "serial(Conv, LIF, MaxPool, Conv, LIF, ...)")
+        .replace("serial(ConvLIF, ConvLIF)", "serial(ConvLIF, MaxPool, ConvLIF, ...)"): extra
+        for name, extra in VARIANTS.items()}
+    built = {name: ours.build(args.workload, dict(cfg, **extra))
+             for name, extra in variants.items()}
     outputs, grads = {}, {}
     for name, b in built.items():  # compile + warm up; keep outputs to compare
         outputs[name] = jax.block_until_ready(b["forward"]())
         grads[name] = jax.block_until_ready(b["backward"]())
-    base = next(iter(VARIANTS))
-    ref_grad = [grads[base][0]["weight"], grads[base][2]["weight"]]
+    base = next(iter(variants))
+    def weights(g):  # the weight gradients of every layer that has one, in order
+        return [p["weight"] for p in g if "weight" in p]
+
+    ref_grad = weights(grads[base])
     agreement = {}
     for name in built:
-        g = grads[name]
-        g = [g[0]["weight"], g[2]["weight"]] if len(g) == 4 else [g[0]["weight"], g[1]["weight"]]
+        g = weights(grads[name])
         agreement[name] = {
             "fraction_of_output_spikes_differing": float(jnp.mean(outputs[name] != outputs[base])),
             "max_relative_weight_gradient_difference": max(
@@ -69,7 +80,7 @@ def main(argv=None) -> int:
                 t0 = time.perf_counter()
                 jax.block_until_ready(fn())
                 times[name][mode].append(time.perf_counter() - t0)
-    result = {"config": cfg, "machine": harness.machine_info(), "rounds": args.rounds,
+    result = {"workload": args.workload, "config": cfg, "machine": harness.machine_info(), "rounds": args.rounds,
               "note": "design measurement on a shared, loaded 2-core machine: interleaved in one "
                       "process, so only the ratios between variants mean anything; command: "
                       "python benchmarks/profile_conv_lif.py " + " ".join(argv or sys.argv[1:]),
