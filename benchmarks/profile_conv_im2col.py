@@ -38,8 +38,8 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Dict, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -77,7 +77,7 @@ def patches_update(x):
     return out.reshape(-1, 9 * c)
 
 
-def forward_variants(x, w) -> Dict[str, Tuple[Callable, tuple]]:
+def forward_variants(x, w) -> dict[str, tuple[Callable, tuple]]:
     n, h, wd, c = x.shape
     o = w.shape[3]
     w_rows = w.reshape(9 * c, o)
@@ -116,7 +116,7 @@ def forward_variants(x, w) -> Dict[str, Tuple[Callable, tuple]]:
     }
 
 
-def weight_gradient_variants(x, w, g) -> Dict[str, Tuple[Callable, tuple]]:
+def weight_gradient_variants(x, w, g) -> dict[str, tuple[Callable, tuple]]:
     c, o = x.shape[3], g.shape[3]
 
     def xla(x, g):
@@ -138,7 +138,7 @@ def weight_gradient_variants(x, w, g) -> Dict[str, Tuple[Callable, tuple]]:
     }
 
 
-def input_gradient_variants(x, w, g) -> Dict[str, Tuple[Callable, tuple]]:
+def input_gradient_variants(x, w, g) -> dict[str, tuple[Callable, tuple]]:
     n, h, wd, c = x.shape
     o = g.shape[3]
 
@@ -159,7 +159,7 @@ def input_gradient_variants(x, w, g) -> Dict[str, Tuple[Callable, tuple]]:
     return {"xla": (xla, (w, g)), "flipped_conv": (flipped_conv, (w, g)), "col2im": (col2im, (w, g))}
 
 
-def scan_weight_gradient_variants(xs, w, gs) -> Dict[str, Tuple[Callable, tuple]]:
+def scan_weight_gradient_variants(xs, w, gs) -> dict[str, tuple[Callable, tuple]]:
     """Weight gradients accumulated over the steps of ``xs``/``gs`` ``(steps, N, H, W, C)``."""
     n = xs.shape[1]
 
@@ -191,7 +191,7 @@ def scan_weight_gradient_variants(xs, w, gs) -> Dict[str, Tuple[Callable, tuple]
     }
 
 
-def main(argv=None) -> Dict:
+def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--images", type=int, default=32, help="images per call (one step's batch)")
     ap.add_argument("--channels", type=int, default=16)

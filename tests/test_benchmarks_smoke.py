@@ -240,6 +240,7 @@ def test_profile_conv_runs_and_reports_every_operation(tmp_path):
     assert json.loads(out.read_text())["gflop_per_call"] == pytest.approx(2 * 2 * 36 * 9 * 9 / 1e9)
 
 
+@pytest.mark.extended  # compiles 16 variants: about 18 s on the loaded 2-core machine
 def test_profile_conv_im2col_variants_equal_xla_convolution(tmp_path):
     import profile_conv_im2col
 
