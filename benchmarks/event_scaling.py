@@ -158,8 +158,20 @@ def slopes(sweeps: Dict[str, List[Dict[str, Any]]]) -> List[Dict[str, Any]]:
     return rows
 
 
+def _options(ap) -> None:
+    ap.add_argument("--sections", default="multispike,hidden,events,batch",
+                    help="comma list of the parts to run (multispike, hidden, events, batch); "
+                         "a partial run is marked preliminary")
+
+
 def main() -> int:
-    args = ec.parse_args(__doc__)
+    args = ec.parse_args(__doc__, _options)
+    sections = set(args.sections.split(","))
+    unknown = sections - {"multispike", "hidden", "events", "batch"}
+    if unknown:
+        raise SystemExit(f"unknown --sections {sorted(unknown)}")
+    if len(sections) < 4:
+        args.final = False
     sizes = TINY if args.tiny else FULL
     libs = [JAXSNN] if args.only_jaxsnn else [JAXSNN, UPSTREAM]
     base = dict(n_samples=0, modes=list(MODES), iterations=min(args.iterations, sizes["iterations"]),
@@ -168,11 +180,12 @@ def main() -> int:
     result = ec.header("event_scaling", args)
     result["neuron"] = ec.harness.MULTI_DEFAULTS
     result["sizes"] = sizes
+    result["sections"] = sorted(sections)
 
     # 1. the multi-spike network: auto vs scan vs upstream, and with a refractory period
     net = sizes["multispike"]
     multispike = []
-    for t_ref in (0.0, sizes["t_ref"]):
+    for t_ref in (0.0, sizes["t_ref"]) if "multispike" in sections else ():
         cfg = dict(base, **net, n_samples=net["batch"], t_ref=t_ref)
         res = run_point(cfg, [JAXSNN, SCAN] + libs[1:], args, timeout)
         point = describe(cfg, res)
@@ -194,16 +207,16 @@ def main() -> int:
     sweeps: Dict[str, List[Dict[str, Any]]] = {"hidden": [], "events": [], "batch": []}
     batch = sizes["sweep_batch"]
     for network in ("single", "multi"):
-        for hidden in sizes["hidden"][network]:
+        for hidden in sizes["hidden"][network] if "hidden" in sections else ():
             cfg = dict(base, n_in=net["n_in"], hidden=hidden, n_out=net["n_out"],
                        spikes_per_input=1, batch=batch, n_samples=batch, single=network == "single")
             sweeps["hidden"].append(describe(cfg, run_point(cfg, libs, args, timeout)))
-        for per in sizes["events"]:
+        for per in sizes["events"] if "events" in sections else ():
             cfg = dict(base, n_in=sizes["events_n_in"], hidden=sizes["events_hidden"],
                        n_out=net["n_out"], spikes_per_input=per, batch=batch, n_samples=batch,
                        single=network == "single")
             sweeps["events"].append(describe(cfg, run_point(cfg, libs, args, timeout)))
-    for b in sizes["batch"]:
+    for b in sizes["batch"] if "batch" in sections else ():
         cfg = dict(base, n_in=net["n_in"], hidden=net["hidden"], n_out=net["n_out"],
                    spikes_per_input=1, batch=b, n_samples=b)
         sweeps["batch"].append(describe(cfg, run_point(cfg, libs, args, timeout)))

@@ -410,30 +410,29 @@ def multi_params(cfg: Dict[str, Any]) -> Dict[str, float]:
     return {k: cfg.get(k, v) for k, v in MULTI_DEFAULTS.items()}
 
 
-def _randman_values(rng, n_samples: int, n_in: int, n_classes: int, terms: int = 4,
-                    alpha: float = 2.0) -> tuple:
+def _randman_values(rng_manifold, rng_samples, n_samples: int, n_in: int, n_classes: int,
+                    terms: int = 4, alpha: float = 2.0) -> tuple:
     """Points on ``n_classes`` smooth random one-dimensional manifolds in ``[0, 1]^n_in``
-    (Zenke & Vogels 2021): coordinate ``i`` of class ``c`` is
-    ``sum_k k^-alpha sin(2 pi (k f_cik x + phi_cik))`` at a uniform latent ``x``, scaled to
-    ``[0, 1]`` per coordinate over the class's samples."""
+    (Zenke & Vogels 2021): coordinate ``i`` of class ``c`` at a uniform latent ``x`` is
+    ``(1 + sum_k a_k sin(2 pi (k f_cik x + phi_cik)) / sum_k a_k) / 2`` with ``a_k = k^-alpha``.
+    Sample ``s`` has class ``s % n_classes`` and does not depend on ``n_samples``."""
     labels = np.arange(n_samples) % n_classes
-    freq = rng.uniform(0.5, 1.5, (n_classes, n_in, terms))
-    phase = rng.uniform(0.0, 1.0, (n_classes, n_in, terms))
+    freq = rng_manifold.uniform(0.5, 1.5, (n_classes, n_in, terms))
+    phase = rng_manifold.uniform(0.0, 1.0, (n_classes, n_in, terms))
     amp = np.arange(1, terms + 1, dtype=np.float64) ** -alpha
-    x = rng.uniform(0.0, 1.0, n_samples)
+    x = rng_samples.uniform(0.0, 1.0, n_samples)
     k = np.arange(1, terms + 1)
     arg = 2 * np.pi * (k * freq[labels] * x[:, None, None] + phase[labels])
-    values = np.sum(amp * np.sin(arg), axis=-1)
-    lo, hi = values.min(axis=0, keepdims=True), values.max(axis=0, keepdims=True)
-    return (values - lo) / np.maximum(hi - lo, 1e-12), labels
+    return 0.5 * (1.0 + np.sum(amp * np.sin(arg), axis=-1) / np.sum(amp)), labels
 
 
 def multi_data(cfg: Dict[str, Any]) -> Dict[str, np.ndarray]:
     """Inputs and weights of the multi-spike network ``n_in -> hidden -> n_out``.
 
-    Time-coded Randman: input neuron ``i`` of a sample with manifold coordinate ``v_i`` spikes
+    Time-coded Randman: input neuron ``i`` of a sample with manifold coordinate ``v_i`` in [0, 1] spikes
     ``spikes_per_input`` times, at ``(j + v_i) t_late / spikes_per_input`` for
-    ``j = 0, 1, ...`` (so ``n_in * spikes_per_input`` input events per sample). Weights
+    ``j = 0, 1, ...`` (so ``n_in * spikes_per_input`` input events per sample, in
+    ``[0, t_late]``). Weights
     ``w1 ~ N(gain_in, gain_in) / (n_in spikes_per_input)`` and
     ``w2 ~ N(gain_out, gain_out) / hidden`` keep the total drive, and so the spikes per neuron,
     roughly the same as the input events and the hidden size change.
@@ -443,10 +442,12 @@ def multi_data(cfg: Dict[str, Any]) -> Dict[str, np.ndarray]:
         ``labels``, ``w1`` ``(n_in, hidden)``, ``w2`` ``(hidden, n_out)`` (float32).
     """
     p = dict(MULTI_DEFAULTS, **cfg)
-    rng = np.random.default_rng(cfg.get("seed", 0))
+    seed = cfg.get("seed", 0)
+    # separate streams: the manifolds, the samples and the weights do not change one another
+    rng_manifold, rng_samples, rng = (np.random.default_rng([seed, k]) for k in range(3))
     n, n_in, hidden, n_out = cfg["n_samples"], cfg["n_in"], cfg["hidden"], cfg["n_out"]
     per = cfg.get("spikes_per_input", 1)
-    values, labels = _randman_values(rng, n, n_in, n_out)
+    values, labels = _randman_values(rng_manifold, rng_samples, n, n_in, n_out)
     times = (np.arange(per)[None, None, :] + values[:, :, None]) * (p["t_late"] / per)
     times = times.reshape(n, n_in * per)
     idx = np.tile(np.repeat(np.arange(n_in), per), (n, 1))
