@@ -377,19 +377,22 @@ def test_time_to_accuracy_workload_trains_and_stops():
     assert info["loss"][1] < info["loss"][0]
     assert all(0.0 <= a <= 1.0 for a in info["test_accuracy"])
 
-    # stand-in: output first-spike time = 5 ms - w2[label-independent input sum]; hidden all silent
+    # stand-in: output neuron 0 always first, so the test accuracy is the share of label 0
     def forward(w, times, idx):
         del idx
-        out = 5e-3 + jnp.sum(times, axis=1, keepdims=True) * w[0][0, 0] - w[1][0]
+        out = jnp.array([1e-3, 2e-3, 3e-3]) + 0.0 * w[1] + 0.0 * jnp.sum(times * w[0][0, 0], axis=1, keepdims=True)
         return jnp.full((times.shape[0], 2), jnp.inf), out
 
     split = harness.yinyang_split("test", 64)
+    share = float(jnp.mean(jnp.asarray(split["labels"]) == 0))
+    assert 0 < share < 1
     p = harness.event_params({})
     start = (np.zeros((5, 2), np.float32), np.zeros(3, np.float32))
-    out = event_recipe.train_to_accuracy(forward, start, split, split, p, target=0.0, max_epochs=5,
+    out = event_recipe.train_to_accuracy(forward, start, split, split, p, target=share, max_epochs=5,
                                          max_seconds=60.0)
-    assert out["reached"] and out["epochs"] == 1 and out["seconds_to_target"] > 0
-    out = event_recipe.train_to_accuracy(forward, start, split, split, p, target=1.01, max_epochs=3,
+    assert out["reached"] and out["epochs"] == 1 and out["seconds_to_target"] > 0  # reaching counts
+    assert out["test_accuracy"] == [pytest.approx(share)]
+    out = event_recipe.train_to_accuracy(forward, start, split, split, p, target=share + 1e-3, max_epochs=3,
                                          max_seconds=60.0)
     assert not out["reached"] and out["epochs"] == 3 and out["seconds_to_target"] is None
 
