@@ -131,7 +131,7 @@ def multi_capacities(cfg, p, neuron, weights, spikes):
     caps = []
     inputs = spikes
     for w, n in zip(weights, (cfg["hidden"], cfg["n_out"])):
-        cap = 4 * n
+        cap = 8 * n  # about 4 spikes per neuron: one compilation, rarely two
         while True:
             sim = jax.jit(jax.vmap(lambda s: simulate(w, s, neuron, capacity=cap, t_max=p["t_max"],
                                                       algorithm="scan")))
