@@ -25,7 +25,8 @@ LIBS = ("jaxsnn", "jaxsnn-0.3.0")
 WORKER = {"jaxsnn": "w_event_jaxsnn.py", "jaxsnn-0.3.0": "w_event_upstream.py"}
 
 
-def parse_args(description: str):
+def parse_args(description: str, extra=None):
+    """The event benchmarks' command line; ``extra(parser)`` adds a script's own options."""
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--iterations", type=int, default=10)
     ap.add_argument("--timeout", type=float, default=1800.0)
@@ -35,6 +36,8 @@ def parse_args(description: str):
     ap.add_argument("--kernel", default="auto",
                     help="jaxsnn next-spike kernel (auto, quadratic, root); upstream: analytic")
     ap.add_argument("--final", action="store_true", help="mark results as final")
+    if extra is not None:
+        extra(ap)
     return ap.parse_args()
 
 

@@ -61,7 +61,8 @@ def markdown(result) -> str:
     lines += [f"Machine: {m['cpu']}, {m['cores']} cores, load {result['load_average_start']} -> "
               f"{result.get('load_average_end')}", "",
               "| hidden | input events | events/sample | jaxsnn s | jaxsnn-0.3.0 s | speedup | "
-              "max spike-time diff (s) | spikes only in one |", "|---|---|---|---|---|---|---|---|"]
+              "max spike-time diff (s) | spikes only in one | peak RSS MiB (jaxsnn / 0.3.0) |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for p in result["points"]:
         t = {lib: r.get("modes", {}).get("forward", {}).get("median_s") for lib, r in
              p["libraries"].items()}
@@ -73,7 +74,9 @@ def markdown(result) -> str:
                      f"{fmt(p.get('events_per_sample'), '.1f')} | {fmt(t.get('jaxsnn'), '.4f')} | "
                      f"{fmt(t.get('jaxsnn-0.3.0'), '.4f')} | "
                      f"{fmt(p.get('speedup_vs_upstream'), '.2f')} | "
-                     f"{fmt(diff, '.2e')} | {'' if only is None else only} |")
+                     f"{fmt(diff, '.2e')} | {'' if only is None else only} | "
+                     + " / ".join(str(p["libraries"].get(lib, {}).get("peak_rss_mib", ""))
+                                  for lib in ("jaxsnn", "jaxsnn-0.3.0")) + " |")
     errors = [(p["hidden"], lib, r["error"]) for p in result["points"]
               for lib, r in p["libraries"].items() if "error" in r]
     for h, lib, e in errors:

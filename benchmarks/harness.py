@@ -275,6 +275,8 @@ def run_worker(build: Callable[[str, Dict[str, Any]], Dict[str, Any]], argv=None
                 }
         if "rates" in built:
             result["spike_rates"] = [float(r) for r in built["rates"]()]
+        if "info" in built:  # workload-specific results (capacities found, training curves)
+            result["info"] = built["info"]
     except Exception as exc:
         result["error"] = f"{type(exc).__name__}: {exc}"
         result["traceback"] = traceback.format_exc()[-3000:]
@@ -368,3 +370,93 @@ def event_data(cfg: Dict[str, Any]) -> Dict[str, np.ndarray]:
 def event_params(cfg: Dict[str, Any]) -> Dict[str, float]:
     """The neuron constants of the event workload (defaults overridden by ``cfg``)."""
     return {k: cfg.get(k, v) for k, v in EVENT_DEFAULTS.items()}
+
+
+def yinyang_split(split: str, n_samples: int = 0) -> Dict[str, np.ndarray]:
+    """A published Yin-Yang split (``train``, ``validation``, ``test``) latency-coded as in
+    ``event_data``: ``times``/``idx`` ``(n, 5)`` sorted by time (bias spike at t = 0), ``labels``.
+
+    ``n_samples = 0`` keeps the whole split. Raises FileNotFoundError when the arrays are missing
+    (the time-to-accuracy benchmark needs the real data)."""
+    path = yinyang_dir()
+    samples = np.load(path / f"{split}_samples.npy")
+    labels = np.load(path / f"{split}_labels.npy")
+    if n_samples:
+        samples, labels = samples[:n_samples], labels[:n_samples]
+    values = np.concatenate([samples, np.zeros((len(samples), 1))], axis=1)
+    order = np.argsort(values, axis=1, kind="stable")
+    times = np.take_along_axis(values, order, axis=1) * EVENT_DEFAULTS["t_late"]
+    return {"times": times.astype(np.float32), "idx": order.astype(np.int32),
+            "labels": labels.astype(np.int32)}
+
+
+# ----------------------------------------------------------------------------------------
+# Multi-spike event workload: time-coded Randman inputs (numpy, identical for every library)
+# ----------------------------------------------------------------------------------------
+
+MULTI_DEFAULTS = {
+    "tau_syn": 5e-3,
+    "tau_mem": 1e-2,  # tau_mem = 2 tau_syn: both libraries use their analytic kernel
+    "v_th": 1.0,
+    "v_reset": 0.0,  # neurons spike again after the reset (upstream 0.3.0 has no t_ref)
+    "t_ref": 0.0,
+    "t_late": 2e-2,  # every input neuron's spikes lie in [0, t_late)
+    "t_max": 3e-2,
+}
+
+
+def multi_params(cfg: Dict[str, Any]) -> Dict[str, float]:
+    """The neuron constants of the multi-spike workload (defaults overridden by ``cfg``)."""
+    return {k: cfg.get(k, v) for k, v in MULTI_DEFAULTS.items()}
+
+
+def _randman_values(rng_manifold, rng_samples, n_samples: int, n_in: int, n_classes: int,
+                    terms: int = 4, alpha: float = 2.0) -> tuple:
+    """Points on ``n_classes`` smooth random one-dimensional manifolds in ``[0, 1]^n_in``
+    (Zenke & Vogels 2021): coordinate ``i`` of class ``c`` at a uniform latent ``x`` is
+    ``(1 + sum_k a_k sin(2 pi (k f_cik x + phi_cik)) / sum_k a_k) / 2`` with ``a_k = k^-alpha``.
+    Sample ``s`` has class ``s % n_classes`` and does not depend on ``n_samples``."""
+    labels = np.arange(n_samples) % n_classes
+    freq = rng_manifold.uniform(0.5, 1.5, (n_classes, n_in, terms))
+    phase = rng_manifold.uniform(0.0, 1.0, (n_classes, n_in, terms))
+    amp = np.arange(1, terms + 1, dtype=np.float64) ** -alpha
+    x = rng_samples.uniform(0.0, 1.0, n_samples)
+    k = np.arange(1, terms + 1)
+    arg = 2 * np.pi * (k * freq[labels] * x[:, None, None] + phase[labels])
+    return 0.5 * (1.0 + np.sum(amp * np.sin(arg), axis=-1) / np.sum(amp)), labels
+
+
+def multi_data(cfg: Dict[str, Any]) -> Dict[str, np.ndarray]:
+    """Inputs and weights of the multi-spike network ``n_in -> hidden -> n_out``.
+
+    Time-coded Randman: input neuron ``i`` of a sample with manifold coordinate ``v_i`` in [0, 1] spikes
+    ``spikes_per_input`` times, at ``(j + v_i) t_late / spikes_per_input`` for
+    ``j = 0, 1, ...`` (so ``n_in * spikes_per_input`` input events per sample, in
+    ``[0, t_late]``). Weights
+    ``w1 ~ N(gain_in, gain_in) / (n_in spikes_per_input)`` and
+    ``w2 ~ N(gain_out, gain_out) / hidden`` keep the total drive, and so the spikes per neuron,
+    roughly the same as the input events and the hidden size change.
+
+    Returns:
+        dict with ``times``/``idx`` ``(n_samples, n_in * spikes_per_input)`` sorted by time,
+        ``labels``, ``w1`` ``(n_in, hidden)``, ``w2`` ``(hidden, n_out)`` (float32).
+    """
+    p = dict(MULTI_DEFAULTS, **cfg)
+    seed = cfg.get("seed", 0)
+    # separate streams: the manifolds, the samples and the weights do not change one another
+    rng_manifold, rng_samples, rng = (np.random.default_rng([seed, k]) for k in range(3))
+    n, n_in, hidden, n_out = cfg["n_samples"], cfg["n_in"], cfg["hidden"], cfg["n_out"]
+    per = cfg.get("spikes_per_input", 1)
+    values, labels = _randman_values(rng_manifold, rng_samples, n, n_in, n_out)
+    times = (np.arange(per)[None, None, :] + values[:, :, None]) * (p["t_late"] / per)
+    times = times.reshape(n, n_in * per)
+    idx = np.tile(np.repeat(np.arange(n_in), per), (n, 1))
+    order = np.argsort(times, axis=1, kind="stable")
+    times = np.take_along_axis(times, order, axis=1)
+    idx = np.take_along_axis(idx, order, axis=1)
+    gain_in, gain_out = cfg.get("gain_in", 12.0), cfg.get("gain_out", 4.0)
+    w1 = rng.normal(gain_in, gain_in, (n_in, hidden)) / (n_in * per)
+    w2 = rng.normal(gain_out, gain_out, (hidden, n_out)) / hidden
+    return {"times": times.astype(np.float32), "idx": idx.astype(np.int32),
+            "labels": labels.astype(np.int32), "w1": w1.astype(np.float32),
+            "w2": w2.astype(np.float32)}

@@ -2,7 +2,10 @@
 
     python benchmarks/run.py --setup          # create benchmarks/.venvs/<peer> (once)
     python benchmarks/run.py                  # all discrete workloads -> benchmarks/results/
-    python benchmarks/run.py --all            # also the event-based ones (event_forward, eventprop)
+    python benchmarks/run.py --all            # also the event-based ones (event_forward, eventprop,
+                                              # event_scaling)
+    python benchmarks/run.py --workloads event_forward,eventprop,event_scaling --final
+                                              # the event-based ones against upstream 0.3.0
     python benchmarks/run.py --setup --all --final   # everything, on a quiet machine
 
 Each library runs in its own subprocess (its own virtual environment for the peers), so no
@@ -144,7 +147,7 @@ def main(argv=None) -> int:
     ap.add_argument("--setup-only", action="store_true", help="only create the venvs")
     ap.add_argument("--workloads", default="mlp2048,cnn48,scaling",
                     help="comma list of mlp2048, cnn48, cnn_pool, scaling, event_forward, "
-                         "eventprop")
+                         "eventprop, event_scaling")
     ap.add_argument("--all", action="store_true", help="all workloads, event-based ones included")
     ap.add_argument("--libs", default=",".join(LIBRARIES), help="comma list of libraries")
     ap.add_argument("--iterations", type=int, default=10, help="timed calls per measurement")
@@ -174,7 +177,8 @@ def main(argv=None) -> int:
             print(f"setup {name}: {'ok' if st['ok'] else st['error']}", flush=True)
         if args.setup_only:
             return 0
-    workloads = (["mlp2048", "cnn48", "cnn_pool", "scaling", "event_forward", "eventprop"]
+    workloads = (["mlp2048", "cnn48", "cnn_pool", "scaling", "event_forward", "eventprop",
+                  "event_scaling"]
                  if args.all else args.workloads.split(","))
     libs = [lib for lib in args.libs.split(",") if lib]
     unknown = [lib for lib in libs if lib not in LIBRARIES]
@@ -203,7 +207,7 @@ def main(argv=None) -> int:
         scale_libs = [REFERENCE] + [lib for lib in chosen if lib in libs]
         report.run_scaling(run_worker, scale_libs, mlp, SCALING_AXES, args, prelim,
                            RESULTS / "scaling")
-    for name in ("event_forward", "eventprop"):
+    for name in ("event_forward", "eventprop", "event_scaling"):
         if name in workloads:
             cmd = [sys.executable, str(BENCH_DIR / f"{name}.py")]
             cmd += ["--results", str(RESULTS)]
@@ -212,7 +216,9 @@ def main(argv=None) -> int:
             if args.final:
                 cmd.append("--final")
             print(f"[{name}] " + " ".join(cmd), flush=True)
+            start = time.time()
             subprocess.run(cmd, check=False)
+            print(f"[{name}] done in {time.time() - start:.0f} s", flush=True)
     return 0
 
 

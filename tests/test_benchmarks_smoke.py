@@ -285,3 +285,214 @@ def test_cnn_pool_matches_hand_written_reference(variant):
     for got, want in zip(grads, expected, strict=True):
         assert np.count_nonzero(want) > want.size // 2
         np.testing.assert_allclose(np.asarray(got), want, rtol=1e-5, atol=1e-5 * np.max(np.abs(want)))
+
+
+# --- multi-spike network (event_scaling) and time to accuracy (eventprop) ----------------------
+
+TINY_MULTI = {"n_in": 8, "hidden": 6, "n_out": 3, "spikes_per_input": 2, "batch": 2, "n_samples": 2,
+              "iterations": 1}
+
+
+def _multi_reference(cfg, w1, w2):
+    """Both layers of every sample with the float64 reference simulator (multi-spike neurons)."""
+    from jaxsnn.event.neuron import LIFParameters
+    from jaxsnn.testing import reference
+
+    p = harness.multi_params(cfg)
+    neuron = LIFParameters(tau_syn=p["tau_syn"], tau_mem=p["tau_mem"], v_th=p["v_th"], v_reset=p["v_reset"],
+                           t_ref=p["t_ref"])
+    data = harness.multi_data(cfg)
+    out = []
+    for sample in range(cfg["batch"]):
+        t1, i1 = reference.simulate_event(np.float64(w1), data["times"][sample], data["idx"][sample], neuron, p["t_max"])
+        t2, i2 = reference.simulate_event(np.float64(w2), t1, i1, neuron, p["t_max"])
+        out.append((t1, i1, t2, i2))
+    return out, data["labels"][: cfg["batch"]], p
+
+
+def test_multi_spike_workload_matches_the_float64_reference(tmp_path):
+    """The event_scaling network (reset to 0, no refractory period: several spikes per neuron)
+    with algorithm 'auto' and 'scan': the buffers the worker sizes hold every spike, the spikes (several per neuron) equal the float64 reference simulator's,
+    both algorithms give identical files, and the saved EventProp gradient of ``multi_loss``
+    agrees with central finite differences of the same loss computed with the reference."""
+    import event_common
+    import w_event_jaxsnn
+
+    files, capacities = {}, {}
+    for algorithm in ("auto", "scan"):  # the scan run takes the buffers 'auto' found, as the benchmark does
+        cfg = dict(TINY_MULTI, **capacities, algorithm=algorithm, out=str(tmp_path / f"{algorithm}.npz"))
+        built = w_event_jaxsnn.build("event_multi", cfg)
+        capacities = {key: built["info"][key] for key in ("capacity_hidden", "capacity_output")}
+        built["block"](built["forward"]())
+        built["block"](built["grad"]())
+        counts = built["rates"]()
+        assert built["info"]["overflow"] is False
+        assert built["info"]["capacity_hidden"] > counts[0] >= 2 * cfg["hidden"]  # several spikes per neuron
+        assert counts[1] > 0
+        files[algorithm] = cfg["out"]
+    same = event_common.compare_spikes(files["auto"], files["scan"])
+    assert all(layer["spikes_only_in_one"] == 0 and layer["max_abs_time_diff_s"] == 0 for layer in same.values())
+
+    cfg = dict(TINY_MULTI)
+    data = harness.multi_data(cfg)
+    runs, labels, p = _multi_reference(cfg, data["w1"], data["w2"])
+    saved = np.load(files["auto"])
+    columns = {key: [] for key in ("t1", "i1", "t2", "i2")}
+    for t1, i1, t2, i2 in runs:
+        for key, values, fill in (("t1", t1, np.inf), ("i1", i1, -1), ("t2", t2, np.inf), ("i2", i2, -1)):
+            columns[key].append(_padded(values, saved[key].shape[1], fill))
+    reference_npz = str(tmp_path / "reference.npz")
+    np.savez(reference_npz, **{key: np.stack(rows) for key, rows in columns.items()})
+    agreement = event_common.compare_spikes(files["auto"], reference_npz)
+    for layer in ("hidden", "output"):
+        assert agreement[layer]["spikes"] >= 4, agreement
+        assert agreement[layer]["spikes_only_in_one"] == 0, agreement
+        assert agreement[layer]["max_abs_time_diff_s"] < 1e-7, agreement  # float32 vs float64
+    repeated = [np.unique(i1, return_counts=True)[1].max() for _, i1, _, _ in runs]
+    assert max(repeated) >= 2  # a neuron does spike more than once
+
+    def reference_loss(w1, w2):
+        total = 0.0
+        for (_, _, t2, i2), label in zip(_multi_reference(cfg, w1, w2)[0], labels):
+            sign = np.where(i2 == label, 1.0, -1.0 / (cfg["n_out"] - 1))
+            total += float(np.sum(sign * t2 / p["t_max"]))
+        return total / cfg["batch"]
+
+    weights = [np.float64(data["w1"]), np.float64(data["w2"])]
+    assert float(saved["loss"]) == pytest.approx(reference_loss(*weights), rel=1e-5)
+    gradient = [np.float64(saved["g1"]), np.float64(saved["g2"])]
+    assert np.count_nonzero(gradient[0]) > 0 and np.count_nonzero(gradient[1]) > 0
+    rng = np.random.default_rng(1)
+    step = 1e-7
+    for _ in range(3):
+        direction = [rng.standard_normal(w.shape) for w in weights]
+        plus = reference_loss(*(w + step * d for w, d in zip(weights, direction)))
+        minus = reference_loss(*(w - step * d for w, d in zip(weights, direction)))
+        numeric = (plus - minus) / (2 * step)
+        analytic = sum(float(np.sum(g * d)) for g, d in zip(gradient, direction))
+        scale = np.sqrt(sum(np.sum(g**2) for g in gradient) * sum(np.sum(d**2) for d in direction))
+        assert abs(analytic - numeric) < 1e-3 * scale, (analytic, numeric, scale)
+
+
+def test_multi_data_scales_events_and_keeps_the_drive():
+    """``spikes_per_input`` multiplies the input events; the weights shrink in proportion."""
+    one = harness.multi_data(dict(TINY_MULTI, spikes_per_input=1))
+    ten = harness.multi_data(dict(TINY_MULTI, spikes_per_input=10))
+    assert one["times"].shape == (2, 8) and ten["times"].shape == (2, 80)
+    assert np.all(np.diff(ten["times"], axis=1) >= 0) and np.all(ten["times"] <= harness.MULTI_DEFAULTS["t_late"])
+    assert len(np.unique(one["times"])) == one["times"].size  # spread out, not clamped
+    # a sample does not depend on how many are drawn
+    np.testing.assert_array_equal(harness.multi_data(dict(TINY_MULTI, n_samples=1, spikes_per_input=1))["times"][0], one["times"][0])
+    np.testing.assert_allclose(ten["w1"] * 10, one["w1"], rtol=1e-6)
+    assert set(np.unique(ten["idx"][0])) == set(range(8)) and np.all(np.bincount(ten["idx"][0]) == 10)
+
+
+def test_recipe_loss_and_accuracy_equal_jaxsnn_loss():
+    """The plain-JAX recipe (shared with upstream's worker) computes the loss and the tie rule of
+    ``jaxsnn.loss`` exactly (an independent implementation of the same formulas)."""
+    import jax.numpy as jnp
+    import event_recipe
+
+    from jaxsnn import loss as jloss
+
+    p = harness.event_params({})
+    r = event_recipe.RECIPE
+    first = jnp.array([[4e-3, 6e-3, jnp.inf], [5e-3, 5e-3, 7e-3], [9e-3, 3e-3, 8e-3], [jnp.inf] * 3])
+    labels = jnp.array([0, 1, 2, 0])
+    targets = jnp.where(labels[:, None] == jnp.arange(3), r["t_correct"], r["t_wrong"])
+    expected = jloss.first_spike_hybrid_loss(first, labels, targets=targets, temperature=r["temperature"],
+                                             t_missing=p["t_max"], mse_weight=r["mse_weight"],
+                                             time_scale=p["tau_mem"], early_weight=r["early_weight"])
+    assert float(event_recipe.hybrid_loss(first, labels, p)) == pytest.approx(float(expected), rel=1e-6)
+    np.testing.assert_array_equal(np.asarray(event_recipe.correct(first, labels)), [True, False, False, False])
+    assert float(jnp.mean(event_recipe.correct(first, labels))) == float(jloss.first_spike_accuracy(first, labels))
+
+
+def test_time_to_accuracy_workload_trains_and_stops():
+    """Two epochs of the jaxsnn worker on a small split: the loss falls and the run stops at
+    ``max_epochs`` without reaching an impossible target. The loop itself, on a stand-in
+    network: a reachable target stops it after the epoch that reaches it, an unreachable one
+    at ``max_epochs``."""
+    import jax.numpy as jnp
+    import event_recipe
+    import w_event_jaxsnn
+
+    cfg = {"hidden": 6, "train_samples": 96, "test_samples": 64, "max_epochs": 2, "max_seconds": 120.0,
+           "target": 1.01}
+    info = w_event_jaxsnn.build("eventprop_accuracy", cfg)["info"]
+    assert info["epochs"] == 2 and not info["reached"] and info["seconds_to_target"] is None
+    assert info["loss"][1] < info["loss"][0]
+    assert all(0.0 <= a <= 1.0 for a in info["test_accuracy"])
+
+    # stand-in: output neuron 0 always first, so the test accuracy is the share of label 0
+    def forward(w, times, idx):
+        del idx
+        out = jnp.array([1e-3, 2e-3, 3e-3]) + 0.0 * w[1] + 0.0 * jnp.sum(times * w[0][0, 0], axis=1, keepdims=True)
+        return jnp.full((times.shape[0], 2), jnp.inf), out
+
+    split = harness.yinyang_split("test", 64)
+    share = float(jnp.mean(jnp.asarray(split["labels"]) == 0))
+    assert 0 < share < 1
+    p = harness.event_params({})
+    start = (np.zeros((5, 2), np.float32), np.zeros(3, np.float32))
+    out = event_recipe.train_to_accuracy(forward, start, split, split, p, target=share, max_epochs=5,
+                                         max_seconds=60.0)
+    assert out["reached"] and out["epochs"] == 1 and out["seconds_to_target"] > 0  # reaching counts
+    assert out["test_accuracy"] == [pytest.approx(share)]
+    out = event_recipe.train_to_accuracy(forward, start, split, split, p, target=share + 1e-3, max_epochs=3,
+                                         max_seconds=60.0)
+    assert not out["reached"] and out["epochs"] == 3 and out["seconds_to_target"] is None
+
+
+def test_event_scaling_slopes_and_report(tmp_path):
+    """The slope fit recovers a known power law; the report writers handle failed points."""
+    import event_scaling
+
+    assert event_scaling.slope([1e3, 1e4, 1e5], [2e-3, 2e-2, 2e-1]) == pytest.approx(1.0)
+    assert event_scaling.slope([1e3, 1e4, 1e5], [1e-3, 1e-1, 1e1]) == pytest.approx(2.0)
+    assert event_scaling.slope([1e3], [1.0]) is None
+
+    def lib(seconds):
+        return {"modes": {"forward": {"median_s": seconds}, "grad": {"median_s": 2 * seconds}},
+                "spike_rates": [30.0, 4.0], "peak_rss_mib": 400.0}
+
+    cfg = dict(TINY_MULTI, n_samples=2)
+    points = [event_scaling.describe(dict(cfg, hidden=h), {"jaxsnn": lib(1e-4 * h), "jaxsnn-0.3.0": lib(1e-3 * h)})
+              for h in (10, 20, 40)]
+    points.append(event_scaling.describe(dict(cfg, hidden=80), {"jaxsnn": lib(8e-3), "jaxsnn-0.3.0": {"error": "timed out"}}))
+    assert points[0]["work"] == 2 * (16 + 34) * (10 + 3)
+    rows = event_scaling.slopes({"hidden": points})
+    assert {(r["library"], r["mode"], r["points"]) for r in rows} == {
+        ("jaxsnn", "forward", 4), ("jaxsnn", "grad", 4), ("jaxsnn-0.3.0", "forward", 3), ("jaxsnn-0.3.0", "grad", 3)}
+    # time proportional to hidden, work to hidden + n_out (the spike counts are fixed here):
+    # d log(time) / d log(work) = (hidden + 3) / hidden, a little above 1
+    assert all(1.02 < r["slope"] < 1.2 for r in rows), rows
+    result = {"preliminary": True, "machine": harness.machine_info(), "load_average_start": None,
+              "load_average_end": None, "sizes": event_scaling.TINY, "multispike": [],
+              "sweeps": {"hidden": points, "events": [], "batch": []}, "slopes": rows}
+    md = event_scaling.markdown(result)
+    assert "timed out" in md and "Preliminary" in md and "| hidden | multi | jaxsnn | forward |" in md
+    event_scaling.chart(result, tmp_path / "scaling.png")
+    assert 0 < (tmp_path / "scaling.png").stat().st_size < 300_000
+
+
+def test_event_table_for_the_readme(tmp_path):
+    """The README table generator reads whatever result files exist, says what is missing, and
+    replaces only the marked block of a README."""
+    import event_table
+
+    result = {"preliminary": True, "started": "x", "load_average_start": [1.0], "load_average_end": [2.0],
+              "batch": 4, "points": [{"hidden": 8, "dup": 1, "libraries": {
+                  "jaxsnn": {"modes": {"forward": {"median_s": 0.001}}, "peak_rss_mib": 300.0},
+                  "jaxsnn-0.3.0": {"modes": {"forward": {"median_s": 0.004}}, "peak_rss_mib": 310.0}}}]}
+    (tmp_path / "event_forward.json").write_text(json.dumps(result))
+    block = event_table.table(tmp_path)
+    assert "| Yin-Yang 5-8-3 forward, batch 4 | 0.0010 |  | 0.0040 | 4.0x | 300.0 / 310.0 |" in block
+    assert "preliminary" in block and block.count("not measured") == 2
+    readme = tmp_path / "README.md"
+    readme.write_text(f"before\n{event_table.START}\nold\n{event_table.END}\nafter\n")
+    event_table.main(["--results", str(tmp_path), "--readme", str(readme)])
+    text = readme.read_text()
+    assert text.startswith("before\n") and text.endswith("after\n") and "old" not in text and block in text
+    with pytest.raises(ValueError, match="no <!-- event-benchmarks:start -->"):
+        event_table.replace_block("no markers here", block)
