@@ -37,6 +37,14 @@ Jumps, with ``vdot = (I - (v - v_leak)) / tau_mem`` evaluated on either side of 
   (``lambda_v'`` is ``lambda_v`` with neuron ``i`` excluded: its own reset is ``r_k``). While a
   neuron is refractory its membrane is clamped, so its ``lambda_v`` is zero there.
 
+Parallel backward. Where every neuron spikes at most once and the layer is feed-forward (the
+conditions of the parallel forward, ``t_ref >= t_max``), each neuron's adjoint has a single jump,
+at its spike, and the solution above collapses to one closed form per (event, neuron) pair:
+``parallel_eventprop_gradients`` evaluates it with whole-array operations and no scan over
+events (maths in its docstring). ``simulate_eventprop`` uses it whenever the forward pass is the
+parallel algorithm (``backward="auto"``) and keeps the scan for every other layer and for
+injected spikes; ``backward="scan"`` / ``"parallel"`` force either.
+
 The current ``I_i`` just before a spike is a closed-form sum over the earlier events
 (``jaxsnn.event.superposition``), so the backward pass needs only the events themselves:
 weights, input spikes, output spikes, neuron parameters and the cotangents of the output
