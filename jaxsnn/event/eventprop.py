@@ -37,6 +37,14 @@ Jumps, with ``vdot = (I - (v - v_leak)) / tau_mem`` evaluated on either side of 
   (``lambda_v'`` is ``lambda_v`` with neuron ``i`` excluded: its own reset is ``r_k``). While a
   neuron is refractory its membrane is clamped, so its ``lambda_v`` is zero there.
 
+Parallel backward. Where every neuron spikes at most once and the layer is feed-forward (the
+conditions of the parallel forward, ``t_ref >= t_max``), each neuron's adjoint has a single jump,
+at its spike, and the solution above collapses to one closed form per (event, neuron) pair:
+``parallel_eventprop_gradients`` evaluates it with whole-array operations and no scan over
+events (maths in its docstring). ``simulate_eventprop`` uses it whenever the forward pass is the
+parallel algorithm (``backward="auto"``) and keeps the scan for every other layer and for
+injected spikes; ``backward="scan"`` / ``"parallel"`` force either.
+
 The current ``I_i`` just before a spike is a closed-form sum over the earlier events
 (``jaxsnn.event.superposition``), so the backward pass needs only the events themselves:
 weights, input spikes, output spikes, neuron parameters and the cotangents of the output
@@ -75,6 +83,7 @@ __all__ = [
     "AdjointGradients",
     "MIN_SLOPE_FRACTION",
     "eventprop_gradients",
+    "parallel_eventprop_gradients",
     "simulate_eventprop",
     "simulate_eventprop_planned",
 ]
@@ -353,6 +362,169 @@ def eventprop_gradients(
     )
 
 
+def parallel_eventprop_gradients(
+    weight: jax.Array,
+    input_spikes: Spikes,
+    output_spikes: Spikes,
+    neuron: LIFParameters,
+    t_max: Any,
+    output_time_cotangent: jax.Array,
+    *,
+    initial_state: Optional[LIFState] = None,
+    final_state_cotangent: Optional[Tuple[jax.Array, jax.Array]] = None,
+) -> AdjointGradients:
+    """EventProp backward pass in closed form for a feed-forward layer whose neurons spike at most once.
+
+    The conditions of the parallel forward (``t_ref >= t_max``, no recurrent weights; see
+    ``jaxsnn.event.plan``). No scan over events: every quantity is one whole-array expression
+    over (input events x neurons), O(events x neurons) work like the forward pass. It returns the
+    same gradients as ``eventprop_gradients`` (to rounding) under these conditions.
+
+    Maths. Without recurrence the neurons are independent and nothing but its own spike resets
+    a neuron, so the adjoint of neuron ``n`` has at most one jump. Let ``a_n`` be the instant
+    its membrane starts to move (0, or the end of an initial refractory period, at most
+    ``T = t_max``) and ``e_n`` the end of its free evolution: its spike ``t_n`` if it spiked in
+    the window, else ``T``. With ``(lambda_v^T, lambda_I^T)`` the cotangent of the final state:
+
+    * After its spike the membrane is clamped at ``v_reset`` until ``t_n + t_ref >= T``, so
+      ``lambda_v = 0`` on ``(t_n, T]`` (the final ``v`` does not depend on anything) and the
+      release at ``t_n + t_ref`` contributes nothing (``dL/dt_k`` is the explicit cotangent
+      ``c_k``: the reset term ``r_k`` of the general pass vanishes).
+    * At the spike the adjoint jump is the implicit-function-theorem derivative of the
+      crossing ``v_n(t_n) = v_th``:
+      ``Lambda_n = lambda_v(t_n-) = -c_n / vdot_n(t_n-)``, with
+      ``vdot_n(t_n-) = (I_n(t_n-) - (v_th - v_leak)) / tau_mem`` (floored at
+      ``MIN_SLOPE_FRACTION (v_th - v_reset) / tau_mem`` as in the scan) and
+      ``I_n(t_n-) = I_n(0) exp(-t_n/tau_syn) + sum_{t_i < t_n} W[j_i, n] exp(-(t_n - t_i)/tau_syn)``.
+      A silent neuron has ``Lambda_n = lambda_v^T`` at ``e_n = T``.
+    * Solving the adjoint equations from ``e_n`` backwards in one step (the propagators compose:
+      ``K(s1 + s2) = K(s1) exp(-s2/tau_syn) + exp(-s1/tau_mem) K(s2)``), for ``t <= T``::
+
+          lambda_v(t) = [a_n <= t < e_n] Lambda_n exp(-(e_n - t)/tau_mem)     (t <= e_n if silent)
+          lambda_I(t) = lambda_I^T exp(-(T - t)/tau_syn)
+                        + Lambda_n K(e_n - c) exp(-(c - t)/tau_syn),   c = clip(t, a_n, e_n)
+
+      (``lambda_I`` has no jumps in a feed-forward layer; before ``a_n`` the clamped membrane
+      passes nothing back, ``lambda_v = 0``.)
+
+    Gradients, with input ``i`` at ``t_i`` on row ``j_i`` (active: valid and ``t_i <= T``)::
+
+        dL/dW[j, n]   = sum_{i: j_i = j} lambda_I,n(t_i)
+        dL/dt_i       = sum_n W[j_i, n] (lambda_I,n(t_i) / tau_syn - lambda_v,n(t_i) / tau_mem)
+        dL/dv(0)      = lambda_v(0),   dL/dI(0) = lambda_I(0)
+        dL/da_n       = -lambda_v(a_n+) (I_n(a_n+) - (v_reset - v_leak)) / tau_mem   (a_n < T; else 0)
+        dL/dt_k       = c_k  (output slot k; 0 for padding)
+
+    ``dL/dW`` and ``dL/dt_i`` are the implicit-function-theorem derivatives of each spike time
+    (``dt_n/dW[j, n] = -K(t_n - t_i) / vdot_n``, ``dt_n/dt_i = W[j_i, n] K'(t_n - t_i) / vdot_n``
+    for ``t_i < t_n``) weighted by ``c_n``, plus the final-state terms.
+
+    Args:
+        weight: ``(n_inputs, size)`` input weights.
+        input_spikes: the layer's input events (sorted, padded).
+        output_spikes: the layer's output events, at most one per neuron (simulated by the
+            forward pass; padding slots are ignored).
+        neuron: ``LIFParameters`` with ``t_ref >= t_max`` (scalars or per-neuron arrays).
+        t_max: end of the window.
+        output_time_cotangent: ``(output capacity,)`` ``dL/dt_k`` (padding ignored, NaN included).
+        initial_state: optional ``LIFState`` at ``t = 0`` (default: rest).
+        final_state_cotangent: optional ``(dL/dv, dL/dI)`` at ``t_max``.
+
+    Returns:
+        ``AdjointGradients`` (``recurrent_weight`` is ``None``).
+    """
+    weight = jnp.asarray(weight)
+    dtype = jnp.result_type(weight.dtype, input_spikes.time.dtype)
+    weight = weight.astype(dtype)
+    n_inputs, size = weight.shape
+    p = per_neuron(neuron, size, dtype)
+    t_max = jnp.asarray(t_max, dtype)
+    in_time = jnp.asarray(input_spikes.time, dtype)
+    in_idx = jnp.asarray(input_spikes.idx, jnp.int32)
+    out_time = jnp.asarray(output_spikes.time, dtype)
+    out_idx = jnp.asarray(output_spikes.idx, jnp.int32)
+
+    in_active = (in_idx >= 0) & (in_idx < n_inputs) & jnp.isfinite(in_time) & (in_time <= t_max)
+    out_valid = (out_idx >= 0) & (out_idx < size) & jnp.isfinite(out_time) & (out_time <= t_max)
+    cotangent = jnp.where(out_valid, jnp.asarray(output_time_cotangent, dtype), 0.0)
+
+    # Each neuron's spike (at most one) and its cotangent, gathered from the output slots.
+    target = jnp.where(out_valid, out_idx, size)
+    spike_time = jnp.full((size + 1,), jnp.inf, dtype).at[target].min(jnp.where(out_valid, out_time, jnp.inf))[:size]
+    spiked = jnp.isfinite(spike_time)
+    spike_cotangent = jnp.zeros((size + 1,), dtype).at[target].add(cotangent)[:size]
+    end = jnp.where(spiked, spike_time, t_max)
+
+    if initial_state is None:
+        initial_current = jnp.zeros((size,), dtype)
+        released = jnp.zeros((size,), bool)
+        start = jnp.zeros((size,), dtype)
+    else:
+        initial_current = jnp.broadcast_to(jnp.asarray(initial_state.current, dtype), (size,))
+        initial_ref = jnp.broadcast_to(jnp.asarray(initial_state.refractory_until, dtype), (size,))
+        released = jnp.isfinite(initial_ref) & (initial_ref > 0)
+        start = jnp.where(released, jnp.minimum(initial_ref, t_max), 0.0)
+    if final_state_cotangent is None:
+        lam_v_final = jnp.zeros((size,), dtype)
+        lam_i_final = jnp.zeros((size,), dtype)
+    else:
+        lam_v_final = jnp.broadcast_to(jnp.asarray(final_state_cotangent[0], dtype), (size,))
+        lam_i_final = jnp.broadcast_to(jnp.asarray(final_state_cotangent[1], dtype), (size,))
+
+    # (input events x neurons): inactive inputs sit at t_max with zero rows and are masked out.
+    t_in = jnp.where(in_active, in_time, t_max)
+    rows = weight[jnp.clip(in_idx, 0, n_inputs - 1)]
+    rows = jnp.where(in_active[:, None], rows, 0.0)
+
+    def current(t, inclusive):
+        """``I_n(t)`` of every neuron at its own time ``t[n]`` (left or right limit)."""
+        lag = t[None, :] - t_in[:, None]
+        before = (lag >= 0) if inclusive else (lag > 0)
+        lag = jnp.where(before, lag, 0.0)
+        jumps = jnp.where(before, rows * jnp.exp(-lag / p.tau_syn), 0.0)
+        return initial_current * jnp.exp(-t / p.tau_syn) + jnp.sum(jumps, axis=0)
+
+    # The adjoint jump at each spike: Lambda_n = -c_n / vdot_n(t_n-) (silent: lambda_v at T).
+    slope_floor = MIN_SLOPE_FRACTION * (p.v_th - p.v_reset) / p.tau_mem
+    slope_before = jnp.maximum((current(end, False) - (p.v_th - p.v_leak)) / p.tau_mem, slope_floor)
+    anchor = jnp.where(spiked, -spike_cotangent / slope_before, lam_v_final)
+
+    def adjoint(t):
+        """``(lambda_v, lambda_I)`` at times ``t`` (broadcast against the neurons), closed form."""
+        inside = (t >= start) & jnp.where(spiked, t < end, t <= end)
+        lam_v = jnp.where(inside, anchor * jnp.exp(-jnp.maximum(end - t, 0.0) / p.tau_mem), 0.0)
+        clipped = jnp.clip(t, start, end)
+        lam_i = (lam_i_final * jnp.exp(-jnp.maximum(t_max - t, 0.0) / p.tau_syn)
+                 + anchor * psp_kernel(end - clipped, p.tau_mem, p.tau_syn) * jnp.exp(-(clipped - t) / p.tau_syn))
+        return lam_v, lam_i
+
+    lam_v_in, lam_i_in = adjoint(t_in[:, None])
+    lam_i_in = jnp.where(in_active[:, None], lam_i_in, 0.0)
+    drive = lam_i_in / p.tau_syn - lam_v_in / p.tau_mem
+    input_grad = jnp.where(in_active, jnp.sum(rows * drive, axis=1), 0.0)
+    weight_rows = jnp.where(in_active, in_idx, n_inputs)
+    grad_weight = jax.ops.segment_sum(lam_i_in, weight_rows, num_segments=n_inputs + 1)[:n_inputs]
+
+    lam_v0, lam_i0 = adjoint(jnp.zeros((size,), dtype))
+    if initial_state is None:
+        grad_refractory = jnp.zeros((size,), dtype)
+    else:
+        # The membrane leaves v_reset at a_n: dL/da_n = -lambda_v(a_n+) vdot(a_n+) (0 beyond T).
+        lam_v_release = anchor * jnp.exp(-jnp.maximum(end - start, 0.0) / p.tau_mem)
+        slope_free = (current(start, True) - (p.v_reset - p.v_leak)) / p.tau_mem
+        moves = released & (start < t_max)
+        grad_refractory = jnp.where(moves, -lam_v_release * slope_free, 0.0)
+    return AdjointGradients(
+        weight=grad_weight,
+        input_times=input_grad,
+        recurrent_weight=None,
+        initial_v=lam_v0,
+        initial_current=lam_i0,
+        initial_refractory_until=grad_refractory,
+        output_times=cotangent,
+    )
+
+
 def _zero_cotangent(value: Any) -> Any:
     """A zero cotangent of the right kind for one primal leaf (float0 for integers/bools)."""
     dtype = jnp.result_type(value)
@@ -414,11 +586,19 @@ def _eventprop_bwd(plan, capacity, residuals, result_cotangent):
     del capacity
     weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, external, out_spikes = residuals
     final_ct = result_cotangent.final_state
-    grads = eventprop_gradients(
-        weight, input_spikes, out_spikes, neuron, t_max, result_cotangent.spikes.time,
-        recurrent_weight=recurrent_weight, initial_state=initial_state,
-        final_state_cotangent=(final_ct.v, final_ct.current), refractory=plan.refractory,
-    )
+    if plan.backward == "parallel" and external is None and recurrent_weight is None:
+        # At most one spike per neuron, feed-forward: the closed-form adjoint (no event scan).
+        # Injected spikes may break the one-spike rule, so they always take the scan.
+        grads = parallel_eventprop_gradients(
+            weight, input_spikes, out_spikes, neuron, t_max, result_cotangent.spikes.time,
+            initial_state=initial_state, final_state_cotangent=(final_ct.v, final_ct.current),
+        )
+    else:
+        grads = eventprop_gradients(
+            weight, input_spikes, out_spikes, neuron, t_max, result_cotangent.spikes.time,
+            recurrent_weight=recurrent_weight, initial_state=initial_state,
+            final_state_cotangent=(final_ct.v, final_ct.current), refractory=plan.refractory,
+        )
     input_ct = Spikes(
         grads.input_times.astype(input_spikes.time.dtype), _zero_cotangent(input_spikes.idx)
     )
@@ -453,6 +633,7 @@ def simulate_eventprop(
     initial_state: Optional[LIFState] = None,
     external_spikes: Optional[Spikes] = None,
     algorithm: str = "auto",
+    backward: str = "auto",
 ) -> SimulationResult:
     """Event-based simulation of one LIF layer whose gradient is computed by EventProp.
 
@@ -475,13 +656,19 @@ def simulate_eventprop(
         initial_state: optional ``LIFState`` at ``t = 0``.
         external_spikes: optional measured output ``Spikes`` of this layer to inject.
         algorithm: forward algorithm (see ``simulate``).
+        backward: EventProp backward pass: ``"auto"`` (default: ``"parallel"`` exactly when the
+            forward algorithm is ``"parallel"``), ``"scan"`` (``eventprop_gradients``, any layer)
+            or ``"parallel"`` (``parallel_eventprop_gradients``: needs ``t_ref >= t_max`` and no
+            recurrence, and cannot be combined with ``external_spikes``). Both give the same
+            gradients to rounding where both apply; injected spikes always use the scan.
 
     Returns:
         ``SimulationResult(spikes, final_state, overflow)``.
 
     Raises:
         TypeError, ValueError: on invalid arguments (see ``jaxsnn.event.validate_inputs``), or
-            malformed ``external_spikes`` (checked eagerly when concrete).
+            malformed ``external_spikes`` (checked eagerly when concrete), or
+            ``backward="parallel"`` where it does not apply.
     """
     validate_inputs(
         weight, input_spikes, neuron, capacity=capacity, t_max=t_max,
@@ -491,7 +678,14 @@ def simulate_eventprop(
         with jax.ensure_compile_time_eval():
             spikes_lib.validate(external_spikes, n_neurons=jnp.shape(weight)[-1], name="external_spikes")
     # Resolved while the time constants are concrete: inside the custom_vjp they are traced.
-    plan = resolve_plan(neuron, t_max, kernel=kernel, algorithm=algorithm, recurrent=recurrent_weight is not None)
+    plan = resolve_plan(
+        neuron, t_max, kernel=kernel, algorithm=algorithm, recurrent=recurrent_weight is not None, backward=backward,
+    )
+    if backward == "parallel" and external_spikes is not None:
+        raise ValueError(
+            "backward='parallel' needs the simulated spikes (at most one per neuron); injected "
+            "external_spikes may hold more: use backward='scan' or 'auto'"
+        )
     return simulate_eventprop_planned(
         plan, weight, input_spikes, neuron, capacity=capacity, t_max=t_max,
         recurrent_weight=recurrent_weight, initial_state=initial_state, external_spikes=external_spikes,

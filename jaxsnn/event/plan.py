@@ -11,6 +11,9 @@ Three choices depend only on the neuron parameters, the window and the wiring, n
 * ``refractory``: whether the EventProp backward pass models the instant a membrane is released
   from ``v_reset``. False only when ``t_ref`` is concretely 0 everywhere: then the release is the
   reset itself and the shorter event list gives the same gradient.
+* ``backward``: the EventProp backward pass. ``"scan"`` (reverse scan over the events, any
+  layer) or ``"parallel"`` (closed form, whole-array; exact under the same conditions as the
+  parallel forward); ``"auto"`` follows the forward algorithm; see ``resolve_backward``.
 
 Under ``jax.jit``, ``jax.grad`` or inside a ``custom_vjp`` the parameters are traced and these
 conditions cannot be seen ("auto" would fall back to the slower root solver). So the layer
@@ -30,10 +33,14 @@ from jaxsnn._validate import is_concrete
 from jaxsnn.event.kernels import resolve_kernel
 from jaxsnn.event.neuron import LIFParameters
 
-__all__ = ["ALGORITHMS", "Plan", "resolve_algorithm", "resolve_plan", "resolve_refractory"]
+__all__ = ["ALGORITHMS", "BACKWARDS", "Plan", "resolve_algorithm", "resolve_backward", "resolve_plan",
+           "resolve_refractory"]
 
 #: Valid values of the ``algorithm`` option.
 ALGORITHMS = ("auto", "scan", "parallel")
+
+#: Valid values of the ``backward`` option (EventProp backward pass).
+BACKWARDS = ("auto", "scan", "parallel")
 
 
 class Plan(NamedTuple):
@@ -43,11 +50,13 @@ class Plan(NamedTuple):
         kernel: ``"lambertw"``, ``"quadratic"`` or ``"root"``.
         algorithm: ``"scan"`` or ``"parallel"``.
         refractory: whether EventProp models the release of the membrane after ``t_ref``.
+        backward: EventProp backward pass, ``"scan"`` or ``"parallel"``.
     """
 
     kernel: str
     algorithm: str
     refractory: bool
+    backward: str = "scan"
 
 
 def resolve_algorithm(algorithm: str, neuron: LIFParameters, t_max: Any, recurrent: bool) -> str:
@@ -89,6 +98,40 @@ def resolve_algorithm(algorithm: str, neuron: LIFParameters, t_max: Any, recurre
     return "parallel"
 
 
+def resolve_backward(backward: str, algorithm: str, neuron: LIFParameters, t_max: Any, recurrent: bool) -> str:
+    """Turn the ``backward`` option of ``simulate_eventprop`` into ``"scan"`` or ``"parallel"``.
+
+    The parallel EventProp backward (``jaxsnn.event.eventprop.parallel_eventprop_gradients``)
+    needs what the parallel forward needs: every neuron spikes at most once (``t_ref >= t_max``)
+    and the layer is feed-forward. ``"auto"`` picks it exactly when the forward ``algorithm``
+    (already resolved) is ``"parallel"``; an explicit ``"parallel"`` is checked like
+    ``algorithm="parallel"`` (``resolve_algorithm``).
+
+    Args:
+        backward: one of ``BACKWARDS``.
+        algorithm: the resolved forward algorithm, ``"scan"`` or ``"parallel"``.
+        neuron: the neuron parameters.
+        t_max: end of the window.
+        recurrent: whether the layer has recurrent weights.
+
+    Returns:
+        ``"scan"`` or ``"parallel"``.
+
+    Raises:
+        ValueError: unknown ``backward``, or ``"parallel"`` where it is not exact.
+    """
+    if backward not in BACKWARDS:
+        raise ValueError(f"backward must be one of {BACKWARDS}, got {backward!r}")
+    if backward == "auto":
+        return algorithm
+    if backward == "parallel":
+        try:
+            resolve_algorithm("parallel", neuron, t_max, recurrent)
+        except ValueError as error:
+            raise ValueError(f"backward='parallel' has the conditions of algorithm='parallel': {error}") from None
+    return backward
+
+
 def resolve_refractory(neuron: LIFParameters) -> bool:
     """Whether EventProp must model refractory releases: False only when ``t_ref`` is concretely 0.
 
@@ -109,6 +152,7 @@ def resolve_plan(
     kernel: str = "auto",
     algorithm: str = "auto",
     recurrent: bool = False,
+    backward: str = "auto",
 ) -> Plan:
     """Resolve every static choice of a layer at once (see the module docstring).
 
@@ -122,6 +166,7 @@ def resolve_plan(
         kernel: one of ``jaxsnn.event.KERNELS``.
         algorithm: one of ``ALGORITHMS``.
         recurrent: whether the layer has recurrent weights.
+        backward: one of ``BACKWARDS`` (EventProp backward pass).
 
     Returns:
         The ``Plan``.
@@ -130,8 +175,10 @@ def resolve_plan(
         ValueError: unknown options, an analytic kernel whose tau ratio does not hold, or
             ``"parallel"`` where it is not exact.
     """
+    resolved = resolve_algorithm(algorithm, neuron, t_max, recurrent)
     return Plan(
         kernel=resolve_kernel(kernel, neuron),
-        algorithm=resolve_algorithm(algorithm, neuron, t_max, recurrent),
+        algorithm=resolved,
         refractory=resolve_refractory(neuron),
+        backward=resolve_backward(backward, resolved, neuron, t_max, recurrent),
     )

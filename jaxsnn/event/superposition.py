@@ -136,7 +136,9 @@ def currents_scan(
         current = current + jump
         q = jnp.clip(r, 0, n_query - 1)
         value = current[neuron_of_query[q]]
-        answers = jnp.where((o == -1) & finite, answers.at[q].set(value), answers)
+        # One slot written in place: a ``where`` over the whole buffer would copy all queries
+        # at every event (O(events x queries)).
+        answers = answers.at[q].set(jnp.where((o == -1) & finite, value, answers[q]))
         return (current, t_eff, answers), None
 
     init = (initial_current, jnp.zeros((), time.dtype), jnp.zeros((n_query,), time.dtype))
