@@ -152,7 +152,11 @@ def spike_bound(neuron: LIFParameters, t_max: Any) -> int:
         t_ref = float(np.min(np.asarray(neuron.t_ref, np.float64)))
         if not t_ref > 0:
             return 0
-        return int(np.floor(float(np.max(np.asarray(t_max, np.float64))) / t_ref)) + 1
+        # The relative margin keeps the bound safe where t_max / t_ref is an integer up to
+        # rounding (a bound one too small would only raise the overflow flag, never lose a spike
+        # silently: the multi-spike algorithm checks for a further crossing after its last round).
+        ratio = float(np.max(np.asarray(t_max, np.float64))) / t_ref
+        return int(np.floor(ratio * (1.0 + 1e-6))) + 1
 
 
 def multispike_rounds(bound: int, capacity: int) -> int:
