@@ -27,19 +27,24 @@ Round ``r`` gives every neuron its ``r``-th spike, all neurons and intervals at 
 3. the crossing in each neuron's earliest such interval, solved once per neuron; this is the
    spike, and ``spike + t_ref`` the next release.
 
-The number of rounds is static: ``jaxsnn.event.plan.multispike_rounds`` (the output capacity,
-or fewer when ``t_ref`` bounds the spikes per neuron). One more bracket test after the last
-round tells whether any neuron would spike again: then, or when more spikes occur than
-``capacity``, ``overflow`` is set, as for the scan. Work: ``rounds x (inputs + 1) x neurons``
-cheap elementwise evaluations plus ``rounds x neurons`` solver calls, with ``rounds + inputs``
-sequential steps instead of the scan's ``inputs + capacity`` steps over all neurons.
+The number of rounds is bounded statically by ``jaxsnn.event.plan.multispike_rounds`` (the
+output capacity, or fewer when ``t_ref`` bounds the spikes per neuron); the search stops after
+the first round in which no neuron spikes (a ``while_loop``), so it costs ``(most spikes of a
+neuron + 1)`` rounds, not the bound. One more search after the last allowed round tells
+whether any neuron would spike again: then, or when more spikes occur than ``capacity``,
+``overflow`` is set, as for the scan. Work: ``(spikes per neuron + 1) x (inputs + 1) x
+neurons`` cheap elementwise evaluations plus one solver call per neuron and round, with that
+many rounds plus ``inputs`` sequential steps instead of the scan's ``inputs + capacity`` steps
+over all neurons.
 
-Gradients. The interval search (step 2) is a discrete choice and carries no derivative; the
-spike itself (step 3) is the kernel's crossing from a start state that is a differentiable
-closed-form function of the weights, the input times, the neuron parameters and the previous
-spike time (through ``a``). ``jax.grad`` therefore gives the exact derivative of every spike
-time by the implicit function theorem per spike (the kernels' ``custom_jvp``), chained from
-spike to spike by plain autodiff, as the scan's analytic gradient does.
+Gradients. The search (step 2) is a discrete choice and carries no derivative; it records each
+spike's interval. A replay then recomputes every spike (step 3) from its recorded interval, in
+a ``lax.scan`` over the bounded rounds with ``O(neurons)`` work each: the kernel's crossing
+from a start state that is a differentiable closed-form function of the weights, the input
+times, the neuron parameters and the previous spike time (through ``a``). ``jax.grad``
+therefore gives the exact derivative of every spike time by the implicit function theorem per
+spike (the kernels' ``custom_jvp``), chained from spike to spike by plain autodiff, as the
+scan's analytic gradient does.
 """
 
 from __future__ import annotations
@@ -176,30 +181,59 @@ def simulate_multispike(
 
     def first_interval(release, u_release):
         """Each neuron's earliest interval with a crossing after its release (no derivative)."""
-        fixed, release, u_release = jax.lax.stop_gradient((tables, release, u_release))
         k = jnp.arange(n_intervals)[:, None]
         _, u0, current0, horizon = interval_starts(fixed, k, release, u_release)
         exists = _crossing_exists(method, u0, current0, theta_fixed, fixed[4].tau_mem, fixed[4].tau_syn, horizon)
         return jnp.any(exists, axis=0), jnp.argmax(exists, axis=0)
 
-    def one_round(carry, _):
-        release, u_release = carry
-        any_crossing, k = first_interval(release, u_release)
+    def spike_in(tables, k, any_crossing, release, u_release):
+        """The crossing in interval ``k`` of each neuron: its spike time and next release."""
+        p = tables[4]
         s0, u0, current0, horizon = interval_starts(tables, k, release, u_release)
-        s = next_crossing(u0, current0, theta, p.tau_mem, p.tau_syn, horizon, method)
+        s = next_crossing(u0, current0, p.v_th - p.v_leak, p.tau_mem, p.tau_syn, horizon, method)
         spiked = any_crossing & jnp.isfinite(s)
         t_spike = jnp.where(spiked, s0 + jnp.where(spiked, s, 0.0), jnp.inf)
-        next_release = jnp.where(spiked, t_spike + p.t_ref, jnp.inf)
-        return (next_release, u_reset), t_spike
+        return t_spike, jnp.where(spiked, t_spike + p.t_ref, jnp.inf)
 
     theta_fixed = jax.lax.stop_gradient(theta)
     initially_refractory = state.refractory_until > 0
     release0 = jnp.where(initially_refractory, state.refractory_until, 0.0)
     u_release0 = jnp.where(initially_refractory, u_reset, state.v - p.v_leak)
-    (release, u_release), spike_times = jax.lax.scan(
-        one_round, (release0, u_release0), None, length=rounds
+
+    # Search (no derivative): the interval of every spike, round by round, stopping as soon as
+    # no neuron spiked in a round; an iteration after the last round only looks for a further
+    # crossing (overflow).
+    fixed = jax.lax.stop_gradient(tables)
+
+    def search_cond(carry):
+        r, release, *_ = carry
+        return (r <= rounds) & jnp.any(release <= t_max)
+
+    def search_body(carry):
+        r, release, u_release, intervals, found, pending = carry
+        any_crossing, k = first_interval(release, u_release)
+        _, next_release = spike_in(fixed, k, any_crossing, release, u_release)
+        intervals = intervals.at[r].set(k.astype(jnp.int32), mode="drop")
+        found = found.at[r].set(any_crossing, mode="drop")
+        pending = pending | ((r == rounds) & jnp.any(any_crossing))
+        return r + 1, next_release, jnp.broadcast_to(u_reset, (size,)), intervals, found, pending
+
+    search_start = (
+        jnp.zeros((), jnp.int32), jax.lax.stop_gradient(release0), jax.lax.stop_gradient(u_release0),
+        jnp.zeros((rounds, size), jnp.int32), jnp.zeros((rounds, size), bool), jnp.zeros((), bool),
     )
-    pending, _ = first_interval(release, u_release)
+    *_, intervals, found, pending = jax.lax.while_loop(
+        search_cond, search_body, jax.lax.stop_gradient(search_start)
+    )
+
+    # Replay (differentiable, O(neurons) per round): each spike from its known interval.
+    def replay(carry, item):
+        release, u_release = carry
+        k, any_crossing = item
+        t_spike, next_release = spike_in(tables, k, any_crossing, release, u_release)
+        return (next_release, u_reset), t_spike
+
+    _, spike_times = jax.lax.scan(replay, (release0, u_release0), (intervals, found))
 
     # The buffer: every round's spikes, in time order, index order on ties (as the scan).
     flat_time = spike_times.reshape(-1)
