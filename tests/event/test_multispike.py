@@ -270,10 +270,9 @@ def test_auto_choice_rule():
     # rounds * (slots + 1) <= factor * (slots + capacity)
     assert choose_feedforward(9, 100, 500) == "multispike"
     assert choose_feedforward(0, 100, 500) == "scan"  # no bound: 500 rounds
-    slots = 100
-    largest = MULTISPIKE_COST_FACTOR * (slots + 60) // (slots + 1)
-    assert choose_feedforward(largest, slots, 60) == "multispike"
-    assert choose_feedforward(largest + 1, slots, 60) == "scan"
+    assert MULTISPIKE_COST_FACTOR == 4  # the boundary cases below are for this factor
+    assert choose_feedforward(6, 9, 6) == "multispike"  # 6 x 10 == 4 x 15: the boundary counts
+    assert choose_feedforward(7, 9, 7) == "scan"  # 7 x 10 > 4 x 16
 
 
 @pytest.mark.parametrize("algorithm,neuron,capacity,expected", [
