@@ -27,10 +27,11 @@ neurons at once, and a neuron's spike is its earliest crossing. The sequential p
 from ``inputs + capacity`` steps over all neurons to ``inputs`` cheap steps, and the kernel
 work is one vectorised call.
 
-``algorithm="multispike"`` (``jaxsnn.event.multispike``) extends this to feed-forward layers whose
-neurons spike several times: a static number of rounds, each giving every neuron its next spike
-from the closed-form membrane after its previous reset (``u(t) = u_free(t) + (u_a - u_free(a))
-exp(-(t - a)/tau_mem)`` after a release at ``a``). ``"auto"`` chooses between it and the scan
+``algorithm="multispike"`` (``jaxsnn.event.multispike``) extends this to feed-forward layers
+whose neurons spike several times: rounds (at most a static bound, stopping when no neuron
+spiked), each giving every neuron its next spike from the closed-form membrane after its
+previous reset (``u(t) = u_free(t) + (u_a - u_free(a)) exp(-(t - a)/tau_mem)`` after a release
+at ``a``). ``"auto"`` chooses between it and the scan
 per call by the rule of ``jaxsnn.event.plan.choose_feedforward``.
 
 ``simulate`` is the public boundary: it validates its arguments (``validate_inputs``),

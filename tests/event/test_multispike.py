@@ -15,7 +15,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import example, given, settings
-from hypothesis import strategies as st
 
 import jaxsnn
 from jaxsnn.event import LIFParameters, LIFState, simulate
