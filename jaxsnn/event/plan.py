@@ -5,9 +5,17 @@ Three choices depend only on the neuron parameters, the window and the wiring, n
 * ``kernel``: the next-spike solver. ``"auto"`` becomes ``"lambertw"`` (``tau_mem == tau_syn``),
   ``"quadratic"`` (``tau_mem == 2 tau_syn``) or ``"root"`` (any ratio); see
   ``jaxsnn.event.kernels.resolve_kernel``.
-* ``algorithm``: ``"scan"`` (event by event, any layer) or ``"parallel"`` (every inter-input
+* ``algorithm``: ``"scan"`` (event by event, any layer), ``"parallel"`` (every inter-input
   interval at once; exact when no neuron can spike twice, ``t_ref >= t_max``, and the layer is
-  feed-forward); see ``resolve_algorithm``.
+  feed-forward) or ``"multispike"`` (rounds of the all-intervals search, one spike per neuron
+  per round; any feed-forward layer); see ``resolve_algorithm``. For a feed-forward layer whose
+  neurons may spike several times ``"auto"`` resolves to ``"feedforward"``: the choice between
+  ``"multispike"`` and ``"scan"`` is then made per call, from the static shapes, by
+  ``choose_feedforward`` (the rule is stated there).
+* ``spike_bound``: the most spikes one neuron can emit in the window, ``floor(t_max / t_ref) + 1``
+  when ``t_ref > 0`` and both are concrete (consecutive spikes of a neuron are more than
+  ``t_ref`` apart: after the refractory period the membrane restarts at ``v_reset < v_th``),
+  else 0 (unknown); see ``spike_bound``.
 * ``refractory``: whether the EventProp backward pass models the instant a membrane is released
   from ``v_reset``. False only when ``t_ref`` is concretely 0 everywhere: then the release is the
   reset itself and the shorter event list gives the same gradient.
@@ -33,11 +41,29 @@ from jaxsnn._validate import is_concrete
 from jaxsnn.event.kernels import resolve_kernel
 from jaxsnn.event.neuron import LIFParameters
 
-__all__ = ["ALGORITHMS", "BACKWARDS", "Plan", "resolve_algorithm", "resolve_backward", "resolve_plan",
-           "resolve_refractory"]
+__all__ = [
+    "ALGORITHMS",
+    "BACKWARDS",
+    "MULTISPIKE_COST_FACTOR",
+    "Plan",
+    "choose_feedforward",
+    "multispike_rounds",
+    "resolve_algorithm",
+    "resolve_backward",
+    "resolve_plan",
+    "resolve_refractory",
+    "spike_bound",
+]
 
 #: Valid values of the ``algorithm`` option.
-ALGORITHMS = ("auto", "scan", "parallel")
+ALGORITHMS = ("auto", "scan", "parallel", "multispike")
+
+#: How many vectorised interval evaluations of the multi-spike algorithm cost as much as one
+#: sequential step of the scan (per neuron), in ``choose_feedforward``'s rule. Each scan step
+#: solves every neuron's next crossing and pays a fixed sequential overhead; the multi-spike
+#: algorithm evaluates a cheap closed-form bracket test per (interval, neuron) and solves one
+#: crossing per neuron and round.
+MULTISPIKE_COST_FACTOR = 4
 
 #: Valid values of the ``backward`` option (EventProp backward pass).
 BACKWARDS = ("auto", "scan", "parallel")
@@ -48,24 +74,32 @@ class Plan(NamedTuple):
 
     Attributes:
         kernel: ``"lambertw"``, ``"quadratic"`` or ``"root"``.
-        algorithm: ``"scan"`` or ``"parallel"``.
+        algorithm: ``"scan"``, ``"parallel"``, ``"multispike"`` or ``"feedforward"`` (a
+            feed-forward layer that may spike several times: ``choose_feedforward`` picks
+            ``"multispike"`` or ``"scan"`` per call from the shapes).
         refractory: whether EventProp models the release of the membrane after ``t_ref``.
         backward: EventProp backward pass, ``"scan"`` or ``"parallel"``.
+        spike_bound: most spikes per neuron in the window implied by ``t_ref`` and ``t_max``
+            (0: no bound known).
     """
 
     kernel: str
     algorithm: str
     refractory: bool
     backward: str = "scan"
+    spike_bound: int = 0
 
 
 def resolve_algorithm(algorithm: str, neuron: LIFParameters, t_max: Any, recurrent: bool) -> str:
-    """Turn the ``algorithm`` option of ``simulate`` into ``"scan"`` or ``"parallel"``.
+    """Turn the ``algorithm`` option of ``simulate`` into the algorithm of a ``Plan``.
 
     ``"parallel"`` is exact only when no neuron can spike twice (every ``t_ref >= t_max``) and
-    the layer has no recurrent weights; ``"auto"`` picks it exactly then (and ``"scan"`` when
-    ``t_ref`` or ``t_max`` are traced, since the condition cannot be checked). An explicit
-    ``"parallel"`` with traced ``t_ref`` or ``t_max`` is trusted: the caller guarantees it.
+    the layer has no recurrent weights; ``"auto"`` picks it exactly then. ``"multispike"`` is
+    exact for every feed-forward layer. For the other feed-forward layers (several spikes per
+    neuron possible, or ``t_ref``/``t_max`` traced so that it cannot be checked) ``"auto"``
+    returns ``"feedforward"``: ``choose_feedforward`` then picks ``"multispike"`` or
+    ``"scan"`` per call. Recurrent layers always get ``"scan"``. An explicit ``"parallel"``
+    with traced ``t_ref`` or ``t_max`` is trusted: the caller guarantees it.
 
     Args:
         algorithm: one of ``ALGORITHMS``.
@@ -74,20 +108,29 @@ def resolve_algorithm(algorithm: str, neuron: LIFParameters, t_max: Any, recurre
         recurrent: whether the layer has recurrent weights.
 
     Returns:
-        ``"scan"`` or ``"parallel"``.
+        ``"scan"``, ``"parallel"``, ``"multispike"`` or ``"feedforward"``.
 
     Raises:
-        ValueError: unknown ``algorithm``, or ``"parallel"`` requested where it is not exact.
+        ValueError: unknown ``algorithm``, or ``"parallel"``/``"multispike"`` requested where
+            it is not exact.
     """
     if algorithm not in ALGORITHMS:
         raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {algorithm!r}")
     if algorithm == "scan":
         return "scan"
+    if algorithm == "multispike":
+        if recurrent:
+            raise ValueError(
+                "algorithm='multispike' does not support recurrent weights; use 'scan' or 'auto'"
+            )
+        return "multispike"
     with jax.ensure_compile_time_eval():
         known = is_concrete((neuron.t_ref, t_max))
         single_spike = known and bool(np.all(np.asarray(neuron.t_ref) >= np.asarray(t_max)))
     if algorithm == "auto":
-        return "parallel" if single_spike and not recurrent else "scan"
+        if recurrent:
+            return "scan"
+        return "parallel" if single_spike else "feedforward"
     if recurrent:
         raise ValueError("algorithm='parallel' does not support recurrent weights; use 'scan' or 'auto'")
     if known and not single_spike:
@@ -109,7 +152,8 @@ def resolve_backward(backward: str, algorithm: str, neuron: LIFParameters, t_max
 
     Args:
         backward: one of ``BACKWARDS``.
-        algorithm: the resolved forward algorithm, ``"scan"`` or ``"parallel"``.
+        algorithm: the resolved forward algorithm (``"scan"``, ``"parallel"``,
+            ``"multispike"`` or ``"feedforward"``).
         neuron: the neuron parameters.
         t_max: end of the window.
         recurrent: whether the layer has recurrent weights.
@@ -123,13 +167,80 @@ def resolve_backward(backward: str, algorithm: str, neuron: LIFParameters, t_max
     if backward not in BACKWARDS:
         raise ValueError(f"backward must be one of {BACKWARDS}, got {backward!r}")
     if backward == "auto":
-        return algorithm
+        return "parallel" if algorithm == "parallel" else "scan"
     if backward == "parallel":
         try:
             resolve_algorithm("parallel", neuron, t_max, recurrent)
         except ValueError as error:
             raise ValueError(f"backward='parallel' has the conditions of algorithm='parallel': {error}") from None
     return backward
+
+
+def spike_bound(neuron: LIFParameters, t_max: Any) -> int:
+    """The most spikes one neuron can emit in ``[0, t_max]``, from the refractory period alone.
+
+    After a spike at ``t`` the membrane is held at ``v_reset < v_th`` until ``t + t_ref`` and
+    then needs a positive time to reach ``v_th`` again, so consecutive spikes are more than
+    ``t_ref`` apart and at most ``floor(t_max / t_ref) + 1`` fit into the window.
+
+    Args:
+        neuron: the neuron parameters.
+        t_max: end of the window.
+
+    Returns:
+        That bound (for the smallest ``t_ref`` of the layer), or 0 when some ``t_ref`` is 0 or
+        ``t_ref``/``t_max`` are traced (no bound known).
+    """
+    with jax.ensure_compile_time_eval():
+        if not is_concrete((neuron.t_ref, t_max)):
+            return 0
+        t_ref = float(np.min(np.asarray(neuron.t_ref, np.float64)))
+        if not t_ref > 0:
+            return 0
+        # The relative margin keeps the bound safe where t_max / t_ref is an integer up to
+        # rounding (a bound one too small would only raise the overflow flag, never lose a spike
+        # silently: the multi-spike algorithm checks for a further crossing after its last round).
+        ratio = float(np.max(np.asarray(t_max, np.float64))) / t_ref
+        return int(np.floor(ratio * (1.0 + 1e-6))) + 1
+
+
+def multispike_rounds(bound: int, capacity: int) -> int:
+    """Rounds of the multi-spike algorithm: ``min(capacity, bound)`` (``capacity`` if no bound).
+
+    A neuron with more spikes than ``capacity`` overflows the buffer anyway, so ``capacity``
+    rounds are always enough; the refractory bound (``spike_bound``) is often far smaller.
+
+    Args:
+        bound: ``Plan.spike_bound`` (0: none).
+        capacity: output buffer size.
+
+    Returns:
+        The static number of rounds, >= 1.
+    """
+    return max(1, min(int(capacity), int(bound))) if bound > 0 else max(1, int(capacity))
+
+
+def choose_feedforward(bound: int, n_slots: int, capacity: int) -> str:
+    """The automatic choice for a feed-forward layer whose neurons may spike several times.
+
+    Rule: ``"multispike"`` when ``rounds * (n_slots + 1) <= MULTISPIKE_COST_FACTOR * (n_slots +
+    capacity)``, else ``"scan"``, with ``rounds = multispike_rounds(bound, capacity)``. Per
+    neuron the multi-spike algorithm evaluates ``rounds`` times every one of the
+    ``n_slots + 1`` inter-input intervals (vectorised), the scan takes ``n_slots + capacity``
+    sequential steps; both are linear in neurons. Both algorithms are exact and give the same
+    spikes, so the rule only affects speed.
+
+    Args:
+        bound: ``Plan.spike_bound`` (0: none).
+        n_slots: input buffer capacity (static shape).
+        capacity: output buffer capacity.
+
+    Returns:
+        ``"multispike"`` or ``"scan"``.
+    """
+    rounds = multispike_rounds(bound, capacity)
+    cheaper = rounds * (int(n_slots) + 1) <= MULTISPIKE_COST_FACTOR * (int(n_slots) + int(capacity))
+    return "multispike" if cheaper else "scan"
 
 
 def resolve_refractory(neuron: LIFParameters) -> bool:
@@ -173,7 +284,7 @@ def resolve_plan(
 
     Raises:
         ValueError: unknown options, an analytic kernel whose tau ratio does not hold, or
-            ``"parallel"`` where it is not exact.
+            ``"parallel"``/``"multispike"`` where it is not exact.
     """
     resolved = resolve_algorithm(algorithm, neuron, t_max, recurrent)
     return Plan(
@@ -181,4 +292,5 @@ def resolve_plan(
         algorithm=resolved,
         refractory=resolve_refractory(neuron),
         backward=resolve_backward(backward, resolved, neuron, t_max, recurrent),
+        spike_bound=spike_bound(neuron, t_max),
     )

@@ -27,6 +27,13 @@ neurons at once, and a neuron's spike is its earliest crossing. The sequential p
 from ``inputs + capacity`` steps over all neurons to ``inputs`` cheap steps, and the kernel
 work is one vectorised call.
 
+``algorithm="multispike"`` (``jaxsnn.event.multispike``) extends this to feed-forward layers
+whose neurons spike several times: rounds (at most a static bound, stopping when no neuron
+spiked), each giving every neuron its next spike from the closed-form membrane after its
+previous reset (``u(t) = u_free(t) + (u_a - u_free(a)) exp(-(t - a)/tau_mem)`` after a release
+at ``a``). ``"auto"`` chooses between it and the scan
+per call by the rule of ``jaxsnn.event.plan.choose_feedforward``.
+
 ``simulate`` is the public boundary: it validates its arguments (``validate_inputs``),
 resolves the static choices (``jaxsnn.event.plan.resolve_plan``) and calls
 ``simulate_planned``, which checks nothing; layers and the emulator call ``simulate_planned``
@@ -48,7 +55,8 @@ from jaxsnn._validate import check_finite, check_positive, is_concrete, positive
 from jaxsnn.event.dynamics import evolve, rest_state
 from jaxsnn.event.kernels import next_crossing
 from jaxsnn.event.neuron import LIFParameters, LIFState, check_parameter_shapes, validate_parameters
-from jaxsnn.event.plan import ALGORITHMS, Plan, resolve_algorithm, resolve_plan
+from jaxsnn.event.multispike import simulate_multispike
+from jaxsnn.event.plan import ALGORITHMS, Plan, choose_feedforward, multispike_rounds, resolve_algorithm, resolve_plan
 from jaxsnn.spikes import Spikes
 
 __all__ = [
@@ -254,9 +262,13 @@ def simulate(
             (``tau_mem == 2 tau_syn``) or ``"root"`` (any ratio).
         recurrent_weight: optional ``(size, size)`` weights from output spikes to the layer.
         initial_state: state at ``t = 0`` (default: rest), e.g. a previous ``final_state``.
-        algorithm: ``"auto"`` (default), ``"scan"`` (event by event, any layer) or
+        algorithm: ``"auto"`` (default), ``"scan"`` (event by event, any layer),
             ``"parallel"`` (all inter-input intervals at once; needs ``t_ref >= t_max`` and no
-            recurrence). Both are exact and agree to rounding; see the module docstring.
+            recurrence) or ``"multispike"`` (rounds of the all-intervals search, one spike per
+            neuron per round; no recurrence). All are exact and agree to rounding; ``"auto"``
+            picks ``"parallel"`` where it applies, the scan for recurrent layers and otherwise
+            ``"multispike"`` or the scan by ``jaxsnn.event.plan.choose_feedforward``; see the
+            module docstring.
 
     Returns:
         ``SimulationResult(spikes, final_state, overflow)``.
@@ -318,7 +330,16 @@ def simulate_planned(
     input_spikes = Spikes(input_spikes.time.astype(dtype), input_spikes.idx)
     t_max = jnp.asarray(t_max, dtype)
     static = dict(capacity=int(capacity), method=plan.kernel)
-    if plan.algorithm == "parallel":
+    algorithm = plan.algorithm
+    if algorithm == "feedforward":
+        # Resolved here, where the buffer shapes are known (see ``choose_feedforward``).
+        algorithm = "scan" if recurrent_weight is not None else choose_feedforward(
+            plan.spike_bound, input_spikes.time.shape[0], capacity
+        )
+    if algorithm == "multispike":
+        rounds = multispike_rounds(plan.spike_bound, capacity)
+        return simulate_multispike(weight, input_spikes, neuron, t_max, initial_state, rounds=rounds, **static)
+    if algorithm == "parallel":
         return _simulate_parallel(weight, input_spikes, neuron, t_max, initial_state, **static)
     return _simulate_scan(weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, **static)
 

@@ -137,7 +137,7 @@ def test_auto_picks_parallel_only_where_exact():
     multi = LIFParameters(t_ref=0.5 * T_MAX)
     assert resolve_algorithm("auto", single, T_MAX, recurrent=False) == "parallel"
     assert resolve_algorithm("auto", single, T_MAX, recurrent=True) == "scan"
-    assert resolve_algorithm("auto", multi, T_MAX, recurrent=False) == "scan"
+    assert resolve_algorithm("auto", multi, T_MAX, recurrent=False) == "feedforward"
     assert resolve_algorithm("scan", single, T_MAX, recurrent=False) == "scan"
 
 

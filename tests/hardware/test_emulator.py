@@ -159,7 +159,7 @@ def test_time_constant_mismatch():
 def test_static_choices_are_resolved_once_from_the_nominal_parameters():
     """The chip's parameters are traced under jit: kernel and algorithm come from the nominal ones."""
     common = Emulator(ONE_LAYER, EmulatorConfig(tau_mismatch_common=True))
-    assert common.plans[0].kernel == "quadratic" and common.plans[0].algorithm == "scan"
+    assert common.plans[0].kernel == "quadratic" and common.plans[0].algorithm == "feedforward"
     independent = Emulator(ONE_LAYER, EmulatorConfig(tau_mismatch_common=False))
     assert independent.plans[0].kernel == "root"  # the ratio varies per neuron
     single_spike = Emulator([EmulatedLayer(N_HID, NEURON._replace(t_ref=T_MAX), CAP_HID, T_MAX)], EmulatorConfig())

@@ -1,0 +1,270 @@
+"""Exact multi-spike forward pass of a feed-forward LIF layer, in rounds over all input intervals.
+
+In a feed-forward layer the synaptic current ``I_n(t)`` does not depend on the layer's own
+spikes, and between resets the membrane equation is linear. Let ``u_free`` be the membrane
+(relative to ``v_leak``) of a neuron that never resets, started from the initial state; it is
+known in closed form just after every input spike from one cheap scan over the inputs
+(``O(inputs x neurons)``). A neuron whose membrane leaves ``v_reset`` at the *release* time
+``a`` (its previous spike plus ``t_ref``, or the window start) obeys the same equation with the
+same current, so the difference decays with ``tau_mem`` alone::
+
+    u(t) = u_free(t) + (u_a - u_free(a)) exp(-(t - a) / tau_mem),    t >= a,
+
+with ``u_a = v_reset - v_leak`` after a spike (the initial membrane for the first release).
+Hence the membrane at the start of every inter-input interval after ``a`` is exact in closed
+form, and so is the next threshold crossing inside each interval (the next-spike kernels of
+``jaxsnn.event.kernels``).
+
+Round ``r`` gives every neuron its ``r``-th spike, all neurons and intervals at once:
+
+1. ``u_free(a)`` and ``I(a)`` by evolving from the last input before ``a``;
+2. for every (interval, neuron) the start state (the release itself for the interval that holds
+   ``a``, the formula above for the later ones) and whether the membrane reaches ``v_th`` in it:
+   for the root solver the closed-form bracket test (the value at the interior maximum or the
+   interval end, ``jaxsnn.event.dynamics.extremum_time``), for the analytic kernels the kernel
+   itself; a crossing exactly at an input time belongs to the interval it ends (crossings win
+   ties, as in the scan);
+3. the crossing in each neuron's earliest such interval, solved once per neuron; this is the
+   spike, and ``spike + t_ref`` the next release.
+
+The number of rounds is bounded statically by ``jaxsnn.event.plan.multispike_rounds`` (the
+output capacity, or fewer when ``t_ref`` bounds the spikes per neuron); the search stops after
+the first round in which no neuron spikes (a ``while_loop``), so it costs ``(most spikes of a
+neuron + 1)`` rounds, not the bound. One more search after the last allowed round tells
+whether any neuron would spike again: then, or when more spikes occur than ``capacity``,
+``overflow`` is set, as for the scan. Work: ``(spikes per neuron + 1) x (inputs + 1) x
+neurons`` cheap elementwise evaluations plus one solver call per neuron and round, with that
+many rounds plus ``inputs`` sequential steps instead of the scan's ``inputs + capacity`` steps
+over all neurons.
+
+Gradients. The search (step 2) is a discrete choice and carries no derivative; it records each
+spike's interval. A replay then recomputes every spike (step 3) from its recorded interval, in
+a ``lax.scan`` over the bounded rounds with ``O(neurons)`` work each: the kernel's crossing
+from a start state that is a differentiable closed-form function of the weights, the input
+times, the neuron parameters and the previous spike time (through ``a``). ``jax.grad``
+therefore gives the exact derivative of every spike time by the implicit function theorem per
+spike (the kernels' ``custom_jvp``), chained from spike to spike by plain autodiff, as the
+scan's analytic gradient does.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+
+from jaxsnn import spikes as spikes_lib
+from jaxsnn.event.dynamics import evolve, extremum_time, free_membrane, rest_state
+from jaxsnn.event.kernels import next_crossing
+from jaxsnn.event.neuron import LIFParameters, LIFState, per_neuron
+from jaxsnn.spikes import Spikes
+
+__all__ = ["simulate_multispike"]
+
+
+def _crossing_exists(method, u0, current0, theta, tau_mem, tau_syn, horizon):
+    """Whether ``u`` reaches ``theta`` within ``[0, horizon]`` (no derivative; see module docstring).
+
+    For ``"root"`` this is the solver's own existence test (immediate crossing, or a maximum
+    bracket whose upper end is at or above ``theta``), without the iteration; the analytic
+    kernels are cheap enough to be called as they are, so the test is exactly theirs.
+    """
+    if method != "root":
+        return jnp.isfinite(next_crossing(u0, current0, theta, tau_mem, tau_syn, horizon, method))
+    immediate = (u0 >= theta) & (horizon >= 0)
+    safe_u0 = jnp.where(immediate, 0.0, u0)
+    s_ext, has_extremum = extremum_time(safe_u0, current0, tau_mem, tau_syn)
+    upper = jnp.minimum(jnp.where(has_extremum, s_ext, 0.0), jnp.maximum(horizon, 0.0))
+    excess_upper = free_membrane(upper, safe_u0, current0, tau_mem, tau_syn) - theta
+    return immediate | (has_extremum & (excess_upper >= 0) & (horizon >= 0))
+
+
+# Jitted so eager calls compile once per shape; inside a caller's jit it is simply inlined.
+@functools.partial(jax.jit, static_argnames=("capacity", "rounds", "method"))
+def simulate_multispike(
+    weight: jax.Array,
+    input_spikes: Spikes,
+    neuron: LIFParameters,
+    t_max: jax.Array,
+    initial_state: Optional[LIFState],
+    *,
+    capacity: int,
+    rounds: int,
+    method: str,
+):
+    """Simulate a feed-forward LIF layer exactly, ``rounds`` spikes per neuron at most.
+
+    Checks nothing; called by ``jaxsnn.event.simulate.simulate_planned`` with valid arguments of
+    one dtype. Equal to ``simulate(..., algorithm="scan")`` up to rounding whenever no neuron
+    spikes more than ``rounds`` times (otherwise ``overflow`` is set).
+
+    Args:
+        weight: ``(n_inputs, size)`` input weights.
+        input_spikes: one sample's input ``Spikes``; inputs after ``t_max`` are ignored.
+        neuron: ``LIFParameters`` (scalars or ``(size,)`` arrays).
+        t_max: end of the window (scalar array).
+        initial_state: state at ``t = 0`` or ``None`` (rest).
+        capacity: output buffer size (static).
+        rounds: number of rounds, i.e. spikes per neuron found (static).
+        method: next-spike kernel (``"lambertw"``, ``"quadratic"`` or ``"root"``).
+
+    Returns:
+        ``jaxsnn.event.simulate.SimulationResult(spikes, final_state, overflow)``.
+    """
+    from jaxsnn.event.simulate import SimulationResult  # the result type lives with the public API
+
+    dtype = weight.dtype
+    n_inputs, size = weight.shape
+    p = per_neuron(neuron, size, dtype)
+    theta = p.v_th - p.v_leak
+    u_reset = p.v_reset - p.v_leak
+    in_idx = input_spikes.idx
+    valid = (in_idx >= 0) & (input_spikes.time <= t_max)
+    # As in the single-spike algorithm: inputs that never act sit at the window end with zero
+    # weight and only add empty intervals; valid inputs come first, so the times stay sorted.
+    times = jnp.where(valid, input_spikes.time, t_max)
+    rows = weight[jnp.clip(in_idx, 0, n_inputs - 1)]
+    rows = jnp.where(valid[:, None], rows, jnp.zeros_like(rows))
+    state = rest_state(size, p, dtype) if initial_state is None else initial_state
+
+    # The never-reset trajectory u_free, I just after every input (one cheap scan).
+    free = LIFState(state.v, state.current, jnp.full((size,), -jnp.inf, dtype))
+
+    def step(carry, item):
+        free, t = carry
+        t_input, row = item
+        free = evolve(free, t, t_input, p)
+        free = free._replace(current=free.current + row)
+        return (free, t_input), (free.v, free.current)
+
+    (last, t_last), (v_after, current_after) = jax.lax.scan(
+        step, (free, jnp.zeros((), dtype)), (times, rows)
+    )
+    # Interval k runs from t_start[k] (0 or input k-1) to t_end[k] (input k or t_max), starting
+    # from the free state just after input k-1.
+    t_start = jnp.concatenate([jnp.zeros((1,), dtype), times])
+    t_end = jnp.concatenate([times, t_max[None]])
+    u_free = jnp.concatenate([state.v[None], v_after]) - p.v_leak
+    current_free = jnp.concatenate([state.current[None], current_after])
+    n_intervals = t_start.shape[0]
+    neurons = jnp.arange(size)
+    final_free = evolve(last, t_last, t_max, p)
+
+    tables = (t_start, t_end, u_free, current_free, p)
+
+    def at_release(tables, release):
+        """Interval holding each release, the free membrane and the current there."""
+        t_start, _, u_free, current_free, p = tables
+        live = release <= t_max  # False for +inf (no further spike) and releases after the window
+        a = jnp.where(live, release, 0.0)
+        holder = jnp.clip(jnp.searchsorted(t_start, a, side="right") - 1, 0, n_intervals - 1)
+        gap = a - t_start[holder]
+        u_free_a = free_membrane(gap, u_free[holder, neurons], current_free[holder, neurons], p.tau_mem, p.tau_syn)
+        current_a = current_free[holder, neurons] * jnp.exp(-gap / p.tau_syn)
+        return live, a, holder, u_free_a, current_a
+
+    def interval_starts(tables, k, release, u_release):
+        """Start time, state and horizon of interval(s) ``k`` (any shape broadcasting to neurons)."""
+        t_start, t_end, u_free, current_free, p = tables
+        live, a, holder, u_free_a, current_a = at_release(tables, release)
+        own = k == holder
+        later = k > holder
+        lag = jnp.where(later, t_start[k] - a, 0.0)
+        u_k = u_free[k, neurons] + (u_release - u_free_a) * jnp.exp(-lag / p.tau_mem)
+        u0 = jnp.where(own, u_release, u_k)
+        current0 = jnp.where(own, current_a, current_free[k, neurons])
+        s0 = jnp.where(own, a, t_start[k])
+        horizon = jnp.where(live & (k >= holder), t_end[k] - s0, -1.0)
+        return s0, u0, current0, horizon
+
+    def first_interval(release, u_release):
+        """Each neuron's earliest interval with a crossing after its release (no derivative)."""
+        k = jnp.arange(n_intervals)[:, None]
+        _, u0, current0, horizon = interval_starts(fixed, k, release, u_release)
+        exists = _crossing_exists(method, u0, current0, theta_fixed, fixed[4].tau_mem, fixed[4].tau_syn, horizon)
+        return jnp.any(exists, axis=0), jnp.argmax(exists, axis=0)
+
+    def spike_in(tables, k, any_crossing, release, u_release):
+        """The crossing in interval ``k`` of each neuron: its spike time and next release."""
+        p = tables[4]
+        s0, u0, current0, horizon = interval_starts(tables, k, release, u_release)
+        s = next_crossing(u0, current0, p.v_th - p.v_leak, p.tau_mem, p.tau_syn, horizon, method)
+        spiked = any_crossing & jnp.isfinite(s)
+        t_spike = jnp.where(spiked, s0 + jnp.where(spiked, s, 0.0), jnp.inf)
+        return t_spike, jnp.where(spiked, t_spike + p.t_ref, jnp.inf)
+
+    theta_fixed = jax.lax.stop_gradient(theta)
+    initially_refractory = state.refractory_until > 0
+    release0 = jnp.where(initially_refractory, state.refractory_until, 0.0)
+    u_release0 = jnp.where(initially_refractory, u_reset, state.v - p.v_leak)
+
+    # Search (no derivative): the interval of every spike, round by round, stopping as soon as
+    # no neuron spiked in a round; an iteration after the last round only looks for a further
+    # crossing (overflow).
+    fixed = jax.lax.stop_gradient(tables)
+
+    def search_cond(carry):
+        r, release, *_ = carry
+        return (r <= rounds) & jnp.any(release <= t_max)
+
+    def search_body(carry):
+        r, release, u_release, intervals, found, pending = carry
+        any_crossing, k = first_interval(release, u_release)
+        _, next_release = spike_in(fixed, k, any_crossing, release, u_release)
+        intervals = intervals.at[r].set(k.astype(jnp.int32), mode="drop")
+        found = found.at[r].set(any_crossing, mode="drop")
+        pending = pending | ((r == rounds) & jnp.any(any_crossing))
+        return r + 1, next_release, jnp.broadcast_to(u_reset, (size,)), intervals, found, pending
+
+    search_start = (
+        jnp.zeros((), jnp.int32), jax.lax.stop_gradient(release0), jax.lax.stop_gradient(u_release0),
+        jnp.zeros((rounds, size), jnp.int32), jnp.zeros((rounds, size), bool), jnp.zeros((), bool),
+    )
+    *_, intervals, found, pending = jax.lax.while_loop(
+        search_cond, search_body, jax.lax.stop_gradient(search_start)
+    )
+
+    # Replay (differentiable, O(neurons) per round): each spike from its known interval.
+    def replay(carry, item):
+        release, u_release = carry
+        k, any_crossing = item
+        t_spike, next_release = spike_in(tables, k, any_crossing, release, u_release)
+        return (next_release, u_reset), t_spike
+
+    _, spike_times = jax.lax.scan(replay, (release0, u_release0), (intervals, found))
+
+    # The buffer: every round's spikes, in time order, index order on ties (as the scan).
+    flat_time = spike_times.reshape(-1)
+    flat_idx = jnp.broadcast_to(neurons.astype(jnp.int32), spike_times.shape).reshape(-1)
+    order = jnp.lexsort((flat_idx, flat_time))
+    if order.shape[0] < capacity:
+        order = jnp.concatenate([order, jnp.zeros((capacity - order.shape[0],), order.dtype)])
+        slot_valid = jnp.arange(capacity) < flat_time.shape[0]
+    else:
+        slot_valid = jnp.ones((capacity,), bool)
+    order = order[:capacity]
+    out_time = jnp.where(slot_valid, flat_time[order], jnp.inf)
+    out_idx = jnp.where(slot_valid & jnp.isfinite(out_time), flat_idx[order], spikes_lib.PAD_IDX)
+    n_spikes = jnp.sum(jnp.isfinite(flat_time), dtype=jnp.int32)
+    overflow = (n_spikes > capacity) | jnp.any(pending)
+
+    # Final state at t_max: the membrane restarted at the last release (clamped if it is later).
+    fired = jnp.isfinite(spike_times)
+    spiked = jnp.any(fired, axis=0)
+    last_spike = jnp.max(jnp.where(fired, spike_times, -jnp.inf), axis=0)
+    last_spike = jnp.where(spiked, last_spike, 0.0)
+    final_release = jnp.where(spiked, last_spike + p.t_ref, release0)
+    final_u_release = jnp.where(spiked, u_reset, u_release0)
+    live, a, _, u_free_a, _ = at_release(tables, final_release)
+    lag = jnp.where(live, t_max - a, 0.0)
+    u_end = final_free.v - p.v_leak + (final_u_release - u_free_a) * jnp.exp(-lag / p.tau_mem)
+    clamped = final_release >= t_max
+    refractory_end = jnp.where(p.t_ref > 0, last_spike + p.t_ref, -jnp.inf)
+    final = LIFState(
+        v=jnp.where(clamped, p.v_reset, p.v_leak + u_end),
+        current=final_free.current,
+        refractory_until=jnp.where(spiked, refractory_end, state.refractory_until) - t_max,
+    )
+    return SimulationResult(spikes=Spikes(out_time, out_idx), final_state=final, overflow=overflow)
