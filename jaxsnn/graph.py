@@ -29,12 +29,24 @@ together, step by step:
   of its targets, never a membrane potential directly, so delivering it at the same instant is
   exact (no algebraic loop); gradients are EventProp's for that layer (``gradient`` of the
   populations), propagated into the blocks by ``jax.grad``.
+* event based, with delays: an edge of a cycle may carry a transmission delay ``d >= 0`` (a
+  spike of the source at ``t`` reaches the target at ``t + d``), fixed in the ``Edge`` or
+  learnable through a ``jaxsnn.event.Delay(per="layer")`` node on the cycle (source population
+  -> Delay -> targets; its ``{"delay": ()}`` parameter is added to the edge delays). Each
+  delayed connection delivers its source's spikes, in emission order, as input events at their
+  exact arrival times, merged into the event scan (``jaxsnn.event.delayed``); gradients,
+  including ``d loss / d delay``, by differentiating that exact simulation
+  (``gradient="analytic"`` populations).
 
 State. ``carry[k]`` is node ``k``'s own carry. A node whose outgoing edges are delayed also keeps
 its last ``D`` outputs (``D`` = its largest outgoing delay): its carry entry (for a composite node,
 that of its last leaf) is then a ``GraphCarry(state, history)`` with ``history`` of shape
 ``(D, *features)``, oldest first. ``carry=None`` (or a ``None`` entry) starts from rest, with zero
-outputs before the window. A window simulated in chunks equals one run.
+outputs before the window. A window simulated in chunks equals one run. In an event graph, a
+population whose spikes travel along delayed edges keeps ``GraphCarry(state, history)`` with
+``history`` the ``Spikes`` (times relative to the next window's start) still in transit; only
+one window is kept, so chunking needs every delay shorter than the next chunk (else the
+recording's ``overflow`` is set).
 """
 
 from __future__ import annotations
@@ -75,8 +87,9 @@ class Edge(NamedTuple):
         source: the node whose output is sent, or ``"input"``.
         target: the node that receives it.
         delay: discrete graphs: delay in time steps (``None``: 1 for a feedback edge, i.e. a
-            target at or before the source in node order, else 0). Event graphs: must be
-            ``None`` or 0 (use ``jaxsnn.event.Delay`` nodes for delays on forward paths).
+            target at or before the source in node order, else 0). Event graphs: a
+            transmission time ``>= 0`` (``None``: 0), allowed > 0 only on the edges of a cycle
+            (use ``jaxsnn.event.Delay`` nodes for delays on forward paths).
     """
 
     source: str
@@ -946,12 +959,17 @@ def event_graph(
     sharing ``t_max`` and ``gradient``; they are simulated exactly, together, as one layer with
     block-structured recurrent weights (capacity: the sum of theirs; each node's output holds its
     own earliest ``capacity`` spikes, ``overflow`` flags a node that had more). Spikes travel
-    along edges without delay.
+    along edges without delay, unless an edge of a cycle has a delay or a
+    ``jaxsnn.event.Delay(per="layer")`` node (without ``t_max``) sits on the cycle between two
+    populations: then every spike arrives exactly ``d`` later (see the module doc; the scan has
+    ``input slots + sum of capacities + sum over delayed edges of the source's capacity (twice
+    with a carry)`` steps).
 
     Args:
         nodes: ``{name: layer}`` (or ``(name, layer)`` pairs) in the order of the flat lists.
-        edges: ``Edge(source, target)`` or ``(source, target)`` tuples (``source`` may be
-            ``"input"``); delays must be ``None`` or 0.
+        edges: ``Edge(source, target, delay=None)`` or ``(source, target[, delay])`` tuples
+            (``source`` may be ``"input"``); ``delay``: a time ``>= 0``, > 0 only on the edges
+            of a cycle.
         output: the node whose output is returned, or several (a tuple is returned).
         input_size: number of input neurons (the ``Spikes`` buffer does not say; spike merges
             with index offsets need it).
@@ -965,11 +983,14 @@ def event_graph(
 
     Raises:
         TypeError: malformed nodes, edges or merge.
-        ValueError: at construction, as ``discrete_graph`` (missing nodes, duplicates), a delay
-            other than 0, a node on a cycle that is not a ``population``, populations on one cycle
-            with different ``t_max`` or ``gradient``; at ``init``, shape mismatches (naming the
-            edge); at ``apply``, an edge into a cycle that does not carry ``Spikes``, external
-            spikes for only some nodes of a cycle, or (``checked``) a capacity overflow.
+        ValueError: at construction, as ``discrete_graph`` (missing nodes, duplicates), a
+            negative or non-finite delay, a delay > 0 on an edge outside a cycle (each naming
+            the edge), a node on a cycle that is not a ``population`` or a
+            ``Delay(per="layer")`` fed by one population of the cycle, populations on one cycle
+            with different ``t_max`` or ``gradient``, a cycle with delays whose populations do
+            not use ``gradient="analytic"``; at ``init``, shape mismatches (naming the edge); at
+            ``apply``, an edge into a cycle that does not carry ``Spikes``, external spikes for
+            only some nodes of a cycle, a bad carry entry, or (``checked``) a capacity overflow.
     """
     kind = "event_graph"
     if not isinstance(input_size, (int, np.integer)) or isinstance(input_size, bool) or input_size < 1:

@@ -30,7 +30,8 @@ are differentiated through the kernels (implicit function theorem), an arrival t
 
 Streaming. ``history[g]`` holds group ``g``'s spikes of the previous window, with times relative
 to this window's start (``<= 0``); arrivals from them that fall into this window are delivered.
-The returned history is this window's output shifted by ``-t_max``. Only one window is kept, so
+The returned history holds the spikes of this window whose arrival lies after ``t_max``
+(times shifted by ``-t_max``), so a window simulated in chunks equals one run. Only one window is kept, so
 a spike whose arrival lies beyond the *next* window is lost: ``overflow`` flags it (a delay
 longer than the window length needs a longer window).
 """
@@ -45,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsnn import spikes as spikes_lib
+from jaxsnn.compose import _first_kept
 from jaxsnn.event.dynamics import evolve, rest_state
 from jaxsnn.event.neuron import LIFParameters, LIFState
 from jaxsnn.event.simulate import _next_crossings
@@ -59,8 +61,8 @@ class DelayedResult(NamedTuple):
     Attributes:
         spikes: per group, its output ``Spikes`` (``capacities[g]`` slots, group-local indices,
             its earliest spikes, sorted by time then index).
-        history: per group, the same spikes with times shifted by ``-t_max`` (the ``history``
-            argument of the next window).
+        history: per group, those of its spikes that a connection delivers after ``t_max``,
+            with times shifted by ``-t_max`` (the ``history`` argument of the next window).
         final_state: the layer's state at ``t_max`` (``refractory_until`` relative to ``t_max``).
         overflow: per group, True if it emitted more spikes than its capacity, if the scan ran
             out of steps, or if a carried spike's arrival lies beyond this window (lost).
@@ -236,5 +238,13 @@ def simulate_delayed(
         by_time = by_idx[jnp.argsort(time[by_idx], stable=True)]
         spikes = Spikes(time[by_time], local[by_time].astype(jnp.int32))
         outputs.append(spikes)
-        histories.append(Spikes(jnp.where(spikes.idx >= 0, spikes.time - t_max, jnp.inf), spikes.idx))
+        # Keep only the spikes that some connection still has to deliver after t_max.
+        reach = [delays[e] for e, s in enumerate(sources) if s == g]
+        if reach:
+            longest = jnp.max(jnp.stack(reach))
+            pending = (spikes.idx >= 0) & (spikes.time + longest > t_max)
+        else:
+            pending = jnp.zeros_like(spikes.idx, bool)
+        kept, _ = _first_kept(spikes.time - t_max, spikes.idx, pending, capacities[g])
+        histories.append(kept)
     return DelayedResult(tuple(outputs), tuple(histories), final, overflow)
