@@ -259,9 +259,10 @@ def test_delayed_cycle_vmap_chunked_causality():
     w1, w2, spikes = known_case()
     with jax.enable_x64(True):
         params = params_of(w1, w2, D21)
-        # Split at 11 ms: both populations spike on both sides, and spikes of both sent before
-        # the split arrive after it (so the carried spikes in transit are needed).
-        split = 0.011
+        # Split at 11.5 ms: both populations spike on both sides, spikes of both sent before the
+        # split arrive after it (so the carried spikes in transit are needed), and h2's spike at
+        # 10.5 ms has arrived through its 0.7 ms self edge but not yet through the 2.5 ms one.
+        split = 0.0115
         first, second = learnable_graph(split), learnable_graph(T_MAX - split)
         carry, _, first_recording = jax.jit(first.apply)(params, spikes)
         for k in range(2):
