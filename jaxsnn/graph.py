@@ -29,12 +29,24 @@ together, step by step:
   of its targets, never a membrane potential directly, so delivering it at the same instant is
   exact (no algebraic loop); gradients are EventProp's for that layer (``gradient`` of the
   populations), propagated into the blocks by ``jax.grad``.
+* event based, with delays: an edge of a cycle may carry a transmission delay ``d >= 0`` (a
+  spike of the source at ``t`` reaches the target at ``t + d``), fixed in the ``Edge`` or
+  learnable through a ``jaxsnn.event.Delay(per="layer")`` node on the cycle (source population
+  -> Delay -> targets; its ``{"delay": ()}`` parameter is added to the edge delays). Each
+  delayed connection delivers its source's spikes, in emission order, as input events at their
+  exact arrival times, merged into the event scan (``jaxsnn.event.delayed``); gradients,
+  including ``d loss / d delay``, by differentiating that exact simulation
+  (``gradient="analytic"`` populations).
 
 State. ``carry[k]`` is node ``k``'s own carry. A node whose outgoing edges are delayed also keeps
 its last ``D`` outputs (``D`` = its largest outgoing delay): its carry entry (for a composite node,
 that of its last leaf) is then a ``GraphCarry(state, history)`` with ``history`` of shape
 ``(D, *features)``, oldest first. ``carry=None`` (or a ``None`` entry) starts from rest, with zero
-outputs before the window. A window simulated in chunks equals one run.
+outputs before the window. A window simulated in chunks equals one run. In an event graph, a
+population whose spikes travel along delayed edges keeps ``GraphCarry(state, history)`` with
+``history`` the ``Spikes`` (times relative to the next window's start) still in transit; only
+one window is kept, so chunking needs every delay shorter than the next chunk (else the
+recording's ``overflow`` is set).
 """
 
 from __future__ import annotations
@@ -75,8 +87,9 @@ class Edge(NamedTuple):
         source: the node whose output is sent, or ``"input"``.
         target: the node that receives it.
         delay: discrete graphs: delay in time steps (``None``: 1 for a feedback edge, i.e. a
-            target at or before the source in node order, else 0). Event graphs: must be
-            ``None`` or 0 (use ``jaxsnn.event.Delay`` nodes for delays on forward paths).
+            target at or before the source in node order, else 0). Event graphs: a
+            transmission time ``>= 0`` (``None``: 0), allowed > 0 only on the edges of a cycle
+            (use ``jaxsnn.event.Delay`` nodes for delays on forward paths).
     """
 
     source: str
@@ -240,13 +253,15 @@ def _plan(kind: str, nodes: Any, edges: Any, output: Any, merge: Any, event: boo
         feedback = edge.source != INPUT and index[edge.target] <= index[edge.source]
         delay = edge.delay
         if event:
-            if delay not in (None, 0):
+            if delay is None:
+                delay = 0.0
+            if (not isinstance(delay, (int, float, np.integer, np.floating)) or isinstance(delay, bool)
+                    or not np.isfinite(delay) or delay < 0):
                 raise ValueError(
-                    f"{kind}: {_edge_label(edge)} has delay {delay!r}; event graphs deliver spikes "
-                    "without delay (exact for current-based synapses); put a jaxsnn.event.Delay node "
-                    "on the path for axonal delays"
+                    f"{kind}: {_edge_label(edge)} has delay {delay!r}; event edge delays are "
+                    "transmission times, finite and >= 0 (None or 0: no delay)"
                 )
-            delay = 0
+            delay = float(delay)
         else:
             if delay is None:
                 delay = 1 if feedback else 0
@@ -857,6 +872,78 @@ def _combined_neuron(specs: Sequence[PopulationSpec]):
     return LIFParameters(**fields)
 
 
+class _CycleLayout(NamedTuple):
+    populations: Tuple[int, ...]  # node indices, in node order (= neuron layout)
+    delay_nodes: Tuple[int, ...]  # Delay(per="layer") nodes on the cycle
+    delayed: bool  # some connection of the cycle is delayed
+    history: Tuple[int, ...]  # populations whose spikes travel along a delayed connection
+
+
+def _cycle_layout(kind: str, plan: _Plan, block: _Block) -> _CycleLayout:
+    """Check the nodes of one cycle and find its delayed connections (construction time)."""
+    from jaxsnn.event.delay import DelayLayer
+
+    members = sorted(block.members)
+    cycle = [plan.names[m] for m in members]
+    populations, delay_nodes = [], []
+    for k in members:
+        layer = plan.layers[k]
+        if isinstance(layer, Population):
+            populations.append(k)
+        elif isinstance(layer, DelayLayer):
+            if layer.spec.per != "layer" or layer.spec.t_max is not None:
+                raise ValueError(
+                    f"{kind}: node {plan.names[k]!r} ({layer_name(layer)}) is on a cycle (nodes {cycle}); "
+                    "a Delay on a cycle must be Delay(per='layer') without t_max (one delay for all "
+                    "its spikes; the graph keeps the pending spikes itself)"
+                )
+            incoming = [plan.edges[e] for e in plan.incoming[k]]
+            sources = [e.source for e in incoming]
+            if len(incoming) != 1 or sources[0] == INPUT or plan.names.index(sources[0]) not in block.members \
+                    or not isinstance(plan.layers[plan.names.index(sources[0])], Population):
+                raise ValueError(
+                    f"{kind}: node {plan.names[k]!r} ({layer_name(layer)}) is on a cycle (nodes {cycle}) "
+                    f"and receives {', '.join(_edge_label(e) for e in incoming)}; a Delay on a cycle must "
+                    "receive exactly one edge, from a population of the same cycle"
+                )
+            delay_nodes.append(k)
+        else:
+            raise ValueError(
+                f"{kind}: node {plan.names[k]!r} ({layer_name(layer)}) is on a cycle "
+                f"(nodes {cycle}) but is not a jaxsnn.graph.population (or a jaxsnn.event.Delay); only "
+                "spiking populations (and delays between them) can be simulated exactly together"
+            )
+    specs = [plan.layers[k].spec for k in populations]
+    for attribute in ("t_max", "gradient"):
+        values = {getattr(spec, attribute) for spec in specs}
+        if len(values) > 1:
+            raise ValueError(
+                f"{kind}: the populations on the cycle {cycle} must share {attribute}, got {sorted(values)}"
+            )
+    history = set()
+    delayed_labels = []
+    for k in populations:
+        for e in plan.incoming[k]:
+            edge = plan.edges[e]
+            if edge.source == INPUT or plan.names.index(edge.source) not in block.members:
+                continue
+            source = plan.names.index(edge.source)
+            if source in delay_nodes:
+                source = plan.names.index(plan.edges[plan.incoming[source][0]].source)
+            elif edge.delay == 0:
+                continue
+            history.add(source)
+            delayed_labels.append(_edge_label(edge))
+    delayed = bool(delayed_labels)
+    if delayed and specs[0].gradient != "analytic":
+        raise ValueError(
+            f"{kind}: the cycle {cycle} has delayed connections ({', '.join(delayed_labels)}); its "
+            "populations need gradient='analytic' (exact gradients by differentiating the exact "
+            "simulation; EventProp's adjoint does not cover delayed feedback)"
+        )
+    return _CycleLayout(tuple(populations), tuple(delay_nodes), delayed, tuple(sorted(history)))
+
+
 def event_graph(
     nodes: Union[Mapping[str, Any], Sequence[Tuple[str, Any]]],
     edges: Sequence[Any],
@@ -872,12 +959,17 @@ def event_graph(
     sharing ``t_max`` and ``gradient``; they are simulated exactly, together, as one layer with
     block-structured recurrent weights (capacity: the sum of theirs; each node's output holds its
     own earliest ``capacity`` spikes, ``overflow`` flags a node that had more). Spikes travel
-    along edges without delay.
+    along edges without delay, unless an edge of a cycle has a delay or a
+    ``jaxsnn.event.Delay(per="layer")`` node (without ``t_max``) sits on the cycle between two
+    populations: then every spike arrives exactly ``d`` later (see the module doc; the scan has
+    ``input slots + sum of capacities + sum over delayed edges of the source's capacity (twice
+    with a carry)`` steps).
 
     Args:
         nodes: ``{name: layer}`` (or ``(name, layer)`` pairs) in the order of the flat lists.
-        edges: ``Edge(source, target)`` or ``(source, target)`` tuples (``source`` may be
-            ``"input"``); delays must be ``None`` or 0.
+        edges: ``Edge(source, target, delay=None)`` or ``(source, target[, delay])`` tuples
+            (``source`` may be ``"input"``); ``delay``: a time ``>= 0``, > 0 only on the edges
+            of a cycle.
         output: the node whose output is returned, or several (a tuple is returned).
         input_size: number of input neurons (the ``Spikes`` buffer does not say; spike merges
             with index offsets need it).
@@ -891,11 +983,14 @@ def event_graph(
 
     Raises:
         TypeError: malformed nodes, edges or merge.
-        ValueError: at construction, as ``discrete_graph`` (missing nodes, duplicates), a delay
-            other than 0, a node on a cycle that is not a ``population``, populations on one cycle
-            with different ``t_max`` or ``gradient``; at ``init``, shape mismatches (naming the
-            edge); at ``apply``, an edge into a cycle that does not carry ``Spikes``, external
-            spikes for only some nodes of a cycle, or (``checked``) a capacity overflow.
+        ValueError: at construction, as ``discrete_graph`` (missing nodes, duplicates), a
+            negative or non-finite delay, a delay > 0 on an edge outside a cycle (each naming
+            the edge), a node on a cycle that is not a ``population`` or a
+            ``Delay(per="layer")`` fed by one population of the cycle, populations on one cycle
+            with different ``t_max`` or ``gradient``, a cycle with delays whose populations do
+            not use ``gradient="analytic"``; at ``init``, shape mismatches (naming the edge); at
+            ``apply``, an edge into a cycle that does not carry ``Spikes``, external spikes for
+            only some nodes of a cycle, a bad carry entry, or (``checked``) a capacity overflow.
     """
     kind = "event_graph"
     if not isinstance(input_size, (int, np.integer)) or isinstance(input_size, bool) or input_size < 1:
@@ -903,29 +998,20 @@ def event_graph(
     input_size = int(input_size)
     plan = _plan(kind, nodes, edges, output, merge, event=True)
     children = _Children(plan.layers)
-    for block in plan.blocks:
-        if not block.cyclic:
-            continue
-        for k in block.members:
-            if not isinstance(plan.layers[k], Population):
-                cycle = [plan.names[m] for m in block.members]
-                raise ValueError(
-                    f"{kind}: node {plan.names[k]!r} ({layer_name(plan.layers[k])}) is on a cycle "
-                    f"(nodes {cycle}) but is not a jaxsnn.graph.population; only spiking populations can "
-                    "be simulated exactly together"
-                )
-        specs = [plan.layers[k].spec for k in block.members]
-        for attribute in ("t_max", "gradient"):
-            values = {getattr(spec, attribute) for spec in specs}
-            if len(values) > 1:
-                raise ValueError(
-                    f"{kind}: the populations on the cycle {[plan.names[k] for k in block.members]} "
-                    f"must share {attribute}, got {sorted(values)}"
-                )
+    layouts = {block: _cycle_layout(kind, plan, block) for block in plan.blocks if block.cyclic}
+    block_of = {k: block for block in plan.blocks for k in block.members}
+    for edge in plan.edges:
+        if edge.delay > 0 and not (edge.source != INPUT and block_of[plan.names.index(edge.source)].cyclic
+                                   and block_of[plan.names.index(edge.source)] is block_of[plan.names.index(edge.target)]):
+            raise ValueError(
+                f"{kind}: {_edge_label(edge)} has delay {edge.delay!r} but is not inside a cycle; event "
+                "graphs delay spikes on the edges of a cycle (simulated exactly); on a forward path "
+                "put a jaxsnn.event.Delay node instead"
+            )
     graph_init = _graph_init(kind, plan, children)
     # One jitted exact simulation per cycle, built once (eager calls compile it once per shape).
     cycle_runners = {
-        block: jax.jit(functools.partial(_event_cycle_core, kind, plan, children, block, input_size))
+        block: jax.jit(functools.partial(_event_cycle_core, kind, plan, children, block, layouts[block], input_size))
         for block in plan.blocks if block.cyclic
     }
 
@@ -954,8 +1040,8 @@ def event_graph(
                 states[k], outputs[k], records[k] = _run_node(
                     children, k, params, x, children.part(k, external), shares[k])
                 continue
-            _run_event_cycle(kind, plan, children, block, cycle_runners[block], params, external, shares,
-                             outputs, states, records)
+            _run_event_cycle(kind, plan, children, block, layouts[block], cycle_runners[block], params,
+                             external, shares, outputs, states, records)
         new_carry: List[Any] = []
         recording: List[Any] = []
         for k in range(len(plan.names)):
@@ -979,14 +1065,14 @@ def _cycle_sources(plan: _Plan, block: _Block) -> List[Any]:
     return outside
 
 
-def _run_event_cycle(kind, plan, children, block, runner, params, external, shares, outputs, states, records):
+def _run_event_cycle(kind, plan, children, block, layout, runner, params, external, shares, outputs, states, records):
     """Simulate the populations of one cycle exactly as one layer with block recurrent weights.
 
     Checks what can be checked on Python values here, runs the jitted ``runner`` and raises for
     ``checked`` populations whose capacity overflowed.
     """
-    members = sorted(block.members)
-    names = [plan.names[k] for k in members]
+    members = list(layout.populations)
+    names = [plan.names[k] for k in sorted(block.members)]
     outside = _cycle_sources(plan, block)
     for source in outside:
         if not isinstance(outputs[source], Spikes):
@@ -995,6 +1081,11 @@ def _run_event_cycle(kind, plan, children, block, runner, params, external, shar
                 f"{kind}: node {label!r} feeds the cycle {names} but gives "
                 f"{type(outputs[source]).__name__}, not Spikes"
             )
+    for k in layout.delay_nodes:
+        if children.part(k, external) is not None:
+            raise ValueError(f"{kind}: node {plan.names[k]!r} (a Delay on the cycle {names}) takes no external data")
+        if shares[k] is not None:
+            raise ValueError(f"{kind}: node {plan.names[k]!r} (a Delay on the cycle {names}) keeps no carry, got one")
     member_external = [children.part(k, external) for k in members]
     if any(x is None for x in member_external) and not all(x is None for x in member_external):
         missing = [plan.names[k] for k, x in zip(members, member_external) if x is None]
@@ -1005,11 +1096,22 @@ def _run_event_cycle(kind, plan, children, block, runner, params, external, shar
     specs = {k: plan.layers[k].spec for k in members}
     if specs[members[0]].gradient != "eventprop" and member_external[0] is not None:
         raise ValueError(f"{kind}: external spikes need gradient='eventprop'")
+    member_carry = []
+    for k in members:
+        share = shares[k]
+        if k in layout.history:
+            if share is not None and not isinstance(share, GraphCarry):
+                raise ValueError(
+                    f"{kind}: node {plan.names[k]!r}: its spikes travel along delayed edges, so its carry "
+                    "entry must be None or the GraphCarry(state, history) returned by a previous call, "
+                    f"got {type(share).__name__}"
+                )
+        member_carry.append(share)
     results, overflow = runner(
-        params, [outputs[source] for source in outside], member_external, [shares[k] for k in members]
+        params, [outputs[source] for source in outside], member_external, member_carry
     )
-    for k, (spikes, state, record) in zip(members, results):
-        outputs[k], states[k], records[k] = spikes, state, record
+    for k, value in results.items():
+        outputs[k], states[k], records[k] = value
     if any(specs[k].checked for k in members):
         if is_concrete(overflow):
             if bool(overflow):
@@ -1021,19 +1123,27 @@ def _run_event_cycle(kind, plan, children, block, runner, params, external, shar
             checkify.check(~overflow, f"{kind}: the cycle {names} overflowed a node's capacity; increase the capacities")
 
 
-def _event_cycle_core(kind, plan, children, block, input_size, params, outside_values, member_external, member_carry):
-    """The numeric part of ``_run_event_cycle`` (jitted once per cycle)."""
+def _event_cycle_core(kind, plan, children, block, layout, input_size, params, outside_values, member_external, member_carry):
+    """The numeric part of ``_run_event_cycle`` (jitted once per cycle).
+
+    Neuron layout: the populations in node order. A connection from a population of the cycle
+    (directly with delay 0) is a block of the recurrent weights; one with a delay (an edge delay
+    > 0, or a path through a ``Delay`` node) is a delayed connection of
+    ``jaxsnn.event.delayed.simulate_delayed``; one from outside is a block of the input weights.
+    """
+    from jaxsnn.event.delay import clip_delay, delay_spikes, DelayRecording
+    from jaxsnn.event.delayed import simulate_delayed
     from jaxsnn.event.dynamics import rest_state
     from jaxsnn.event.eventprop import simulate_eventprop
     from jaxsnn.event.kernels import resolve_kernel
     from jaxsnn.event.layers import LIFRecording
-    from jaxsnn.event.neuron import LIFState
+    from jaxsnn.event.neuron import LIFParameters, LIFState
     from jaxsnn.event.simulate import simulate
 
     _, shapes = _resolve_shapes(kind, plan, (input_size,))
     sizes = {INPUT: input_size, **{k: int(shapes[k][-1]) for k in range(len(plan.names))}}
-    members = sorted(block.members)  # neuron layout: node order
-    member_set = set(members)
+    members = list(layout.populations)  # neuron layout: node order
+    member_set = set(block.members)
     specs = {k: plan.layers[k].spec for k in members}
     offsets, total = {}, 0
     for k in members:
@@ -1047,21 +1157,40 @@ def _event_cycle_core(kind, plan, children, block, input_size, params, outside_v
 
     weights = {k: jnp.asarray(children.part(k, params)["weight"]) for k in members}
     dtype = jnp.result_type(*weights.values(), *[value.time for value in outside_values])
+
+    def node_delay(d):
+        """A Delay node's clipped delay and the delay of the edge into it."""
+        layer = plan.layers[d]
+        into = plan.edges[plan.incoming[d][0]]
+        value = clip_delay(jnp.asarray(children.part(d, params)["delay"], dtype), layer.spec.max_delay)
+        return plan.names.index(into.source), value + into.delay
+
     input_weight = jnp.zeros((max(n_outside, 1), total), dtype)
     recurrent_weight = jnp.zeros((total, total), dtype)
+    delayed_weight, delayed_source, delayed_value = [], [], []
     for k in members:
         row = 0
         for e in plan.incoming[k]:
+            edge = plan.edges[e]
             source = _source(plan, e)
             n_source = sizes[source]
             block_rows = weights[k][row:row + n_source].astype(dtype)
             columns = slice(offsets[k], offsets[k] + specs[k].size)
-            if source in member_set:
-                rows = slice(offsets[source], offsets[source] + n_source)
-                recurrent_weight = recurrent_weight.at[rows, columns].add(block_rows)
-            else:
+            if source not in member_set:
                 rows = slice(in_offsets[source], in_offsets[source] + n_source)
                 input_weight = input_weight.at[rows, columns].add(block_rows)
+            elif source in layout.delay_nodes or edge.delay > 0:
+                if source in layout.delay_nodes:
+                    origin, value = node_delay(source)
+                    value = value + edge.delay
+                else:
+                    origin, value = source, jnp.asarray(edge.delay, dtype)
+                delayed_weight.append(jnp.zeros((n_source, total), dtype).at[:, columns].set(block_rows))
+                delayed_source.append(members.index(origin))
+                delayed_value.append(value)
+            else:
+                rows = slice(offsets[source], offsets[source] + n_source)
+                recurrent_weight = recurrent_weight.at[rows, columns].add(block_rows)
             if plan.merge[k] == "concat":
                 row += n_source
         if specs[k].recurrent:
@@ -1079,34 +1208,73 @@ def _event_cycle_core(kind, plan, children, block, input_size, params, outside_v
     t_max = specs[members[0]].t_max
     gradient = specs[members[0]].gradient
 
-    if all(c is None for c in member_carry):
+    states = [c.state if isinstance(c, GraphCarry) else c for c in member_carry]
+    if all(c is None for c in states):
         initial_state = None
     else:
         parts = []
-        for k, c in zip(members, member_carry):
+        for k, c in zip(members, states):
             parts.append(rest_state(specs[k].size, specs[k].neuron, dtype) if c is None else LIFState(*c))
         initial_state = LIFState(*[jnp.concatenate([jnp.asarray(p[f], dtype) for p in parts]) for f in range(3)])
-    if member_external[0] is None:
-        external_spikes = None
-    else:
-        external_spikes = merge_concat(kind, list(member_external), [specs[k].size for k in members])
-    if gradient == "eventprop":
-        result = simulate_eventprop(
-            input_weight, merged_inputs, neuron, capacity=capacity, t_max=t_max, kernel=kernel,
-            recurrent_weight=recurrent_weight, initial_state=initial_state, external_spikes=external_spikes,
+    results: Dict[int, Any] = {}
+    overflows = []
+    if layout.delayed:
+        history = []
+        for k, c in zip(members, member_carry):
+            if isinstance(c, GraphCarry):
+                history.append(Spikes(jnp.asarray(c.history.time, dtype), c.history.idx))
+            else:
+                history.append(spikes_lib.empty(1, dtype))
+        result = simulate_delayed(
+            input_weight,
+            Spikes(merged_inputs.time.astype(dtype), merged_inputs.idx),
+            LIFParameters(*[jnp.asarray(value, dtype) for value in neuron]),
+            jnp.asarray(t_max, dtype),
+            recurrent_weight,
+            tuple(delayed_weight),
+            jnp.stack(delayed_value),
+            initial_state,
+            tuple(history),
+            sizes=tuple(specs[k].size for k in members),
+            capacities=tuple(specs[k].capacity for k in members),
+            sources=tuple(delayed_source),
+            method=kernel,
         )
+        for g, k in enumerate(members):
+            low, high = offsets[k], offsets[k] + specs[k].size
+            spikes = result.spikes[g]
+            overflow = result.overflow[g]
+            state = LIFState(*[field[low:high] for field in result.final_state])
+            if k in layout.history:
+                state = GraphCarry(state, result.history[g])
+            results[k] = (spikes, state, LIFRecording(spikes=spikes, overflow=overflow))
+            overflows.append(overflow)
     else:
-        result = simulate(
-            input_weight, merged_inputs, neuron, capacity=capacity, t_max=t_max, kernel=kernel,
-            recurrent_weight=recurrent_weight, initial_state=initial_state,
-        )
-    results, overflows = [], []
-    for k in members:
-        low, high = offsets[k], offsets[k] + specs[k].size
-        mine = (result.spikes.idx >= low) & (result.spikes.idx < high)
-        spikes, count = _first_kept(result.spikes.time, result.spikes.idx - low, mine, specs[k].capacity)
-        overflow = result.overflow | (count > specs[k].capacity)
-        state = LIFState(*[field[low:high] for field in result.final_state])
-        results.append((spikes, state, LIFRecording(spikes=spikes, overflow=overflow)))
-        overflows.append(overflow)
+        if member_external[0] is None:
+            external_spikes = None
+        else:
+            external_spikes = merge_concat(kind, list(member_external), [specs[k].size for k in members])
+        if gradient == "eventprop":
+            result = simulate_eventprop(
+                input_weight, merged_inputs, neuron, capacity=capacity, t_max=t_max, kernel=kernel,
+                recurrent_weight=recurrent_weight, initial_state=initial_state, external_spikes=external_spikes,
+            )
+        else:
+            result = simulate(
+                input_weight, merged_inputs, neuron, capacity=capacity, t_max=t_max, kernel=kernel,
+                recurrent_weight=recurrent_weight, initial_state=initial_state,
+            )
+        for k in members:
+            low, high = offsets[k], offsets[k] + specs[k].size
+            mine = (result.spikes.idx >= low) & (result.spikes.idx < high)
+            spikes, count = _first_kept(result.spikes.time, result.spikes.idx - low, mine, specs[k].capacity)
+            overflow = result.overflow | (count > specs[k].capacity)
+            state = LIFState(*[field[low:high] for field in result.final_state])
+            results[k] = (spikes, state, LIFRecording(spikes=spikes, overflow=overflow))
+            overflows.append(overflow)
+    for d in layout.delay_nodes:
+        origin, value = node_delay(d)
+        # What the Delay node itself gives (to edges leaving the cycle): its source's spikes, shifted.
+        shifted = delay_spikes(results[origin][0], value)
+        results[d] = (shifted, None, DelayRecording(shifted, jnp.zeros((), bool)))
     return results, jnp.any(jnp.stack(overflows))

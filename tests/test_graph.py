@@ -570,7 +570,7 @@ def test_event_graph_feedforward_and_external_and_population_alone():
 
 def test_event_graph_errors():
     pop = population(3, capacity=4, **EVENT_KW)
-    with pytest.raises(ValueError, match=r"edge 'a' -> 'b' has delay 0.001; event graphs deliver spikes without delay"):
+    with pytest.raises(ValueError, match=r"edge 'a' -> 'b' has delay 0.001 but is not inside a cycle; .* put a jaxsnn.event.Delay node"):
         event_graph({"a": pop, "b": pop}, [("input", "a"), ("a", "b", 0.001)], output="b", input_size=2)
     with pytest.raises(ValueError, match=r"node 'b' \(LIF\(3\)\) is on a cycle \(nodes \['a', 'b'\]\) but is not a jaxsnn.graph.population"):
         event_graph({"a": pop, "b": jaxsnn.event.LIF(3, capacity=4, **EVENT_KW)},

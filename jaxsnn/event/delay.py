@@ -33,9 +33,9 @@ from jaxsnn._validate import check_nonnegative, check_positive, is_concrete
 from jaxsnn.compose import _first_kept, _sorted_spikes
 from jaxsnn.initializers import default_dtype
 from jaxsnn.spikes import PAD_IDX, Spikes
-from jaxsnn.types import Layer, named_layer
+from jaxsnn.types import Layer
 
-__all__ = ["Delay", "DelayRecording", "delay_spikes"]
+__all__ = ["Delay", "DelayLayer", "DelayRecording", "DelaySpec", "clip_delay", "delay_spikes"]
 
 PER = ("neuron", "layer")
 
@@ -50,6 +50,53 @@ class DelayRecording(NamedTuple):
 
     spikes: Spikes
     overflow: jax.Array
+
+
+class DelaySpec(NamedTuple):
+    """The settings of a ``Delay`` layer (an event graph reads them to put it on a cycle).
+
+    Attributes:
+        per: ``"neuron"`` or ``"layer"``.
+        max_delay: upper clip of the delays (``None``: none).
+        t_max: streaming window (``None``: no streaming).
+    """
+
+    per: str
+    max_delay: Optional[float]
+    t_max: Optional[float]
+
+
+class DelayLayer(Layer):
+    """The ``Layer`` returned by ``Delay``; it also carries its ``DelaySpec``."""
+
+    def __new__(cls, init, apply, *, name: Optional[str] = None, spec: DelaySpec) -> "DelayLayer":
+        self = super().__new__(cls, init, apply, name=name)
+        self._spec = spec
+        return self
+
+    @property
+    def spec(self) -> DelaySpec:
+        """The layer's ``per``, ``max_delay`` and ``t_max``."""
+        return self._spec
+
+    def _replace(self, **fields: Any) -> "DelayLayer":
+        unknown = set(fields) - {"init", "apply"}
+        if unknown:
+            raise ValueError(f"Layer._replace: unknown fields {sorted(unknown)}; use init or apply")
+        return DelayLayer(fields.get("init", self.init), fields.get("apply", self.apply),
+                          name=getattr(self, "_name", None), spec=self._spec)
+
+
+def clip_delay(delay: jax.Array, max_delay: Optional[float]) -> jax.Array:
+    """Clip delays to ``[0, max_delay]`` (no spike arrives before it was sent).
+
+    ``where``, not ``maximum``/``minimum``: at a delay of exactly 0 the gradient stays 1; a
+    clipped delay has zero gradient.
+    """
+    delay = jnp.where(delay < 0, jnp.zeros_like(delay), delay)
+    if max_delay is not None:
+        delay = jnp.where(delay > max_delay, jnp.full_like(delay, max_delay), delay)
+    return delay
 
 
 def delay_spikes(spikes: Spikes, delay: jax.Array) -> Spikes:
@@ -109,7 +156,8 @@ def Delay(
         dtype: parameter dtype (default float32, float64 under x64).
 
     Returns:
-        A ``Layer``. ``init(rng, (n,))`` gives ``(n,)``; ``apply(params, spikes, external=None,
+        A ``DelayLayer`` (a ``Layer`` carrying its ``DelaySpec``; with ``per="layer"`` and no
+        ``t_max`` it can sit on a cycle of an ``event_graph``). ``init(rng, (n,))`` gives ``(n,)``; ``apply(params, spikes, external=None,
         carry=None)`` returns ``(carry, delayed Spikes, DelayRecording)``; without ``t_max``
         the carry is ``None`` and the output has the input's capacity.
 
@@ -164,11 +212,7 @@ def Delay(
         with jax.ensure_compile_time_eval():
             spikes_lib.validate(inputs, n_neurons=n_neurons, name=f"{label} input spikes")
         dtype = jnp.result_type(delay, inputs.time)
-        # where, not maximum/minimum: at a delay of exactly 0 (the default) the gradient is 1.
-        delay = delay.astype(dtype)
-        delay = jnp.where(delay < 0, jnp.zeros_like(delay), delay)
-        if max_delay is not None:
-            delay = jnp.where(delay > max_delay, jnp.full_like(delay, max_delay), delay)
+        delay = clip_delay(delay.astype(dtype), max_delay)
         shifted = delay_spikes(Spikes(inputs.time.astype(dtype), inputs.idx), delay)
         if t_max is None:
             if carry is not None:
@@ -194,4 +238,5 @@ def Delay(
         overflow = (n_inside > out_capacity) | (n_later > next_pending.capacity)
         return next_pending, outputs, DelayRecording(outputs, overflow)
 
-    return named_layer(init, apply, label)
+    return DelayLayer(init, apply, name=label, spec=DelaySpec(per, None if max_delay is None else float(max_delay),
+                                                              None if t_max is None else float(t_max)))
