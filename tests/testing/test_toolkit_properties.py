@@ -265,7 +265,12 @@ BELOW_REST = dict(inputs=buffer((0.0, 0), (0.5, 1)), w=np.array([[3.0, 2.5, 3.5]
 
 def _gradient_search(scale, max_examples):
     @mutation_settings(max_examples)
-    @given(inputs=event_inputs(), w=S.weights((N_IN, SIZE), low=0.0, high=4.0).map(untied), neuron=NEURONS)
+    # One spike per neuron (t_ref >= t_max): the toy's gradient of a neuron's second spike time
+    # misses a term (with t_ref = 0, inputs [(0, 0), (0, 0)], w = [[1, 1.25, 1.5]] * 3, tau_mem =
+    # tau_syn / 2 it is 0.3 % off float64 central differences, while jaxsnn.event.LIF passes the
+    # same check), so the toy is only a correct layer for single spikes.
+    @given(inputs=event_inputs(), w=S.weights((N_IN, SIZE), low=0.0, high=4.0).map(untied),
+           neuron=NEURONS.map(lambda n: n._replace(t_ref=T_MAX)))
     @example(**BELOW_REST)
     def run(inputs, w, neuron):
         layer = toy_event_lif(SIZE, neuron, T_MAX, OUT_CAP, bug=Bug(gradient_scale_below_rest=scale))
