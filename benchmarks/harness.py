@@ -376,11 +376,13 @@ def yinyang_split(split: str, n_samples: int = 0) -> Dict[str, np.ndarray]:
     """A published Yin-Yang split (``train``, ``validation``, ``test``) latency-coded as in
     ``event_data``: ``times``/``idx`` ``(n, 5)`` sorted by time (bias spike at t = 0), ``labels``.
 
-    ``n_samples = 0`` keeps the whole split. Raises FileNotFoundError when the arrays are missing
-    (the time-to-accuracy benchmark needs the real data)."""
+    ``n_samples = 0`` keeps the whole split. The published arrays are read where they are found
+    (``yinyang_dir()``), else ``jaxsnn.data.load_yinyang`` generates them (bit-identical)."""
+    from jaxsnn.data.yinyang import load_yinyang
+
     path = yinyang_dir()
-    samples = np.load(path / f"{split}_samples.npy")
-    labels = np.load(path / f"{split}_labels.npy")
+    dataset = load_yinyang(split, directory=path if (path / f"{split}_samples.npy").is_file() else None)
+    samples, labels = np.asarray(dataset.inputs), np.asarray(dataset.labels)
     if n_samples:
         samples, labels = samples[:n_samples], labels[:n_samples]
     values = np.concatenate([samples, np.zeros((len(samples), 1))], axis=1)

@@ -45,6 +45,7 @@ __all__ = [
     "ALGORITHMS",
     "BACKWARDS",
     "MULTISPIKE_COST_FACTOR",
+    "MULTISPIKE_MIN_WORK",
     "Plan",
     "choose_feedforward",
     "multispike_rounds",
@@ -64,6 +65,11 @@ ALGORITHMS = ("auto", "scan", "parallel", "multispike")
 #: algorithm evaluates a cheap closed-form bracket test per (interval, neuron) and solves one
 #: crossing per neuron and round.
 MULTISPIKE_COST_FACTOR = 4
+
+#: Smallest ``neurons x input slots`` for which ``choose_feedforward`` considers the multi-spike
+#: algorithm. Below it both algorithms run in well under a millisecond, and the scan compiles in
+#: about half the time (measured: the emulator's test file, small layers, 24 s vs 44 s).
+MULTISPIKE_MIN_WORK = 1024
 
 #: Valid values of the ``backward`` option (EventProp backward pass).
 BACKWARDS = ("auto", "scan", "parallel")
@@ -220,11 +226,12 @@ def multispike_rounds(bound: int, capacity: int) -> int:
     return max(1, min(int(capacity), int(bound))) if bound > 0 else max(1, int(capacity))
 
 
-def choose_feedforward(bound: int, n_slots: int, capacity: int) -> str:
+def choose_feedforward(bound: int, n_slots: int, capacity: int, size: int) -> str:
     """The automatic choice for a feed-forward layer whose neurons may spike several times.
 
-    Rule: ``"multispike"`` when ``rounds * (n_slots + 1) <= MULTISPIKE_COST_FACTOR * (n_slots +
-    capacity)``, else ``"scan"``, with ``rounds = multispike_rounds(bound, capacity)``. Per
+    Rule: ``"multispike"`` when ``size * n_slots >= MULTISPIKE_MIN_WORK`` and
+    ``rounds * (n_slots + 1) <= MULTISPIKE_COST_FACTOR * (n_slots + capacity)``, else ``"scan"``,
+    with ``rounds = multispike_rounds(bound, capacity)``. Per
     neuron the multi-spike algorithm evaluates ``rounds`` times every one of the
     ``n_slots + 1`` inter-input intervals (vectorised), the scan takes ``n_slots + capacity``
     sequential steps; both are linear in neurons. Both algorithms are exact and give the same
@@ -234,10 +241,13 @@ def choose_feedforward(bound: int, n_slots: int, capacity: int) -> str:
         bound: ``Plan.spike_bound`` (0: none).
         n_slots: input buffer capacity (static shape).
         capacity: output buffer capacity.
+        size: number of neurons of the layer.
 
     Returns:
         ``"multispike"`` or ``"scan"``.
     """
+    if int(size) * int(n_slots) < MULTISPIKE_MIN_WORK:
+        return "scan"
     rounds = multispike_rounds(bound, capacity)
     cheaper = rounds * (int(n_slots) + 1) <= MULTISPIKE_COST_FACTOR * (int(n_slots) + int(capacity))
     return "multispike" if cheaper else "scan"

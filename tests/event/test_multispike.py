@@ -21,6 +21,7 @@ from jaxsnn.event import LIFParameters, LIFState, simulate
 from jaxsnn.event.eventprop import simulate_eventprop
 from jaxsnn.event.plan import (
     MULTISPIKE_COST_FACTOR,
+    MULTISPIKE_MIN_WORK,
     choose_feedforward,
     multispike_rounds,
     resolve_plan,
@@ -267,20 +268,28 @@ def test_auto_choice_rule():
     assert resolve_plan(multi, T_MAX, algorithm="scan").algorithm == "scan"
     assert resolve_plan(LIFParameters(), T_MAX, algorithm="multispike").algorithm == "multispike"
     # rounds * (slots + 1) <= factor * (slots + capacity)
-    assert choose_feedforward(9, 100, 500) == "multispike"
-    assert choose_feedforward(0, 100, 500) == "scan"  # no bound: 500 rounds
+    big = MULTISPIKE_MIN_WORK  # neurons: enough work for every slot count below
+    assert choose_feedforward(9, 100, 500, big) == "multispike"
+    assert choose_feedforward(0, 100, 500, big) == "scan"  # no bound: 500 rounds
     assert MULTISPIKE_COST_FACTOR == 4  # the boundary cases below are for this factor
-    assert choose_feedforward(6, 9, 6) == "multispike"  # 6 x 10 == 4 x 15: the boundary counts
-    assert choose_feedforward(7, 9, 7) == "scan"  # 7 x 10 > 4 x 16
+    assert choose_feedforward(6, 9, 6, big) == "multispike"  # 6 x 10 == 4 x 15: the boundary counts
+    assert choose_feedforward(7, 9, 7, big) == "scan"  # 7 x 10 > 4 x 16
+    # neurons x slots below MULTISPIKE_MIN_WORK: the scan (its boundary counts for multispike)
+    assert choose_feedforward(9, 100, 500, MULTISPIKE_MIN_WORK // 100 + 1) == "multispike"
+    assert choose_feedforward(9, 64, 500, MULTISPIKE_MIN_WORK // 64) == "multispike"
+    assert choose_feedforward(9, 64, 500, MULTISPIKE_MIN_WORK // 64 - 1) == "scan"
 
 
-@pytest.mark.parametrize("algorithm,neuron,capacity,expected", [
-    ("auto", LIFParameters(t_ref=TAU_SYN), 4 * SIZE, True),       # 9 rounds x 13 <= 4 x 32
-    ("auto", LIFParameters(t_ref=0.0), 8 * SIZE, False),          # 40 rounds x 13 > 4 x 52
-    ("scan", LIFParameters(t_ref=TAU_SYN), 4 * SIZE, False),
-    ("multispike", LIFParameters(t_ref=0.0), 8 * SIZE, True),
+@pytest.mark.parametrize("algorithm,neuron,capacity,min_work,expected", [
+    ("auto", LIFParameters(t_ref=TAU_SYN), 4 * SIZE, 0, True),       # 9 rounds x 13 <= 4 x 32
+    ("auto", LIFParameters(t_ref=TAU_SYN), 4 * SIZE, None, False),   # 5 x 12 < MULTISPIKE_MIN_WORK
+    ("auto", LIFParameters(t_ref=0.0), 8 * SIZE, 0, False),          # 40 rounds x 13 > 4 x 52
+    ("scan", LIFParameters(t_ref=TAU_SYN), 4 * SIZE, 0, False),
+    ("multispike", LIFParameters(t_ref=0.0), 8 * SIZE, None, True),
 ])
-def test_algorithm_option_runs_the_chosen_algorithm(algorithm, neuron, capacity, expected):
+def test_algorithm_option_runs_the_chosen_algorithm(algorithm, neuron, capacity, min_work, expected, monkeypatch):
+    if min_work is not None:  # this layer is small: lower the threshold to reach the cost rule
+        monkeypatch.setattr(importlib.import_module("jaxsnn.event.plan"), "MULTISPIKE_MIN_WORK", min_work)
     calls = []
     original = SIMULATE_MODULE.simulate_multispike
 
