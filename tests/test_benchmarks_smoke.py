@@ -310,6 +310,7 @@ def _multi_reference(cfg, w1, w2):
     return out, data["labels"][: cfg["batch"]], p
 
 
+@pytest.mark.extended  # about 17 s; the multi-spike algorithm itself is checked against the reference in tests/event/test_multispike.py
 def test_multi_spike_workload_matches_the_float64_reference(tmp_path):
     """The event_scaling network (reset to 0, no refractory period: several spikes per neuron)
     with algorithm 'auto' and 'scan': the buffers the worker sizes hold every spike, the spikes (several per neuron) equal the float64 reference simulator's,
