@@ -377,12 +377,17 @@ def yinyang_split(split: str, n_samples: int = 0) -> Dict[str, np.ndarray]:
     ``event_data``: ``times``/``idx`` ``(n, 5)`` sorted by time (bias spike at t = 0), ``labels``.
 
     ``n_samples = 0`` keeps the whole split. The published arrays are read where they are found
-    (``yinyang_dir()``), else ``jaxsnn.data.load_yinyang`` generates them (bit-identical)."""
-    from jaxsnn.data.yinyang import load_yinyang
-
+    (``yinyang_dir()``, the only source in the peers' environments, whose ``jaxsnn`` is upstream
+    0.3.0), else ``jaxsnn.data.load_yinyang`` generates them (bit-identical)."""
     path = yinyang_dir()
-    dataset = load_yinyang(split, directory=path if (path / f"{split}_samples.npy").is_file() else None)
-    samples, labels = np.asarray(dataset.inputs), np.asarray(dataset.labels)
+    if (path / f"{split}_samples.npy").is_file():
+        samples = np.load(path / f"{split}_samples.npy")
+        labels = np.load(path / f"{split}_labels.npy")
+    else:
+        from jaxsnn.data.yinyang import load_yinyang
+
+        dataset = load_yinyang(split, source="generate")
+        samples, labels = np.asarray(dataset.inputs), np.asarray(dataset.labels)
     if n_samples:
         samples, labels = samples[:n_samples], labels[:n_samples]
     values = np.concatenate([samples, np.zeros((len(samples), 1))], axis=1)
