@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxsnn.event.neuron import LIFParameters, LIFState
+from jaxsnn.spikes import Spikes
 
 __all__ = [
     "expm1_ratio",
@@ -216,3 +217,26 @@ def evolve(state: LIFState, t_from: jax.Array, t_to: jax.Array, neuron: LIFParam
         current=current_end.astype(state.current.dtype),
         refractory_until=state.refractory_until,
     )
+
+
+def acting_inputs(weight: jax.Array, input_spikes: Spikes, t_max: jax.Array) -> Tuple[jax.Array, jax.Array]:
+    """Input times and weight rows for the interval searches of the parallel algorithms.
+
+    Inputs that never act (padding, after the window) sit at the window end with zero weight:
+    they only add empty intervals. Valid inputs come first, so the times stay sorted.
+
+    Args:
+        weight: ``(n_inputs, n)``.
+        input_spikes: sorted input buffer.
+        t_max: end of the window.
+
+    Returns:
+        ``(times (n_slots,), rows (n_slots, n))``.
+    """
+    in_idx = input_spikes.idx
+    valid = (in_idx >= 0) & (input_spikes.time <= t_max)
+    times = jnp.where(valid, input_spikes.time, t_max)
+    rows = weight[jnp.clip(in_idx, 0, weight.shape[0] - 1)]
+    rows = jnp.where(valid[:, None], rows, jnp.zeros_like(rows))
+    return times, rows
+

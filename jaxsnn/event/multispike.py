@@ -56,7 +56,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxsnn import spikes as spikes_lib
-from jaxsnn.event.dynamics import evolve, extremum_time, free_membrane, rest_state
+from jaxsnn.event.dynamics import acting_inputs, evolve, extremum_time, free_membrane, rest_state
 from jaxsnn.event.kernels import next_crossing
 from jaxsnn.event.neuron import LIFParameters, LIFState, per_neuron
 from jaxsnn.spikes import Spikes
@@ -116,17 +116,11 @@ def simulate_multispike(
     from jaxsnn.event.simulate import SimulationResult  # the result type lives with the public API
 
     dtype = weight.dtype
-    n_inputs, size = weight.shape
+    size = weight.shape[1]
     p = per_neuron(neuron, size, dtype)
     theta = p.v_th - p.v_leak
     u_reset = p.v_reset - p.v_leak
-    in_idx = input_spikes.idx
-    valid = (in_idx >= 0) & (input_spikes.time <= t_max)
-    # As in the single-spike algorithm: inputs that never act sit at the window end with zero
-    # weight and only add empty intervals; valid inputs come first, so the times stay sorted.
-    times = jnp.where(valid, input_spikes.time, t_max)
-    rows = weight[jnp.clip(in_idx, 0, n_inputs - 1)]
-    rows = jnp.where(valid[:, None], rows, jnp.zeros_like(rows))
+    times, rows = acting_inputs(weight, input_spikes, t_max)
     state = rest_state(size, p, dtype) if initial_state is None else initial_state
 
     # The never-reset trajectory u_free, I just after every input (one cheap scan).

@@ -52,7 +52,7 @@ from jax.experimental import checkify
 
 from jaxsnn import spikes as spikes_lib
 from jaxsnn._validate import check_finite, check_positive, is_concrete, positive_int
-from jaxsnn.event.dynamics import evolve, rest_state
+from jaxsnn.event.dynamics import acting_inputs, evolve, rest_state
 from jaxsnn.event.kernels import next_crossing
 from jaxsnn.event.neuron import LIFParameters, LIFState, check_parameter_shapes, validate_parameters
 from jaxsnn.event.multispike import simulate_multispike
@@ -439,14 +439,8 @@ def _simulate_parallel(
     method: str,
 ) -> SimulationResult:
     dtype = weight.dtype
-    n_inputs, size = weight.shape
-    in_idx = input_spikes.idx
-    valid = (in_idx >= 0) & (input_spikes.time <= t_max)
-    # Inputs that never act (padding, after the window) sit at the window end with zero weight:
-    # they only add empty intervals. Valid inputs come first, so the times stay sorted.
-    times = jnp.where(valid, input_spikes.time, t_max)
-    rows = weight[jnp.clip(in_idx, 0, n_inputs - 1)]
-    rows = jnp.where(valid[:, None], rows, jnp.zeros_like(rows))
+    size = weight.shape[1]
+    times, rows = acting_inputs(weight, input_spikes, t_max)
     state = rest_state(size, neuron, dtype) if initial_state is None else initial_state
 
     def step(carry, item):
