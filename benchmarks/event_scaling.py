@@ -21,10 +21,16 @@ both libraries (jaxsnn finds them, upstream's also hold each layer's input event
    1 -> 100 spikes each, hidden 128) for the ``single`` and the ``multi`` network, and batch
    1 -> 256 (``multi``, 100 -> 128 -> 10), batch 16 elsewhere; forward and grad, jaxsnn (auto)
    vs upstream; peak RSS of every process.
-3. ``slopes``: least-squares slope of log(time) against log(batch x events per sample x
-   neurons) per sweep, network, library and mode (1 = cost linear in events x neurons), where
-   events per sample = input events + hidden + output spikes (measured) and neurons = hidden +
-   n_out.
+3. ``slopes``: least-squares slope of log(time) against log(work) per sweep, network, library
+   and mode (1 = cost linear in the work), for two work measures:
+   ``synaptic_work`` = batch x sum over layers of (events arriving at the layer x its neurons)
+   = batch x (input events x hidden + hidden spikes x n_out), the number of synaptic events the
+   network processes (the "events x neurons" of the cost model); and the coarser ``work`` =
+   batch x (input events + hidden + output spikes) x (hidden + n_out), which also multiplies
+   each layer's events by the other layer's neurons.
+
+``python benchmarks/event_scaling.py --rescore`` recomputes the work measures, slopes, table and
+chart from the committed ``event_scaling.json`` without measuring again.
 """
 
 from __future__ import annotations
@@ -129,8 +135,13 @@ def describe(cfg: Dict[str, Any], res: Dict[str, Any]) -> Dict[str, Any]:
         events = point["input_events_per_sample"] + counts[0] + counts[1]
         point["events_per_sample"] = events
         point["work"] = cfg["batch"] * events * (cfg["hidden"] + cfg["n_out"])
+        point["synaptic_work"] = cfg["batch"] * (
+            point["input_events_per_sample"] * cfg["hidden"] + counts[0] * cfg["n_out"])
     point["libraries"] = res
     return point
+
+
+WORK_MEASURES = ("synaptic_work", "work")
 
 
 def slope(xs: List[float], ys: List[float]) -> Optional[float]:
@@ -140,32 +151,58 @@ def slope(xs: List[float], ys: List[float]) -> Optional[float]:
     return float(np.polyfit(np.log(xs), np.log(ys), 1)[0])
 
 
-def slopes(sweeps: Dict[str, List[Dict[str, Any]]]) -> List[Dict[str, Any]]:
-    """Per sweep, network, library and mode: the log-log slope of time against ``work``."""
+def slopes(sweeps: Dict[str, List[Dict[str, Any]]], measure: str = "synaptic_work") -> List[Dict[str, Any]]:
+    """Per sweep, network, library and mode: the log-log slope of time against ``measure``."""
     rows = []
     for sweep, points in sweeps.items():
         for network in ("single", "multi"):
-            pts = [p for p in points if p["network"] == network and "work" in p]
+            pts = [p for p in points if p["network"] == network and measure in p]
             for lib in (JAXSNN, UPSTREAM):
                 for mode in MODES:
-                    xy = [(p["work"], median(p["libraries"].get(lib, {}), mode)) for p in pts]
+                    xy = [(p[measure], median(p["libraries"].get(lib, {}), mode)) for p in pts]
                     xy = [(x, y) for x, y in xy if y]
                     s = slope([x for x, _ in xy], [y for _, y in xy])
                     if s is not None:
                         rows.append({"sweep": sweep, "network": network, "library": lib,
-                                     "mode": mode, "slope": s, "points": len(xy),
+                                     "mode": mode, "measure": measure, "slope": s, "points": len(xy),
                                      "work_range": [min(x for x, _ in xy), max(x for x, _ in xy)]})
     return rows
+
+
+def all_slopes(sweeps: Dict[str, List[Dict[str, Any]]]) -> List[Dict[str, Any]]:
+    """The slopes against every work measure (``synaptic_work`` first)."""
+    return [row for measure in WORK_MEASURES for row in slopes(sweeps, measure)]
+
+
+def rescore(stem: Path) -> None:
+    """Recompute work measures, slopes, table and chart of a saved run (no new measurement)."""
+    result = json.loads(stem.with_suffix(".json").read_text())
+    for points in result["sweeps"].values():
+        for p in points:
+            counts = p.get("spikes_per_sample")
+            if counts:
+                p["synaptic_work"] = p["batch"] * (
+                    p["input_events_per_sample"] * p["hidden"] + counts["hidden"] * p["n_out"])
+    result["slopes"] = all_slopes(result["sweeps"])
+    result["rescored"] = ("work measures and slopes recomputed from the saved measurements by "
+                          "python benchmarks/event_scaling.py --rescore")
+    ec.write(result, stem, markdown(result))
+    chart(result, stem.with_suffix(".png"))
 
 
 def _options(ap) -> None:
     ap.add_argument("--sections", default="multispike,hidden,events,batch",
                     help="comma list of the parts to run (multispike, hidden, events, batch); "
                          "a partial run is marked preliminary")
+    ap.add_argument("--rescore", action="store_true",
+                    help="recompute work measures, slopes, table and chart of the saved run only")
 
 
 def main() -> int:
     args = ec.parse_args(__doc__, _options)
+    if args.rescore:
+        rescore(Path(args.results) / "event_scaling")
+        return 0
     sections = set(args.sections.split(","))
     unknown = sections - {"multispike", "hidden", "events", "batch"}
     if unknown:
@@ -228,7 +265,7 @@ def main() -> int:
         for r in p["libraries"].values():
             r.pop("npz", None)
     result["sweeps"] = sweeps
-    result["slopes"] = slopes(sweeps)
+    result["slopes"] = all_slopes(sweeps)
     result["load_average_end"] = ec.harness.load_average()
     stem = Path(args.results) / "event_scaling"
     ec.write(result, stem, markdown(result))
@@ -301,11 +338,18 @@ def markdown(result: Dict[str, Any]) -> str:
                          f"{_fmt(p.get('events_per_sample'), '.0f')} | {p['batch']} | "
                          + " | ".join(cells) + f" | {rss} |")
         lines.append("")
-    lines += ["## Log-log slopes of time against batch x events per sample x neurons", "",
-              "| sweep | network | library | mode | slope | points |", "|---|---|---|---|---|---|"]
+    lines += ["## Log-log slopes of time against work", "",
+              "Work measures: `synaptic_work` = batch x (input events x hidden + hidden spikes x "
+              "n_out), the synaptic events the network processes; `work` = batch x (all events per "
+              "sample) x (hidden + n_out), which also counts each layer's events against the other "
+              "layer's neurons.", ""]
+    if result.get("rescored"):
+        lines += [f"({result['rescored']}.)", ""]
+    lines += ["| sweep | network | library | mode | measure | slope | points |",
+              "|---|---|---|---|---|---|---|"]
     for row in result["slopes"]:
         lines.append(f"| {row['sweep']} | {row['network']} | {row['library']} | {row['mode']} | "
-                     f"{row['slope']:.2f} | {row['points']} |")
+                     f"{row.get('measure', 'work')} | {row['slope']:.2f} | {row['points']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -319,16 +363,16 @@ def chart(result: Dict[str, Any], path: Path) -> None:
     colors = {JAXSNN: "tab:red", UPSTREAM: "tab:gray"}
     for ax, (sweep, points) in zip(axes, result["sweeps"].items()):
         for network, marker in (("single", "s"), ("multi", "o")):
-            pts = [p for p in points if p["network"] == network and "work" in p]
+            pts = [p for p in points if p["network"] == network and "synaptic_work" in p]
             for lib in (JAXSNN, UPSTREAM):
                 for mode, style in (("forward", "-"), ("grad", "--")):
-                    xy = [(p["work"], median(p["libraries"].get(lib, {}), mode)) for p in pts]
+                    xy = [(p["synaptic_work"], median(p["libraries"].get(lib, {}), mode)) for p in pts]
                     xy = [(x, y) for x, y in xy if y]
                     if xy:
                         ax.loglog(*zip(*xy), marker=marker, linestyle=style, color=colors[lib],
                                   label=f"{lib} {network} {mode}", markersize=4)
         ax.set_title(f"sweep: {sweep}", fontsize=9)
-        ax.set_xlabel("batch x events/sample x neurons", fontsize=8)
+        ax.set_xlabel("synaptic work: batch x events into a layer x its neurons", fontsize=7)
         ax.set_ylabel("time [s]", fontsize=8)
         ax.grid(True, which="both", alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()

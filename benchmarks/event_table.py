@@ -121,7 +121,8 @@ def table(folder: Path) -> str:
             if f and g:
                 slopes_text.append(f"single-spike {p['n_in']}-{p['hidden']}-{p['n_out']}: "
                                    f"forward + backward {g / f:.2f}x the forward")
-        by = {(r["sweep"], r["network"], r["library"], r["mode"]): r["slope"] for r in scal["slopes"]}
+        by = {(r["sweep"], r["network"], r["library"], r["mode"]): r["slope"] for r in scal["slopes"]
+              if r.get("measure", "work") == "synaptic_work"}
         for sweep in ("hidden", "events", "batch"):
             parts = []
             for network in ("single", "multi"):
@@ -131,7 +132,8 @@ def table(folder: Path) -> str:
                         parts.append(f"{network} {lib} " + " / ".join(
                             "-" if v is None else f"{v:.2f}" for v in vals))
             if parts:
-                slopes_text.append(f"log-log slope of time vs batch x events x neurons, {sweep} sweep "
+                slopes_text.append(f"log-log slope of time vs synaptic work (batch x events into each "
+                                   f"layer x its neurons), {sweep} sweep "
                                    f"(forward / forward + backward): " + "; ".join(parts))
     else:
         lines.append(_row(["Randman multi-spike network and scaling (event_scaling)", "not measured",

@@ -462,12 +462,24 @@ def test_event_scaling_slopes_and_report(tmp_path):
               for h in (10, 20, 40)]
     points.append(event_scaling.describe(dict(cfg, hidden=80), {"jaxsnn": lib(8e-3), "jaxsnn-0.3.0": {"error": "timed out"}}))
     assert points[0]["work"] == 2 * (16 + 34) * (10 + 3)
-    rows = event_scaling.slopes({"hidden": points})
+    # synaptic work: 16 input events onto 10 hidden neurons, 30 hidden spikes onto 3 outputs
+    assert points[0]["synaptic_work"] == 2 * (16 * 10 + 30 * 3)
+    rows = event_scaling.slopes({"hidden": points}, "work")
     assert {(r["library"], r["mode"], r["points"]) for r in rows} == {
         ("jaxsnn", "forward", 4), ("jaxsnn", "grad", 4), ("jaxsnn-0.3.0", "forward", 3), ("jaxsnn-0.3.0", "grad", 3)}
     # time proportional to hidden, work to hidden + n_out (the spike counts are fixed here):
     # d log(time) / d log(work) = (hidden + 3) / hidden, a little above 1
     assert all(1.02 < r["slope"] < 1.2 for r in rows), rows
+    # against the synaptic work 16 hidden + 90 the same times give the independent fit below
+    synaptic = event_scaling.slopes({"hidden": points}, "synaptic_work")
+    hidden = np.array([10, 20, 40, 80])
+    expected = np.polyfit(np.log(2 * (16 * hidden + 90)), np.log(1e-4 * hidden), 1)[0]
+    forward = [r for r in synaptic if r["library"] == "jaxsnn" and r["mode"] == "forward"]
+    assert len(forward) == 1 and forward[0]["slope"] == pytest.approx(expected, rel=1e-9)
+    assert expected > 1.2  # a different number from the other measure's
+    both = event_scaling.all_slopes({"hidden": points})
+    assert [r["measure"] for r in both] == ["synaptic_work"] * 4 + ["work"] * 4
+    rows = both
     result = {"preliminary": True, "machine": harness.machine_info(), "load_average_start": None,
               "load_average_end": None, "sizes": event_scaling.TINY, "multispike": [],
               "sweeps": {"hidden": points, "events": [], "batch": []}, "slopes": rows}

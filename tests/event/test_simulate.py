@@ -154,6 +154,50 @@ def test_simultaneous_crossings_all_emitted(x64):
     assert list(idx) == [0, 1, 2] and times[0] == times[1] == times[2]
 
 
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_scan_emits_simultaneous_crossings_one_per_step_with_their_own_derivatives(x64, recurrent):
+    """The scan emits one spike per step: identical neurons crossing together (several times each,
+    t_ref < t_max) are all emitted at the same instant in index order, each spike time's
+    derivative is its own neuron's, a buffer one spike too small is flagged, and the result
+    equals the float64 reference."""
+    n_in, size = 3, 4
+    weight = jnp.full((n_in, size), 5.0)
+    recurrent_weight = jnp.full((size, size), 0.1) if recurrent else None
+    # a full input buffer: with one spike too many the scan's steps run out while the last tied
+    # spike is still pending (the overflow check must see it)
+    spikes = spikes_lib.from_lists([1e-3, 1e-3, 2e-3], [0, 1, 2], capacity=3, dtype=jnp.float64)
+    neuron = LIFParameters(tau_syn=TAU_SYN, tau_mem=2 * TAU_SYN, t_ref=4e-3)
+    result = simulate(weight, spikes, neuron, capacity=40, t_max=T_MAX, kernel="quadratic",
+                      recurrent_weight=recurrent_weight, algorithm="scan")
+    times, idx = _valid(result)
+    groups = len(idx) // size
+    assert groups >= 2 and len(idx) == groups * size and not bool(result.overflow)
+    for g in range(groups):  # every neuron fires in every group, at one instant, in index order
+        assert list(idx[g * size:(g + 1) * size]) == list(range(size))
+        assert np.all(times[g * size:(g + 1) * size] == times[g * size])
+    ref_times, ref_idx = simulate_event(np.asarray(weight), np.asarray([1e-3, 1e-3, 2e-3]), np.asarray([0, 1, 2]),
+                                        neuron, T_MAX, None if recurrent_weight is None else np.asarray(recurrent_weight))
+    assert len(ref_times) == len(times)
+    np.testing.assert_allclose(np.sort(times), np.sort(ref_times), rtol=0, atol=1e-12 * TAU_SYN)
+    # one spike fewer than needed: flagged, never silently dropped
+    short = simulate(weight, spikes, neuron, capacity=len(idx) - 1, t_max=T_MAX, kernel="quadratic",
+                     recurrent_weight=recurrent_weight, algorithm="scan")
+    assert bool(short.overflow)
+
+    # d(first spike of neuron k)/d(weights): only column k moves it (its own crossing), whatever
+    # the order in which the tied spikes were emitted
+    def first_time(w, k):
+        out = simulate(w, spikes, neuron, capacity=40, t_max=T_MAX, kernel="quadratic",
+                       recurrent_weight=None, algorithm="scan").spikes
+        return jnp.min(jnp.where(out.idx == k, out.time, jnp.inf))
+
+    for k in range(size):
+        g = np.asarray(jax.grad(first_time)(weight, k))
+        assert np.all(np.isfinite(g)) and np.all(g[:, k] != 0.0)
+        others = np.delete(g, k, axis=1)
+        assert np.all(others == 0.0), (k, g)
+
+
 def _neuron_weighted_sum(times, idx, coefficients):
     """``sum_n sum_j c[n, j] t_{n,j}`` over the spikes of a buffer (``t_{n,j}``: the ``j``-th spike
     of neuron ``n``); coefficients per neuron's own spikes, so ties between neurons do not matter."""
