@@ -545,6 +545,7 @@ def _cotangent_like(primal: Any, gradient: jax.Array) -> Any:
     return _zero_cotangent(primal)
 
 
+@functools.partial(jax.jit, static_argnums=(3,))
 def _external_forward(weight, input_spikes, neuron, capacity, t_max, recurrent_weight, initial_state, external):
     """The forward value with injected spikes: the measurement itself, and the state it implies."""
     external = Spikes(jnp.asarray(external.time, input_spikes.time.dtype), jnp.asarray(external.idx, jnp.int32))
@@ -582,8 +583,10 @@ def _eventprop_fwd(plan, capacity, weight, input_spikes, neuron, t_max, recurren
     return result, residuals
 
 
-def _eventprop_bwd(plan, capacity, residuals, result_cotangent):
-    del capacity
+@functools.partial(jax.jit, static_argnums=(0,))
+def _adjoint(plan, residuals, result_cotangent):
+    """The layer's adjoint gradients as one compiled program (an eager ``jax.grad`` would
+    otherwise compile and run the backward pass operation by operation)."""
     weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, external, out_spikes = residuals
     final_ct = result_cotangent.final_state
     if plan.backward == "parallel" and external is None and recurrent_weight is None:
@@ -599,6 +602,13 @@ def _eventprop_bwd(plan, capacity, residuals, result_cotangent):
             recurrent_weight=recurrent_weight, initial_state=initial_state,
             final_state_cotangent=(final_ct.v, final_ct.current), refractory=plan.refractory,
         )
+    return grads
+
+
+def _eventprop_bwd(plan, capacity, residuals, result_cotangent):
+    del capacity
+    weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, external, _ = residuals
+    grads = _adjoint(plan, residuals, result_cotangent)
     input_ct = Spikes(
         grads.input_times.astype(input_spikes.time.dtype), _zero_cotangent(input_spikes.idx)
     )
