@@ -128,13 +128,20 @@ def _spiking_layer(
     recurrent_init: Optional[WeightInit],
     checked: bool,
     dtype: Any,
+    algorithm: str = "auto",
+    backward: str = "auto",
 ) -> Layer:
     capacity = positive_int("capacity", capacity)
     check_positive("t_max", t_max)
     if gradient not in GRADIENTS:
         raise ValueError(f"gradient must be one of {GRADIENTS}, got {gradient!r}")
+    if gradient == "analytic" and backward != "auto":
+        raise ValueError(
+            f"{label}: backward={backward!r} chooses an EventProp backward pass, but gradient='analytic' "
+            "differentiates the forward pass; use gradient='eventprop' or leave backward='auto'"
+        )
     recurrent = recurrent_init is not None
-    plan = resolve_plan(neuron, t_max, kernel=kernel, recurrent=recurrent)
+    plan = resolve_plan(neuron, t_max, kernel=kernel, algorithm=algorithm, backward=backward, recurrent=recurrent)
 
     def init(rng: jax.Array, input_shape: Any) -> Tuple[Tuple[int, ...], Any]:
         n_in = _input_size(label, input_shape)
@@ -214,6 +221,8 @@ def LIF(
     weight_mean: float = 0.0,
     dtype: Any = None,
     checked: bool = False,
+    algorithm: str = "auto",
+    backward: str = "auto",
 ) -> Layer:
     """Feed-forward layer of event-based LIF neurons with exact spike times.
 
@@ -235,6 +244,12 @@ def LIF(
         dtype: parameter dtype (default float32, float64 under x64).
         checked: raise when the capacity overflows: eagerly with the required capacity when
             values are concrete, through ``checkify`` under ``jax.jit``.
+        algorithm: forward algorithm, ``"auto"`` (default: the parallel search for single-spike
+            layers, ``jaxsnn.event.plan.choose_feedforward`` between the multi-spike search and
+            the scan otherwise), ``"scan"``, ``"parallel"`` or ``"multispike"`` (see
+            ``jaxsnn.event.simulate``). All are exact; the choice only changes speed.
+        backward: EventProp backward pass, ``"auto"`` (default: closed form where the forward
+            pass is parallel, else the event scan), ``"scan"`` or ``"parallel"``.
 
     Returns:
         A ``Layer``: ``apply(params, spikes, external=None, carry=None) ->
@@ -251,7 +266,7 @@ def LIF(
     init = make_weight_init(weight_init, weight_scale, weight_mean, reference)
     return _spiking_layer(
         f"LIF({size})", size, neuron, capacity, t_max, kernel, gradient, init, None, checked,
-        default_dtype(dtype),
+        default_dtype(dtype), algorithm, backward,
     )
 
 
@@ -276,12 +291,14 @@ def RecurrentLIF(
     recurrent_mean: float = 0.0,
     dtype: Any = None,
     checked: bool = False,
+    backward: str = "auto",
 ) -> Layer:
     """LIF layer whose output spikes also feed back: spike of neuron ``i`` adds ``W_rec[i]`` to ``I``.
 
     Args:
         size, tau_syn, tau_mem, v_th, v_reset, v_leak, t_ref, capacity, t_max, kernel, gradient,
-            weight_init, weight_scale, weight_mean, dtype, checked: as for ``LIF``.
+            weight_init, weight_scale, weight_mean, dtype, checked, backward: as for ``LIF``
+            (recurrent layers always run the scan forward and backward).
         recurrent_init: ``(key, (size, size), dtype) -> recurrent weight``; default
             ``recurrent_mean + recurrent_scale * unit * N(0, 1) / sqrt(size)``.
         recurrent_scale, recurrent_mean: parameters of the default recurrent initialiser.
@@ -301,7 +318,7 @@ def RecurrentLIF(
     rec_init = make_weight_init(recurrent_init, recurrent_scale, recurrent_mean, reference)
     return _spiking_layer(
         f"RecurrentLIF({size})", size, neuron, capacity, t_max, kernel, gradient, init, rec_init,
-        checked, default_dtype(dtype),
+        checked, default_dtype(dtype), "auto", backward,
     )
 
 

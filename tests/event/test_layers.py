@@ -331,3 +331,62 @@ def test_apply_errors_name_the_problem():
         LAYER.apply(PARAMS, spikes_lib.Spikes(jnp.asarray([2e-3, 1e-3]), jnp.asarray([0, 1], jnp.int32)))
     with pytest.raises(ValueError, match="cannot take input shape"):
         serial(LAYER).init(jax.random.PRNGKey(0), (8, N_IN))
+
+
+@pytest.mark.parametrize("single_spike", [True, False])
+def test_layer_algorithm_and_backward_options_reach_the_plan_and_agree(monkeypatch, x64, single_spike):
+    """``LIF(algorithm=..., backward=...)``: the layer runs the plan it was given (recorded at the
+    simulation call), and every choice gives the same spikes and EventProp gradients."""
+    import jaxsnn.event.layers as layers_module
+
+    t_ref = 2 * T_MAX if single_spike else 1e-3
+    choices = ([("parallel", "parallel"), ("parallel", "scan"), ("scan", "scan")] if single_spike
+               else [("multispike", "scan"), ("scan", "scan")])
+    rng = np.random.default_rng(3)
+    spikes = spikes_lib.from_lists(np.sort(rng.uniform(0, 0.02, 6)), rng.integers(0, N_IN, 6),
+                                   capacity=SLOTS, dtype=jnp.float64)
+    seen = []
+    original = layers_module.simulate_eventprop_planned
+
+    def recording(plan, *args, **kwargs):
+        seen.append((plan.algorithm, plan.backward))
+        return original(plan, *args, **kwargs)
+
+    monkeypatch.setattr(layers_module, "simulate_eventprop_planned", recording)
+    results = []
+    for algorithm, backward in choices:
+        init, apply = LIF(SIZE, t_ref=t_ref, capacity=CAPACITY, t_max=T_MAX, algorithm=algorithm,
+                          backward=backward)
+        _, params = init(jax.random.PRNGKey(0), (N_IN,))
+        params = {"weight": params["weight"] + 2.0}
+
+        def loss(params):
+            out = apply(params, spikes)[1]
+            return jnp.sum(jnp.where(out.idx >= 0, out.time * (1.0 + out.idx), 0.0)), out
+
+        (value, out), grads = jax.value_and_grad(loss, has_aux=True)(params)
+        assert seen[-1] == (algorithm, backward)
+        results.append((out, grads["weight"]))
+    first_out, first_grad = results[0]
+    assert int(first_out.count()) > 0 and np.any(np.asarray(first_grad) != 0)
+    for out, grad in results[1:]:
+        np.testing.assert_array_equal(out.idx, first_out.idx)
+        np.testing.assert_allclose(out.time, first_out.time, rtol=0, atol=1e-12 * T_MAX)
+        np.testing.assert_allclose(grad, first_grad, rtol=1e-9, atol=1e-12)
+
+
+def test_layer_algorithm_and_backward_errors():
+    """Choices that are not exact for the layer, unknown names, and backward with the analytic
+    gradient are refused when the layer is built, naming the fix."""
+    with pytest.raises(ValueError, match="algorithm"):
+        LIF(SIZE, t_ref=1e-3, capacity=CAPACITY, t_max=T_MAX, algorithm="parallel")
+    with pytest.raises(ValueError, match="backward"):
+        LIF(SIZE, t_ref=1e-3, capacity=CAPACITY, t_max=T_MAX, backward="parallel")
+    with pytest.raises(ValueError, match="algorithm must be one of"):
+        LIF(SIZE, capacity=CAPACITY, t_max=T_MAX, algorithm="fast")
+    with pytest.raises(ValueError, match="backward must be one of"):
+        LIF(SIZE, capacity=CAPACITY, t_max=T_MAX, backward="fast")
+    with pytest.raises(ValueError, match="gradient='eventprop'"):
+        LIF(SIZE, capacity=CAPACITY, t_max=T_MAX, gradient="analytic", backward="scan")
+    with pytest.raises(ValueError, match="backward"):
+        RecurrentLIF(SIZE, t_ref=2 * T_MAX, capacity=CAPACITY, t_max=T_MAX, backward="parallel")
