@@ -173,8 +173,8 @@ def compare(old: str, new: str, rounds: int, repeats: int) -> Dict[str, Any]:
                    f"--repeats {repeats}",
         "machine": {"cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "load_average_after": _load_average()},
-        "note": "Shared, loaded machine (see the load averages of every round): absolute times are "
-                "inflated and noisy; the rounds alternate the two trees so that load affects both alike.",
+        "note": "Absolute times depend on the machine load (the load average before every round is "
+                "recorded); the rounds alternate the two trees so that load affects both alike.",
         "rounds": rounds,
         "repeats_per_round": repeats,
         "summary": summary,
