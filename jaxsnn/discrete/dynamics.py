@@ -289,7 +289,16 @@ def _forward_scan(config: LIFConfig, drive: Array, v0: Array, i0: Array, spike_f
         trace = state[0] if config.record_membrane else None
         return state, (z, u, trace)
 
-    return lax.scan(body, (v0, i0), drive, unroll=config.unroll)
+    return _scan(body, (v0, i0), drive, config.unroll)
+
+
+def _scan(body, init, xs, unroll: int = 1, reverse: bool = False):
+    """``lax.scan``, or the body applied once for a one-step window (the online rules step
+    networks one time step at a time: no loop to build, vectorise and differentiate)."""
+    if jax.tree_util.tree_leaves(xs)[0].shape[0] == 1:
+        carry, ys = body(init, jax.tree_util.tree_map(lambda a: a[0], xs))
+        return carry, jax.tree_util.tree_map(lambda a: a[None], ys)
+    return lax.scan(body, init, xs, unroll=unroll, reverse=reverse)
 
 
 def _outputs(final, ys):
@@ -330,9 +339,7 @@ def _lif_adjoint_bwd(config: LIFConfig, u_trace: Array, cotangents):
         return (config.a_mem * lam_u, config.a_syn * lam_i), lam_i
 
     xs = (u_trace, g_spikes, g_trace) if config.record_membrane else (u_trace, g_spikes)
-    (g_v0, g_i0), g_drive = lax.scan(
-        body, (g_v_last, g_i_last), xs, reverse=True, unroll=config.unroll
-    )
+    (g_v0, g_i0), g_drive = _scan(body, (g_v_last, g_i_last), xs, config.unroll, reverse=True)
     return g_drive, g_v0, g_i0
 
 
@@ -375,9 +382,9 @@ def li_scan(config: LIFConfig, drive: Array, v0: Array, i0: Array) -> Tuple[Arra
         v = _membrane(config, v, current)
         return (v, current), v
 
-    (v_last, i_last), trace = lax.scan(
+    (v_last, i_last), trace = _scan(
         body, (jnp.asarray(v0, drive.dtype), jnp.asarray(i0, drive.dtype)), drive,
-        unroll=config.unroll,
+        config.unroll,
     )
     return trace, v_last, i_last
 
@@ -399,9 +406,7 @@ def recurrent_lif_scan(
         trace = v if config.record_membrane else None
         return (v, current, z), (z, trace)
 
-    (v_last, i_last, z_last), (spikes, trace) = lax.scan(
-        body, (v0, i0, z0), drive, unroll=config.unroll
-    )
+    (v_last, i_last, z_last), (spikes, trace) = _scan(body, (v0, i0, z0), drive, config.unroll)
     return spikes, trace, v_last, i_last, z_last
 
 

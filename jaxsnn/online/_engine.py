@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tu
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from jaxsnn.online import rules as rules_lib
 from jaxsnn.online._network import Kernel, NetworkInfo
@@ -305,6 +306,11 @@ class Engine:
         sensitivities jump from window to window).
         """
 
+        if x_t.shape[0] > 1 and not isinstance(self.rule, rules_lib.RTRL):
+            if self.windowed:
+                return self._ostl_window(params, carry, memory, x_t, target_t)
+            return self._steps(params, carry, memory, x_t, target_t)
+
         def network(p, c):
             return self.net.apply(p, x_t, carry=c)
 
@@ -439,6 +445,294 @@ class Engine:
         elif not isinstance(rule, rules_lib.Truncated):  # pragma: no cover - guarded earlier
             raise ValueError(f"{self.label}: rule {rule!r} has no per-step form")
         return new_carry, new_memory, loss, grad
+
+    # ---------------------------------------------------------------- OSTL over a window
+
+    @property
+    def windowed(self) -> bool:
+        """The window recursion of OSTL / OTPE applies: every trace is per neuron (``diag``)."""
+        return isinstance(self.rule, (rules_lib.OSTL, rules_lib.OTPE)) and all(
+            t.layout == "diag" for t in self.traces)
+
+    def _steps(self, params, carry, memory, x_w, target_w):
+        """A window advanced one step at a time (the rule's own per-step recursion)."""
+
+        def body(state, step_inputs):
+            c, m, loss, grad = state
+            x, target = step_inputs
+            one = lambda a: a[None]  # noqa: E731
+            c, m, loss_t, g_t = self.step(params, c, m, one(x),
+                                          jax.tree_util.tree_map(one, target))
+            return (c, m, loss + loss_t, [a + b for a, b in zip(grad, g_t)]), None
+
+        flat = self._flat_params(params)
+        state = (list(carry), memory, jnp.zeros((), jnp.result_type(*flat)),
+                 [jnp.zeros_like(p) for p in flat])
+        (carry, memory, loss, grad), _ = lax.scan(body, state, (x_w, target_w))
+        return carry, memory, loss, grad
+
+    def _ostl_window(self, params, carry, memory, x_w, target_w):
+        """One sample's window: ``window_batch`` on a batch of one."""
+        lead = lambda a: a[None]  # noqa: E731
+        tmap = jax.tree_util.tree_map
+        carry, memory, losses, grad = self.window_batch(
+            params, tmap(lead, list(carry)), tmap(lead, memory), lead(x_w), tmap(lead, target_w))
+        first = lambda a: a[0]  # noqa: E731
+        return tmap(first, carry), tmap(first, memory), losses[0], grad
+
+    def _window_signals(self, params, carry, xt, tt):
+        """A batch, ``K`` steps (time-major ``xt (K, B, ...)``, ``tt``): the per-step learning
+        signals, then the reverse recursions of ``window_batch`` (everything but the products
+        with the parameters). Arrays come back time-major, ``(K, B, ...)``."""
+        layers, post, nxt_of = self._window_plan()
+        signal_layers = sorted(set(layers) | set(nxt_of.values()))
+        K = xt.shape[0]
+        one = lambda a: a[None]  # noqa: E731
+        tmap = jax.tree_util.tree_map
+
+        def signals(c, x, target):
+            """One step from its start state: its Jacobian blocks and learning signals."""
+            (new_c, outputs, recording), vjp_c = jax.vjp(
+                lambda cc: self.net.apply(params, one(x), carry=cc), list(c))
+            new_c = list(new_c)
+            loss, g_out = jax.value_and_grad(
+                lambda o: jnp.sum(jax.vmap(self.loss_fn)(o, tmap(one, target)))
+            )(outputs)
+            zeros_out = tmap(jnp.zeros_like, outputs)
+            zeros_rec = tmap(jnp.zeros_like, recording)
+            zeros_c = tmap(jnp.zeros_like, new_c)
+            (kappa_tree,) = vjp_c((zeros_c, g_out, zeros_rec))
+            kappa = {layer: self._vector(layer, kappa_tree[layer]) for layer in signal_layers}
+            blocks = {}
+            for layer in layers:
+                F = len(self.live[layer])
+                n = int(np.prod(self.leaves[layer].features))
+                basis = jnp.repeat(jnp.eye(F, dtype=kappa[layer].dtype)[:, :, None], n, axis=2)
+                (cot,) = jax.vmap(lambda v, layer=layer: vjp_c(
+                    (self._carry_cotangent(new_c, layer, v), zeros_out, zeros_rec)))(basis)
+                blocks[layer] = jax.vmap(lambda cc, layer=layer: self._vector(layer, cc))(
+                    cot[layer])  # (F, F, n): blocks[f, g, j] = dS_{f, j}/dS_{g, j}(t - 1)
+            C = {}
+            for b in post:  # dy^b_t / dS^b_{t-1}, per neuron
+                out = getattr(recording[b], self.leaves[b].output_key)
+                ones = jnp.ones(out.shape[-1:], out.dtype)
+                (cot,) = vjp_c((zeros_c, zeros_out, self._output_cotangent(recording, b, ones)))
+                C[b] = self._vector(b, cot[b])
+            return loss, g_out, kappa, blocks, C
+
+        step = jax.vmap(lambda c, x: list(self.net.apply(params, one(x), carry=c)[0]))
+
+        def forward(c, x):  # the steps' start states: the only sequential part
+            return step(c, x), c
+
+        new_carry, carries = lax.scan(forward, list(carry), xt)
+        # every step's signals side by side (matrix products over the window and batch)
+        losses, g_outs, kappa, blocks, C = jax.vmap(jax.vmap(signals))(carries, xt, tt)
+        flat_params = self._flat_params(params)
+        kernels = {}
+        for b in post:
+            kernels[b] = self._otpe_constants(b, K, kappa[b].dtype)
+            weight = flat_params[self._next_weights[b]].astype(kappa[b].dtype)
+            kernels[b]["pi"] = jnp.einsum("jk,tbfk->tbfj", weight, kappa[nxt_of[b]])
+
+        def backward(state, k_inputs):
+            mu, phi, lam, nu = state
+            k, kappa_k, blocks_k, C_k = k_inputs
+            signal = {m: kappa_k[m] for m in layers}
+            zeta = {}
+            for b in post:
+                zeta[b] = jnp.einsum("bfn,f->bn", lam[b], kernels[b]["c"])
+                signal[b] = signal[b] + zeta[b][:, None] * C_k[b]
+            out = (mu, phi, zeta, nu)  # cotangents of step k's o_k (and of y_k: zeta)
+            mu = {m: signal[m] + jnp.einsum("bfn,bfgn->bgn", mu[m], blocks_k[m])
+                  for m in layers}
+            phi = {m: jnp.einsum("brfn,bfgn->brgn", phi[m], blocks_k[m]) for m in layers}
+            lam = {b: kernels[b]["pi"][k] + jnp.einsum("bfn,fg->bgn", lam[b], kernels[b]["A"])
+                   for b in post}
+            nu = {b: kernels[b]["omega"][k][None, :, None, None] * C_k[b][:, None]
+                  + jnp.einsum("brfn,bfgn->brgn", nu[b], blocks_k[b]) for b in post}
+            return (mu, phi, lam, nu), out
+
+        mu0 = {m: jnp.zeros_like(kappa[m][0]) for m in layers}
+        phi0 = {m: jnp.broadcast_to(jnp.eye(blocks[m].shape[2], dtype=blocks[m].dtype)[:, :, None],
+                                    blocks[m].shape[1:]) for m in layers}
+        lam0 = {b: jnp.zeros_like(kernels[b]["pi"][0]) for b in post}
+        nu0 = {b: jnp.zeros(C[b].shape[1:2] + (kernels[b]["omega"].shape[1],) + C[b].shape[2:],
+                            C[b].dtype) for b in post}
+        (rho, phi_window, lam_window, nu_window), (mus, phis, zetas, nus) = lax.scan(
+            backward, (mu0, phi0, lam0, nu0), (jnp.arange(K), kappa, blocks, C), reverse=True)
+        return dict(carry=list(new_carry), carries=carries, losses=losses, g_outs=g_outs,
+                    rho=rho, phi_window=phi_window, lam_window=lam_window,
+                    nu_window=nu_window, mus=mus, phis=phis, zetas=zetas, nus=nus)
+
+    def _window_plan(self):
+        layers = sorted({t.leaf for t in self.traces})
+        post = sorted({b for _, b, _, _ in self.post})  # layers with a postsynaptic estimate
+        nxt_of = {b: nxt for _, b, _, nxt in self.post}
+        return layers, post, nxt_of
+
+    def _otpe_constants(self, b: int, K: int, dtype: Any) -> Dict[str, Array]:
+        """The next layer's subthreshold ``A'``, ``c'`` (live fields), ``omega_s =
+        A'^{K-1-s} c'`` ``(K, F')`` and ``A'^K`` for leaf ``b``'s postsynaptic estimate."""
+        nxt = next(n for _, b_, _, n in self.post if b_ == b)
+        live = list(self.live[nxt])
+        A_next = np.asarray(self.kernels[nxt].A[np.ix_(live, live)], np.float64)
+        c_next = np.asarray(self.kernels[nxt].c[live], np.float64)
+        powers = [c_next]
+        for _ in range(K - 1):
+            powers.append(A_next @ powers[-1])
+        return dict(A=jnp.asarray(A_next, dtype), c=jnp.asarray(c_next, dtype),
+                    omega=jnp.asarray(np.stack(powers[::-1]), dtype),
+                    A_power=jnp.asarray(np.linalg.matrix_power(A_next, K), dtype))
+
+    def _carry_cotangent(self, template, layer, vector):
+        cot = jax.tree_util.tree_map(jnp.zeros_like, list(template))
+        cot[layer] = self._state_from_vector(layer, template[layer], vector)
+        return cot
+
+    def _output_cotangent(self, template, b, value):
+        """A recording cotangent: ``value`` (per neuron) on leaf ``b``'s output, zero elsewhere."""
+        cot = jax.tree_util.tree_map(jnp.zeros_like, template)
+        key = self.leaves[b].output_key
+        target = getattr(cot[b], key)
+        value = value.reshape((1,) * (target.ndim - value.ndim) + value.shape)
+        cot[b] = cot[b]._replace(
+            **{key: jnp.broadcast_to(value, target.shape).astype(target.dtype)})
+        return cot
+
+    def window_batch(self, params, carry, memory, x_w, target_w):
+        """OSTL / OTPE over ``K`` steps of a batch (leading axis ``B`` of ``carry``, ``memory``,
+        ``x_w (B, K, ...)`` and ``target_w``), with per-neuron traces; equal to ``K`` single
+        steps. Returns ``(carry, memory, losses (B,), gradient summed over the batch)``.
+
+        With ``A_s = dS_s/dS_{s-1}`` (per-neuron blocks) and ``o_s = dS_s/dtheta`` at fixed
+        ``S_{s-1}``, the window ``t0..t1`` adds ``sum_t kappa_t . E_{t-1}``
+        ``= mu_{t0-1} . E_{t0-1} + sum_s mu_s . o_s`` with ``mu_{t1} = 0``,
+        ``mu_{s-1} = kappa_s + mu_s A_s``, and its trace ends at
+        ``E_{t1} = Phi(t1, t0-1) E_{t0-1} + sum_s Phi(t1, s) o_s`` with
+        ``Phi(t1, s-1) = Phi(t1, s) A_s``. Each ``sum_s c_s . o_s`` is one reverse-mode product
+        of the layer's steps (vectorised over the window) with the co-states as cotangents;
+        the products that feed the gradient run over the whole batch at once (one matrix
+        product over batch and time), those that feed a per-sample trace over each sample.
+
+        OTPE's estimate ``R_t = A' R_{t-1} + c' Y_t``, ``Y_t = C_t . E_{t-1} + D_t`` (``C``,
+        ``D``: sensitivities of the layer's output ``y`` to its state and parameters) is linear
+        in the same quantities: ``sum_t pi_t . R_{t-1} = lambda_{t0-1} . R_{t0-1} +
+        sum_s zeta_s . Y_s`` with ``lambda_{s-1} = pi_s + lambda_s A'``, ``zeta_s = lambda_s
+        c'``; ``zeta_s C_s`` joins ``kappa_s``, ``zeta_s . D_s`` is a product with ``y`` as
+        cotangent, and ``R_{t1} = A'^K R_{t0-1} + sum_s omega_s Y_s`` with
+        ``omega_s = A'^{t1-s} c'`` the same way.
+        """
+        params = list(params)
+        layers, post, nxt_of = self._window_plan()
+        tmap = jax.tree_util.tree_map
+        one = lambda a: a[None]  # noqa: E731
+        time_major = lambda a: jnp.swapaxes(a, 0, 1)  # noqa: E731
+        xt = time_major(x_w)
+        sig = self._window_signals(params, list(carry), xt, tmap(time_major, target_w))
+
+        def steps(p, carries, xs):  # K steps side by side
+            return jax.vmap(lambda c, x: self.net.apply(p, one(x), carry=c))(carries, xs)
+
+        # gradient products: over the whole window and batch at once
+        (step_carry, step_out, step_rec), vjp_p = jax.vjp(
+            lambda p: jax.vmap(lambda c, x: steps(p, c, x), in_axes=1, out_axes=1)(
+                sig["carries"], xt), params)
+        zeros_c = tmap(jnp.zeros_like, list(step_carry))
+        zeros_out = tmap(jnp.zeros_like, step_out)
+        zeros_rec = tmap(jnp.zeros_like, step_rec)
+        vec2 = lambda f: jax.vmap(jax.vmap(f))  # noqa: E731  (batch, window)
+
+        def state_cot(layer, vectors, carry_template):
+            cot = tmap(jnp.zeros_like, list(carry_template))
+            cot[layer] = vec2(lambda v, c: self._state_from_vector(layer, c, v))(
+                vectors, carry_template[layer])
+            return cot
+
+        def output_cot(b, vectors, rec_template):
+            return vec2(lambda v, r: self._output_cotangent(r, b, v))(vectors, rec_template)
+
+        def batch_product(cot):
+            return self._flat_params(vjp_p(cot)[0])
+
+        grad = batch_product((zeros_c, sig["g_outs"], zeros_rec))
+        for layer in layers:
+            from_mu = batch_product((state_cot(layer, sig["mus"][layer], step_carry),
+                                     zeros_out, zeros_rec))
+            for i in self.own[layer]:
+                grad[i] = grad[i] + from_mu[i]
+        for b in post:
+            from_zeta = batch_product((zeros_c, zeros_out,
+                                       output_cot(b, sig["zetas"][b], step_rec)))
+            for i in self.own[b]:
+                grad[i] = grad[i] + from_zeta[i]
+
+        # trace products: per sample
+        K = x_w.shape[1]
+        constants = {b: self._otpe_constants(b, K, sig["rho"][b].dtype) for b in post}
+
+        def per_sample(carries, xs, phis, nus):
+            (s_carry, s_out, s_rec), vjp_s = jax.vjp(lambda p: steps(p, carries, xs), params)
+            z_c = tmap(jnp.zeros_like, list(s_carry))
+            z_out = tmap(jnp.zeros_like, s_out)
+            z_rec = tmap(jnp.zeros_like, s_rec)
+
+            def state_product(layer, vectors):  # sum_s vectors_s . o_s
+                cot = tmap(jnp.zeros_like, list(s_carry))
+                cot[layer] = jax.vmap(lambda v, c: self._state_from_vector(layer, c, v))(
+                    vectors, s_carry[layer])
+                return self._flat_params(vjp_s((cot, z_out, z_rec))[0])
+
+            def output_product(b, vectors):  # sum_s vectors_s . D_s
+                cot = jax.vmap(lambda v, r: self._output_cotangent(r, b, v))(vectors, s_rec)
+                return self._flat_params(vjp_s((z_c, z_out, cot))[0])
+
+            out = {}
+            for layer in layers:
+                for f in range(phis[layer].shape[1]):
+                    out[("phi", layer, f)] = state_product(layer, phis[layer][:, f])
+            for b in post:
+                omega = constants[b]["omega"]
+                n_b = getattr(s_rec[b], self.leaves[b].output_key).shape[-1]
+                for f in range(omega.shape[1]):
+                    out[("nu", b, f)] = state_product(b, nus[b][:, f])
+                    out[("omega", b, f)] = output_product(
+                        b, jnp.broadcast_to(omega[:, f, None], (K, n_b)))
+            return out
+
+        products = jax.vmap(per_sample, in_axes=1)(sig["carries"], xt, sig["phis"], sig["nus"])
+
+        def sum_contract(kappa, trace):  # sum over the batch of kappa^l . trace (diag layout)
+            k_b = kappa.reshape(kappa.shape[:2] + (1,) * (trace.ndim - 3) + kappa.shape[2:])
+            return jnp.sum(k_b * trace, axis=(0, 1))
+
+        new_memory: Dict[str, Array] = {}
+        for trace in self.traces:
+            layer, i = trace.leaf, trace.param
+            E = memory[trace.key]  # (B, F, *P)
+            grad[i] = grad[i] + sum_contract(sig["rho"][layer], E)
+            carried = jax.vmap(self._contract_blocks)(sig["phi_window"][layer], E)
+            F = sig["phis"][layer].shape[2]
+            new_memory[trace.key] = carried + jnp.stack(
+                [products[("phi", layer, f)][i] for f in range(F)], axis=1)
+        for key, b, i, _ in self.post:
+            R, E = memory[key], memory[f"E{b}_{i}"]  # (B, F', *P), (B, F, *P)
+            grad[i] = grad[i] + sum_contract(sig["lam_window"][b], R)
+            F_next = constants[b]["omega"].shape[1]
+            carried = jnp.einsum("fg,bg...->bf...", constants[b]["A_power"], R)
+            new_memory[key] = carried + jnp.stack([
+                jax.vmap(self._contract_fields)(sig["nu_window"][b][:, f], E)
+                + products[("nu", b, f)][i] + products[("omega", b, f)][i]
+                for f in range(F_next)], axis=1)
+        return sig["carry"], new_memory, jnp.sum(sig["losses"], axis=0), grad
+
+    @staticmethod
+    def _contract_blocks(blocks: Array, trace: Array) -> Array:
+        """``new[f] = sum_g blocks[f, g] * trace[g]`` for a per-neuron trace ``(F, ..., n)``."""
+        F = blocks.shape[0]
+        shape = (1,) * (trace.ndim - 2) + blocks.shape[2:]
+        return jnp.stack([sum(blocks[f, g].reshape(shape) * trace[g] for g in range(F))
+                          for f in range(F)])
 
     # ------------------------------------------------------------------- linear algebra
 

@@ -170,8 +170,8 @@ def bptt_gradient(prepared: Prepared, params: List[Any], inputs: Array, targets:
 
 def engine_scan(prepared: Prepared, params: List[Any], inputs: Array, targets: Any,
                 carry: Optional[List[Any]], window: int = 1) -> Tuple[Array, List[Any], List[Any]]:
-    """Forward rules: one ``lax.scan`` over windows of ``window`` steps (1 for all rules but
-    ``rtrl``); the carried memory is the network state plus the traces, independent of ``T``."""
+    """Forward rules: one ``lax.scan`` over windows of ``window`` steps (``rules.window_of``);
+    the carried memory is the network state plus the traces, independent of ``T``."""
     engine = prepared.engine
     if carry is None:
         carry = list(prepared.net.apply(params, inputs[:0])[0])
@@ -203,6 +203,43 @@ def engine_scan(prepared: Prepared, params: List[Any], inputs: Array, targets: A
         state, _ = body(state, (tail(inputs), jax.tree_util.tree_map(tail, targets)))
     carry, _, loss, grad = state
     return loss, engine.unflatten_params(params, grad), carry
+
+
+def engine_scan_batch(prepared: Prepared, params: List[Any], inputs: Array, targets: Any,
+                      window: int) -> Tuple[Array, List[Any]]:
+    """``engine_scan`` of a batch ``inputs (B, T, ...)`` from rest for rules with a window
+    recursion (``engine.windowed``): ``(losses (B,), gradient summed over the batch)``, flat.
+
+    The same numbers as ``vmap(engine_scan)`` summed over the batch, with the batch inside each
+    window: the products that feed the gradient are then one matrix product over batch and
+    window (no per-sample gradient is formed); the traces stay per sample.
+    """
+    engine = prepared.engine
+    carry = jax.vmap(lambda x: list(prepared.net.apply(params, x[:0])[0]))(inputs)
+    memory = jax.vmap(lambda x: engine.init(params))(inputs)
+    flat = engine._flat_params(params)
+    batch, T = inputs.shape[0], inputs.shape[1]
+    n_windows, rest = divmod(T, window)
+
+    def advance(state, x_w, target_w):
+        c, m, losses, grad = state
+        c, m, loss_w, g_w = engine.window_batch(params, c, m, x_w, target_w)
+        return c, m, losses + loss_w, [a + b for a, b in zip(grad, g_w)]
+
+    def windows(a):  # (B, T, ...) -> (n_windows, B, window, ...)
+        a = a[:, :n_windows * window].reshape((batch, n_windows, window) + a.shape[2:])
+        return jnp.swapaxes(a, 0, 1)
+
+    losses0 = jnp.zeros((batch,), jnp.result_type(*flat) if flat else inputs.dtype)
+    state = (carry, memory, losses0, [jnp.zeros_like(p) for p in flat])
+    if n_windows:
+        state, _ = lax.scan(lambda s, xs: (advance(s, *xs), None), state,
+                            (windows(inputs), jax.tree_util.tree_map(windows, targets)))
+    if rest:
+        tail = lambda a: a[:, n_windows * window:]  # noqa: E731
+        state = advance(state, tail(inputs), jax.tree_util.tree_map(tail, targets))
+    _, _, losses, grad = state
+    return losses, grad
 
 
 def sequence_gradient(
@@ -254,7 +291,7 @@ def sequence_gradient(
     if isinstance(prepared.rule, rules_lib.BPTT):
         loss, grads, new_carry = bptt_gradient(prepared, flat_params, inputs, targets, flat_carry)
     else:
-        window = prepared.rule.window if isinstance(prepared.rule, rules_lib.RTRL) else 1
+        window = rules_lib.window_of(prepared.rule)
         loss, grads, new_carry = engine_scan(prepared, flat_params, inputs, targets, flat_carry,
                                              window)
     return loss, prepared.unflat(list(grads)), prepared.unflat_carry(new_carry)

@@ -102,9 +102,35 @@ class OSTL(Rule):
     Exact for the output layer and for a single-layer network. For neuron-local layers the
     trace has the shape of the parameters per state field; for ``RecurrentLIF`` it is the
     layer's full (state x parameters) sensitivity (exact within the layer).
+
+    A sequence gradient can advance ``window`` steps at a time with the same result: the sum
+    ``sum_t kappa_t . E_{t-1}`` over a window is linear in the trace at the window's start and
+    in the same-step effects ``dS^b_s/dtheta^b``, so it is computed with a reverse recursion
+    of per-neuron co-states ``mu_s = kappa_{s+1} + mu_{s+1} (dS^b_{s+1}/dS^b_s)`` and one
+    reverse-mode product over the window's steps (a matrix product over time), and the trace
+    jumps from window to window. This applies where every trace is per neuron (layers ``LIF``,
+    ``LI`` and their column-structured parameters); elsewhere the window advances one step at a
+    time. Online training (an update after every step) always uses ``window = 1``.
+
+    Args:
+        window: time steps per trace update in sequence gradients (default 100). The
+            window's per-step signals take ``window x (state fields)^2 x neurons`` numbers
+            per sample, less than the traces (``fields x n_in x neurons``) unless the window
+            is longer than ``n_in``; the memory grows with ``window``, never with ``T``.
     """
 
     name = "ostl"
+
+    def __init__(self, window: int = 100):
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise ValueError(f"OSTL: window must be an int >= 1, got {window!r}")
+        self.window = window
+
+    def _options(self) -> Tuple[Any, ...]:
+        return (self.window,)
+
+    def _named_options(self):
+        return (("window", self.window),)
 
 
 class OTTT(Rule):
@@ -148,9 +174,27 @@ class OTPE(Rule):
     state variables of the next layer are kept in ``R``. Dropped: the reset and surrogate terms
     of the next layer's temporal dynamics and all effects two or more layers up. The output
     layer has no next layer: there OTPE equals OSTL (exact).
+
+    Like ``OSTL``, a sequence gradient advances ``window`` steps at a time with the same result
+    where every trace is per neuron (the estimate ``R`` is linear in the traces and in the
+    same-step sensitivities, so it jumps from window to window too).
+
+    Args:
+        window: time steps per trace update in sequence gradients (default 100).
     """
 
     name = "otpe"
+
+    def __init__(self, window: int = 100):
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise ValueError(f"OTPE: window must be an int >= 1, got {window!r}")
+        self.window = window
+
+    def _options(self) -> Tuple[Any, ...]:
+        return (self.window,)
+
+    def _named_options(self):
+        return (("window", self.window),)
 
 
 class RTRL(Rule):
@@ -200,6 +244,11 @@ RULES = {
     "otpe": OTPE,
     "rtrl": RTRL,
 }
+
+
+def window_of(rule: Rule) -> int:
+    """Time steps per update of the carried sensitivities in a sequence gradient."""
+    return rule.window if isinstance(rule, (OSTL, OTPE, RTRL)) else 1
 
 
 def get_rule(rule: Union[str, Rule]) -> Rule:

@@ -30,6 +30,7 @@ from jaxsnn.online.gradient import (
     check_params,
     check_sequence,
     engine_scan,
+    engine_scan_batch,
     prepare,
 )
 
@@ -153,16 +154,23 @@ def make_trainer(
         prepared = prepare("make_trainer", rule, net, state.params, inputs[0], loss_fn)
         params = prepared.flat(state.params)
 
-        def one(x, target):
-            if prepared.engine is None:
-                loss, grads, _ = bptt_gradient(prepared, params, x, target, None)
-            else:
-                window = rule.window if isinstance(rule, rules_lib.RTRL) else 1
-                loss, grads, _ = engine_scan(prepared, params, x, target, None, window)
-            return loss, grads
+        window = rules_lib.window_of(rule)
+        if prepared.engine is not None and prepared.engine.windowed and window > 1:
+            # the batch inside each window: one gradient product for the whole batch
+            losses, flat_sum = engine_scan_batch(prepared, params, inputs, targets, window)
+            grads = prepared.engine.unflatten_params(
+                params, [g / inputs.shape[0] for g in flat_sum])
+        else:
+            def one(x, target):
+                if prepared.engine is None:
+                    loss, grads, _ = bptt_gradient(prepared, params, x, target, None)
+                else:
+                    loss, grads, _ = engine_scan(prepared, params, x, target, None, window)
+                return loss, grads
 
-        losses, grads = jax.vmap(one)(inputs, targets)
-        grads = prepared.unflat(_mean_over_batch(list(grads)))
+            losses, grads = jax.vmap(one)(inputs, targets)
+            grads = _mean_over_batch(list(grads))
+        grads = prepared.unflat(list(grads))
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         return TrainState(params, opt_state, state.fptt), jnp.mean(losses)

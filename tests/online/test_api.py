@@ -114,6 +114,11 @@ def test_rules_name_the_layer_they_cannot_handle():
 def test_rule_and_trainer_options_are_checked():
     with pytest.raises(ValueError, match="window must be an int >= 1"):
         online.RTRL(window=0)
+    for bad in (0, 2.0, True):
+        with pytest.raises(ValueError, match="OSTL: window must be an int >= 1"):
+            online.OSTL(window=bad)
+        with pytest.raises(ValueError, match="OTPE: window must be an int >= 1"):
+            online.OTPE(window=bad)
     with pytest.raises(TypeError, match="structured must be a bool"):
         online.RTRL(structured=1)
     with pytest.raises(ValueError, match="alpha must be a number > 0"):
@@ -130,6 +135,7 @@ def test_rule_and_trainer_options_are_checked():
     assert online.get_rule("RTRL") == online.RTRL()
     assert online.RTRL(window=3) != online.RTRL()
     assert hash(online.OSTL()) == hash(online.get_rule("ostl"))
+    assert online.OSTL(window=1) != online.OSTL() and repr(online.OSTL(3)) == "OSTL(window=3)"
 
 
 # ------------------------------------------------------------------------- transformations
@@ -239,14 +245,15 @@ def _scan_carry_bytes(rule, T_):
     return carried, lengths
 
 
-@pytest.mark.parametrize("rule", ["truncated", "ottt", "ostl", "otpe", online.RTRL(window=5),
+@pytest.mark.parametrize("rule", ["truncated", "ottt", online.OSTL(window=5),
+                                  online.OSTL(window=1), online.OTPE(window=5),
+                                  online.OTPE(window=1), online.RTRL(window=5),
                                   online.RTRL(window=1)])
 def test_memory_carried_through_time_does_not_grow_with_T(rule):
     short, short_loops = _scan_carry_bytes(rule, 20)
     long, long_loops = _scan_carry_bytes(rule, 60)
     assert short > 0 and short == long
-    rule = online.get_rule(rule)
-    window = rule.window if isinstance(rule, online.RTRL) else 1
+    window = online.rules.window_of(online.get_rule(rule))
     # one loop over time (not unrolled): T / window iterations
     assert short_loops == [20 // window] and long_loops == [60 // window]
 

@@ -84,6 +84,56 @@ def test_ostl_and_otpe_exact_where_they_should_be(name):
                 assert first > 1e-3, rule  # an approximation: the comparison can fail
 
 
+@pytest.mark.parametrize("rule,name", [
+    ("ostl", "feedforward"), ("ostl", "split"), ("ostl", "single_layer"), ("ostl", "recurrent"),
+    ("otpe", "feedforward"), ("otpe", "split"),
+])
+def test_windows_equal_steps_for_ostl_and_otpe(rule, name):
+    """The window recursion of OSTL and OTPE (windows of 5 steps and of the whole sequence,
+    T = 12) gives the gradient of their per-step recursion (float64, losses at every step and
+    at the last). ``RecurrentLIF`` has a dense trace: there the window advances step by step."""
+    make = {"ostl": online.OSTL, "otpe": online.OTPE}[rule]
+    with jax.enable_x64(True):
+        net, params, inputs, labels = _case(name, 3, 12.0, 0.5)
+        assert count_spikes(net, params, inputs) > 0
+        engine = online.gradient.prepare("test", make(window=5), net, params, inputs,
+                                         cross_entropy).engine
+        assert engine.windowed == (name != "recurrent")
+        for weights in (EVERY_STEP, LAST_STEP):
+            weights = jnp.asarray(weights)
+            loss_ref, ref = gradient_fn(make(window=1), name)(params, inputs, labels, weights)
+            for window in (5, T):
+                loss, grads = gradient_fn(make(window=window), name)(
+                    params, inputs, labels, weights)
+                np.testing.assert_allclose(float(loss), float(loss_ref), rtol=1e-12)
+                assert max_relative_error(grads, ref) < 1e-12, window
+
+
+def test_windowed_training_step_equals_the_per_step_recursion():
+    """The deferred trainer runs a batch through the windows at once (one gradient product for
+    the whole batch); its update equals that of the per-step recursion."""
+    import optax
+
+    from .conftest import weighted_cross_entropy
+
+    with jax.enable_x64(True):
+        net, params, _, _ = _case("feedforward", 3, 12.0, 0.5)
+        inputs = jnp.stack([spiking_inputs(s, T, 4, 0.5, jnp.float64) for s in range(3)])
+        labels = jax.random.randint(jax.random.PRNGKey(1), (3, T), 0, 3)
+        targets = (labels, jnp.ones((3, T)))
+        for make in (online.OSTL, online.OTPE):
+            new = []
+            for window in (1, 5):
+                trainer = online.make_trainer(make(window=window), net, weighted_cross_entropy,
+                                              optax.sgd(1.0))
+                state, loss = trainer.step(trainer.init(params), inputs, targets)
+                update = jax.tree_util.tree_map(lambda a, b: a - b, state.params, params)
+                new.append((update, loss))
+            assert all(float(jnp.max(jnp.abs(u))) > 0 for u in jax.tree_util.tree_leaves(new[0][0]))
+            np.testing.assert_allclose(float(new[1][1]), float(new[0][1]), rtol=1e-12)
+            assert max_relative_error(new[1][0], new[0][0]) < 1e-10
+
+
 def test_ostl_exact_for_a_single_layer():
     with jax.enable_x64(True):
         net, params, inputs, labels = _case("single_layer", 5, 12.0, 0.5)
