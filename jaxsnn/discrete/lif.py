@@ -167,7 +167,13 @@ def _checked_weight(label: str, params: Any, inputs: Any, features: Tuple[int, .
 
 
 def _drive(weight: Optional[Array], inputs: Array) -> Array:
-    return inputs if weight is None else jnp.matmul(inputs, weight)
+    if weight is None:
+        return inputs
+    if inputs.shape[0] == 1:
+        # one step (the online rules' per-step calls, vectorised over steps and samples):
+        # without the unit time axis the batched weight product needs no transposed copies
+        return jnp.matmul(inputs[0], weight)[None]
+    return jnp.matmul(inputs, weight)
 
 
 def _initial(config: LIFConfig, carry: Any, dtype: Any, features: Tuple[int, ...]):

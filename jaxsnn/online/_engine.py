@@ -450,7 +450,10 @@ class Engine:
 
     @property
     def windowed(self) -> bool:
-        """The window recursion of OSTL / OTPE applies: every trace is per neuron (``diag``)."""
+        """A window of steps is one batched computation: always for ``truncated`` and
+        ``ottt``; for OSTL / OTPE where every trace is per neuron (``diag``)."""
+        if isinstance(self.rule, (rules_lib.Truncated, rules_lib.OTTT)):
+            return True
         return isinstance(self.rule, (rules_lib.OSTL, rules_lib.OTPE)) and all(
             t.layout == "diag" for t in self.traces)
 
@@ -485,7 +488,8 @@ class Engine:
         signals, then the reverse recursions of ``window_batch`` (everything but the products
         with the parameters). Arrays come back time-major, ``(K, B, ...)``."""
         layers, post, nxt_of = self._window_plan()
-        signal_layers = sorted(set(layers) | set(nxt_of.values()))
+        signal_layers = sorted(set(layers) | set(nxt_of.values())
+                               | {layer for _, layer, _, _ in self.presynaptic})
         K = xt.shape[0]
         one = lambda a: a[None]  # noqa: E731
         tmap = jax.tree_util.tree_map
@@ -528,6 +532,10 @@ class Engine:
         new_carry, carries = lax.scan(forward, list(carry), xt)
         # every step's signals side by side (matrix products over the window and batch)
         losses, g_outs, kappa, blocks, C = jax.vmap(jax.vmap(signals))(carries, xt, tt)
+        base = dict(carry=list(new_carry), carries=carries, losses=losses, g_outs=g_outs,
+                    kappa=kappa)
+        if not layers:  # truncated, ottt: no co-state recursion
+            return base
         flat_params = self._flat_params(params)
         kernels = {}
         for b in post:
@@ -561,8 +569,7 @@ class Engine:
                             C[b].dtype) for b in post}
         (rho, phi_window, lam_window, nu_window), (mus, phis, zetas, nus) = lax.scan(
             backward, (mu0, phi0, lam0, nu0), (jnp.arange(K), kappa, blocks, C), reverse=True)
-        return dict(carry=list(new_carry), carries=carries, losses=losses, g_outs=g_outs,
-                    rho=rho, phi_window=phi_window, lam_window=lam_window,
+        return dict(base, rho=rho, phi_window=phi_window, lam_window=lam_window,
                     nu_window=nu_window, mus=mus, phis=phis, zetas=zetas, nus=nus)
 
     def _window_plan(self):
@@ -634,28 +641,30 @@ class Engine:
         def steps(p, carries, xs):  # K steps side by side
             return jax.vmap(lambda c, x: self.net.apply(p, one(x), carry=c))(carries, xs)
 
-        # gradient products: over the whole window and batch at once
+        # gradient products: over the whole window and batch at once, with window and batch
+        # merged into one axis (time-major, as the signals come): the weight products are then
+        # plain matrix products, without the transposes that two nested vmaps would ask for
+        merged = lambda a: a.reshape((-1,) + a.shape[2:])  # noqa: E731  (K, B, ...) -> (K B, ...)
         (step_carry, step_out, step_rec), vjp_p = jax.vjp(
-            lambda p: jax.vmap(lambda c, x: steps(p, c, x), in_axes=1, out_axes=1)(
-                sig["carries"], xt), params)
+            lambda p: steps(p, tmap(merged, sig["carries"]), merged(xt)), params)
         zeros_c = tmap(jnp.zeros_like, list(step_carry))
         zeros_out = tmap(jnp.zeros_like, step_out)
         zeros_rec = tmap(jnp.zeros_like, step_rec)
-        vec2 = lambda f: jax.vmap(jax.vmap(f))  # noqa: E731  (batch, window)
 
         def state_cot(layer, vectors, carry_template):
             cot = tmap(jnp.zeros_like, list(carry_template))
-            cot[layer] = vec2(lambda v, c: self._state_from_vector(layer, c, v))(
-                vectors, carry_template[layer])
+            cot[layer] = jax.vmap(lambda v, c: self._state_from_vector(layer, c, v))(
+                merged(vectors), carry_template[layer])
             return cot
 
         def output_cot(b, vectors, rec_template):
-            return vec2(lambda v, r: self._output_cotangent(r, b, v))(vectors, rec_template)
+            return jax.vmap(lambda v, r: self._output_cotangent(r, b, v))(
+                merged(vectors), rec_template)
 
         def batch_product(cot):
             return self._flat_params(vjp_p(cot)[0])
 
-        grad = batch_product((zeros_c, sig["g_outs"], zeros_rec))
+        grad = batch_product((zeros_c, tmap(merged, sig["g_outs"]), zeros_rec))
         for layer in layers:
             from_mu = batch_product((state_cot(layer, sig["mus"][layer], step_carry),
                                      zeros_out, zeros_rec))
@@ -667,8 +676,12 @@ class Engine:
             for i in self.own[b]:
                 grad[i] = grad[i] + from_zeta[i]
 
-        # trace products: per sample
         K = x_w.shape[1]
+        if not layers:  # truncated: nothing else; ottt: presynaptic traces
+            new_memory = self._ottt_window(grad, memory, sig["kappa"], xt, step_rec, K)
+            return sig["carry"], new_memory, jnp.sum(sig["losses"], axis=0), grad
+
+        # trace products: per sample
         constants = {b: self._otpe_constants(b, K, sig["rho"][b].dtype) for b in post}
 
         def per_sample(carries, xs, phis, nus):
@@ -785,6 +798,59 @@ class Engine:
                 x = self._presynaptic_input(self.info.params[i].leaf, x_t, recording)
                 updates[key] = A @ trace + c[:, None] * x.astype(trace.dtype)[None, :]
         return grad, updates
+
+    def _ottt_filters(self, layer: int, K: int, dtype: Any) -> Tuple[Array, Array, Array]:
+        """Leaf ``layer``'s presynaptic filter over a window of ``K`` steps, from its
+        subthreshold ``A``, ``c`` (live fields): ``to_step[s, r] = A^(s-1-r) c`` for ``r < s``
+        (input ``r``'s share of the trace before step ``s``), ``from_start[s] = A^s`` (the
+        start trace's), ``to_end[r] = A^(K-1-r) c`` and ``A^K`` (the trace after the window)."""
+        kernel = self.kernels[layer]
+        live = list(self.live[layer])
+        A = np.asarray(kernel.A[np.ix_(live, live)], np.float64)
+        c = np.asarray(kernel.c[live], np.float64)
+        F = len(live)
+        powers = [np.eye(F)]
+        for _ in range(K):
+            powers.append(A @ powers[-1])
+        response = np.stack([p @ c for p in powers[:K]])  # response[d] = A^d c, (K, F)
+        to_step = np.zeros((K, K, F))
+        for step in range(1, K):
+            to_step[step, :step] = response[step - 1::-1]
+        as_array = lambda a: jnp.asarray(a, dtype)  # noqa: E731
+        return (as_array(to_step), as_array(np.stack(powers[:K])),
+                as_array(response[::-1]), as_array(powers[K]))
+
+    def _ottt_window(self, grad, memory, kappa, xt, step_rec, K):
+        """OTTT over a window of ``K`` steps of a batch: adds ``sum_s outer(a_{s-1}, kappa_s)``
+        to ``grad`` (in place) and returns the traces after the window. ``kappa[l]`` is
+        ``(K, B, F, n)``, ``xt`` the time-major input, ``step_rec`` the steps' recordings with
+        window and batch merged."""
+        new_memory: Dict[str, Array] = {}
+        for key, layer, i, kind in self.presynaptic:
+            start = memory[key]  # (B, F, n_in) or (B, F)
+            dtype = start.dtype
+            to_step, from_start, to_end, power_K = self._ottt_filters(layer, K, dtype)
+            k_l = kappa[layer].astype(dtype)  # (K, B, F, n)
+            if kind == "bias":
+                before = (jnp.einsum("sfg,bg->sbf", from_start, start)
+                          + jnp.sum(to_step, axis=1)[:, None, :])
+                grad[i] = grad[i] + jnp.einsum("sbf,sbfn->n", before, k_l)
+                new_memory[key] = (jnp.einsum("fg,bg->bf", power_K, start)
+                                   + jnp.sum(to_end, axis=0)[None, :])
+                continue
+            leaf = self.info.params[i].leaf
+            if leaf == 0:
+                x = xt.reshape(xt.shape[:2] + (-1,))
+            else:
+                out = getattr(step_rec[leaf - 1], self.leaves[leaf - 1].output_key)
+                x = out.reshape((K, -1, start.shape[-1]))
+            x = x.astype(dtype)  # (K, B, n_in)
+            before = (jnp.einsum("sfg,bgi->sbfi", from_start, start)
+                      + jnp.einsum("srf,rbi->sbfi", to_step, x))
+            grad[i] = grad[i] + jnp.einsum("sbfi,sbfn->in", before, k_l)
+            new_memory[key] = (jnp.einsum("fg,bgi->bfi", power_K, start)
+                               + jnp.einsum("rf,rbi->bfi", to_end, x))
+        return new_memory
 
     # ------------------------------------------------------------------------------ OTPE
 

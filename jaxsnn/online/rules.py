@@ -40,6 +40,12 @@ __all__ = [
 ]
 
 
+def _check_window(rule: str, window: Any) -> int:
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise ValueError(f"{rule}: window must be an int >= 1, got {window!r}")
+    return window
+
+
 class Rule:
     """Base class of the gradient rules. Rules are immutable, hashable value objects."""
 
@@ -82,9 +88,26 @@ class Truncated(Rule):
 
     Keeps only the same-step term (``M = 0``): spatial credit assignment through all layers at
     step ``t``, no temporal credit at all. Memory: the network state only.
+
+    A sequence gradient takes ``window`` steps at a time (same result): the steps' start states
+    come from one forward pass, then every step's same-step gradient is one reverse-mode
+    product over the window and the batch (a matrix product over time).
+
+    Args:
+        window: time steps per product in sequence gradients (default 100); the memory
+            grows with ``window``, never with ``T``. Online training uses ``window = 1``.
     """
 
     name = "truncated"
+
+    def __init__(self, window: int = 100):
+        self.window = _check_window("Truncated", window)
+
+    def _options(self) -> Tuple[Any, ...]:
+        return (self.window,)
+
+    def _named_options(self):
+        return (("window", self.window),)
 
 
 class OSTL(Rule):
@@ -122,9 +145,7 @@ class OSTL(Rule):
     name = "ostl"
 
     def __init__(self, window: int = 100):
-        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-            raise ValueError(f"OSTL: window must be an int >= 1, got {window!r}")
-        self.window = window
+        self.window = _check_window("OSTL", window)
 
     def _options(self) -> Tuple[Any, ...]:
         return (self.window,)
@@ -152,9 +173,27 @@ class OTTT(Rule):
     the layer's own temporal Jacobian. Needs neuron-local layers (``LIF``, ``LI``; a ``Dense``
     right before ``LIF(project=False)``) whose input is the network input or the recorded
     output of the layer before.
+
+    A sequence gradient takes ``window`` steps at a time (same result): the presynaptic
+    traces of all the window's steps are one product of the inputs with the fixed filter
+    ``A^(s-1-r) c`` (a ``window x window`` matrix), the gradient one matrix product of those
+    traces with the learning signals over the window and the batch.
+
+    Args:
+        window: time steps per trace update in sequence gradients (default 100); the memory
+            grows with ``window``, never with ``T``. Online training uses ``window = 1``.
     """
 
     name = "ottt"
+
+    def __init__(self, window: int = 100):
+        self.window = _check_window("OTTT", window)
+
+    def _options(self) -> Tuple[Any, ...]:
+        return (self.window,)
+
+    def _named_options(self):
+        return (("window", self.window),)
 
 
 class OTPE(Rule):
@@ -186,9 +225,7 @@ class OTPE(Rule):
     name = "otpe"
 
     def __init__(self, window: int = 100):
-        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-            raise ValueError(f"OTPE: window must be an int >= 1, got {window!r}")
-        self.window = window
+        self.window = _check_window("OTPE", window)
 
     def _options(self) -> Tuple[Any, ...]:
         return (self.window,)
@@ -248,7 +285,7 @@ RULES = {
 
 def window_of(rule: Rule) -> int:
     """Time steps per update of the carried sensitivities in a sequence gradient."""
-    return rule.window if isinstance(rule, (OSTL, OTPE, RTRL)) else 1
+    return rule.window if isinstance(rule, (Truncated, OTTT, OSTL, OTPE, RTRL)) else 1
 
 
 def get_rule(rule: Union[str, Rule]) -> Rule:

@@ -211,12 +211,22 @@ def make_trainer(
             x_t, target_t = step_inputs
             params = prepared.flat(state.params)
 
-            def one(c, m, x, target):
-                window = lambda a: a[None]  # noqa: E731
-                return engine.step(params, c, m, window(x), jax.tree_util.tree_map(window, target))
+            if engine.windowed and not engine.traces:
+                # truncated, ottt: no per-sample parameter traces, so the whole batch goes at
+                # once (one gradient product for all samples, no per-sample gradients)
+                window = lambda a: a[:, None]  # noqa: E731
+                carry, memory, losses, flat_sum = engine.window_batch(
+                    params, carry, memory, window(x_t), jax.tree_util.tree_map(window, target_t))
+                flat_mean = [g / x_t.shape[0] for g in flat_sum]
+            else:
+                def one(c, m, x, target):
+                    window = lambda a: a[None]  # noqa: E731
+                    return engine.step(params, c, m, window(x),
+                                       jax.tree_util.tree_map(window, target))
 
-            carry, memory, losses, grads = jax.vmap(one)(carry, memory, x_t, target_t)
-            grads = prepared.unflat(engine.unflatten_params(params, _mean_over_batch(grads)))
+                carry, memory, losses, grads = jax.vmap(one)(carry, memory, x_t, target_t)
+                flat_mean = _mean_over_batch(grads)
+            grads = prepared.unflat(engine.unflatten_params(params, flat_mean))
             state = apply_update(state, grads)
             return (state, carry, memory, total + jnp.mean(losses)), None
 

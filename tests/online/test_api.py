@@ -115,10 +115,9 @@ def test_rule_and_trainer_options_are_checked():
     with pytest.raises(ValueError, match="window must be an int >= 1"):
         online.RTRL(window=0)
     for bad in (0, 2.0, True):
-        with pytest.raises(ValueError, match="OSTL: window must be an int >= 1"):
-            online.OSTL(window=bad)
-        with pytest.raises(ValueError, match="OTPE: window must be an int >= 1"):
-            online.OTPE(window=bad)
+        for make in (online.Truncated, online.OTTT, online.OSTL, online.OTPE):
+            with pytest.raises(ValueError, match=f"{make.__name__}: window must be an int >= 1"):
+                make(window=bad)
     with pytest.raises(TypeError, match="structured must be a bool"):
         online.RTRL(structured=1)
     with pytest.raises(ValueError, match="alpha must be a number > 0"):
@@ -245,7 +244,9 @@ def _scan_carry_bytes(rule, T_):
     return carried, lengths
 
 
-@pytest.mark.parametrize("rule", ["truncated", "ottt", online.OSTL(window=5),
+@pytest.mark.parametrize("rule", [online.Truncated(window=5), online.Truncated(window=1),
+                                  online.OTTT(window=5), online.OTTT(window=1),
+                                  online.OSTL(window=5),
                                   online.OSTL(window=1), online.OTPE(window=5),
                                   online.OTPE(window=1), online.RTRL(window=5),
                                   online.RTRL(window=1)])

@@ -84,21 +84,28 @@ def test_ostl_and_otpe_exact_where_they_should_be(name):
                 assert first > 1e-3, rule  # an approximation: the comparison can fail
 
 
+WINDOWED = {"truncated": online.Truncated, "ottt": online.OTTT, "ostl": online.OSTL,
+            "otpe": online.OTPE}
+
+
 @pytest.mark.parametrize("rule,name", [
+    ("truncated", "feedforward"), ("truncated", "recurrent"),
+    ("ottt", "feedforward"), ("ottt", "split"),
     ("ostl", "feedforward"), ("ostl", "split"), ("ostl", "single_layer"), ("ostl", "recurrent"),
     ("otpe", "feedforward"), ("otpe", "split"),
 ])
-def test_windows_equal_steps_for_ostl_and_otpe(rule, name):
-    """The window recursion of OSTL and OTPE (windows of 5 steps and of the whole sequence,
-    T = 12) gives the gradient of their per-step recursion (float64, losses at every step and
-    at the last). ``RecurrentLIF`` has a dense trace: there the window advances step by step."""
-    make = {"ostl": online.OSTL, "otpe": online.OTPE}[rule]
+def test_windows_equal_steps(rule, name):
+    """A window of steps computed at once (windows of 5 steps and of the whole sequence,
+    T = 12) gives the gradient of the rule's per-step recursion (float64, losses at every step
+    and at the last). ``RecurrentLIF`` has a dense OSTL trace: there the window advances step
+    by step."""
+    make = WINDOWED[rule]
     with jax.enable_x64(True):
         net, params, inputs, labels = _case(name, 3, 12.0, 0.5)
         assert count_spikes(net, params, inputs) > 0
         engine = online.gradient.prepare("test", make(window=5), net, params, inputs,
                                          cross_entropy).engine
-        assert engine.windowed == (name != "recurrent")
+        assert engine.windowed == (rule == "truncated" or name != "recurrent")
         for weights in (EVERY_STEP, LAST_STEP):
             weights = jnp.asarray(weights)
             loss_ref, ref = gradient_fn(make(window=1), name)(params, inputs, labels, weights)
@@ -121,7 +128,7 @@ def test_windowed_training_step_equals_the_per_step_recursion():
         inputs = jnp.stack([spiking_inputs(s, T, 4, 0.5, jnp.float64) for s in range(3)])
         labels = jax.random.randint(jax.random.PRNGKey(1), (3, T), 0, 3)
         targets = (labels, jnp.ones((3, T)))
-        for make in (online.OSTL, online.OTPE):
+        for make in WINDOWED.values():
             new = []
             for window in (1, 5):
                 trainer = online.make_trainer(make(window=window), net, weighted_cross_entropy,

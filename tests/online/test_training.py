@@ -54,6 +54,49 @@ def test_modes_give_the_same_first_update(rule):
     assert moved > 1e-4  # the update did something
 
 
+def _accumulate_gradients() -> optax.GradientTransformation:
+    """An "optimiser" that keeps the parameters and sums the gradients it is given."""
+
+    def init(params):
+        return jax.tree_util.tree_map(jnp.zeros_like, params)
+
+    def update(grads, total, params=None):
+        return (jax.tree_util.tree_map(jnp.zeros_like, grads),
+                jax.tree_util.tree_map(jnp.add, total, grads))
+
+    return optax.GradientTransformation(init, update)
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_online_gradients_at_fixed_parameters_sum_to_the_deferred_gradient(rule):
+    """With the parameters held fixed, the per-step gradients of online mode add up to the
+    sequence gradient of deferred mode, computed by the rule's per-step recursion (windows of
+    one step): the batched online step is checked against the per-sample recursion."""
+    net = _net()
+    to64 = lambda a: jnp.asarray(a, jnp.float64)  # noqa: E731
+    with jax.enable_x64(True):
+        params = jax.tree_util.tree_map(to64, _params(net))
+        inputs, labels = _batch()
+        _check_online_sum(rule, net, params, to64(inputs), labels)
+
+
+def _check_online_sum(rule, net, params, inputs, labels):
+    per_step = {"truncated": online.Truncated(window=1), "ottt": online.OTTT(window=1),
+                "ostl": online.OSTL(window=1), "otpe": online.OTPE(window=1),
+                "rtrl": online.RTRL(window=1)}.get(rule, rule)
+    sums = []
+    for mode, r in (("online", rule), ("deferred", per_step)):
+        trainer = online.make_trainer(r, net, cross_entropy, _accumulate_gradients(), mode)
+        state, _ = trainer.step(trainer.init(params), inputs, labels)
+        sums.append(state.opt_state)
+    online_sum, deferred_sum = sums
+    for a, b in zip(jax.tree_util.tree_leaves(online_sum), jax.tree_util.tree_leaves(deferred_sum)):
+        assert a.dtype == jnp.float64
+        scale = float(jnp.max(jnp.abs(b)))
+        assert scale > 0  # a gradient to compare
+        assert float(jnp.max(jnp.abs(a - b))) <= 1e-10 * scale
+
+
 def _one_step(net):
     """Jitted ``sequence_gradient`` of one step with the carry (compiled once per test)."""
 
