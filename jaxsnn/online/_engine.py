@@ -301,14 +301,15 @@ class Engine:
              x_t: Array, target_t: Any) -> Tuple[List[Any], Dict[str, Array], Array, List[Array]]:
         """Advance by a window ``x_t (K, ...)``: ``(carry', memory', loss, flat gradient)``.
 
-        ``K = 1`` for every rule but ``rtrl``, whose recursion is exact for any window length
-        (the window's own gradient is reverse mode through the window, the carried
-        sensitivities jump from window to window).
+        ``rtrl``'s recursion is exact for any window length (the window's own gradient is
+        reverse mode through the window, the carried sensitivities jump from window to
+        window). The other rules give the result of ``K`` single steps: computed at once where
+        ``windowed`` (``window_batch`` on a batch of one), else one step at a time.
         """
 
         if x_t.shape[0] > 1 and not isinstance(self.rule, rules_lib.RTRL):
             if self.windowed:
-                return self._ostl_window(params, carry, memory, x_t, target_t)
+                return self._one_sample_window(params, carry, memory, x_t, target_t)
             return self._steps(params, carry, memory, x_t, target_t)
 
         def network(p, c):
@@ -474,7 +475,7 @@ class Engine:
         (carry, memory, loss, grad), _ = lax.scan(body, state, (x_w, target_w))
         return carry, memory, loss, grad
 
-    def _ostl_window(self, params, carry, memory, x_w, target_w):
+    def _one_sample_window(self, params, carry, memory, x_w, target_w):
         """One sample's window: ``window_batch`` on a batch of one."""
         lead = lambda a: a[None]  # noqa: E731
         tmap = jax.tree_util.tree_map

@@ -255,9 +255,10 @@ def sequence_gradient(
 
     ``L = sum_t loss_fn(y_t, targets[t])`` where ``y_t`` is the network's output at step ``t``.
     ``"bptt"`` differentiates the whole window (``jax.grad``); every other rule advances the
-    network one step at a time inside one ``lax.scan`` and carries traces whose size does not
-    depend on ``T`` (see ``jaxsnn.online.rules`` for the terms each rule keeps). Pure: works
-    under ``jax.jit``, ``jax.vmap`` (batch) and ``jax.grad`` of the loss.
+    network inside one ``lax.scan`` over windows of the rule's ``window`` steps, with the
+    gradient of its per-step recursion, and carries traces whose size does not depend on ``T``
+    (see ``jaxsnn.online.rules`` for the terms each rule keeps). Pure: works under
+    ``jax.jit``, ``jax.vmap`` (batch) and ``jax.grad`` of the loss.
 
     Args:
         rule: ``"bptt"``, ``"truncated"``, ``"ottt"``, ``"ostl"``, ``"otpe"``, ``"rtrl"`` or a
