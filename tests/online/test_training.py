@@ -179,11 +179,18 @@ def test_fptt_update_rule():
     assert any(float(jnp.max(jnp.abs(value))) > 0 for value in jax.tree_util.tree_leaves(lam))
 
 
-def test_online_mode_carries_memory_flat_in_T():
-    """The online training loop is one scan over time whose carry does not depend on T."""
+@pytest.mark.parametrize("rule", RULES[1:])
+@pytest.mark.parametrize("mode", ["online", "deferred"])
+def test_training_modes_carry_memory_flat_in_T(rule, mode):
+    """Each mode's training step is one scan over time (online: T steps; deferred: T / 5
+    windows of 5 steps) whose carry does not depend on T."""
     net = _net()
     params = _params(net)
-    trainer = online.make_trainer("ostl", net, cross_entropy, optax.sgd(0.1), "online")
+    window = 5
+    if mode == "deferred":  # the rule's window form (rtrl: its forward-mode windows)
+        rule = {"truncated": online.Truncated, "ottt": online.OTTT, "ostl": online.OSTL,
+                "otpe": online.OTPE, "rtrl": online.RTRL}[rule](window=window)
+    trainer = online.make_trainer(rule, net, cross_entropy, optax.sgd(0.1), mode)
     state = trainer.init(params)
 
     def carried(T_):
@@ -193,9 +200,10 @@ def test_online_mode_carries_memory_flat_in_T():
         while len(eqns) == 1 and "jaxpr" in eqns[0].params:  # the jit wrapper
             eqns = list(eqns[0].params["jaxpr"].jaxpr.eqns)
         scans = [e for e in eqns if e.primitive.name == "scan"]
-        assert len(scans) == 1 and scans[0].params["length"] == T_
+        expected = T_ if mode == "online" else T_ // window
+        assert len(scans) == 1 and scans[0].params["length"] == expected
         n_consts, n_carry = scans[0].params["num_consts"], scans[0].params["num_carry"]
         avals = [v.aval for v in scans[0].invars[n_consts:n_consts + n_carry]]
         return sum(int(np.prod(a.shape)) * a.dtype.itemsize for a in avals)
 
-    assert carried(5) == carried(50) > 0
+    assert carried(10) == carried(50) > 0
