@@ -162,7 +162,7 @@ def test_jit_vmap_and_grad():
     _, lin_params = linear.init(jax.random.PRNGKey(1), (T, 4))
     _, reference, _ = online.sequence_gradient("bptt", linear, lin_params, inputs, labels,
                                                cross_entropy)
-    for rule in ("ostl", "rtrl"):
+    for rule in ("truncated", "ottt", "ostl", "rtrl"):
         def loss(p, rule=rule):
             return online.sequence_gradient(rule, linear, p, inputs, labels, cross_entropy)[0]
 
