@@ -70,6 +70,19 @@ class Rule:
         return ()
 
 
+class _WindowedRule(Rule):
+    """A rule whose sequence gradients take ``window`` steps at a time (same result)."""
+
+    def __init__(self, window: int = 100):
+        self.window = _check_window(type(self).__name__, window)
+
+    def _options(self) -> Tuple[Any, ...]:
+        return (self.window,)
+
+    def _named_options(self):
+        return (("window", self.window),)
+
+
 class BPTT(Rule):
     """Backpropagation through time: ``jax.grad`` of the summed loss through the whole window.
 
@@ -83,7 +96,7 @@ class BPTT(Rule):
     online = False
 
 
-class Truncated(Rule):
+class Truncated(_WindowedRule):
     """One-step truncation: ``g_t = dl_t/dtheta`` with every ``S_{t-1}`` held constant.
 
     Keeps only the same-step term (``M = 0``): spatial credit assignment through all layers at
@@ -100,17 +113,8 @@ class Truncated(Rule):
 
     name = "truncated"
 
-    def __init__(self, window: int = 100):
-        self.window = _check_window("Truncated", window)
 
-    def _options(self) -> Tuple[Any, ...]:
-        return (self.window,)
-
-    def _named_options(self):
-        return (("window", self.window),)
-
-
-class OSTL(Rule):
+class OSTL(_WindowedRule):
     """Online spatio-temporal learning (Bohnstingl et al. 2022): per-layer eligibility traces.
 
     For the parameters ``theta^b`` of the leaves feeding stateful leaf ``b`` (its block) the
@@ -144,17 +148,8 @@ class OSTL(Rule):
 
     name = "ostl"
 
-    def __init__(self, window: int = 100):
-        self.window = _check_window("OSTL", window)
 
-    def _options(self) -> Tuple[Any, ...]:
-        return (self.window,)
-
-    def _named_options(self):
-        return (("window", self.window),)
-
-
-class OTTT(Rule):
+class OTTT(_WindowedRule):
     """Online training through time (Xiao et al. 2022): presynaptic traces.
 
     OSTL with the layer's state Jacobian replaced by its *subthreshold* part ``A`` (no reset,
@@ -186,17 +181,8 @@ class OTTT(Rule):
 
     name = "ottt"
 
-    def __init__(self, window: int = 100):
-        self.window = _check_window("OTTT", window)
 
-    def _options(self) -> Tuple[Any, ...]:
-        return (self.window,)
-
-    def _named_options(self):
-        return (("window", self.window),)
-
-
-class OTPE(Rule):
+class OTPE(_WindowedRule):
     """Online training with postsynaptic estimates (Summe & Joshi 2023): OSTL plus the next layer.
 
     OSTL keeps ``dS^b/dtheta^b`` but drops how layer ``b``'s past output still acts on the next
@@ -223,15 +209,6 @@ class OTPE(Rule):
     """
 
     name = "otpe"
-
-    def __init__(self, window: int = 100):
-        self.window = _check_window("OTPE", window)
-
-    def _options(self) -> Tuple[Any, ...]:
-        return (self.window,)
-
-    def _named_options(self):
-        return (("window", self.window),)
 
 
 class RTRL(Rule):
@@ -261,10 +238,8 @@ class RTRL(Rule):
     def __init__(self, structured: bool = True, window: int = 25):
         if not isinstance(structured, bool):
             raise TypeError(f"RTRL: structured must be a bool, got {type(structured).__name__}")
-        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-            raise ValueError(f"RTRL: window must be an int >= 1, got {window!r}")
         self.structured = structured
-        self.window = window
+        self.window = _check_window("RTRL", window)
 
     def _options(self) -> Tuple[Any, ...]:
         return (self.structured, self.window)
@@ -285,7 +260,7 @@ RULES = {
 
 def window_of(rule: Rule) -> int:
     """Time steps per update of the carried sensitivities in a sequence gradient."""
-    return rule.window if isinstance(rule, (Truncated, OTTT, OSTL, OTPE, RTRL)) else 1
+    return rule.window if isinstance(rule, (_WindowedRule, RTRL)) else 1
 
 
 def get_rule(rule: Union[str, Rule]) -> Rule:
