@@ -579,19 +579,30 @@ class Engine:
         nxt_of = {b: nxt for _, b, _, nxt in self.post}
         return layers, post, nxt_of
 
+    def _subthreshold(self, layer: int) -> Tuple[np.ndarray, np.ndarray]:
+        """Leaf ``layer``'s subthreshold ``A``, ``c`` over its live fields (float64)."""
+        kernel = self.kernels[layer]
+        live = list(self.live[layer])
+        return (np.asarray(kernel.A[np.ix_(live, live)], np.float64),
+                np.asarray(kernel.c[live], np.float64))
+
+    def _filter_powers(self, layer: int, K: int) -> Tuple[np.ndarray, ...]:
+        """``A``, ``c`` (``_subthreshold``), ``powers[d] = A^d`` for ``d <= K`` and
+        ``response[d] = A^d c`` for ``d < K`` (float64)."""
+        A, c = self._subthreshold(layer)
+        powers = [np.eye(len(c))]
+        for _ in range(K):
+            powers.append(A @ powers[-1])
+        return A, c, np.stack(powers), np.stack([p @ c for p in powers[:K]])
+
     def _otpe_constants(self, b: int, K: int, dtype: Any) -> Dict[str, Array]:
         """The next layer's subthreshold ``A'``, ``c'`` (live fields), ``omega_s =
         A'^{K-1-s} c'`` ``(K, F')`` and ``A'^K`` for leaf ``b``'s postsynaptic estimate."""
         nxt = next(n for _, b_, _, n in self.post if b_ == b)
-        live = list(self.live[nxt])
-        A_next = np.asarray(self.kernels[nxt].A[np.ix_(live, live)], np.float64)
-        c_next = np.asarray(self.kernels[nxt].c[live], np.float64)
-        powers = [c_next]
-        for _ in range(K - 1):
-            powers.append(A_next @ powers[-1])
+        A_next, c_next, powers, response = self._filter_powers(nxt, K)
         return dict(A=jnp.asarray(A_next, dtype), c=jnp.asarray(c_next, dtype),
-                    omega=jnp.asarray(np.stack(powers[::-1]), dtype),
-                    A_power=jnp.asarray(np.linalg.matrix_power(A_next, K), dtype))
+                    omega=jnp.asarray(response[::-1], dtype),
+                    A_power=jnp.asarray(powers[K], dtype))
 
     def _carry_cotangent(self, template, layer, vector):
         cot = jax.tree_util.tree_map(jnp.zeros_like, list(template))
@@ -785,10 +796,7 @@ class Engine:
     def _ottt(self, grad, memory, kappa, x_t, recording):
         updates: Dict[str, Array] = {}
         for key, layer, i, kind in self.presynaptic:
-            kernel = self.kernels[layer]
-            live = list(self.live[layer])
-            A = jnp.asarray(kernel.A[np.ix_(live, live)], memory[key].dtype)
-            c = jnp.asarray(kernel.c[live], memory[key].dtype)
+            A, c = (jnp.asarray(a, memory[key].dtype) for a in self._subthreshold(layer))
             trace = memory[key]
             k_l = kappa[layer]  # (F, n)
             if kind == "bias":
@@ -805,20 +813,12 @@ class Engine:
         subthreshold ``A``, ``c`` (live fields): ``to_step[s, r] = A^(s-1-r) c`` for ``r < s``
         (input ``r``'s share of the trace before step ``s``), ``from_start[s] = A^s`` (the
         start trace's), ``to_end[r] = A^(K-1-r) c`` and ``A^K`` (the trace after the window)."""
-        kernel = self.kernels[layer]
-        live = list(self.live[layer])
-        A = np.asarray(kernel.A[np.ix_(live, live)], np.float64)
-        c = np.asarray(kernel.c[live], np.float64)
-        F = len(live)
-        powers = [np.eye(F)]
-        for _ in range(K):
-            powers.append(A @ powers[-1])
-        response = np.stack([p @ c for p in powers[:K]])  # response[d] = A^d c, (K, F)
-        to_step = np.zeros((K, K, F))
+        _, c, powers, response = self._filter_powers(layer, K)
+        to_step = np.zeros((K, K, len(c)))
         for step in range(1, K):
             to_step[step, :step] = response[step - 1::-1]
         as_array = lambda a: jnp.asarray(a, dtype)  # noqa: E731
-        return (as_array(to_step), as_array(np.stack(powers[:K])),
+        return (as_array(to_step), as_array(powers[:K]),
                 as_array(response[::-1]), as_array(powers[K]))
 
     def _ottt_window(self, grad, memory, kappa, xt, step_rec, K):
@@ -887,11 +887,8 @@ class Engine:
     def _otpe_update(self, memory, ys):
         updates: Dict[str, Array] = {}
         for key, b, i, nxt in self.post:
-            kernel = self.kernels[nxt]
-            live = list(self.live[nxt])
             R = memory[key]
-            A = jnp.asarray(kernel.A[np.ix_(live, live)], R.dtype)
-            c = jnp.asarray(kernel.c[live], R.dtype)
+            A, c = (jnp.asarray(a, R.dtype) for a in self._subthreshold(nxt))
             Y = ys[key]
             updates[key] = jnp.tensordot(A, R, axes=1) + c.reshape((-1,) + (1,) * Y.ndim) * Y[None]
         return updates
