@@ -50,7 +50,7 @@ scan's analytic gradient does.
 from __future__ import annotations
 
 import functools
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -81,6 +81,111 @@ def _crossing_exists(method, u0, current0, theta, tau_mem, tau_syn, horizon):
     return immediate | (has_extremum & (excess_upper >= 0) & (horizon >= 0))
 
 
+class _Tables(NamedTuple):
+    """The free (never-reset) trajectory of a layer at the start of every inter-input interval.
+
+    Interval ``k`` runs from ``t_start[k]`` (0 or input ``k - 1``) to ``t_end[k]`` (input ``k``
+    or ``t_max``); ``u_free[k]`` and ``current_free[k]`` are the free membrane (relative to
+    ``v_leak``) and current just after input ``k - 1``. ``p`` holds per-neuron parameters.
+    """
+
+    t_start: jax.Array
+    t_end: jax.Array
+    u_free: jax.Array
+    current_free: jax.Array
+    p: LIFParameters
+    t_max: jax.Array
+
+
+def _at_release(tables: _Tables, release):
+    """Interval holding each neuron's release, the free membrane and the current there."""
+    n_intervals, size = tables.u_free.shape
+    neurons = jnp.arange(size)
+    live = release <= tables.t_max  # False for +inf (no further spike) and releases after the window
+    a = jnp.where(live, release, 0.0)
+    holder = jnp.clip(jnp.searchsorted(tables.t_start, a, side="right") - 1, 0, n_intervals - 1)
+    gap = a - tables.t_start[holder]
+    p = tables.p
+    u_free_a = free_membrane(gap, tables.u_free[holder, neurons], tables.current_free[holder, neurons], p.tau_mem, p.tau_syn)
+    current_a = tables.current_free[holder, neurons] * jnp.exp(-gap / p.tau_syn)
+    return live, a, holder, u_free_a, current_a
+
+
+def _interval_starts(tables: _Tables, k, release, u_release):
+    """Start time, state and horizon of interval(s) ``k`` (any shape broadcasting to neurons)."""
+    size = tables.u_free.shape[1]
+    neurons = jnp.arange(size)
+    p = tables.p
+    live, a, holder, u_free_a, current_a = _at_release(tables, release)
+    own = k == holder
+    later = k > holder
+    lag = jnp.where(later, tables.t_start[k] - a, 0.0)
+    u_k = tables.u_free[k, neurons] + (u_release - u_free_a) * jnp.exp(-lag / p.tau_mem)
+    u0 = jnp.where(own, u_release, u_k)
+    current0 = jnp.where(own, current_a, tables.current_free[k, neurons])
+    s0 = jnp.where(own, a, tables.t_start[k])
+    horizon = jnp.where(live & (k >= holder), tables.t_end[k] - s0, -1.0)
+    return s0, u0, current0, horizon
+
+
+def _spike_in(method, tables: _Tables, k, any_crossing, release, u_release):
+    """The crossing in interval ``k`` of each neuron: its spike time and next release."""
+    p = tables.p
+    s0, u0, current0, horizon = _interval_starts(tables, k, release, u_release)
+    s = next_crossing(u0, current0, p.v_th - p.v_leak, p.tau_mem, p.tau_syn, horizon, method)
+    spiked = any_crossing & jnp.isfinite(s)
+    t_spike = jnp.where(spiked, s0 + jnp.where(spiked, s, 0.0), jnp.inf)
+    return t_spike, jnp.where(spiked, t_spike + p.t_ref, jnp.inf)
+
+
+def _replay(method, tables: _Tables, release0, u_release0, intervals, found):
+    """Every round's spikes recomputed from their recorded intervals: ``(rounds, size)`` times.
+
+    Differentiable (``O(size)`` work per round); only its derivative is ever used
+    (``_slot_times``).
+    """
+    u_reset = tables.p.v_reset - tables.p.v_leak
+
+    def step(carry, item):
+        release, u_release = carry
+        k, any_crossing = item
+        t_spike, next_release = _spike_in(method, tables, k, any_crossing, release, u_release)
+        return (next_release, u_reset), t_spike
+
+    _, spike_times = jax.lax.scan(step, (release0, u_release0), (intervals, found))
+    return spike_times
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
+def _slot_times(method, rounds, tables, release0, u_release0, slot_round, slot_idx, slot_interval, slot_time):
+    """The recorded spike times of the slots, with the derivative of the replay.
+
+    The value is the search's (``slot_time``), so a forward pass never replays; the JVP replays
+    the ``rounds`` rounds from the recorded intervals and differentiates that
+    (implicit-function-theorem derivative per spike, chained through each release).
+    """
+    del method, rounds, tables, release0, u_release0, slot_round, slot_idx, slot_interval
+    return slot_time
+
+
+@_slot_times.defjvp
+def _slot_times_jvp(method, rounds, primals, tangents):
+    tables, release0, u_release0, slot_round, slot_idx, slot_interval, slot_time = primals
+    tables_dot, release0_dot, u_release0_dot = tangents[:3]
+    size = tables.u_free.shape[1]
+    valid = jnp.isfinite(slot_time)
+    row = jnp.where(valid, slot_round, rounds)  # padding rows are dropped
+    column = jnp.clip(slot_idx, 0, size - 1)
+    intervals = jnp.zeros((rounds, size), jnp.int32).at[row, column].set(slot_interval, mode="drop")
+    found = jnp.zeros((rounds, size), bool).at[row, column].set(True, mode="drop")
+    _, grid_dot = jax.jvp(
+        lambda t, r, u: _replay(method, t, r, u, intervals, found),
+        (tables, release0, u_release0), (tables_dot, release0_dot, u_release0_dot),
+    )
+    tangent = jnp.where(valid, grid_dot[jnp.clip(row, 0, rounds - 1), column], 0.0)
+    return slot_time, tangent.astype(slot_time.dtype)
+
+
 # Jitted so eager calls compile once per shape; inside a caller's jit it is simply inlined.
 @functools.partial(jax.jit, static_argnames=("capacity", "rounds", "method"))
 def simulate_multispike(
@@ -107,7 +212,8 @@ def simulate_multispike(
         t_max: end of the window (scalar array).
         initial_state: state at ``t = 0`` or ``None`` (rest).
         capacity: output buffer size (static).
-        rounds: number of rounds, i.e. spikes per neuron found (static).
+        rounds: number of rounds, i.e. spikes per neuron found (static). The forward pass runs
+            only as many as needed; the derivative replays all of them.
         method: next-spike kernel (``"lambertw"``, ``"quadratic"`` or ``"root"``).
 
     Returns:
@@ -136,122 +242,101 @@ def simulate_multispike(
     (last, t_last), (v_after, current_after) = jax.lax.scan(
         step, (free, jnp.zeros((), dtype)), (times, rows)
     )
-    # Interval k runs from t_start[k] (0 or input k-1) to t_end[k] (input k or t_max), starting
-    # from the free state just after input k-1.
-    t_start = jnp.concatenate([jnp.zeros((1,), dtype), times])
-    t_end = jnp.concatenate([times, t_max[None]])
-    u_free = jnp.concatenate([state.v[None], v_after]) - p.v_leak
-    current_free = jnp.concatenate([state.current[None], current_after])
-    n_intervals = t_start.shape[0]
+    tables = _Tables(
+        t_start=jnp.concatenate([jnp.zeros((1,), dtype), times]),
+        t_end=jnp.concatenate([times, t_max[None]]),
+        u_free=jnp.concatenate([state.v[None], v_after]) - p.v_leak,
+        current_free=jnp.concatenate([state.current[None], current_after]),
+        p=p,
+        t_max=t_max,
+    )
+    n_intervals = tables.t_start.shape[0]
     neurons = jnp.arange(size)
     final_free = evolve(last, t_last, t_max, p)
 
-    tables = (t_start, t_end, u_free, current_free, p)
-
-    def at_release(tables, release):
-        """Interval holding each release, the free membrane and the current there."""
-        t_start, _, u_free, current_free, p = tables
-        live = release <= t_max  # False for +inf (no further spike) and releases after the window
-        a = jnp.where(live, release, 0.0)
-        holder = jnp.clip(jnp.searchsorted(t_start, a, side="right") - 1, 0, n_intervals - 1)
-        gap = a - t_start[holder]
-        u_free_a = free_membrane(gap, u_free[holder, neurons], current_free[holder, neurons], p.tau_mem, p.tau_syn)
-        current_a = current_free[holder, neurons] * jnp.exp(-gap / p.tau_syn)
-        return live, a, holder, u_free_a, current_a
-
-    def interval_starts(tables, k, release, u_release):
-        """Start time, state and horizon of interval(s) ``k`` (any shape broadcasting to neurons)."""
-        t_start, t_end, u_free, current_free, p = tables
-        live, a, holder, u_free_a, current_a = at_release(tables, release)
-        own = k == holder
-        later = k > holder
-        lag = jnp.where(later, t_start[k] - a, 0.0)
-        u_k = u_free[k, neurons] + (u_release - u_free_a) * jnp.exp(-lag / p.tau_mem)
-        u0 = jnp.where(own, u_release, u_k)
-        current0 = jnp.where(own, current_a, current_free[k, neurons])
-        s0 = jnp.where(own, a, t_start[k])
-        horizon = jnp.where(live & (k >= holder), t_end[k] - s0, -1.0)
-        return s0, u0, current0, horizon
-
-    def first_interval(release, u_release):
-        """Each neuron's earliest interval with a crossing after its release (no derivative)."""
-        k = jnp.arange(n_intervals)[:, None]
-        _, u0, current0, horizon = interval_starts(fixed, k, release, u_release)
-        exists = _crossing_exists(method, u0, current0, theta_fixed, fixed[4].tau_mem, fixed[4].tau_syn, horizon)
-        return jnp.any(exists, axis=0), jnp.argmax(exists, axis=0)
-
-    def spike_in(tables, k, any_crossing, release, u_release):
-        """The crossing in interval ``k`` of each neuron: its spike time and next release."""
-        p = tables[4]
-        s0, u0, current0, horizon = interval_starts(tables, k, release, u_release)
-        s = next_crossing(u0, current0, p.v_th - p.v_leak, p.tau_mem, p.tau_syn, horizon, method)
-        spiked = any_crossing & jnp.isfinite(s)
-        t_spike = jnp.where(spiked, s0 + jnp.where(spiked, s, 0.0), jnp.inf)
-        return t_spike, jnp.where(spiked, t_spike + p.t_ref, jnp.inf)
-
-    theta_fixed = jax.lax.stop_gradient(theta)
     initially_refractory = state.refractory_until > 0
     release0 = jnp.where(initially_refractory, state.refractory_until, 0.0)
     u_release0 = jnp.where(initially_refractory, u_reset, state.v - p.v_leak)
 
-    # Search (no derivative): the interval of every spike, round by round, stopping as soon as
-    # no neuron spiked in a round; an iteration after the last round only looks for a further
-    # crossing (overflow).
+    # Search (no derivative): every spike, round by round, stopping as soon as no neuron spiked
+    # in a round; an iteration after the last round only looks for a further crossing
+    # (overflow). Each round's spikes are appended to slots of the output buffer (round, then
+    # neuron order), so the buffer costs O(capacity), not O(rounds x size).
     fixed = jax.lax.stop_gradient(tables)
+    theta_fixed = jax.lax.stop_gradient(theta)
+
+    def first_interval(release, u_release):
+        """Each neuron's earliest interval with a crossing after its release."""
+        k = jnp.arange(n_intervals)[:, None]
+        _, u0, current0, horizon = _interval_starts(fixed, k, release, u_release)
+        exists = _crossing_exists(method, u0, current0, theta_fixed, fixed.p.tau_mem, fixed.p.tau_syn, horizon)
+        return jnp.any(exists, axis=0), jnp.argmax(exists, axis=0)
 
     def search_cond(carry):
         r, release, *_ = carry
         return (r <= rounds) & jnp.any(release <= t_max)
 
-    def search_body(carry):
-        r, release, u_release, intervals, found, pending = carry
+    def search_body(carry, merge):
+        r, release, u_release, count, slot_time, slot_idx, slot_round, slot_interval, pending = carry
         any_crossing, k = first_interval(release, u_release)
-        _, next_release = spike_in(fixed, k, any_crossing, release, u_release)
-        intervals = intervals.at[r].set(k.astype(jnp.int32), mode="drop")
-        found = found.at[r].set(any_crossing, mode="drop")
+        t_spike, next_release = _spike_in(method, fixed, k, any_crossing, release, u_release)
+        recorded = jnp.isfinite(t_spike) & (r < rounds)
+        new = (jnp.where(recorded, t_spike, jnp.inf), neurons.astype(jnp.int32),
+               jnp.broadcast_to(r, (size,)), k.astype(jnp.int32))
+        if merge:
+            # Keep the ``capacity`` earliest spikes (time, then index), as the scan's full buffer.
+            merged = [jnp.concatenate([old, fresh]) for old, fresh in
+                      zip((slot_time, slot_idx, slot_round, slot_interval), new)]
+            keep = jnp.lexsort((merged[1], merged[0]))[:capacity]
+            slot_time, slot_idx, slot_round, slot_interval = (field[keep] for field in merged)
+            slot_idx = jnp.where(jnp.isfinite(slot_time), slot_idx, size)
+        else:
+            position = count + jnp.cumsum(recorded, dtype=jnp.int32) - 1
+            target = jnp.where(recorded, position, capacity)  # out of range: dropped
+            slot_time, slot_idx, slot_round, slot_interval = (
+                slot.at[target].set(value, mode="drop")
+                for slot, value in zip((slot_time, slot_idx, slot_round, slot_interval), new))
+        count = count + jnp.sum(recorded, dtype=jnp.int32)
         pending = pending | ((r == rounds) & jnp.any(any_crossing))
-        return r + 1, next_release, jnp.broadcast_to(u_reset, (size,)), intervals, found, pending
+        return (r + 1, next_release, jnp.broadcast_to(u_reset, (size,)), count, slot_time, slot_idx,
+                slot_round, slot_interval, pending)
 
-    search_start = (
-        jnp.zeros((), jnp.int32), jax.lax.stop_gradient(release0), jax.lax.stop_gradient(u_release0),
-        jnp.zeros((rounds, size), jnp.int32), jnp.zeros((rounds, size), bool), jnp.zeros((), bool),
+    search_start = jax.lax.stop_gradient((
+        jnp.zeros((), jnp.int32), release0, u_release0, jnp.zeros((), jnp.int32),
+        jnp.full((capacity,), jnp.inf, dtype), jnp.full((capacity,), size, jnp.int32),
+        jnp.zeros((capacity,), jnp.int32), jnp.zeros((capacity,), jnp.int32), jnp.zeros((), bool),
+    ))
+    # Appending keeps the first ``capacity`` spikes found, round by round; they are the earliest
+    # in time only if no spike was dropped. A sample whose buffer overflowed searches again,
+    # keeping the earliest spikes of each round's merge: that loop runs no iteration at all
+    # (also under vmap) unless some sample overflowed.
+    searched = jax.lax.while_loop(search_cond, functools.partial(search_body, merge=False), search_start)
+    dropped = searched[3] > capacity
+    again = jax.lax.while_loop(
+        lambda carry: dropped & search_cond(carry), functools.partial(search_body, merge=True), search_start
     )
-    *_, intervals, found, pending = jax.lax.while_loop(
-        search_cond, search_body, jax.lax.stop_gradient(search_start)
-    )
+    searched = jax.tree_util.tree_map(lambda a, b: jnp.where(dropped, b, a), searched, again)
+    _, _, _, count, slot_time, slot_idx, slot_round, slot_interval, pending = searched
+    # The spike times carry the replay's derivative (see ``_slot_times``).
+    slot_time = _slot_times(method, rounds, tables, release0, u_release0, slot_round, slot_idx,
+                            slot_interval, slot_time)
 
-    # Replay (differentiable, O(neurons) per round): each spike from its known interval.
-    def replay(carry, item):
-        release, u_release = carry
-        k, any_crossing = item
-        t_spike, next_release = spike_in(tables, k, any_crossing, release, u_release)
-        return (next_release, u_reset), t_spike
-
-    _, spike_times = jax.lax.scan(replay, (release0, u_release0), (intervals, found))
-
-    # The buffer: every round's spikes, in time order, index order on ties (as the scan).
-    flat_time = spike_times.reshape(-1)
-    flat_idx = jnp.broadcast_to(neurons.astype(jnp.int32), spike_times.shape).reshape(-1)
-    order = jnp.lexsort((flat_idx, flat_time))
-    if order.shape[0] < capacity:
-        order = jnp.concatenate([order, jnp.zeros((capacity - order.shape[0],), order.dtype)])
-        slot_valid = jnp.arange(capacity) < flat_time.shape[0]
-    else:
-        slot_valid = jnp.ones((capacity,), bool)
-    order = order[:capacity]
-    out_time = jnp.where(slot_valid, flat_time[order], jnp.inf)
-    out_idx = jnp.where(slot_valid & jnp.isfinite(out_time), flat_idx[order], spikes_lib.PAD_IDX)
-    n_spikes = jnp.sum(jnp.isfinite(flat_time), dtype=jnp.int32)
-    overflow = (n_spikes > capacity) | jnp.any(pending)
+    # The buffer: time order, index order on ties (as the scan); padding (inf, size) sorts last.
+    order = jnp.lexsort((slot_idx, slot_time))
+    out_time = slot_time[order]
+    valid = jnp.isfinite(out_time)
+    out_idx = jnp.where(valid, slot_idx[order], spikes_lib.PAD_IDX)
+    overflow = (count > capacity) | pending
 
     # Final state at t_max: the membrane restarted at the last release (clamped if it is later).
-    fired = jnp.isfinite(spike_times)
-    spiked = jnp.any(fired, axis=0)
-    last_spike = jnp.max(jnp.where(fired, spike_times, -jnp.inf), axis=0)
+    # A neuron whose later spikes were dropped (overflow) has no exact final state anyway.
+    target = jnp.where(jnp.isfinite(slot_time), slot_idx, size)
+    last_spike = jnp.full((size + 1,), -jnp.inf, dtype).at[target].max(slot_time)[:size]
+    spiked = jnp.isfinite(last_spike)
     last_spike = jnp.where(spiked, last_spike, 0.0)
     final_release = jnp.where(spiked, last_spike + p.t_ref, release0)
     final_u_release = jnp.where(spiked, u_reset, u_release0)
-    live, a, _, u_free_a, _ = at_release(tables, final_release)
+    live, a, _, u_free_a, _ = _at_release(tables, final_release)
     lag = jnp.where(live, t_max - a, 0.0)
     u_end = final_free.v - p.v_leak + (final_u_release - u_free_a) * jnp.exp(-lag / p.tau_mem)
     clamped = final_release >= t_max
