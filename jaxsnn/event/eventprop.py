@@ -41,9 +41,15 @@ Parallel backward. Where every neuron spikes at most once and the layer is feed-
 conditions of the parallel forward, ``t_ref >= t_max``), each neuron's adjoint has a single jump,
 at its spike, and the solution above collapses to one closed form per (event, neuron) pair:
 ``parallel_eventprop_gradients`` evaluates it with whole-array operations and no scan over
-events (maths in its docstring). ``simulate_eventprop`` uses it whenever the forward pass is the
-parallel algorithm (``backward="auto"``) and keeps the scan for every other layer and for
-injected spikes; ``backward="scan"`` / ``"parallel"`` force either.
+events (maths in its docstring). Where neurons spike several times (any ``t_ref``, still
+feed-forward), ``lambda_v`` of a neuron jumps only at its own spikes and ``lambda_I`` never
+jumps, so each neuron's adjoint is a short chain over its own spikes: two affine recurrences
+solved for all neurons at once by a reverse ``associative_scan`` over the output slots, then the
+same closed form at every input event (``multispike_eventprop_gradients``). ``simulate_eventprop``
+uses the single-spike closed form whenever the forward pass is the parallel algorithm
+(``backward="auto"``) and the scan otherwise; ``backward="parallel"`` asks for the closed form
+of any feed-forward layer, ``backward="scan"`` for the scan; recurrent layers and injected spikes
+always use the scan.
 
 The current ``I_i`` just before a spike is a closed-form sum over the earlier events
 (``jaxsnn.event.superposition``), so the backward pass needs only the events themselves:
@@ -83,6 +89,7 @@ __all__ = [
     "AdjointGradients",
     "MIN_SLOPE_FRACTION",
     "eventprop_gradients",
+    "multispike_eventprop_gradients",
     "parallel_eventprop_gradients",
     "simulate_eventprop",
     "simulate_eventprop_planned",
@@ -525,6 +532,243 @@ def parallel_eventprop_gradients(
     )
 
 
+def _affine_suffix(offset: jax.Array, factor: jax.Array) -> jax.Array:
+    """``x_k = offset_k + factor_k x_{k+1}`` (``x`` beyond the end is 0), for every ``k`` at once.
+
+    A reverse ``associative_scan`` of the affine maps ``x -> offset + factor x``: O(log n) depth
+    instead of a sequential loop over the entries.
+    """
+
+    def compose(later, earlier):
+        # ``later`` is the composition of the maps after ``earlier``'s entries: earlier o later.
+        later_offset, later_factor = later
+        earlier_offset, earlier_factor = earlier
+        return earlier_offset + earlier_factor * later_offset, earlier_factor * later_factor
+
+    return jax.lax.associative_scan(compose, (offset, factor), reverse=True)[0]
+
+
+def multispike_eventprop_gradients(
+    weight: jax.Array,
+    input_spikes: Spikes,
+    output_spikes: Spikes,
+    neuron: LIFParameters,
+    t_max: Any,
+    output_time_cotangent: jax.Array,
+    *,
+    initial_state: Optional[LIFState] = None,
+    final_state_cotangent: Optional[Tuple[jax.Array, jax.Array]] = None,
+) -> AdjointGradients:
+    """EventProp backward pass in closed form for a feed-forward layer whose neurons spike any number of times.
+
+    No recurrent weights; any ``t_ref``. No scan over events: the adjoint of every neuron is
+    solved over its own spikes by two affine recurrences (a reverse ``associative_scan`` over
+    the output slots), then evaluated at every input event with whole-array operations over
+    (input events x neurons). Same gradients as ``eventprop_gradients`` (to rounding) for such
+    layers; ``parallel_eventprop_gradients`` is the cheaper special case of one spike per neuron.
+
+    Maths. Without recurrence ``lambda_I`` never jumps, and ``lambda_v`` of neuron ``n`` jumps only
+    at its own spikes ``t_1 < ... < t_m``. Its membrane moves freely on the segments
+    ``[a_{k-1}, t_k)`` (``a_0``: 0 or the end of an initial refractory period; ``a_k = t_k + t_ref``)
+    and on ``[a_m, T]``, and is clamped at ``v_reset`` in between (``lambda_v = 0`` there). On a
+    segment ending at ``e_k`` (``t_k``, or ``T`` for the last one), ``lambda_v(t) = Lambda_k
+    exp(-(e_k - t)/tau_mem)``, with ``Lambda_{m+1} = lambda_v^T`` (0 if ``a_m >= T``) and, from the
+    jump at spike ``k`` (``G_k = c_k + r_k``, ``r_k = -lambda_v(a_k+) vdot_k(a_k+)``)::
+
+        Lambda_k = -G_k / vdot_k(t_k-)
+                 = -c_k / vdot_k(t_k-) + [a_k < T] exp(-(e_{k+1} - a_k)/tau_mem) vdot_k(a_k+) / vdot_k(t_k-) Lambda_{k+1}
+
+    with ``vdot`` as in ``eventprop_gradients`` (the slope before a spike floored). Integrating
+    ``d lambda_I/ds = -lambda_I/tau_syn + lambda_v/tau_mem`` backwards, a segment contributes
+    ``Lambda_k K(e_k - c) exp(-(c - t)/tau_syn)`` to ``lambda_I(t)``, ``c = clip(t, a_{k-1}, e_k)``,
+    ``K`` the PSP kernel. With the suffix sums
+    ``B_k = Lambda_k K(e_k - a_{k-1}) + [a_k < T] exp(-(a_k - a_{k-1})/tau_syn) B_{k+1}`` (all
+    segments from ``k`` on, seen from ``a_{k-1}``), at a time ``t`` whose next segment is ``k``
+    (the first with ``e_k > t``)::
+
+        t >= a_{k-1}:  lambda_v = Lambda_k exp(-(e_k - t)/tau_mem)
+                       lambda_I = lambda_I^T e^{-(T - t)/tau_syn} + Lambda_k K(e_k - t)
+                                  + [a_k < T] exp(-(a_k - t)/tau_syn) B_{k+1}
+        t <  a_{k-1}:  lambda_v = 0,  lambda_I = lambda_I^T e^{-(T - t)/tau_syn} + exp(-(a_{k-1} - t)/tau_syn) B_k
+
+    The gradients then follow as in ``parallel_eventprop_gradients`` (weights and input times from
+    the adjoint at each input; initial state from the adjoint at 0). Ties follow the forward
+    order: a spike precedes an input at the same instant, a release precedes it too.
+
+    Args:
+        weight: ``(n_inputs, size)`` input weights.
+        input_spikes: the layer's input events (sorted, padded).
+        output_spikes: the layer's output events, sorted by time (padding slots are ignored).
+        neuron: ``LIFParameters`` (scalars or per-neuron arrays).
+        t_max: end of the window.
+        output_time_cotangent: ``(output capacity,)`` ``dL/dt_k`` (padding ignored, NaN included).
+        initial_state: optional ``LIFState`` at ``t = 0`` (default: rest).
+        final_state_cotangent: optional ``(dL/dv, dL/dI)`` at ``t_max``.
+
+    Returns:
+        ``AdjointGradients`` (``recurrent_weight`` is ``None``; ``output_times`` is ``G_k``).
+    """
+    weight = jnp.asarray(weight)
+    dtype = jnp.result_type(weight.dtype, input_spikes.time.dtype)
+    weight = weight.astype(dtype)
+    n_inputs, size = weight.shape
+    p = per_neuron(neuron, size, dtype)
+    t_max = jnp.asarray(t_max, dtype)
+    in_time = jnp.asarray(input_spikes.time, dtype)
+    in_idx = jnp.asarray(input_spikes.idx, jnp.int32)
+    out_time = jnp.asarray(output_spikes.time, dtype)
+    out_idx = jnp.asarray(output_spikes.idx, jnp.int32)
+    k_out = out_time.shape[0]
+
+    in_valid = (in_idx >= 0) & (in_idx < n_inputs) & jnp.isfinite(in_time)
+    in_active = in_valid & (in_time <= t_max)
+    out_valid = (out_idx >= 0) & (out_idx < size) & jnp.isfinite(out_time) & (out_time <= t_max)
+    cotangent = jnp.where(out_valid, jnp.asarray(output_time_cotangent, dtype), 0.0)
+    out_neuron = jnp.clip(out_idx, 0, size - 1)
+    out_key = jnp.where(out_valid, out_time, jnp.inf)  # sorted: valid spikes first, in time order
+
+    if initial_state is None:
+        initial_current = jnp.zeros((size,), dtype)
+        released = jnp.zeros((size,), bool)
+        start = jnp.zeros((size,), dtype)
+    else:
+        initial_current = jnp.broadcast_to(jnp.asarray(initial_state.current, dtype), (size,))
+        initial_ref = jnp.broadcast_to(jnp.asarray(initial_state.refractory_until, dtype), (size,))
+        released = jnp.isfinite(initial_ref) & (initial_ref > 0)
+        start = jnp.where(released, jnp.minimum(initial_ref, t_max), 0.0)
+    if final_state_cotangent is None:
+        lam_v_final = jnp.zeros((size,), dtype)
+        lam_i_final = jnp.zeros((size,), dtype)
+    else:
+        lam_v_final = jnp.broadcast_to(jnp.asarray(final_state_cotangent[0], dtype), (size,))
+        lam_i_final = jnp.broadcast_to(jnp.asarray(final_state_cotangent[1], dtype), (size,))
+
+    # Each spike's rank among its neuron's spikes, from one sort of the slots by (neuron, time).
+    neuron_key = jnp.where(out_valid, out_idx, size)
+    by_neuron = jnp.lexsort((out_key, neuron_key))
+    sorted_position = jnp.zeros((k_out,), jnp.int32).at[by_neuron].set(jnp.arange(k_out, dtype=jnp.int32))
+    spikes_per_neuron = jnp.zeros((size + 1,), jnp.int32).at[neuron_key].add(1)[:size]
+    rank = sorted_position - (jnp.cumsum(spikes_per_neuron) - spikes_per_neuron)[out_neuron]
+    # Segments in (neuron, time) order: neuron n's spikes, then its last segment (ending at T),
+    # from position first[n]. Every neuron has exactly one last segment, so each chain ends there.
+    first = jnp.cumsum(spikes_per_neuron + 1) - (spikes_per_neuron + 1)
+    n_segments = k_out + size
+    position = jnp.where(out_valid, first[out_neuron] + rank, n_segments)  # out of range: dropped
+    last_position = first + spikes_per_neuron
+    neurons = jnp.arange(size, dtype=jnp.int32)
+
+    def segments(spike_values, last_values, fill=0):
+        """One value per segment, ordered by (neuron, time)."""
+        table = jnp.full((n_segments,), fill, jnp.result_type(spike_values, last_values))
+        table = table.at[position].set(spike_values, mode="drop")
+        return table.at[last_position].set(last_values)
+
+    seg_real = segments(jnp.ones((k_out,), bool), jnp.zeros((size,), bool), False)
+    seg_neuron = segments(out_neuron, neurons, 0)
+    seg_end = segments(out_time, jnp.broadcast_to(t_max, (size,)), 0.0)  # e_k (T for the last)
+    seg_cotangent = segments(cotangent, jnp.zeros((size,), dtype), 0.0)
+    seg_first = segments(rank == 0, spikes_per_neuron == 0, False)
+    previous_end = jnp.concatenate([jnp.zeros((1,), dtype), seg_end[:-1]])
+    seg_start = jnp.where(seg_first, start[seg_neuron], previous_end + p.t_ref[seg_neuron])  # a_{k-1}
+    seg_release = jnp.where(seg_real, seg_end + p.t_ref[seg_neuron], t_max)  # a_k
+    moves_on = seg_real & (seg_release < t_max)  # a later segment exists
+    next_end = jnp.concatenate([seg_end[1:], jnp.zeros((1,), dtype)])
+    used = jnp.arange(n_segments) < jnp.sum(spikes_per_neuron) + size
+
+    # Currents just before each spike and just after each release (as the scan's events).
+    sources = (Sources(in_time, in_idx, weight, in_valid),)
+    query_time = jnp.concatenate([jnp.where(seg_real, seg_end, jnp.inf), jnp.where(moves_on, seg_release, jnp.inf)])
+    query_inclusive = jnp.concatenate([jnp.zeros((n_segments,), bool), jnp.ones((n_segments,), bool)])
+    currents = currents_at(query_time, jnp.concatenate([seg_neuron, seg_neuron]), query_inclusive, sources,
+                           initial_current, p.tau_syn)
+    current_before, current_released = currents[:n_segments], currents[n_segments:]
+    tau_mem, tau_syn = p.tau_mem[seg_neuron], p.tau_syn[seg_neuron]
+    slope_floor = MIN_SLOPE_FRACTION * (p.v_th - p.v_reset) / p.tau_mem
+    slope_before = jnp.maximum((current_before - (p.v_th - p.v_leak)[seg_neuron]) / tau_mem, slope_floor[seg_neuron])
+    slope_free = jnp.where(moves_on, (current_released - (p.v_reset - p.v_leak)[seg_neuron]) / tau_mem, 0.0)
+
+    # Lambda_k = alpha_k + beta_k Lambda_{k+1}; the last segment: lambda_v^T unless it is empty.
+    to_next = jnp.exp(-jnp.maximum(next_end - seg_release, 0.0) / tau_mem)
+    alpha = jnp.where(seg_real, -seg_cotangent / slope_before,
+                      jnp.where(seg_start < t_max, lam_v_final[seg_neuron], 0.0))
+    beta = jnp.where(moves_on, to_next * slope_free / slope_before, 0.0)
+    anchor = jnp.where(used, _affine_suffix(alpha, beta), 0.0)
+    next_anchor = jnp.concatenate([anchor[1:], jnp.zeros((1,), dtype)])
+    spike_gradient = seg_cotangent - jnp.where(moves_on, next_anchor * to_next * slope_free, 0.0)  # G_k
+
+    # B_k = gamma_k + delta_k B_{k+1}.
+    gamma = jnp.where(used, anchor * psp_kernel(jnp.maximum(seg_end - seg_start, 0.0), tau_mem, tau_syn), 0.0)
+    delta = jnp.where(moves_on, jnp.exp(-jnp.maximum(seg_release - seg_start, 0.0) / tau_syn), 0.0)
+    suffix = _affine_suffix(gamma, delta)
+    next_suffix = jnp.where(moves_on, jnp.concatenate([suffix[1:], jnp.zeros((1,), dtype)]), 0.0)
+
+    search_steps = int(np.ceil(np.log2(k_out + 1))) + 1
+
+    def spikes_until(t):
+        """Spikes of each neuron at or before ``t`` (..., size): binary search in its own segments."""
+        low = jnp.broadcast_to(first, t.shape)
+        high = low + spikes_per_neuron
+
+        def halve(_, bounds):
+            low, high = bounds
+            middle = (low + high) // 2
+            right = (low < high) & (seg_end[jnp.minimum(middle, n_segments - 1)] <= t)
+            return jnp.where(right, middle + 1, low), jnp.where(right | (low >= high), high, middle)
+
+        low, _ = jax.lax.fori_loop(0, search_steps, halve, (low, high))
+        return low - first
+
+    def adjoint(t, count):
+        """``(lambda_v, lambda_I)`` of every neuron at times ``t`` (..., size) after ``count`` own spikes."""
+        k = first + count
+        end, seg_a, release, anchor_k = seg_end[k], seg_start[k], seg_release[k], anchor[k]
+        inside = t >= seg_a
+        lam_v = jnp.where(inside, anchor_k * jnp.exp(-jnp.maximum(end - t, 0.0) / p.tau_mem), 0.0)
+        later = jnp.where(
+            inside,
+            anchor_k * psp_kernel(jnp.maximum(end - t, 0.0), p.tau_mem, p.tau_syn)
+            + jnp.exp(-jnp.maximum(release - t, 0.0) / p.tau_syn) * next_suffix[k],
+            jnp.exp(-jnp.maximum(seg_a - t, 0.0) / p.tau_syn) * suffix[k],
+        )
+        lam_i = lam_i_final * jnp.exp(-jnp.maximum(t_max - t, 0.0) / p.tau_syn) + later
+        return lam_v, lam_i
+
+    # Every input event: the spikes of each neuron at or before it (a spike precedes an input
+    # at the same instant).
+    t_in = jnp.where(in_active, in_time, t_max)
+    t_grid = jnp.broadcast_to(t_in[:, None], (t_in.shape[0], size))
+    lam_v_in, lam_i_in = adjoint(t_grid, spikes_until(t_grid))
+    lam_i_in = jnp.where(in_active[:, None], lam_i_in, 0.0)
+    rows = jnp.where(in_active[:, None], weight[jnp.clip(in_idx, 0, n_inputs - 1)], 0.0)
+    drive = lam_i_in / p.tau_syn - lam_v_in / p.tau_mem
+    input_grad = jnp.where(in_active, jnp.sum(rows * drive, axis=1), 0.0)
+    weight_rows = jnp.where(in_active, in_idx, n_inputs)
+    grad_weight = jax.ops.segment_sum(lam_i_in, weight_rows, num_segments=n_inputs + 1)[:n_inputs]
+
+    zero = jnp.zeros((size,), dtype)
+    # At t = 0, before every event (a spike at 0 included), as the scan ends.
+    lam_v0, lam_i0 = adjoint(zero, jnp.zeros((size,), jnp.int32))
+    if initial_state is None:
+        grad_refractory = zero
+    else:
+        # The membrane leaves v_reset at a_0: dL/da_0 = -lambda_v(a_0+) vdot(a_0+) (0 beyond T).
+        moves = released & (start < t_max)
+        current_start = currents_at(jnp.where(moves, start, jnp.inf), neurons, jnp.ones((size,), bool), sources,
+                                    initial_current, p.tau_syn)
+        lam_v_start = anchor[first] * jnp.exp(-jnp.maximum(seg_end[first] - start, 0.0) / p.tau_mem)
+        grad_refractory = jnp.where(moves, -lam_v_start * (current_start - (p.v_reset - p.v_leak)) / p.tau_mem, 0.0)
+    output_times = jnp.where(out_valid, spike_gradient[jnp.clip(position, 0, n_segments - 1)], 0.0)
+    return AdjointGradients(
+        weight=grad_weight,
+        input_times=input_grad,
+        recurrent_weight=None,
+        initial_v=lam_v0,
+        initial_current=lam_i0,
+        initial_refractory_until=grad_refractory,
+        output_times=output_times,
+    )
+
+
 def _zero_cotangent(value: Any) -> Any:
     """A zero cotangent of the right kind for one primal leaf (float0 for integers/bools)."""
     dtype = jnp.result_type(value)
@@ -589,10 +833,12 @@ def _adjoint(plan, residuals, result_cotangent):
     otherwise compile and run the backward pass operation by operation)."""
     weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, external, out_spikes = residuals
     final_ct = result_cotangent.final_state
-    if plan.backward == "parallel" and external is None and recurrent_weight is None:
-        # At most one spike per neuron, feed-forward: the closed-form adjoint (no event scan).
-        # Injected spikes may break the one-spike rule, so they always take the scan.
-        grads = parallel_eventprop_gradients(
+    closed_form = {"parallel": parallel_eventprop_gradients, "multispike": multispike_eventprop_gradients}
+    if plan.backward in closed_form and external is None and recurrent_weight is None:
+        # Feed-forward: the closed-form adjoint (no event scan). Injected spikes may break the
+        # rules the closed forms rely on (one spike per neuron; no spike while refractory), so
+        # they always take the scan.
+        grads = closed_form[plan.backward](
             weight, input_spikes, out_spikes, neuron, t_max, result_cotangent.spikes.time,
             initial_state=initial_state, final_state_cotangent=(final_ct.v, final_ct.current),
         )
@@ -667,10 +913,12 @@ def simulate_eventprop(
         external_spikes: optional measured output ``Spikes`` of this layer to inject.
         algorithm: forward algorithm (see ``simulate``).
         backward: EventProp backward pass: ``"auto"`` (default: ``"parallel"`` exactly when the
-            forward algorithm is ``"parallel"``), ``"scan"`` (``eventprop_gradients``, any layer)
-            or ``"parallel"`` (``parallel_eventprop_gradients``: needs ``t_ref >= t_max`` and no
-            recurrence, and cannot be combined with ``external_spikes``). Both give the same
-            gradients to rounding where both apply; injected spikes always use the scan.
+            forward algorithm is ``"parallel"``, else the scan), ``"scan"``
+            (``eventprop_gradients``, any layer) or ``"parallel"`` (the closed form:
+            ``parallel_eventprop_gradients`` where ``t_ref >= t_max``, else
+            ``multispike_eventprop_gradients``; needs a feed-forward layer and cannot be
+            combined with ``external_spikes``). All give the same gradients to rounding where
+            they apply; injected spikes always use the scan.
 
     Returns:
         ``SimulationResult(spikes, final_state, overflow)``.
@@ -693,8 +941,9 @@ def simulate_eventprop(
     )
     if backward == "parallel" and external_spikes is not None:
         raise ValueError(
-            "backward='parallel' needs the simulated spikes (at most one per neuron); injected "
-            "external_spikes may hold more: use backward='scan' or 'auto'"
+            "backward='parallel' needs the simulated spikes (the closed form assumes one spike per "
+            "neuron, or none while refractory); injected external_spikes may break that: use "
+            "backward='scan' or 'auto'"
         )
     return simulate_eventprop_planned(
         plan, weight, input_spikes, neuron, capacity=capacity, t_max=t_max,

@@ -249,7 +249,8 @@ def LIF(
             the scan otherwise), ``"scan"``, ``"parallel"`` or ``"multispike"`` (see
             ``jaxsnn.event.simulate``). All are exact; the choice only changes speed.
         backward: EventProp backward pass, ``"auto"`` (default: closed form where the forward
-            pass is parallel, else the event scan), ``"scan"`` or ``"parallel"``.
+            pass is parallel, else the event scan), ``"scan"`` or ``"parallel"`` (the closed
+            form, one or several spikes per neuron; ``jaxsnn.event.plan.resolve_backward``).
 
     Returns:
         A ``Layer``: ``apply(params, spikes, external=None, carry=None) ->

@@ -21,7 +21,12 @@ import jaxsnn
 from jaxsnn import spikes as spikes_lib
 from jaxsnn.event import LI, LIF, LIFParameters, LIFState, RecurrentLIF, simulate
 from jaxsnn.event.dynamics import psp_kernel
-from jaxsnn.event.eventprop import MIN_SLOPE_FRACTION, eventprop_gradients, simulate_eventprop
+from jaxsnn.event.eventprop import (
+    MIN_SLOPE_FRACTION,
+    eventprop_gradients,
+    multispike_eventprop_gradients,
+    simulate_eventprop,
+)
 from jaxsnn.event.superposition import Sources, currents_dense, currents_scan, state_at
 from jaxsnn.initializers import normal
 from jaxsnn.spikes import Spikes
@@ -43,6 +48,14 @@ def _backward(weight, in_time, in_idx, out_time, out_idx, neuron, cotangent, *, 
     return eventprop_gradients(
         weight, Spikes(in_time, in_idx), Spikes(out_time, out_idx), neuron, T_MAX, cotangent,
         refractory=refractory,
+    )
+
+
+@jax.jit
+def _closed_form(weight, in_time, in_idx, out_time, out_idx, neuron, cotangent):
+    """The multi-spike closed-form backward (feed-forward layers) at the same spikes."""
+    return multispike_eventprop_gradients(
+        weight, Spikes(in_time, in_idx), Spikes(out_time, out_idx), neuron, T_MAX, cotangent,
     )
 
 
@@ -157,7 +170,7 @@ FD_OFFSET = 1e-3
     inputs=Spikes(np.array([1e-4, 3.1e-3, 9.7e-3, 1e-2, 1.27e-2, 2.63e-2]), np.array([1, 0, 2, 2, 0, 0], np.int32)),
 )
 def test_gradients_match_finite_differences(x64, tau_ratio, weight, inputs):
-    """EventProp at the reference's spike times vs central differences of the reference."""
+    """EventProp (scan and closed form) at the reference's spike times vs central differences of the reference."""
     neuron = FD_NEURONS[tau_ratio]
     valid = np.asarray(inputs.idx) >= 0
     in_time = np.asarray(inputs.time, np.float64)[valid] + FD_OFFSET
@@ -184,6 +197,12 @@ def test_gradients_match_finite_differences(x64, tau_ratio, weight, inputs):
     _assert_matches_fd(np.asarray(grads.input_times)[: len(in_time)], fd_t, "input times",
                        min_finite=max(1, len(in_time) // 2))
     assert np.all(np.asarray(grads.input_times)[len(in_time):] == 0)
+    # The closed form of feed-forward layers (several spikes per neuron) against the same differences.
+    closed = _closed_form(*args)
+    _assert_matches_fd(np.asarray(closed.weight)[used], fd_w[used], "weight (closed form)",
+                       min_finite=used.sum() * SIZE // 2)
+    _assert_matches_fd(np.asarray(closed.input_times)[: len(in_time)], fd_t, "input times (closed form)",
+                       min_finite=max(1, len(in_time) // 2))
     if not neuron.t_ref:
         # Without refractoriness the release events are redundant: both code paths agree.
         fast = _backward(*args, refractory=False)

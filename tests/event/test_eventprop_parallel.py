@@ -309,16 +309,21 @@ def test_auto_backward_follows_the_forward_algorithm():
     assert resolve_plan(single, 0.5).backward == "parallel"
     assert resolve_plan(single, 0.5, algorithm="scan").backward == "scan"
     assert resolve_plan(single, 0.5, recurrent=True).backward == "scan"
+    # Several spikes per neuron: the scan unless the closed form is asked for.
     assert resolve_plan(LIFParameters(t_ref=0.1), 0.5).backward == "scan"
-    # Explicit choices: the scan always, the parallel pass wherever it is exact.
+    assert resolve_plan(LIFParameters(t_ref=0.0), 0.5, algorithm="multispike").backward == "scan"
+    assert resolve_plan(LIFParameters(t_ref=0.1), 0.5, backward="parallel").backward == "multispike"
+    assert resolve_plan(LIFParameters(t_ref=0.1), 0.5, recurrent=True).backward == "scan"
+    # Explicit choices: the scan always; "parallel" is the closed form that fits the layer.
     assert resolve_plan(single, 0.5, backward="scan").backward == "scan"
     assert resolve_plan(single, 0.5, algorithm="scan", backward="parallel").backward == "parallel"
+    assert resolve_plan(LIFParameters(t_ref=0.1), 0.5, algorithm="scan", backward="parallel").backward == "multispike"
 
 
 @pytest.mark.parametrize("kwargs,message", [
     (dict(backward="adjoint"), "backward must be one of"),
-    (dict(backward="parallel", t_ref=0.1), "backward='parallel' has the conditions of algorithm='parallel'.*t_ref"),
-    (dict(backward="parallel", recurrent=True), "backward='parallel'.*recurrent"),
+    (dict(backward="parallel", recurrent=True), "backward='parallel'.*feed-forward.*recurrent"),
+    (dict(backward="parallel", t_ref=0.1, recurrent=True), "backward='parallel'.*feed-forward.*recurrent"),
 ])
 def test_bad_backward_raises(kwargs, message):
     t_ref = kwargs.pop("t_ref", 1.0)
@@ -338,7 +343,7 @@ def test_parallel_backward_with_external_spikes_raises():
 def _record_backwards(monkeypatch):
     """Wrap both backward functions to record which one a gradient calls."""
     calls = []
-    for name in ("eventprop_gradients", "parallel_eventprop_gradients"):
+    for name in ("eventprop_gradients", "parallel_eventprop_gradients", "multispike_eventprop_gradients"):
         original = getattr(eventprop_module, name)
 
         def wrapper(*args, _original=original, _name=name, **kwargs):
@@ -349,7 +354,7 @@ def _record_backwards(monkeypatch):
     return calls
 
 
-def test_gradient_uses_the_parallel_backward_exactly_when_the_forward_is_parallel(monkeypatch):
+def test_gradient_uses_the_closed_form_after_the_parallel_forward_or_when_asked(monkeypatch):
     calls = _record_backwards(monkeypatch)
     weight = jnp.full((2, 3), 2.0)
     inputs = spikes_lib.from_lists([1e-3, 2e-3], [0, 1], capacity=3)
@@ -367,7 +372,11 @@ def test_gradient_uses_the_parallel_backward_exactly_when_the_forward_is_paralle
     single = LIFParameters(t_ref=1.0)
     assert grad(single) == ["parallel_eventprop_gradients"]
     assert grad(single, backward="scan") == ["eventprop_gradients"]
+    # Several spikes per neuron: the scan, unless the closed form is asked for.
     assert grad(LIFParameters(t_ref=1e-3)) == ["eventprop_gradients"]
+    assert grad(LIFParameters(t_ref=1e-3), algorithm="multispike") == ["eventprop_gradients"]
+    assert grad(LIFParameters(t_ref=1e-3), backward="parallel") == ["multispike_eventprop_gradients"]
+    assert grad(LIFParameters(t_ref=1e-3), algorithm="scan", backward="parallel") == ["multispike_eventprop_gradients"]
     assert grad(single, external_spikes=spikes_lib.from_lists([5e-3], [1], capacity=3)) == ["eventprop_gradients"]
     # Layers resolve the same plan at construction.
     layer = LIF(3, t_ref=1.0, t_max=0.02, capacity=3)

@@ -380,8 +380,6 @@ def test_layer_algorithm_and_backward_errors():
     gradient are refused when the layer is built, naming the fix."""
     with pytest.raises(ValueError, match="algorithm"):
         LIF(SIZE, t_ref=1e-3, capacity=CAPACITY, t_max=T_MAX, algorithm="parallel")
-    with pytest.raises(ValueError, match="backward"):
-        LIF(SIZE, t_ref=1e-3, capacity=CAPACITY, t_max=T_MAX, backward="parallel")
     with pytest.raises(ValueError, match="algorithm must be one of"):
         LIF(SIZE, capacity=CAPACITY, t_max=T_MAX, algorithm="fast")
     with pytest.raises(ValueError, match="backward must be one of"):
