@@ -81,7 +81,7 @@ def _initial_states(draw, neuron):
 
 
 @pytest.mark.parametrize("ratio", RATIOS)
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=4, deadline=None)
 @given(data=st.data())
 def test_multispike_backward_equals_scan(ratio, data):
     """Weights, input times, initial v, current and refractory end: closed form == scan (rtol 1e-10)."""
