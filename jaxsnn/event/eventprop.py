@@ -369,6 +369,41 @@ def eventprop_gradients(
     )
 
 
+def _boundaries(initial_state, final_state_cotangent, size, dtype, t_max):
+    """The closed forms' boundary values: initial current, initial release (whether a neuron is
+    refractory at 0, and when its membrane starts to move) and the final adjoints."""
+    if initial_state is None:
+        initial_current = jnp.zeros((size,), dtype)
+        released = jnp.zeros((size,), bool)
+        start = jnp.zeros((size,), dtype)
+    else:
+        initial_current = jnp.broadcast_to(jnp.asarray(initial_state.current, dtype), (size,))
+        initial_ref = jnp.broadcast_to(jnp.asarray(initial_state.refractory_until, dtype), (size,))
+        released = jnp.isfinite(initial_ref) & (initial_ref > 0)
+        start = jnp.where(released, jnp.minimum(initial_ref, t_max), 0.0)
+    if final_state_cotangent is None:
+        lam_v_final = jnp.zeros((size,), dtype)
+        lam_i_final = jnp.zeros((size,), dtype)
+    else:
+        lam_v_final = jnp.broadcast_to(jnp.asarray(final_state_cotangent[0], dtype), (size,))
+        lam_i_final = jnp.broadcast_to(jnp.asarray(final_state_cotangent[1], dtype), (size,))
+    return initial_current, released, start, lam_v_final, lam_i_final
+
+
+def _input_event_gradients(rows, in_idx, in_active, lam_v_in, lam_i_in, p, n_inputs):
+    """``dL/dt_i`` and ``dL/dW`` from the adjoint at every input event (inactive rows are zero).
+
+    ``dL/dt_i = sum_n W[j_i, n] (lambda_I / tau_syn - lambda_v / tau_mem)`` and
+    ``dL/dW[j, n] = sum_{i: j_i = j} lambda_I,n(t_i)``.
+    """
+    lam_i_in = jnp.where(in_active[:, None], lam_i_in, 0.0)
+    drive = lam_i_in / p.tau_syn - lam_v_in / p.tau_mem
+    input_grad = jnp.where(in_active, jnp.sum(rows * drive, axis=1), 0.0)
+    weight_rows = jnp.where(in_active, in_idx, n_inputs)
+    grad_weight = jax.ops.segment_sum(lam_i_in, weight_rows, num_segments=n_inputs + 1)[:n_inputs]
+    return input_grad, grad_weight
+
+
 def parallel_eventprop_gradients(
     weight: jax.Array,
     input_spikes: Spikes,
@@ -462,21 +497,8 @@ def parallel_eventprop_gradients(
     spike_cotangent = jnp.zeros((size + 1,), dtype).at[target].add(cotangent)[:size]
     end = jnp.where(spiked, spike_time, t_max)
 
-    if initial_state is None:
-        initial_current = jnp.zeros((size,), dtype)
-        released = jnp.zeros((size,), bool)
-        start = jnp.zeros((size,), dtype)
-    else:
-        initial_current = jnp.broadcast_to(jnp.asarray(initial_state.current, dtype), (size,))
-        initial_ref = jnp.broadcast_to(jnp.asarray(initial_state.refractory_until, dtype), (size,))
-        released = jnp.isfinite(initial_ref) & (initial_ref > 0)
-        start = jnp.where(released, jnp.minimum(initial_ref, t_max), 0.0)
-    if final_state_cotangent is None:
-        lam_v_final = jnp.zeros((size,), dtype)
-        lam_i_final = jnp.zeros((size,), dtype)
-    else:
-        lam_v_final = jnp.broadcast_to(jnp.asarray(final_state_cotangent[0], dtype), (size,))
-        lam_i_final = jnp.broadcast_to(jnp.asarray(final_state_cotangent[1], dtype), (size,))
+    initial_current, released, start, lam_v_final, lam_i_final = _boundaries(
+        initial_state, final_state_cotangent, size, dtype, t_max)
 
     # (input events x neurons): inactive inputs sit at t_max with zero rows and are masked out.
     t_in = jnp.where(in_active, in_time, t_max)
@@ -506,11 +528,7 @@ def parallel_eventprop_gradients(
         return lam_v, lam_i
 
     lam_v_in, lam_i_in = adjoint(t_in[:, None])
-    lam_i_in = jnp.where(in_active[:, None], lam_i_in, 0.0)
-    drive = lam_i_in / p.tau_syn - lam_v_in / p.tau_mem
-    input_grad = jnp.where(in_active, jnp.sum(rows * drive, axis=1), 0.0)
-    weight_rows = jnp.where(in_active, in_idx, n_inputs)
-    grad_weight = jax.ops.segment_sum(lam_i_in, weight_rows, num_segments=n_inputs + 1)[:n_inputs]
+    input_grad, grad_weight = _input_event_gradients(rows, in_idx, in_active, lam_v_in, lam_i_in, p, n_inputs)
 
     lam_v0, lam_i0 = adjoint(jnp.zeros((size,), dtype))
     if initial_state is None:
@@ -625,23 +643,10 @@ def multispike_eventprop_gradients(
     out_valid = (out_idx >= 0) & (out_idx < size) & jnp.isfinite(out_time) & (out_time <= t_max)
     cotangent = jnp.where(out_valid, jnp.asarray(output_time_cotangent, dtype), 0.0)
     out_neuron = jnp.clip(out_idx, 0, size - 1)
-    out_key = jnp.where(out_valid, out_time, jnp.inf)  # sorted: valid spikes first, in time order
+    out_key = jnp.where(out_valid, out_time, jnp.inf)  # padding and late slots sort last
 
-    if initial_state is None:
-        initial_current = jnp.zeros((size,), dtype)
-        released = jnp.zeros((size,), bool)
-        start = jnp.zeros((size,), dtype)
-    else:
-        initial_current = jnp.broadcast_to(jnp.asarray(initial_state.current, dtype), (size,))
-        initial_ref = jnp.broadcast_to(jnp.asarray(initial_state.refractory_until, dtype), (size,))
-        released = jnp.isfinite(initial_ref) & (initial_ref > 0)
-        start = jnp.where(released, jnp.minimum(initial_ref, t_max), 0.0)
-    if final_state_cotangent is None:
-        lam_v_final = jnp.zeros((size,), dtype)
-        lam_i_final = jnp.zeros((size,), dtype)
-    else:
-        lam_v_final = jnp.broadcast_to(jnp.asarray(final_state_cotangent[0], dtype), (size,))
-        lam_i_final = jnp.broadcast_to(jnp.asarray(final_state_cotangent[1], dtype), (size,))
+    initial_current, released, start, lam_v_final, lam_i_final = _boundaries(
+        initial_state, final_state_cotangent, size, dtype, t_max)
 
     # Each spike's rank among its neuron's spikes, from one sort of the slots by (neuron, time).
     neuron_key = jnp.where(out_valid, out_idx, size)
@@ -738,12 +743,8 @@ def multispike_eventprop_gradients(
     t_in = jnp.where(in_active, in_time, t_max)
     t_grid = jnp.broadcast_to(t_in[:, None], (t_in.shape[0], size))
     lam_v_in, lam_i_in = adjoint(t_grid, spikes_until(t_grid))
-    lam_i_in = jnp.where(in_active[:, None], lam_i_in, 0.0)
     rows = jnp.where(in_active[:, None], weight[jnp.clip(in_idx, 0, n_inputs - 1)], 0.0)
-    drive = lam_i_in / p.tau_syn - lam_v_in / p.tau_mem
-    input_grad = jnp.where(in_active, jnp.sum(rows * drive, axis=1), 0.0)
-    weight_rows = jnp.where(in_active, in_idx, n_inputs)
-    grad_weight = jax.ops.segment_sum(lam_i_in, weight_rows, num_segments=n_inputs + 1)[:n_inputs]
+    input_grad, grad_weight = _input_event_gradients(rows, in_idx, in_active, lam_v_in, lam_i_in, p, n_inputs)
 
     zero = jnp.zeros((size,), dtype)
     # At t = 0, before every event (a spike at 0 included), as the scan ends.
