@@ -46,10 +46,9 @@ feed-forward), ``lambda_v`` of a neuron jumps only at its own spikes and ``lambd
 jumps, so each neuron's adjoint is a short chain over its own spikes: two affine recurrences
 solved for all neurons at once by a reverse ``associative_scan`` over the output slots, then the
 same closed form at every input event (``multispike_eventprop_gradients``). ``simulate_eventprop``
-uses the single-spike closed form whenever the forward pass is the parallel algorithm
-(``backward="auto"``) and the scan otherwise; ``backward="parallel"`` asks for the closed form
-of any feed-forward layer, ``backward="scan"`` for the scan; recurrent layers and injected spikes
-always use the scan.
+uses the closed form that fits every feed-forward layer (``backward="auto"``, or explicitly
+``"parallel"``), whatever its forward algorithm; ``backward="scan"`` asks for the scan;
+recurrent layers and injected spikes always use the scan.
 
 The current ``I_i`` just before a spike is a closed-form sum over the earlier events
 (``jaxsnn.event.superposition``), so the backward pass needs only the events themselves:
@@ -566,6 +565,18 @@ def _affine_suffix(offset: jax.Array, factor: jax.Array) -> jax.Array:
     return jax.lax.associative_scan(compose, (offset, factor), reverse=True)[0]
 
 
+def _stable_argsort(key: jax.Array, bound: int) -> jax.Array:
+    """``jnp.argsort(key, stable=True)`` for integer keys in ``[0, bound)``.
+
+    Sorts the single composite key ``key * n + position`` where it fits in int32: one operand
+    instead of a (key, index) pair, several times faster on CPU.
+    """
+    n = key.shape[0]
+    if bound * n >= np.iinfo(np.int32).max:
+        return jnp.argsort(key, stable=True)
+    return jnp.sort(key * n + jnp.arange(n, dtype=key.dtype)) % n
+
+
 def multispike_eventprop_gradients(
     weight: jax.Array,
     input_spikes: Spikes,
@@ -650,7 +661,9 @@ def multispike_eventprop_gradients(
 
     # Each spike's rank among its neuron's spikes, from one sort of the slots by (neuron, time).
     neuron_key = jnp.where(out_valid, out_idx, size)
-    by_neuron = jnp.lexsort((out_key, neuron_key))
+    # The slots are in time order already (padding and late slots last), so a stable sort by
+    # neuron gives (neuron, time) order.
+    by_neuron = _stable_argsort(neuron_key, size + 1)
     sorted_position = jnp.zeros((k_out,), jnp.int32).at[by_neuron].set(jnp.arange(k_out, dtype=jnp.int32))
     spikes_per_neuron = jnp.zeros((size + 1,), jnp.int32).at[neuron_key].add(1)[:size]
     rank = sorted_position - (jnp.cumsum(spikes_per_neuron) - spikes_per_neuron)[out_neuron]
@@ -707,21 +720,16 @@ def multispike_eventprop_gradients(
     suffix = _affine_suffix(gamma, delta)
     next_suffix = jnp.where(moves_on, jnp.concatenate([suffix[1:], jnp.zeros((1,), dtype)]), 0.0)
 
-    search_steps = int(np.ceil(np.log2(k_out + 1))) + 1
-
     def spikes_until(t):
-        """Spikes of each neuron at or before ``t`` (..., size): binary search in its own segments."""
-        low = jnp.broadcast_to(first, t.shape)
-        high = low + spikes_per_neuron
+        """Spikes of each neuron at or before each of the sorted times ``t`` (events,), as (events, size).
 
-        def halve(_, bounds):
-            low, high = bounds
-            middle = (low + high) // 2
-            right = (low < high) & (seg_end[jnp.minimum(middle, n_segments - 1)] <= t)
-            return jnp.where(right, middle + 1, low), jnp.where(right | (low >= high), high, middle)
-
-        low, _ = jax.lax.fori_loop(0, search_steps, halve, (low, high))
-        return low - first
+        Each spike is counted from the first time at or after it (a spike precedes an input at
+        the same instant): one scatter of the slots, then a running sum over the times.
+        """
+        first_at_or_after = jnp.searchsorted(t, out_key, side="left")  # len(t) for padding: dropped
+        arrivals = jnp.zeros((t.shape[0], size), jnp.int32).at[first_at_or_after, out_neuron].add(1, mode="drop")
+        # associative_scan: XLA's CPU cumsum is quadratic in the length
+        return jax.lax.associative_scan(jnp.add, arrivals)
 
     def adjoint(t, count):
         """``(lambda_v, lambda_I)`` of every neuron at times ``t`` (..., size) after ``count`` own spikes."""
@@ -741,8 +749,7 @@ def multispike_eventprop_gradients(
     # Every input event: the spikes of each neuron at or before it (a spike precedes an input
     # at the same instant).
     t_in = jnp.where(in_active, in_time, t_max)
-    t_grid = jnp.broadcast_to(t_in[:, None], (t_in.shape[0], size))
-    lam_v_in, lam_i_in = adjoint(t_grid, spikes_until(t_grid))
+    lam_v_in, lam_i_in = adjoint(t_in[:, None], spikes_until(t_in))
     rows = jnp.where(in_active[:, None], weight[jnp.clip(in_idx, 0, n_inputs - 1)], 0.0)
     input_grad, grad_weight = _input_event_gradients(rows, in_idx, in_active, lam_v_in, lam_i_in, p, n_inputs)
 
@@ -913,10 +920,10 @@ def simulate_eventprop(
         initial_state: optional ``LIFState`` at ``t = 0``.
         external_spikes: optional measured output ``Spikes`` of this layer to inject.
         algorithm: forward algorithm (see ``simulate``).
-        backward: EventProp backward pass: ``"auto"`` (default: ``"parallel"`` exactly when the
-            forward algorithm is ``"parallel"``, else the scan), ``"scan"``
+        backward: EventProp backward pass: ``"auto"`` (default: the closed form for a
+            feed-forward layer, the scan for a recurrent one), ``"scan"``
             (``eventprop_gradients``, any layer) or ``"parallel"`` (the closed form:
-            ``parallel_eventprop_gradients`` where ``t_ref >= t_max``, else
+            ``parallel_eventprop_gradients`` where one spike per neuron is certain, else
             ``multispike_eventprop_gradients``; needs a feed-forward layer and cannot be
             combined with ``external_spikes``). All give the same gradients to rounding where
             they apply; injected spikes always use the scan.

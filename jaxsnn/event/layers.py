@@ -248,9 +248,9 @@ def LIF(
             layers, ``jaxsnn.event.plan.choose_feedforward`` between the multi-spike search and
             the scan otherwise), ``"scan"``, ``"parallel"`` or ``"multispike"`` (see
             ``jaxsnn.event.simulate``). All are exact; the choice only changes speed.
-        backward: EventProp backward pass, ``"auto"`` (default: closed form where the forward
-            pass is parallel, else the event scan), ``"scan"`` or ``"parallel"`` (the closed
-            form, one or several spikes per neuron; ``jaxsnn.event.plan.resolve_backward``).
+        backward: EventProp backward pass, ``"auto"`` (default: the closed form, one or
+            several spikes per neuron), ``"scan"`` (the event scan) or ``"parallel"`` (the
+            closed form, explicitly; ``jaxsnn.event.plan.resolve_backward``).
 
     Returns:
         A ``Layer``: ``apply(params, spikes, external=None, carry=None) ->

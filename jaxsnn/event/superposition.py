@@ -29,11 +29,13 @@ from jaxsnn.event.dynamics import free_membrane, psp_kernel
 from jaxsnn.event.neuron import LIFParameters, LIFState, per_neuron
 from jaxsnn.spikes import Spikes
 
-__all__ = ["Sources", "currents_at", "currents_dense", "currents_scan", "state_at"]
+__all__ = ["Sources", "currents_at", "currents_dense", "currents_scan", "currents_table", "state_at"]
 
-# Above this many (query, source) pairs per sample ``currents_at`` computes the currents by a
-# forward scan over the events instead of one dense masked sum.
+# Above this many (query, source) pairs per sample ``currents_at`` leaves the dense masked sum.
 DENSE_CURRENT_LIMIT = 1 << 16
+# Up to this many (source event, neuron) entries per sample it then tabulates the current after
+# every event (``currents_table``); beyond, it scans the events (O(events) memory).
+TABLE_CURRENT_LIMIT = 1 << 22
 
 
 class Sources(NamedTuple):
@@ -146,6 +148,66 @@ def currents_scan(
     return jnp.where(query_ok, answers, 0.0)
 
 
+def _after_each_event(time: jax.Array, rows: jax.Array, tau_syn: jax.Array) -> jax.Array:
+    """``C[k]``: the current injected by the first ``k`` events alone, just after event ``k - 1``.
+
+    ``C[0] = 0`` and ``C[k] = C[k - 1] exp(-(t_{k-1} - t_{k-2})/tau_syn) + rows[k - 1]``: an affine
+    recurrence, solved by a forward ``associative_scan`` (O(log events) depth). Non-finite times
+    (padding, last) add nothing and are never reached by a finite query.
+    """
+    finite = jnp.isfinite(time)
+    previous = jnp.concatenate([jnp.zeros((1,), time.dtype), time[:-1]])
+    gap = jnp.where(finite, time - jnp.where(jnp.isfinite(previous), previous, 0.0), 0.0)
+    factor = jnp.exp(-gap[:, None] / tau_syn[None, :])
+    offset = jnp.where(finite[:, None], rows, 0.0)
+
+    def compose(earlier, later):
+        earlier_offset, earlier_factor = earlier
+        later_offset, later_factor = later
+        return later_offset + later_factor * earlier_offset, later_factor * earlier_factor
+
+    after, _ = jax.lax.associative_scan(compose, (offset, factor))
+    return jnp.concatenate([jnp.zeros_like(after[:1]), after])
+
+
+def currents_table(
+    query_time: jax.Array,
+    query_neuron: jax.Array,
+    query_inclusive: jax.Array,
+    sources: Tuple[Sources, ...],
+    initial_current: jax.Array,
+    tau_syn: jax.Array,
+) -> jax.Array:
+    """Same as ``currents_dense`` for sources whose valid events are sorted by time.
+
+    The buffer contract of the library (sorted events, padding last) guarantees that order;
+    invalid events must come after every valid one. For each source the current injected just
+    after each of its events is tabulated once (``O(events x neurons)``, an ``associative_scan``);
+    a query then finds the last event before it by binary search and decays that entry:
+    ``O(queries x log events)``. Memory O(events x neurons).
+    """
+    query_ok = jnp.isfinite(query_time)
+    t_q = jnp.where(query_ok, query_time, 0.0)
+    neuron = jnp.clip(query_neuron, 0, tau_syn.shape[0] - 1)
+    tau_q = tau_syn[neuron]
+    total = initial_current[neuron] * jnp.exp(-t_q / tau_q)
+    # (At 0 the next float is subnormal, which XLA's CPU comparisons flush to 0: the smallest
+    # normal float is above 0 and below every event time that is not 0 itself.)
+    after = jnp.where(t_q == 0, jnp.finfo(t_q.dtype).tiny, jnp.nextafter(t_q, jnp.inf))
+    search_time = jnp.where(query_inclusive, after, t_q)
+    for source in sources:
+        time = jnp.where(source.valid, source.time, jnp.inf)
+        rows = source.matrix[jnp.clip(source.row, 0, source.matrix.shape[0] - 1)]
+        table = _after_each_event(time, jnp.where(source.valid[:, None], rows, 0.0), tau_syn)
+        # Events strictly before the query (left limit) or at it too (right limit): events at
+        # or before t are those strictly before the next float after t, so one search does both.
+        holder = jnp.searchsorted(time, search_time, side="left")
+        t_holder = jnp.concatenate([jnp.zeros((1,), time.dtype), time])[holder]
+        lag = jnp.where(holder > 0, t_q - t_holder, 0.0)
+        total = total + table[holder, neuron] * jnp.exp(-lag / tau_q)
+    return jnp.where(query_ok, total, 0.0)
+
+
 def currents_at(
     query_time: jax.Array,
     query_neuron: jax.Array,
@@ -154,9 +216,19 @@ def currents_at(
     initial_current: jax.Array,
     tau_syn: jax.Array,
 ) -> jax.Array:
-    """``currents_dense`` for small problems, ``currents_scan`` above ``DENSE_CURRENT_LIMIT`` pairs."""
-    pairs = query_time.shape[0] * sum(source.time.shape[0] for source in sources)
-    method = currents_dense if pairs <= DENSE_CURRENT_LIMIT else currents_scan
+    """The currents at the queries by the cheapest exact method for the problem size.
+
+    ``currents_dense`` up to ``DENSE_CURRENT_LIMIT`` (query, event) pairs, then
+    ``currents_table`` (sources sorted by time, as every event buffer is) up to
+    ``TABLE_CURRENT_LIMIT`` (event, neuron) entries, else ``currents_scan``.
+    """
+    events = sum(source.time.shape[0] for source in sources)
+    if query_time.shape[0] * events <= DENSE_CURRENT_LIMIT:
+        method = currents_dense
+    elif events * tau_syn.shape[0] <= TABLE_CURRENT_LIMIT:
+        method = currents_table
+    else:
+        method = currents_scan
     return method(query_time, query_neuron, query_inclusive, sources, initial_current, tau_syn)
 
 

@@ -304,18 +304,20 @@ def test_vmap_of_grad_equals_loop_and_jit_equals_eager(x64):
 # Choice of the backward pass, and bad options
 
 
-def test_auto_backward_follows_the_forward_algorithm():
+def test_auto_backward_is_the_closed_form_of_feed_forward_layers():
     single = LIFParameters(t_ref=1.0)
     assert resolve_plan(single, 0.5).backward == "parallel"
-    assert resolve_plan(single, 0.5, algorithm="scan").backward == "scan"
+    assert resolve_plan(single, 0.5, algorithm="scan").backward == "parallel"
     assert resolve_plan(single, 0.5, recurrent=True).backward == "scan"
-    # Several spikes per neuron: the scan unless the closed form is asked for.
-    assert resolve_plan(LIFParameters(t_ref=0.1), 0.5).backward == "scan"
-    assert resolve_plan(LIFParameters(t_ref=0.0), 0.5, algorithm="multispike").backward == "scan"
+    # Several spikes per neuron: the multi-spike closed form, whatever the forward algorithm.
+    assert resolve_plan(LIFParameters(t_ref=0.1), 0.5).backward == "multispike"
+    assert resolve_plan(LIFParameters(t_ref=0.0), 0.5, algorithm="multispike").backward == "multispike"
+    assert resolve_plan(LIFParameters(t_ref=0.0), 0.5, algorithm="scan").backward == "multispike"
     assert resolve_plan(LIFParameters(t_ref=0.1), 0.5, backward="parallel").backward == "multispike"
     assert resolve_plan(LIFParameters(t_ref=0.1), 0.5, recurrent=True).backward == "scan"
     # Explicit choices: the scan always; "parallel" is the closed form that fits the layer.
     assert resolve_plan(single, 0.5, backward="scan").backward == "scan"
+    assert resolve_plan(LIFParameters(t_ref=0.1), 0.5, backward="scan").backward == "scan"
     assert resolve_plan(single, 0.5, algorithm="scan", backward="parallel").backward == "parallel"
     assert resolve_plan(LIFParameters(t_ref=0.1), 0.5, algorithm="scan", backward="parallel").backward == "multispike"
 
@@ -354,13 +356,14 @@ def _record_backwards(monkeypatch):
     return calls
 
 
-def test_gradient_uses_the_closed_form_after_the_parallel_forward_or_when_asked(monkeypatch):
+def test_gradient_uses_the_closed_form_of_feed_forward_layers_unless_asked(monkeypatch):
     calls = _record_backwards(monkeypatch)
     weight = jnp.full((2, 3), 2.0)
     inputs = spikes_lib.from_lists([1e-3, 2e-3], [0, 1], capacity=3)
 
     def grad(neuron, **kwargs):
         calls.clear()
+        eventprop_module._adjoint.clear_cache()  # equal plans would reuse the traced program
 
         def loss(weight):
             result = simulate_eventprop(weight, inputs, neuron, capacity=3, t_max=0.02, **kwargs)
@@ -372,9 +375,10 @@ def test_gradient_uses_the_closed_form_after_the_parallel_forward_or_when_asked(
     single = LIFParameters(t_ref=1.0)
     assert grad(single) == ["parallel_eventprop_gradients"]
     assert grad(single, backward="scan") == ["eventprop_gradients"]
-    # Several spikes per neuron: the scan, unless the closed form is asked for.
-    assert grad(LIFParameters(t_ref=1e-3)) == ["eventprop_gradients"]
-    assert grad(LIFParameters(t_ref=1e-3), algorithm="multispike") == ["eventprop_gradients"]
+    # Several spikes per neuron: the multi-spike closed form, unless the scan is asked for.
+    assert grad(LIFParameters(t_ref=1e-3)) == ["multispike_eventprop_gradients"]
+    assert grad(LIFParameters(t_ref=1e-3), algorithm="multispike") == ["multispike_eventprop_gradients"]
+    assert grad(LIFParameters(t_ref=1e-3), backward="scan") == ["eventprop_gradients"]
     assert grad(LIFParameters(t_ref=1e-3), backward="parallel") == ["multispike_eventprop_gradients"]
     assert grad(LIFParameters(t_ref=1e-3), algorithm="scan", backward="parallel") == ["multispike_eventprop_gradients"]
     assert grad(single, external_spikes=spikes_lib.from_lists([5e-3], [1], capacity=3)) == ["eventprop_gradients"]
