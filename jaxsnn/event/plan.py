@@ -250,12 +250,17 @@ def choose_feedforward(bound: int, n_slots: int, capacity: int, size: int) -> st
     """The automatic choice for a feed-forward layer whose neurons may spike several times.
 
     Rule: ``"multispike"`` when ``size * n_slots >= MULTISPIKE_MIN_WORK`` and
-    ``rounds * (n_slots + 1) <= MULTISPIKE_COST_FACTOR * (n_slots + capacity)``, else ``"scan"``,
-    with ``rounds = multispike_rounds(bound, capacity)``. Per
-    neuron the multi-spike algorithm evaluates ``rounds`` times every one of the
-    ``n_slots + 1`` inter-input intervals (vectorised), the scan takes ``n_slots + capacity``
-    sequential steps; both are linear in neurons. Both algorithms are exact and give the same
-    spikes, so the rule only affects speed.
+    ``rounds * (n_slots + 1) <= MULTISPIKE_COST_FACTOR * (n_slots + capacity)``, else ``"scan"``.
+    Per neuron the multi-spike algorithm evaluates every one of the ``n_slots + 1`` inter-input
+    intervals once per round (vectorised), the scan takes ``n_slots + capacity`` sequential
+    steps; both are linear in neurons. ``rounds`` is the number the search is expected to run:
+    it stops after the most spikes of any neuron plus one, so
+    ``rounds = min(multispike_rounds(bound, capacity), 2 * ceil(capacity / size) + 1)``, twice
+    the mean spikes per neuron that the buffer holds (the busiest neuron of a batch spikes more
+    than the mean) plus the final empty round. Both algorithms are exact and give the same
+    spikes, so the rule only affects speed. Measured (2 CPU cores, float32, batch 16, Randman
+    100 inputs, t_ref 1 ms): 125 neurons, 411 slots: multispike 18.6 ms, scan 26.8 ms; 500
+    neurons, 1624 slots: 75.9 ms against 216 ms.
 
     Args:
         bound: ``Plan.spike_bound`` (0: none).
@@ -268,7 +273,8 @@ def choose_feedforward(bound: int, n_slots: int, capacity: int, size: int) -> st
     """
     if int(size) * int(n_slots) < MULTISPIKE_MIN_WORK:
         return "scan"
-    rounds = multispike_rounds(bound, capacity)
+    expected = 2 * (-(-int(capacity) // max(int(size), 1))) + 1
+    rounds = min(multispike_rounds(bound, capacity), expected)
     cheaper = rounds * (int(n_slots) + 1) <= MULTISPIKE_COST_FACTOR * (int(n_slots) + int(capacity))
     return "multispike" if cheaper else "scan"
 

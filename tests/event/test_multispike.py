@@ -267,13 +267,16 @@ def test_auto_choice_rule():
     assert plan.algorithm == "feedforward" and plan.spike_bound == 9
     assert resolve_plan(multi, T_MAX, algorithm="scan").algorithm == "scan"
     assert resolve_plan(LIFParameters(), T_MAX, algorithm="multispike").algorithm == "multispike"
-    # rounds * (slots + 1) <= factor * (slots + capacity)
-    big = MULTISPIKE_MIN_WORK  # neurons: enough work for every slot count below
-    assert choose_feedforward(9, 100, 500, big) == "multispike"
-    assert choose_feedforward(0, 100, 500, big) == "scan"  # no bound: 500 rounds
+    # rounds * (slots + 1) <= factor * (slots + capacity),
+    # rounds = min(bound or capacity, 2 ceil(capacity / size) + 1)
     assert MULTISPIKE_COST_FACTOR == 4  # the boundary cases below are for this factor
-    assert choose_feedforward(6, 9, 6, big) == "multispike"  # 6 x 10 == 4 x 15: the boundary counts
-    assert choose_feedforward(7, 9, 7, big) == "scan"  # 7 x 10 > 4 x 16
+    assert choose_feedforward(0, 100, 522, 128) == "multispike"  # 11 x 101 <= 4 x 622 (Randman hidden)
+    assert choose_feedforward(0, 522, 59, 10) == "scan"  # 13 x 523 > 4 x 581 (Randman output)
+    assert choose_feedforward(0, 100, 522, 8) == "scan"  # 133 rounds expected
+    assert choose_feedforward(9, 100, 522, 11) == "multispike"  # the refractory bound: 9 rounds
+    # One neuron, 1024 slots: rounds = capacity; 4 x 1025 <= 4 x 1028, 5 x 1025 > 4 x 1029
+    assert choose_feedforward(0, 1024, 4, 1) == "multispike"
+    assert choose_feedforward(0, 1024, 5, 1) == "scan"
     # neurons x slots below MULTISPIKE_MIN_WORK: the scan (its boundary counts for multispike)
     assert choose_feedforward(9, 100, 500, MULTISPIKE_MIN_WORK // 100 + 1) == "multispike"
     assert choose_feedforward(9, 64, 500, MULTISPIKE_MIN_WORK // 64) == "multispike"
@@ -283,7 +286,7 @@ def test_auto_choice_rule():
 @pytest.mark.parametrize("algorithm,neuron,capacity,min_work,expected", [
     ("auto", LIFParameters(t_ref=TAU_SYN), 4 * SIZE, 0, True),       # 9 rounds x 13 <= 4 x 32
     ("auto", LIFParameters(t_ref=TAU_SYN), 4 * SIZE, None, False),   # 5 x 12 < MULTISPIKE_MIN_WORK
-    ("auto", LIFParameters(t_ref=0.0), 8 * SIZE, 0, False),          # 40 rounds x 13 > 4 x 52
+    ("auto", LIFParameters(t_ref=0.0), 8 * SIZE, 0, False),          # 17 rounds expected: 17 x 13 > 4 x 52
     ("scan", LIFParameters(t_ref=TAU_SYN), 4 * SIZE, 0, False),
     ("multispike", LIFParameters(t_ref=0.0), 8 * SIZE, None, True),
 ])
