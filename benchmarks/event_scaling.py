@@ -13,8 +13,8 @@ forward pass, ``grad`` forward + EventProp backward of a loss of every output sp
 both libraries (jaxsnn finds them, upstream's also hold each layer's input events).
 
 1. ``multispike``: Randman 100 -> 128 -> 10, batch 32, ``multi``: jaxsnn with
-   ``algorithm="auto"`` (whatever jaxsnn chooses), jaxsnn with ``algorithm="scan"`` (the
-   event-by-event scan) and upstream; spike-time and gradient agreement between them; and the
+   ``algorithm="auto"`` (whatever jaxsnn chooses), jaxsnn with ``algorithm="scan"`` and
+   ``backward="scan"`` (the event-by-event scan, forward and EventProp backward) and upstream; spike-time and gradient agreement between them; and the
    same network with a 1 ms refractory period (jaxsnn only: upstream has no ``t_ref``).
 2. ``sweeps``: hidden size (100 input events; ``single`` 30 -> 4000, ``multi`` 30 -> 500, whose
    hidden spikes grow with the hidden size), input events per sample 20 -> 2000 (20 inputs,

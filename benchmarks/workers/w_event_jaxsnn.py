@@ -173,19 +173,21 @@ def build_multi(cfg):
         caps = multi_capacities(cfg, p, neuron, w, spikes)
     info = {"capacity_hidden": caps[0], "capacity_output": caps[1], "algorithm": algorithm}
 
-    def network(simulate_fn, weights, spikes):
+    def network(simulate_fn, weights, spikes, **options):
         def one(s):
             h = simulate_fn(weights[0], s, neuron, capacity=caps[0], t_max=p["t_max"],
-                            algorithm=algorithm)
+                            algorithm=algorithm, **options)
             o = simulate_fn(weights[1], h.spikes, neuron, capacity=caps[1], t_max=p["t_max"],
-                            algorithm=algorithm)
+                            algorithm=algorithm, **options)
             return h.spikes, o.spikes, h.overflow | o.overflow
         return jax.vmap(one)(spikes)
 
     forward = jax.jit(lambda weights, s: network(simulate, weights, s))
 
     def loss_fn(weights, s):
-        _, out, _ = network(simulate_eventprop, weights, s)
+        # "scan": the event scan forward and backward (the reference the closed forms replace)
+        backward = "scan" if algorithm == "scan" else "auto"
+        _, out, _ = network(simulate_eventprop, weights, s, backward=backward)
         return multi_loss(out.time, out.idx, labels, cfg["n_out"], p["t_max"])
 
     grad = jax.jit(jax.value_and_grad(loss_fn))
@@ -203,7 +205,8 @@ def build_multi(cfg):
     return {"forward": lambda: forward(w, spikes), "grad": lambda: grad(w, spikes),
             "block": block, "rates": save, "info": info,
             "versions": dict(harness.package_versions("jax", "jaxlib"), jaxsnn=jaxsnn.__version__),
-            "implementation": f"jaxsnn.event.simulate / simulate_eventprop(algorithm={algorithm!r}) "
+            "implementation": f"jaxsnn.event.simulate / simulate_eventprop(algorithm={algorithm!r}, "
+                              f"backward={'scan' if algorithm == 'scan' else 'auto'!r}) "
                               "x 2 layers + jax.vmap"}
 
 
