@@ -79,7 +79,7 @@ import numpy as np
 from jaxsnn import spikes as spikes_lib
 from jaxsnn.event.dynamics import psp_kernel
 from jaxsnn.event.neuron import LIFParameters, LIFState, per_neuron
-from jaxsnn.event.plan import Plan, resolve_plan, resolve_refractory
+from jaxsnn.event.plan import Plan, choose_backward, resolve_plan, resolve_refractory
 from jaxsnn.event.simulate import SimulationResult, simulate_planned, validate_inputs
 from jaxsnn.event.superposition import Sources, currents_at, state_at
 from jaxsnn.spikes import Spikes
@@ -842,11 +842,15 @@ def _adjoint(plan, residuals, result_cotangent):
     weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, external, out_spikes = residuals
     final_ct = result_cotangent.final_state
     closed_form = {"parallel": parallel_eventprop_gradients, "multispike": multispike_eventprop_gradients}
-    if plan.backward in closed_form and external is None and recurrent_weight is None:
+    backward = plan.backward
+    if backward == "feedforward":  # chosen here, where the shapes are known
+        backward = choose_backward(input_spikes.time.shape[-1], out_spikes.time.shape[-1], weight.shape[-1],
+                                   plan.refractory)
+    if backward in closed_form and external is None and recurrent_weight is None:
         # Feed-forward: the closed-form adjoint (no event scan). Injected spikes may break the
         # rules the closed forms rely on (one spike per neuron; no spike while refractory), so
         # they always take the scan.
-        grads = closed_form[plan.backward](
+        grads = closed_form[backward](
             weight, input_spikes, out_spikes, neuron, t_max, result_cotangent.spikes.time,
             initial_state=initial_state, final_state_cotangent=(final_ct.v, final_ct.current),
         )

@@ -22,8 +22,10 @@ Three choices depend only on the neuron parameters, the window and the wiring, n
 * ``backward``: the EventProp backward pass. ``"scan"`` (reverse scan over the events, any
   layer) or a closed form without a scan over events for feed-forward layers: ``"parallel"``
   (one spike per neuron, the conditions of the parallel forward) or ``"multispike"`` (any
-  number of spikes per neuron); ``"auto"`` follows the forward algorithm (``"parallel"`` after
-  the parallel forward, else the scan); see ``resolve_backward``.
+  number of spikes per neuron). ``"auto"`` gives ``"parallel"`` where one spike per neuron is
+  certain, the scan for recurrent layers, and otherwise ``"feedforward"``: the choice between
+  ``"multispike"`` and ``"scan"`` is then made per call from the static shapes by
+  ``choose_backward``; see ``resolve_backward``.
 
 Under ``jax.jit``, ``jax.grad`` or inside a ``custom_vjp`` the parameters are traced and these
 conditions cannot be seen ("auto" would fall back to the slower root solver). So the layer
@@ -49,6 +51,7 @@ __all__ = [
     "MULTISPIKE_COST_FACTOR",
     "MULTISPIKE_MIN_WORK",
     "Plan",
+    "choose_backward",
     "choose_feedforward",
     "multispike_rounds",
     "resolve_algorithm",
@@ -89,7 +92,8 @@ class Plan(NamedTuple):
             ``"multispike"`` or ``"scan"`` per call from the shapes).
         refractory: whether EventProp models the release of the membrane after ``t_ref``.
         backward: EventProp backward pass: ``"scan"``, ``"parallel"`` (closed form, one spike per
-            neuron) or ``"multispike"`` (closed form, any number of spikes; feed-forward).
+            neuron), ``"multispike"`` (closed form, any number of spikes; feed-forward) or
+            ``"feedforward"`` (``choose_backward`` picks ``"multispike"`` or ``"scan"`` per call).
         spike_bound: most spikes per neuron in the window implied by ``t_ref`` and ``t_max``
             (0: no bound known).
     """
@@ -158,14 +162,14 @@ def resolve_backward(backward: str, algorithm: str, neuron: LIFParameters, t_max
     Feed-forward layers have a closed-form EventProp backward without a scan over events:
     ``"parallel"`` (``jaxsnn.event.eventprop.parallel_eventprop_gradients``) where every neuron
     spikes at most once (the conditions of the parallel forward), ``"multispike"``
-    (``multispike_eventprop_gradients``) for any number of spikes. ``"auto"`` and an explicit
-    ``"parallel"`` both take the closed form that fits a feed-forward layer: ``"parallel"``
-    where one spike per neuron is certain (the forward ``algorithm`` is ``"parallel"``, or
-    concrete ``t_ref >= t_max``), else ``"multispike"`` (exact for any number of spikes, traced
-    ``t_ref`` included). On the multi-spike benchmark layers (Randman 100 -> 128 -> 10, about 4
-    spikes per hidden neuron, batch 32, float32, 2 CPU cores) it measured 17 ms against 21 ms
-    for the scan (hidden layer) and 9 ms against 12 ms (output layer). Recurrent layers
-    (``"auto"``) take the scan, ``eventprop_gradients``; so does ``"scan"``, for any layer.
+    (``multispike_eventprop_gradients``) for any number of spikes. An explicit ``"parallel"``
+    asks for the closed form that fits: ``"parallel"`` where one spike per neuron is certain
+    (the forward ``algorithm`` is ``"parallel"``, or concrete ``t_ref >= t_max``), else
+    ``"multispike"`` (exact for any number of spikes, traced ``t_ref`` included). ``"auto"``
+    gives the scan for recurrent layers, ``"parallel"`` where one spike per neuron is certain,
+    and ``"feedforward"`` otherwise: ``choose_backward`` then compares the costs of the
+    multi-spike closed form and the scan from the static shapes, per call. ``"scan"`` is the
+    scan (``eventprop_gradients``), for any layer.
 
     Args:
         backward: one of ``BACKWARDS``.
@@ -199,7 +203,9 @@ def resolve_backward(backward: str, algorithm: str, neuron: LIFParameters, t_max
         single_spike = known and bool(np.all(np.asarray(neuron.t_ref) >= np.asarray(t_max)))
     # Traced t_ref or t_max: one spike per neuron cannot be checked, and the multi-spike form
     # is exact either way.
-    return "parallel" if single_spike else "multispike"
+    if single_spike:
+        return "parallel"
+    return "feedforward" if backward == "auto" else "multispike"
 
 
 def spike_bound(neuron: LIFParameters, t_max: Any) -> int:
@@ -277,6 +283,33 @@ def choose_feedforward(bound: int, n_slots: int, capacity: int, size: int) -> st
     rounds = min(multispike_rounds(bound, capacity), expected)
     cheaper = rounds * (int(n_slots) + 1) <= MULTISPIKE_COST_FACTOR * (int(n_slots) + int(capacity))
     return "multispike" if cheaper else "scan"
+
+
+def choose_backward(n_slots: int, capacity: int, size: int, releases: bool) -> str:
+    """The automatic EventProp backward pass of a feed-forward layer whose neurons may spike several times.
+
+    Rule: the closed form (``"multispike"``) when
+    ``10 * n_slots * size <= (133 + size) * steps``, else ``"scan"``, with
+    ``steps = n_slots + capacity`` (``n_slots + 2 capacity`` where releases after ``t_ref`` are
+    events of the scan too). The closed form evaluates the adjoint at every (input event,
+    neuron) pair, about 45 ns each on a 2-core CPU; a step of the scan cost about
+    ``600 + 4.5 size`` ns (Randman layers 100 -> 128 and 522 -> 10, 20 -> 128 with 2000 input
+    events, float32, batch 16-32; ``benchmarks/profile_multispike_layers.py``). So layers with
+    many input events and few spikes take the scan. Both are exact and give the same
+    gradients; the rule only affects speed.
+
+    Args:
+        n_slots: input buffer capacity (static shape).
+        capacity: output buffer capacity.
+        size: number of neurons of the layer.
+        releases: whether the scan models releases after ``t_ref`` (``Plan.refractory``).
+
+    Returns:
+        ``"multispike"`` or ``"scan"``.
+    """
+    steps = int(n_slots) + int(capacity) * (2 if releases else 1)
+    closed = 10 * int(n_slots) * int(size) <= (133 + int(size)) * steps
+    return "multispike" if closed else "scan"
 
 
 def resolve_refractory(neuron: LIFParameters) -> bool:

@@ -634,9 +634,10 @@ def test_layers_resolve_their_plan_at_construction(monkeypatch):
     monkeypatch.setattr(layers_module, "simulate_eventprop_planned", spy)
     inputs = jaxsnn.spikes.from_lists([1e-3, 2e-3], [0, 1], capacity=4)
     for options, expected in (
-        (dict(tau_mem=1e-2), ("quadratic", "feedforward", False, "multispike", 0)),
+        (dict(tau_mem=1e-2), ("quadratic", "feedforward", False, "feedforward", 0)),
         (dict(tau_mem=5e-3, t_ref=0.03), ("lambertw", "parallel", True, "parallel", 2)),
-        (dict(tau_mem=1.5e-2, t_ref=1e-3), ("root", "feedforward", True, "multispike", 31)),
+        (dict(tau_mem=1.5e-2, t_ref=1e-3), ("root", "feedforward", True, "feedforward", 31)),
+        (dict(tau_mem=1e-2, backward="parallel"), ("quadratic", "feedforward", False, "multispike", 0)),
         (dict(tau_mem=1e-2, backward="scan"), ("quadratic", "feedforward", False, "scan", 0)),
     ):
         layer = LIF(3, capacity=4, t_max=0.03, **options)

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from jaxsnn import spikes as spikes_lib
 from jaxsnn.event import LIF, LIFParameters, LIFState, resolve_plan
+from jaxsnn.event.plan import choose_backward
 from jaxsnn.event import eventprop as eventprop_module
 from jaxsnn.event.eventprop import parallel_eventprop_gradients, simulate_eventprop
 from jaxsnn.spikes import Spikes
@@ -309,10 +310,10 @@ def test_auto_backward_is_the_closed_form_of_feed_forward_layers():
     assert resolve_plan(single, 0.5).backward == "parallel"
     assert resolve_plan(single, 0.5, algorithm="scan").backward == "parallel"
     assert resolve_plan(single, 0.5, recurrent=True).backward == "scan"
-    # Several spikes per neuron: the multi-spike closed form, whatever the forward algorithm.
-    assert resolve_plan(LIFParameters(t_ref=0.1), 0.5).backward == "multispike"
-    assert resolve_plan(LIFParameters(t_ref=0.0), 0.5, algorithm="multispike").backward == "multispike"
-    assert resolve_plan(LIFParameters(t_ref=0.0), 0.5, algorithm="scan").backward == "multispike"
+    # Several spikes per neuron: the cost rule (choose_backward) per call, whatever the forward.
+    assert resolve_plan(LIFParameters(t_ref=0.1), 0.5).backward == "feedforward"
+    assert resolve_plan(LIFParameters(t_ref=0.0), 0.5, algorithm="multispike").backward == "feedforward"
+    assert resolve_plan(LIFParameters(t_ref=0.0), 0.5, algorithm="scan").backward == "feedforward"
     assert resolve_plan(LIFParameters(t_ref=0.1), 0.5, backward="parallel").backward == "multispike"
     assert resolve_plan(LIFParameters(t_ref=0.1), 0.5, recurrent=True).backward == "scan"
     # Explicit choices: the scan always; "parallel" is the closed form that fits the layer.
@@ -320,6 +321,18 @@ def test_auto_backward_is_the_closed_form_of_feed_forward_layers():
     assert resolve_plan(LIFParameters(t_ref=0.1), 0.5, backward="scan").backward == "scan"
     assert resolve_plan(single, 0.5, algorithm="scan", backward="parallel").backward == "parallel"
     assert resolve_plan(LIFParameters(t_ref=0.1), 0.5, algorithm="scan", backward="parallel").backward == "multispike"
+
+
+def test_backward_cost_rule():
+    # 10 * slots * size <= (133 + size) * (slots + capacity [x 2 with releases])
+    assert choose_backward(100, 522, 128, False) == "multispike"  # Randman hidden: 128000 <= 162342
+    assert choose_backward(522, 59, 10, False) == "multispike"  # Randman output: 52200 <= 83083
+    assert choose_backward(2000, 511, 128, False) == "scan"  # 2000 input events: 2560000 > 655371
+    assert choose_backward(100, 400, 128, True) == "multispike"  # releases: 900 steps
+    # the boundary counts for the closed form: 10 * 1 * 133 = 1330 = 266 * (1 + 4)
+    assert choose_backward(1, 4, 133, False) == "multispike"
+    assert choose_backward(1, 3, 133, False) == "scan"  # 1330 > 266 * 4
+    assert choose_backward(1, 2, 133, True) == "multispike"  # releases: 1 + 2 x 2 steps
 
 
 @pytest.mark.parametrize("kwargs,message", [
