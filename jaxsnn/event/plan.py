@@ -72,9 +72,10 @@ ALGORITHMS = ("auto", "scan", "parallel", "multispike")
 MULTISPIKE_COST_FACTOR = 4
 
 #: Smallest ``neurons x input slots`` for which ``choose_feedforward`` considers the multi-spike
-#: algorithm. Below it both algorithms run in well under a millisecond, and the scan compiles in
-#: about half the time (measured: the emulator's test file, small layers, 24 s vs 44 s).
-MULTISPIKE_MIN_WORK = 1024
+#: algorithm. Below it both algorithms run in a few milliseconds at most, and the scan compiles
+#: in about half the time (measured: the emulator's test file, small layers, 24 s vs 44 s).
+#: The benchmark hidden layers (100 input slots x 125-500 neurons) are above it.
+MULTISPIKE_MIN_WORK = 8192
 
 #: Valid values of the ``backward`` option (EventProp backward pass). ``"parallel"`` asks for the
 #: closed form; ``resolve_backward`` resolves it to ``"parallel"`` (one spike per neuron) or

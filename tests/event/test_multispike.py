@@ -273,10 +273,11 @@ def test_auto_choice_rule():
     assert choose_feedforward(0, 100, 522, 128) == "multispike"  # 11 x 101 <= 4 x 622 (Randman hidden)
     assert choose_feedforward(0, 522, 59, 10) == "scan"  # 13 x 523 > 4 x 581 (Randman output)
     assert choose_feedforward(0, 100, 522, 8) == "scan"  # 133 rounds expected
-    assert choose_feedforward(9, 100, 522, 11) == "multispike"  # the refractory bound: 9 rounds
-    # One neuron, 1024 slots: rounds = capacity; 4 x 1025 <= 4 x 1028, 5 x 1025 > 4 x 1029
-    assert choose_feedforward(0, 1024, 4, 1) == "multispike"
-    assert choose_feedforward(0, 1024, 5, 1) == "scan"
+    assert choose_feedforward(9, 100, 522, 100) == "multispike"  # the refractory bound: 9 rounds
+    # 8 neurons, 1024 slots: 3 rounds expected for capacity 8 (3 x 1025 <= 4 x 1032),
+    # 5 for capacity 16 (5 x 1025 > 4 x 1040)
+    assert choose_feedforward(0, 1024, 8, 8) == "multispike"
+    assert choose_feedforward(0, 1024, 16, 8) == "scan"
     # neurons x slots below MULTISPIKE_MIN_WORK: the scan (its boundary counts for multispike)
     assert choose_feedforward(9, 100, 500, MULTISPIKE_MIN_WORK // 100 + 1) == "multispike"
     assert choose_feedforward(9, 64, 500, MULTISPIKE_MIN_WORK // 64) == "multispike"
