@@ -15,7 +15,9 @@ or ``LIF`` that follows. All four are stateless ``Layer``s without parameters (`
 
 On 0/1 spikes ``MaxPool`` is a logical OR over the window (its gradient goes to the window's
 first maximum, as in ``lax.reduce_window``), ``SumPool`` counts spikes and ``AvgPool`` gives the
-spike fraction.
+spike fraction. ``MaxPool`` over non-overlapping windows without padding (the default) is a
+masked sum with the same values and derivatives as ``reduce_window``, whose select-and-scatter
+gradient is slow on CPU.
 """
 
 from __future__ import annotations
@@ -57,6 +59,26 @@ def _check_spatial_inputs(label: str, inputs: Any) -> Array:
     return inputs
 
 
+def _max_of_tiles(inputs: Array, window: Tuple[int, int]) -> Array:
+    """``MaxPool`` over non-overlapping windows (stride = window, no padding) as a masked sum.
+
+    The values equal ``lax.reduce_window``'s max bit for bit, and so do both derivatives: the
+    gradient goes to each window's first maximum in row-major order, as ``reduce_window``'s
+    does (on 0/1 spikes windows are full of ties). ``reduce_window``'s gradient is a
+    select-and-scatter, which on CPU took about half of the ``cnn_pool`` benchmark's forward +
+    backward (2.95 s -> 1.62 s, T = 100, batch 32); here it is an elementwise mask. Rows and
+    columns beyond the last whole window are dropped, as with ``"VALID"``.
+    """
+    time, height, width, channels = inputs.shape
+    rows, cols = height // window[0], width // window[1]
+    tiles = inputs[:, :rows * window[0], :cols * window[1], :]
+    tiles = tiles.reshape(time, rows, window[0], cols, window[1], channels)
+    tiles = jnp.moveaxis(tiles, 2, 3).reshape(time, rows, cols, window[0] * window[1], channels)
+    first = jnp.argmax(lax.stop_gradient(tiles), axis=3)  # the first maximum, as reduce_window
+    chosen = jnp.arange(window[0] * window[1])[:, None] == first[..., None, :]
+    return jnp.sum(jnp.where(chosen, tiles, jnp.zeros((), tiles.dtype)), axis=3)
+
+
 def _pool(kind: str, window: Any, stride: Any, padding: Any) -> Layer:
     window = _pair("window", window)
     strides = window if stride is None else _pair("stride", stride)
@@ -66,8 +88,12 @@ def _pool(kind: str, window: Any, stride: Any, padding: Any) -> Layer:
     steps = (1,) + strides + (1,)
     pads = pad if isinstance(pad, str) else ((0, 0),) + tuple(pad) + ((0, 0),)
 
+    tiled = strides == window and (pads == "VALID" or pads == ((0, 0), (0, 0), (0, 0), (0, 0)))
+
     def reduce(inputs: Array) -> Array:
         if kind == "MaxPool":
+            if tiled:
+                return _max_of_tiles(inputs, window)
             return lax.reduce_window(inputs, -jnp.inf, lax.max, dims, steps, pads)
         total = lax.reduce_window(inputs, 0.0, lax.add, dims, steps, pads)
         if kind == "SumPool":

@@ -114,6 +114,40 @@ def test_pool_gradients_jit_vmap(x64):
     )
 
 
+@pytest.mark.parametrize("window,shape", [((2, 2), (3, 8, 8, 2)), ((2, 3), (2, 9, 7, 3)), (3, (2, 7, 6, 1))])
+def test_max_pool_of_tiles_equals_reduce_window_values_and_gradients_on_ties(window, shape):
+    """Non-overlapping MaxPool (a masked sum, not reduce_window) equals ``lax.reduce_window``
+    bit for bit in value, reverse- and forward-mode derivative, also on 0/1 spikes where nearly
+    every window has ties (the gradient goes to the first maximum) and on sizes that leave rows
+    or columns outside the last window."""
+    key_spikes, key_cotangent, key_tangent = jax.random.split(jax.random.PRNGKey(7), 3)
+    pool = MaxPool(window)
+    win = (window, window) if isinstance(window, int) else window
+    # about one spike per window: some windows empty, some with ties
+    spikes = jax.random.bernoulli(key_spikes, 1.0 / (win[0] * win[1]), shape).astype(jnp.float32)
+
+    def ours(x):
+        return pool.apply({}, x)[1]
+
+    def reference(x):
+        dims = (1,) + win + (1,)
+        return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, dims, dims, "VALID")
+
+    out, vjp = jax.vjp(ours, spikes)
+    want, vjp_want = jax.vjp(reference, spikes)
+    np.testing.assert_array_equal(np.asarray(out), np.asarray(want))
+    cotangent = jax.random.normal(key_cotangent, want.shape)
+    grad, grad_want = np.asarray(vjp(cotangent)[0]), np.asarray(vjp_want(cotangent)[0])
+    np.testing.assert_array_equal(grad, grad_want)
+    # the comparison saw ties and windows of zeros, and each window passes exactly one gradient
+    tied = np.sum(np.asarray(spikes)[:, :out.shape[1] * win[0], :out.shape[2] * win[1]]) > np.sum(np.asarray(out))
+    assert tied and np.any(np.asarray(out) == 0.0)
+    assert np.count_nonzero(grad) == np.count_nonzero(np.asarray(cotangent))
+    tangent = jax.random.normal(key_tangent, shape)
+    np.testing.assert_array_equal(np.asarray(jax.jvp(ours, (spikes,), (tangent,))[1]),
+                                  np.asarray(jax.jvp(reference, (spikes,), (tangent,))[1]))
+
+
 def test_flatten():
     layer = Flatten()
     shape, params = layer.init(jax.random.PRNGKey(0), (5, 3, 4, 2))
