@@ -17,7 +17,10 @@ one reverse scan computes, per step, the adjoint of the neuron
 (``dL/dd_t = lam_I_t`` as in ``jaxsnn.discrete.dynamics``) and the input gradient
 ``dL/dx_t = conv^T(dL/dd_t, W)``; the weight gradient
 ``dL/dW[i, j, c, o] = sum_{t, y, x} xpad[t, s y + i, s x + j, c] dL/dd[t, y, x, o]`` is
-accumulated as products of image patches with ``dL/dd``.
+accumulated as products of image patches with ``dL/dd``. Without AD and without a membrane
+recording, the scan emits the spikes themselves, so no membrane trace of the window's size is
+written and read back (``cnn_pool`` forward 0.60 s -> 0.41 s, ``cnn48`` 1.00 s -> 0.72 s, T = 100,
+batch 32, 2 cores).
 
 How a step is convolved (static, chosen from the kernel): XLA's ``lax.conv_general_dilated``,
 or, for few input taps (``kh * kw * C_in <= 32``, e.g. a 3x3 kernel on 2-channel event-camera
@@ -107,7 +110,7 @@ def _conv_step(plan: _Plan, x_t: Array, weight: Array, bias: Optional[Array]) ->
     return drive if bias is None else drive + bias
 
 
-def _forward_scan(config: LIFConfig, plan: _Plan, weight, bias, inputs, v0, i0):
+def _forward_scan(config: LIFConfig, plan: _Plan, weight, bias, inputs, v0, i0, emit_spikes=False):
     """The forward recurrence; returns the pre-reset membrane ``u (T, ...)`` and ``I_T``.
 
     The scan carries ``(u_{t-1}, I_{t-1})`` and emits ``u_t``, which is also the carry, so XLA
@@ -124,7 +127,7 @@ def _forward_scan(config: LIFConfig, plan: _Plan, weight, bias, inputs, v0, i0):
         drive = _conv_step(plan, x_t, weight, bias)
         current = _current(config, i_prev, drive)
         u = _membrane(config, v_prev, current)
-        return (u, current), u
+        return (u, current), (surrogate_lib.step(u - config.v_th) if emit_spikes else u)
 
     shape = jax.eval_shape(
         lambda x: _conv_step(plan, x, weight, bias),
@@ -133,10 +136,12 @@ def _forward_scan(config: LIFConfig, plan: _Plan, weight, bias, inputs, v0, i0):
     dtype = jnp.result_type(inputs.dtype, weight.dtype)
     u_init = jnp.zeros(shape, dtype)
     i_init = jnp.broadcast_to(jnp.asarray(i0, dtype), shape)
-    (_, i_last), u_trace = lax.scan(
+    (u_last, i_last), emitted = lax.scan(
         body, (u_init, i_init), (jnp.arange(inputs.shape[0]), inputs), unroll=config.unroll
     )
-    return u_trace, i_last
+    if emit_spikes:
+        return emitted, u_last, i_last
+    return emitted, i_last
 
 
 def _outputs(config: LIFConfig, u_trace: Array, i_last: Array):
@@ -148,7 +153,13 @@ def _outputs(config: LIFConfig, u_trace: Array, i_last: Array):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
 def _conv_lif(config: LIFConfig, plan: _Plan, weight, bias, inputs, v0, i0):
-    return _outputs(config, *_forward_scan(config, plan, weight, bias, inputs, v0, i0))
+    if config.record_membrane:
+        return _outputs(config, *_forward_scan(config, plan, weight, bias, inputs, v0, i0))
+    # Without AD and without a membrane recording, the scan emits the spikes: no membrane trace
+    # of the window's size is written and read back.
+    spikes, u_last, i_last = _forward_scan(config, plan, weight, bias, inputs, v0, i0,
+                                           emit_spikes=True)
+    return spikes, None, _after_reset(config, u_last, spikes[-1]), i_last
 
 
 def _conv_lif_fwd(config: LIFConfig, plan: _Plan, weight, bias, inputs, v0, i0):

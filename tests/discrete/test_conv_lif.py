@@ -105,6 +105,32 @@ def test_equals_serial_conv_lif_float64(x64, out, kernel, stride, padding, size,
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=1e-9 * scale)
 
 
+@pytest.mark.parametrize("out,kernel,stride,padding,size,bias,method,weight_gradient,neuron",
+                         CASES)
+def test_forward_without_gradient_or_recording_equals_the_differentiated_forward(
+        x64, out, kernel, stride, padding, size, bias, method, weight_gradient, neuron):
+    """Without AD and without a membrane recording the scan emits spikes instead of the
+    membrane; spikes and final state must equal the forward pass under ``jax.vjp`` (which keeps
+    the membrane for the backward pass) bit for bit, and ``serial(Conv, LIF)`` to rounding."""
+    neuron = dict(neuron, record_membrane=False)
+    fused, conv, neuron = _pair(out, kernel, stride, padding, bias=bias, method=method,
+                                weight_gradient=weight_gradient, **neuron)
+    out_shape, params, reference, x = _setup(fused, conv, neuron, size, scale=2.0)
+    rng = np.random.default_rng(2)
+    carry = jaxsnn.discrete.LIFState(jnp.asarray(0.3 * rng.uniform(size=out_shape[1:])),
+                                     jnp.asarray(0.1 * rng.normal(size=out_shape[1:])))
+    state, spikes, recording = jax.jit(lambda p, xs, c: fused.apply(p, xs, carry=c))(params, x, carry)
+    (ad_state, ad_spikes, _), _ = jax.vjp(lambda p: fused.apply(p, x, carry=carry), params)
+    ref_state, ref_spikes, _ = reference.apply([params, {}], x, carry=[None, carry])
+    assert recording.v is None
+    assert 0.02 < float(jnp.mean(spikes)) < 0.9 and float(jnp.mean(spikes[-1])) > 0
+    np.testing.assert_array_equal(np.asarray(spikes), np.asarray(ad_spikes))
+    np.testing.assert_array_equal(np.asarray(spikes), np.asarray(ref_spikes))
+    for a, b, c in zip(state, ad_state, ref_state[1]):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        np.testing.assert_allclose(np.asarray(a), np.asarray(c), rtol=1e-12, atol=1e-12)
+
+
 def test_float32_time_major_vmap_jit_and_rest_state():
     """The benchmark's use: two layers, float32, batched time-major, carry None (rest)."""
     neuron = dict(tau_syn=0.0, tau_mem=10.0, dt=1.0, input_scale=1.0, v_th=0.5)

@@ -116,8 +116,8 @@ def test_pool_gradients_jit_vmap(x64):
 
 @pytest.mark.parametrize("window,shape", [((2, 2), (3, 8, 8, 2)), ((2, 3), (2, 9, 7, 3)), (3, (2, 7, 6, 1))])
 def test_max_pool_of_tiles_equals_reduce_window_values_and_gradients_on_ties(window, shape):
-    """Non-overlapping MaxPool (a masked sum, not reduce_window) equals ``lax.reduce_window``
-    bit for bit in value, reverse- and forward-mode derivative, also on 0/1 spikes where nearly
+    """Non-overlapping MaxPool (a hand-written first-maximum mask as its derivative) equals
+    ``lax.reduce_window`` bit for bit in value, reverse- and forward-mode derivative, also on 0/1 spikes where nearly
     every window has ties (the gradient goes to the first maximum) and on sizes that leave rows
     or columns outside the last window."""
     key_spikes, key_cotangent, key_tangent = jax.random.split(jax.random.PRNGKey(7), 3)
