@@ -10,6 +10,13 @@ The benchmark neuron ``v_t = 0.9 v_{t-1} + x_t @ W`` is jaxsnn's single-state LI
 same network with the same weights. Inputs are time-major ``(T, B, ...)`` and the network is
 batched with ``jaxsnn.discrete.time_major`` (``jax.vmap`` over axis 1: no transpose around the
 LIF scans); ``cfg["layout"] = "batch-major"`` runs the ``jax.vmap`` over ``(B, T, ...)`` instead.
+
+The forward pass of ``cnn_pool`` runs ``jaxsnn.discrete.stepwise(net)`` (all layers in one loop
+over time, so neither conv layer's ``(T, B, 48, 48, 16)`` / ``(T, B, 24, 24, 16)`` spikes are
+written for the whole window; the inference API); ``cfg["forward"] = "serial"`` runs the layers
+one after another as for the gradient. ``cnn48`` and the MLPs run ``serial`` (stepwise measured
+no faster there: its last layer's output is as large as the first's, and the per-step
+convolution dominates). Gradients always use ``serial`` (the layers' whole-window adjoints).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from jaxsnn.discrete import (
     Dense,
     Flatten,
     MaxPool,
+    stepwise,
     tau_from_decay,
     time_major,
 )
@@ -97,20 +105,29 @@ def network(workload, cfg, conv_backward="patches"):
 
 def build(workload, cfg):
     net, params, x, lifs = network(workload, cfg, cfg.get("conv_backward", "patches"))
-    if cfg.get("layout", "time-major") == "time-major":
-        batched = time_major(net)
-
-        def run(params, x):
-            _, out, rec = batched(params, x)
-            return out, rec
-    else:
+    forward_mode = cfg.get("forward", "stepwise" if workload == "cnn_pool" else "serial")
+    if forward_mode not in ("serial", "stepwise"):
+        raise ValueError(f"unknown forward mode {forward_mode!r}")
+    layout = cfg.get("layout", "time-major")
+    if layout != "time-major":
         x = x.swapaxes(0, 1)  # (B, T, ...)
 
-        def run(params, x):
-            _, out, rec = jax.vmap(lambda xs: net.apply(params, xs))(x)
-            return out, rec
+    def runner(layer):
+        if layout == "time-major":
+            batched = time_major(layer)
 
-    forward = jax.jit(lambda p, x: run(p, x)[0])
+            def run(params, x):
+                _, out, rec = batched(params, x)
+                return out, rec
+        else:
+            def run(params, x):
+                _, out, rec = jax.vmap(lambda xs: layer.apply(params, xs))(x)
+                return out, rec
+        return run
+
+    run = runner(net)
+    run_forward = runner(stepwise(net)) if forward_mode == "stepwise" else run
+    forward = jax.jit(lambda p, x: run_forward(p, x)[0])
     grad = jax.jit(jax.grad(lambda p, x: run(p, x)[0].sum()))
     rates = jax.jit(lambda p, x: tuple(run(p, x)[1][i].spikes for i in lifs))
     return {
@@ -121,7 +138,9 @@ def build(workload, cfg):
         "versions": dict(harness.package_versions("jax", "jaxlib"), jaxsnn=jaxsnn.__version__),
         "implementation": "jaxsnn.serial(...) (cnn48, cnn_pool: ConvLIF conv layers) batched with "
                           "jaxsnn.discrete.time_major "
-                          "(jax.vmap over the batch axis of (T, B, ...) inputs)",
+                          "(jax.vmap over the batch axis of (T, B, ...) inputs)"
+                          + ("; forward: jaxsnn.discrete.stepwise(net)"
+                             if forward_mode == "stepwise" else ""),
     }
 
 

@@ -16,6 +16,8 @@ Layers (all ``jaxsnn.Layer`` pairs, usable in ``jaxsnn.serial``; per-sample inpu
 
 ``time_major(net)`` batches a network over ``(time, batch, ...)`` inputs without moving the
 time axis (``jax.vmap`` over axis 1; faster than batch-major data for ``Dense``/``LIF`` stacks).
+``stepwise(net)`` runs a network a step (or a few) at a time with all its layers in one scan,
+for inference: no hidden layer's output is written for the whole window.
 
 ``dynamics`` holds the neuron's per-step update (``lif_step``), the scans over a window and
 their hand-written adjoint (``lif_dynamics`` runs them on precomputed currents); ``surrogate``
@@ -41,6 +43,7 @@ from jaxsnn.discrete.dynamics import (
 from jaxsnn.discrete.lif import LI, LIF, LIFRecording, LIRecording, RecurrentLIF
 from jaxsnn.discrete.linear import Dense, Linear
 from jaxsnn.discrete.pool import AvgPool, Flatten, MaxPool, SumPool
+from jaxsnn.discrete.stepwise import stepwise
 
 __all__ = [
     "AvgPool",
@@ -62,6 +65,7 @@ __all__ = [
     "decay_factors",
     "dynamics",
     "lif_dynamics",
+    "stepwise",
     "surrogate",
     "tau_from_decay",
     "time_major",

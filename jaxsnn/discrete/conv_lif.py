@@ -31,12 +31,14 @@ channels).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any, Callable, NamedTuple, Optional, Tuple, Union
 
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.custom_derivatives import CustomVJPPrimal, SymbolicZero
 
 from jaxsnn._validate import check_finite, check_float_dtype, positive_int
 from jaxsnn.discrete import surrogate as surrogate_lib
@@ -162,9 +164,43 @@ def _conv_lif(config: LIFConfig, plan: _Plan, weight, bias, inputs, v0, i0):
     return spikes, None, _after_reset(config, u_last, spikes[-1]), i_last
 
 
+@dataclasses.dataclass(frozen=True)
+class _Needed:
+    """Which cotangents the backward scan must compute (static: a pytree without leaves)."""
+
+    inputs: bool
+    params: bool
+
+
+jax.tree_util.register_static(_Needed)
+
+
+def _value(primal):
+    return primal.value if isinstance(primal, CustomVJPPrimal) else primal
+
+
+def _perturbed(tree) -> bool:
+    leaves = jax.tree_util.tree_leaves(tree, is_leaf=lambda x: isinstance(x, CustomVJPPrimal))
+    return any(leaf.perturbed for leaf in leaves if isinstance(leaf, CustomVJPPrimal))
+
+
 def _conv_lif_fwd(config: LIFConfig, plan: _Plan, weight, bias, inputs, v0, i0):
+    # symbolic_zeros: each array arrives as CustomVJPPrimal(value, perturbed). An input that is
+    # not differentiated (the data fed to a network's first layer) needs no conv^T per step in
+    # the reverse scan; frozen parameters need no patch products.
+    needed = _Needed(inputs=_perturbed(inputs), params=_perturbed((weight, bias)))
+    weight, bias, inputs, v0, i0 = jax.tree_util.tree_map(
+        _value, (weight, bias, inputs, v0, i0), is_leaf=lambda x: isinstance(x, CustomVJPPrimal)
+    )
     u_trace, i_last = _forward_scan(config, plan, weight, bias, inputs, v0, i0)
-    return _outputs(config, u_trace, i_last), (weight, bias, inputs, v0, i0, u_trace)
+    return _outputs(config, u_trace, i_last), (weight, bias, inputs, v0, i0, u_trace, needed)
+
+
+def _instantiate(cotangent, like_shape, dtype):
+    """A dense cotangent for an output that the caller did not differentiate (symbolic zero)."""
+    if cotangent is None or isinstance(cotangent, SymbolicZero):
+        return jnp.zeros(like_shape, dtype)
+    return cotangent
 
 
 def _transposed_kernel(weight: Array) -> Array:
@@ -210,14 +246,20 @@ def _tap_products(spec: _ConvSpec, x_t: Array, g_drive: Array, out_hw) -> Array:
 
 
 def _conv_lif_bwd(config: LIFConfig, plan: _Plan, residuals, cotangents):
-    weight, bias, inputs, v0, i0, u_trace = residuals
+    weight, bias, inputs, v0, i0, u_trace, needed = residuals
+    dtype = u_trace.dtype
     g_spikes, g_trace, g_v_last, g_i_last = cotangents
+    g_spikes = _instantiate(g_spikes, u_trace.shape, dtype)
+    if config.record_membrane:
+        g_trace = _instantiate(g_trace, u_trace.shape, dtype)
+    g_v_last = _instantiate(g_v_last, u_trace.shape[1:], dtype)
+    g_i_last = _instantiate(g_i_last, u_trace.shape[1:], dtype)
     ones = jnp.ones_like(u_trace[0])
     out_hw, out_channels = u_trace.shape[1:3], u_trace.shape[3]
     in_hw = inputs.shape[1:3]
     flipped = _transposed_kernel(weight)
     rows = plan.spec.kernel[0] * plan.spec.kernel[1] * inputs.shape[3]
-    in_scan = plan.weight_gradient == "scan"
+    in_scan = plan.weight_gradient == "scan" and needed.params
 
     def body(carry, xs):
         lam_v, lam_i, g_w, g_b = carry
@@ -233,30 +275,33 @@ def _conv_lif_bwd(config: LIFConfig, plan: _Plan, residuals, cotangents):
             dv_du = (1.0 - z) + (config.v_reset - u) * sigma
         lam_u = lam_v * dv_du + g_z * sigma
         lam_i = lam_i + config.input_scale * lam_u  # dL/dd_t
-        g_x = _input_gradient(plan.spec, lam_i[None], flipped, in_hw)[0]
+        g_x = _input_gradient(plan.spec, lam_i[None], flipped, in_hw)[0] if needed.inputs else None
         g_drive = lam_i.reshape(-1, out_channels)
         if in_scan:
             g_w = g_w + _tap_products(plan.spec, x_t, g_drive, out_hw)
             if plan.bias:
                 g_b = g_b + g_drive.sum(axis=0)
         carry = (config.a_mem * lam_u, config.a_syn * lam_i, g_w, g_b)
-        return carry, (g_x, None if in_scan else lam_i)
+        return carry, (g_x, None if in_scan or not needed.params else lam_i)
 
     xs = (inputs, u_trace, g_spikes) + ((g_trace,) if config.record_membrane else ())
-    dtype = u_trace.dtype
     g_w0 = jnp.zeros((rows, out_channels) if in_scan else (), dtype)
     g_b0 = jnp.zeros((out_channels,) if in_scan and plan.bias else (), dtype)
     (g_v, g_i0, g_w, g_b), (g_inputs, g_drive) = lax.scan(
         body, (g_v_last, g_i_last, g_w0, g_b0), xs, reverse=True, unroll=config.unroll
     )
-    if not in_scan:
-        g_w = _patch_weight_gradient(plan.spec, inputs, g_drive)
-        g_b = g_drive.sum(axis=(0, 1, 2)) if plan.bias else None
-    g_w = g_w.reshape(weight.shape).astype(weight.dtype)
-    g_b = g_b.astype(bias.dtype) if plan.bias else None
+    if not needed.params:
+        g_w, g_b = None, None  # frozen parameters: a zero cotangent, nothing computed
+    else:
+        if not in_scan:
+            g_w = _patch_weight_gradient(plan.spec, inputs, g_drive)
+            g_b = g_drive.sum(axis=(0, 1, 2)) if plan.bias else None
+        g_w = g_w.reshape(weight.shape).astype(weight.dtype)
+        g_b = g_b.astype(bias.dtype) if plan.bias else None
+    g_inputs = g_inputs.astype(inputs.dtype) if needed.inputs else None
     # v0 enters only at t = 0: its cotangent is the adjoint left after the first step; the
     # rest state (a scalar v0) gets the sum, as broadcasting would.
-    return g_w, g_b, g_inputs.astype(inputs.dtype), _like(g_v, v0), _like(g_i0, i0)
+    return g_w, g_b, g_inputs, _like(g_v, v0), _like(g_i0, i0)
 
 
 def _like(cotangent: Array, primal: Array) -> Array:
@@ -266,7 +311,7 @@ def _like(cotangent: Array, primal: Array) -> Array:
     return cotangent.astype(jnp.result_type(primal))
 
 
-_conv_lif.defvjp(_conv_lif_fwd, _conv_lif_bwd)
+_conv_lif.defvjp(_conv_lif_fwd, _conv_lif_bwd, symbolic_zeros=True)
 
 
 def ConvLIF(

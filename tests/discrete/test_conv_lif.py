@@ -10,6 +10,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+from jax.extend import core as jax_core
 import numpy as np
 import pytest
 from hypothesis import example, given, settings
@@ -129,6 +130,56 @@ def test_forward_without_gradient_or_recording_equals_the_differentiated_forward
     for a, b, c in zip(state, ad_state, ref_state[1]):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
         np.testing.assert_allclose(np.asarray(a), np.asarray(c), rtol=1e-12, atol=1e-12)
+
+
+def _count_primitive(jaxpr, name: str) -> int:
+    """Occurrences of primitive ``name`` in ``jaxpr`` and all its sub-jaxprs (scan bodies)."""
+    count = 0
+    for eqn in jaxpr.eqns:
+        count += eqn.primitive.name == name
+        for sub in jax_core.jaxprs_in_params(eqn.params):
+            count += _count_primitive(sub, name)
+    return count
+
+
+@pytest.mark.parametrize("out,kernel,stride,padding,size,bias,method,weight_gradient,neuron",
+                         CASES)
+def test_gradients_of_a_part_equal_the_full_gradients_and_skip_the_rest(
+        x64, out, kernel, stride, padding, size, bias, method, weight_gradient, neuron):
+    """Differentiating only the params (inputs are data, as for a first layer) or only the
+    inputs (frozen params) gives the same cotangents as differentiating both; the backward pass
+    then computes no per-step ``conv^T`` of the input, resp. no patch products for the weight."""
+    fused, conv, neuron = _pair(out, kernel, stride, padding, bias=bias, method=method,
+                                weight_gradient=weight_gradient, **neuron)
+    out_shape, params, _, x = _setup(fused, conv, neuron, size, scale=2.0)
+    cotangent = jnp.asarray(np.random.default_rng(3).normal(size=out_shape))
+
+    def loss(p, xs):
+        state, spikes, _ = fused.apply(p, xs)
+        return jnp.sum(spikes * cotangent) + jnp.sum(state.v)
+
+    g_params, g_inputs = jax.jit(jax.grad(loss, argnums=(0, 1)))(params, x)
+    only_params = jax.jit(jax.grad(loss, argnums=0))(params, x)
+    only_inputs = jax.jit(jax.grad(loss, argnums=1))(params, x)
+    assert float(jnp.max(jnp.abs(g_params["weight"]))) > 0
+    assert float(jnp.max(jnp.abs(g_inputs))) > 0
+    for a, b in zip(jax.tree_util.tree_leaves(only_params), jax.tree_util.tree_leaves(g_params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    np.testing.assert_array_equal(np.asarray(only_inputs), np.asarray(g_inputs))
+
+    # conv^T of the input is an XLA convolution in the reverse scan (and, with method="xla",
+    # one more in the forward scan); the weight's patch products are dot_generals
+    def counts(argnums):
+        jaxpr = jax.make_jaxpr(jax.grad(loss, argnums=argnums))(params, x).jaxpr
+        return (_count_primitive(jaxpr, "conv_general_dilated"),
+                _count_primitive(jaxpr, "dot_general"))
+
+    forward_convs = 1 if method == "xla" else 0
+    (conv_both, dot_both), (conv_params, dot_params), (conv_inputs, dot_inputs) = (
+        counts((0, 1)), counts(0), counts(1))
+    assert conv_both == conv_inputs == forward_convs + 1
+    assert conv_params == forward_convs
+    assert dot_params == dot_both > dot_inputs
 
 
 def test_float32_time_major_vmap_jit_and_rest_state():
