@@ -1,11 +1,11 @@
-"""Run a discrete network a few time steps at a time, all layers in one scan: ``stepwise``.
+"""Run a discrete network a few time steps at a time, all layers in one loop: ``stepwise``.
 
 A ``serial`` of discrete layers runs layer by layer: each layer processes the whole window
 (one matmul or one scan over time) and writes its output, ``(time, ...)``, for the next layer
 to read. For training this is what backpropagation through time needs anyway. For inference
 on wide layers (a convolutional stack on event-camera frames: ``(T, B, 48, 48, 16)`` float32
 spikes are 472 MB at T = 100, B = 32) writing and reading every hidden layer's output costs
-more than computing it. ``stepwise(net)`` instead scans over the window once and, per step,
+more than computing it. ``stepwise(net)`` instead loops over the window once and, per step,
 runs the whole network on that step's input, continuing from the state (``carry``) the
 previous step left:
 
@@ -33,21 +33,21 @@ __all__ = ["stepwise"]
 
 
 def stepwise(layer: Layer, window: int = 1) -> Layer:
-    """The same network, run ``window`` time steps at a time with all its layers in one scan.
+    """The same network, run ``window`` time steps at a time with all its layers in one loop.
 
     ``stepwise(net).apply(params, inputs, carry=carry)`` equals ``net.apply(params, inputs,
     carry=carry)`` (see the module docstring for round-off) for any network whose layers
     continue a window exactly from their ``carry`` (every ``jaxsnn.discrete`` layer). It runs
     one loop over ``time / window`` windows; the first window starts from ``carry`` (``None``:
-    each layer's rest state, as the layers define it; that window then runs before the loop). Use it for inference and streaming; for training,
-    ``net`` itself is faster (its layers' hand-written adjoints work on whole windows, while
-    gradients of ``stepwise`` go through the scan step by step). Batch with
-    ``jaxsnn.discrete.time_major(stepwise(net))``.
+    each layer's rest state, as the layers define it; that window then runs before the loop).
+    Use it for inference and streaming; for training, ``net`` itself is faster (its layers'
+    hand-written adjoints work on whole windows, while gradients of ``stepwise`` go through the
+    loop step by step). Batch with ``jaxsnn.discrete.time_major(stepwise(net))``.
 
     Args:
         layer: a discrete ``Layer`` or ``serial`` of them (per-sample ``(time, ...)`` inputs;
             outputs and recordings with time on axis 0).
-        window: time steps per scan iteration; must divide the number of time steps. 1 keeps
+        window: time steps per loop iteration; must divide the number of time steps. 1 keeps
             the fewest activations in memory; larger windows give ``Dense`` layers bigger
             matmuls.
 

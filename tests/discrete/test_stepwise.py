@@ -81,5 +81,7 @@ def test_bad_use_is_an_error():
     params, x = _params(net), _data(steps=5)
     with pytest.raises(ValueError, match="divisible by window=2"):
         stepwise(net, 2).apply(params, x)
+    with pytest.raises(ValueError, match=r"inputs must be \(time, \.\.\.\).*got shape \(\)"):
+        stepwise(net).apply(params, jnp.zeros(()))
     with pytest.raises(ValueError, match="external data"):
         stepwise(net).apply(params, x, external=[None] * 5)
