@@ -14,7 +14,9 @@ both libraries (jaxsnn finds them, upstream's also hold each layer's input event
 
 1. ``multispike``: Randman 100 -> 128 -> 10, batch 32, ``multi``: jaxsnn with
    ``algorithm="auto"`` (whatever jaxsnn chooses), jaxsnn with ``algorithm="scan"`` and
-   ``backward="scan"`` (the event-by-event scan, forward and EventProp backward) and upstream; spike-time and gradient agreement between them; and the
+   ``backward="scan"`` (the event-by-event scan, forward and EventProp backward), the event scan
+   of commit ``FILED_COMMIT`` (when the speed-up figure was set; run from a git worktree of it,
+   t_ref 0 only) and upstream; spike-time and gradient agreement between them; and the
    same network with a 1 ms refractory period (jaxsnn only: upstream has no ``t_ref``).
 2. ``sweeps``: hidden size (100 input events; ``single`` 30 -> 4000, ``multi`` 30 -> 500, whose
    hidden spikes grow with the hidden size), input events per sample 20 -> 2000 (20 inputs,
@@ -45,6 +47,11 @@ import numpy as np
 import event_common as ec
 
 JAXSNN, SCAN, UPSTREAM = "jaxsnn", "jaxsnn (scan)", "jaxsnn-0.3.0"
+#: The event scan as it was when the event-training speed figures were set (issue filed at this
+#: commit): its forward + backward is the baseline of the multi-spike speed-up, run from a
+#: temporary git worktree of that commit in the same run.
+FILED_COMMIT = "92ac727"
+FILED = f"jaxsnn (scan, {FILED_COMMIT})"
 MODES = ("forward", "grad")
 
 FULL = {
@@ -77,6 +84,19 @@ TINY = {
 }
 
 
+def filed_tree() -> Optional[Path]:
+    """A detached git worktree of ``FILED_COMMIT`` (made once per run), or None without git."""
+    import subprocess
+
+    target = Path(tempfile.gettempdir()) / f"jaxsnn-{FILED_COMMIT}"
+    if (target / "benchmarks" / "workers").is_dir():
+        return target
+    repo = Path(__file__).resolve().parent.parent
+    done = subprocess.run(["git", "-C", str(repo), "worktree", "add", "--force", "--detach", str(target),
+                           FILED_COMMIT], capture_output=True, text=True)
+    return target if done.returncode == 0 else None
+
+
 def run_point(cfg: Dict[str, Any], labels: List[str], args, timeout: float) -> Dict[str, Any]:
     """Run the ``event_multi`` workload for every label (jaxsnn first: it sizes the buffers)."""
     runner = ec.runner
@@ -87,8 +107,16 @@ def run_point(cfg: Dict[str, Any], labels: List[str], args, timeout: float) -> D
         lib = UPSTREAM if label == UPSTREAM else "jaxsnn"
         runner.LIBRARIES.setdefault(f"event:{lib}", {
             "worker": ec.WORKER[lib], "venv": None if lib == "jaxsnn" else "jaxsnn-0.3.0"})
-        wcfg = dict(cfg, out=str(tmp / f"{label.replace(' ', '_')}.npz"),
-                    algorithm="scan" if label == SCAN else "auto")
+        if label == FILED:
+            tree = filed_tree()
+            if tree is None:
+                out[label] = {"error": f"no git worktree of {FILED_COMMIT} could be made"}
+                continue
+            lib = FILED
+            runner.LIBRARIES.setdefault(f"event:{lib}", {"worker": ec.WORKER["jaxsnn"], "venv": None,
+                                                          "tree": str(tree)})
+        wcfg = dict(cfg, out=str(tmp / f"{label.replace(' ', '_').replace(',', '')}.npz"),
+                    algorithm="scan" if label in (SCAN, FILED) else "auto")
         if caps is not None:
             wcfg.update(caps)
         elif lib != "jaxsnn":
@@ -224,7 +252,7 @@ def main() -> int:
     multispike = []
     for t_ref in (0.0, sizes["t_ref"]) if "multispike" in sections else ():
         cfg = dict(base, **net, n_samples=net["batch"], t_ref=t_ref)
-        res = run_point(cfg, [JAXSNN, SCAN] + libs[1:], args, timeout)
+        res = run_point(cfg, [JAXSNN, SCAN] + libs[1:] + ([FILED] if t_ref == 0.0 else []), args, timeout)
         point = describe(cfg, res)
         point["agreement_auto_vs_scan"] = agreement(res, JAXSNN, SCAN)
         if UPSTREAM in res:
@@ -235,6 +263,8 @@ def main() -> int:
                 point[f"{mode}_speedup_vs_scan"] = t[SCAN] / t[JAXSNN]
             if t.get(JAXSNN) and t.get(UPSTREAM):
                 point[f"{mode}_speedup_vs_upstream"] = t[UPSTREAM] / t[JAXSNN]
+            if t.get(JAXSNN) and t.get(FILED):
+                point[f"{mode}_speedup_vs_filed_scan"] = t[FILED] / t[JAXSNN]
         if median(res[JAXSNN], "forward") and median(res[JAXSNN], "grad"):
             point["grad_over_forward"] = median(res[JAXSNN], "grad") / median(res[JAXSNN], "forward")
         multispike.append(point)
@@ -304,7 +334,8 @@ def markdown(result: Dict[str, Any]) -> str:
                          f"{res.get('peak_rss_mib', '')} |")
         lines.append("")
         for key in ("forward_speedup_vs_scan", "grad_speedup_vs_scan", "forward_speedup_vs_upstream",
-                    "grad_speedup_vs_upstream", "grad_over_forward"):
+                    "grad_speedup_vs_upstream", "forward_speedup_vs_filed_scan", "grad_speedup_vs_filed_scan",
+                    "grad_over_forward"):
             if key in point:
                 lines.append(f"- {key.replace('_', ' ')}: {point[key]:.2f}x")
         for key in ("agreement_auto_vs_scan", "agreement_auto_vs_upstream"):

@@ -114,6 +114,11 @@ def table(folder: Path) -> str:
                     "no t_ref in 0.3.0" if p["t_ref_s"] > 0 else "error")
                 lines.append(_row([f"{title} {label}", _s(a), _s(sc), up_cell, _ratio(a, b),
                                    _rss(lib.get("jaxsnn"), lib.get(UP))]))
+            filed = next((k for k in lib if k.startswith("jaxsnn (scan, ")), None)
+            a, f = _median(lib.get("jaxsnn"), "grad"), _median(lib.get(filed), "grad") if filed else None
+            if a and f:
+                slopes_text.append(f"{title}: forward + backward {f / a:.2f}x faster than the event scan "
+                                   f"as of {filed[len('jaxsnn (scan, '):-1]} ({_s(f)} s, same run)")
         single = [p for p in scal["sweeps"]["hidden"] if p["network"] == "single"]
         for p in single:
             lib = p["libraries"].get("jaxsnn", {})

@@ -76,9 +76,14 @@ def run_worker(lib: str, workload: str, cfg: Dict[str, Any], timeout: float) -> 
         if not status.get("ok"):
             return {"error": f"install failed: {status.get('error')}", "versions": {}}
         python = str(peers.venv_python(spec["venv"]))
-    cmd = [python, str(WORKERS / spec["worker"]), "--workload", workload,
+    # ``tree``: another checkout of this repository (e.g. an earlier commit), whose worker and
+    # package are run instead of this checkout's.
+    workers = Path(spec["tree"]) / "benchmarks" / "workers" if spec.get("tree") else WORKERS
+    cmd = [python, str(workers / spec["worker"]), "--workload", workload,
            "--config", json.dumps(cfg)]
     env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
+    if spec.get("tree"):
+        env["PYTHONPATH"] = str(spec["tree"])
     if spec["venv"] is not None:
         # A PYTHONPATH that points at this checkout would shadow the peer's own packages
         # (jaxsnn 0.3.0 in its venv above all).
@@ -86,7 +91,7 @@ def run_worker(lib: str, workload: str, cfg: Dict[str, Any], timeout: float) -> 
     start = time.time()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                              env=env, cwd=str(WORKERS))
+                              env=env, cwd=str(workers))
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f} s"}
     for line in reversed(proc.stdout.splitlines()):

@@ -1,4 +1,4 @@
-"""Exact multi-spike forward pass of a feed-forward LIF layer, in rounds over all input intervals.
+"""Exact multi-spike forward pass of a feed-forward LIF layer, searching windows of input intervals.
 
 In a feed-forward layer the synaptic current ``I_n(t)`` does not depend on the layer's own
 spikes, and between resets the membrane equation is linear. Let ``u_free`` be the membrane
@@ -15,31 +15,37 @@ Hence the membrane at the start of every inter-input interval after ``a`` is exa
 form, and so is the next threshold crossing inside each interval (the next-spike kernels of
 ``jaxsnn.event.kernels``).
 
-Round ``r`` gives every neuron its ``r``-th spike, all neurons and intervals at once:
+The search walks every neuron forward from its release through windows of ``block``
+consecutive intervals, all neurons at once; each iteration:
 
 1. ``u_free(a)`` and ``I(a)`` by evolving from the last input before ``a``;
-2. for every (interval, neuron) the start state (the release itself for the interval that holds
-   ``a``, the formula above for the later ones) and whether the membrane reaches ``v_th`` in it:
-   for the root solver the closed-form bracket test (the value at the interior maximum or the
-   interval end, ``jaxsnn.event.dynamics.extremum_time``), for the analytic kernels the kernel
-   itself; a crossing exactly at an input time belongs to the interval it ends (crossings win
-   ties, as in the scan);
-3. the crossing in each neuron's earliest such interval, solved once per neuron; this is the
-   spike, and ``spike + t_ref`` the next release.
+2. for every interval of the neuron's window the start state (the release itself for the
+   interval that holds ``a``, the formula above for the later ones) and whether the membrane
+   reaches ``v_th`` in it: for the root solver the closed-form bracket test (the value at the
+   interior maximum or the interval end, ``jaxsnn.event.dynamics.extremum_time``), for the
+   analytic kernels the kernel itself; a crossing exactly at an input time belongs to the
+   interval it ends (crossings win ties, as in the scan);
+3. the crossing in the earliest such interval, solved once per neuron: this is the neuron's
+   next spike, ``spike + t_ref`` its next release, and its next window starts at the spike's
+   interval. A neuron without a crossing in its window moves on to the next window.
 
-The number of rounds is bounded statically by ``jaxsnn.event.plan.multispike_rounds`` (the
-output capacity, or fewer when ``t_ref`` bounds the spikes per neuron); the search stops after
-the first round in which no neuron spikes (a ``while_loop``), so it costs ``(most spikes of a
-neuron + 1)`` rounds, not the bound. One more search after the last allowed round tells
-whether any neuron would spike again: then, or when more spikes occur than ``capacity``,
-``overflow`` is set, as for the scan. Work: ``(spikes per neuron + 1) x (inputs + 1) x
-neurons`` cheap elementwise evaluations plus one solver call per neuron and round, with that
-many rounds plus ``inputs`` sequential steps instead of the scan's ``inputs + capacity`` steps
+A neuron is done when its release is past ``t_max`` or its window past the last interval; the
+loop (a ``while_loop``) stops when every neuron is. With ``block`` equal to the number of
+intervals every iteration gives every neuron its next spike ("rounds"); with ``block = 1`` a
+neuron steps through the intervals one by one. ``jaxsnn.event.plan.multispike_block`` picks the
+block from the shapes so that a neuron evaluates about twice its intervals at most, in about
+``intervals / block + spikes`` iterations. The number of spikes per neuron is bounded statically
+by ``jaxsnn.event.plan.multispike_rounds`` (the output capacity, or fewer when ``t_ref`` bounds
+the spikes per neuron); a neuron that would spike once more, or more spikes in all than
+``capacity``, sets ``overflow``, as for the scan. Work: about ``2 x (inputs + 1) x neurons``
+cheap elementwise evaluations plus one solver call per spike, in ``intervals / block +
+spikes per neuron`` sequential iterations instead of the scan's ``inputs + capacity`` steps
 over all neurons.
 
 Gradients. The search (step 2) is a discrete choice and carries no derivative; it records each
-spike's interval. A replay then recomputes every spike (step 3) from its recorded interval, in
-a ``lax.scan`` over the bounded rounds with ``O(neurons)`` work each: the kernel's crossing
+spike's interval and its rank among the neuron's spikes (its "round"). A replay then
+recomputes every spike (step 3) from its recorded interval, in a ``lax.scan`` over the bounded
+rounds with ``O(neurons)`` work each: the kernel's crossing
 from a start state that is a differentiable closed-form function of the weights, the input
 times, the neuron parameters and the previous spike time (through ``a``). ``jax.grad``
 therefore gives the exact derivative of every spike time by the implicit function theorem per
@@ -187,7 +193,7 @@ def _slot_times_jvp(method, rounds, primals, tangents):
 
 
 # Jitted so eager calls compile once per shape; inside a caller's jit it is simply inlined.
-@functools.partial(jax.jit, static_argnames=("capacity", "rounds", "method"))
+@functools.partial(jax.jit, static_argnames=("capacity", "rounds", "method", "block"))
 def simulate_multispike(
     weight: jax.Array,
     input_spikes: Spikes,
@@ -198,6 +204,7 @@ def simulate_multispike(
     capacity: int,
     rounds: int,
     method: str,
+    block: Optional[int] = None,
 ):
     """Simulate a feed-forward LIF layer exactly, ``rounds`` spikes per neuron at most.
 
@@ -212,9 +219,11 @@ def simulate_multispike(
         t_max: end of the window (scalar array).
         initial_state: state at ``t = 0`` or ``None`` (rest).
         capacity: output buffer size (static).
-        rounds: number of rounds, i.e. spikes per neuron found (static). The forward pass runs
-            only as many as needed; the derivative replays all of them.
+        rounds: most spikes per neuron found (static). The search stops when every neuron is
+            done; the derivative replays all ``rounds`` ranks.
         method: next-spike kernel (``"lambertw"``, ``"quadratic"`` or ``"root"``).
+        block: intervals per window of the search (static; default: all of them). Any value
+            gives the same result; ``jaxsnn.event.plan.multispike_block`` is the fast choice.
 
     Returns:
         ``jaxsnn.event.simulate.SimulationResult(spikes, final_state, overflow)``.
@@ -251,6 +260,7 @@ def simulate_multispike(
         t_max=t_max,
     )
     n_intervals = tables.t_start.shape[0]
+    block = n_intervals if block is None else max(1, min(int(block), n_intervals))
     neurons = jnp.arange(size)
     final_free = evolve(last, t_last, t_max, p)
 
@@ -258,31 +268,41 @@ def simulate_multispike(
     release0 = jnp.where(initially_refractory, state.refractory_until, 0.0)
     u_release0 = jnp.where(initially_refractory, u_reset, state.v - p.v_leak)
 
-    # Search (no derivative): every spike, round by round, stopping as soon as no neuron spiked
-    # in a round; an iteration after the last round only looks for a further crossing
-    # (overflow). Each round's spikes are appended to slots of the output buffer (round, then
-    # neuron order), so the buffer costs O(capacity), not O(rounds x size).
+    # Search (no derivative). Every neuron walks forward from its release through windows of
+    # ``block`` intervals: it evaluates the crossing test on the whole window at once and either
+    # spikes in the earliest interval with a crossing (its next window starts there, from the
+    # new release) or moves on to the next window. A neuron past ``t_max`` or the last interval
+    # is done; the loop stops when every neuron is. A neuron that would spike more than
+    # ``rounds`` times stops too and sets ``pending`` (overflow). The spikes found in an
+    # iteration are appended to slots of the output buffer, so the buffer costs O(capacity).
     fixed = jax.lax.stop_gradient(tables)
     theta_fixed = jax.lax.stop_gradient(theta)
+    window = jnp.arange(block)[:, None]
 
-    def first_interval(release, u_release):
-        """Each neuron's earliest interval with a crossing after its release."""
-        k = jnp.arange(n_intervals)[:, None]
+    def first_interval(k0, release, u_release):
+        """Each neuron's earliest interval with a crossing in ``[k0, k0 + block)`` after its release."""
+        k = k0[None, :] + window
+        inside = k < n_intervals
+        k = jnp.minimum(k, n_intervals - 1)
         _, u0, current0, horizon = _interval_starts(fixed, k, release, u_release)
+        horizon = jnp.where(inside, horizon, -1.0)
         exists = _crossing_exists(method, u0, current0, theta_fixed, fixed.p.tau_mem, fixed.p.tau_syn, horizon)
-        return jnp.any(exists, axis=0), jnp.argmax(exists, axis=0)
+        first = jnp.argmax(exists, axis=0)
+        return jnp.any(exists, axis=0), jnp.take_along_axis(k, first[None], axis=0)[0].astype(jnp.int32)
 
     def search_cond(carry):
-        r, release, *_ = carry
-        return (r <= rounds) & jnp.any(release <= t_max)
+        _, release, k0, *_ = carry
+        return jnp.any((release <= t_max) & (k0 < n_intervals))
 
     def search_body(carry, merge):
-        r, release, u_release, count, slot_time, slot_idx, slot_round, slot_interval, pending = carry
-        any_crossing, k = first_interval(release, u_release)
+        spikes_of, release, k0, u_release, count, slot_time, slot_idx, slot_round, slot_interval, pending = carry
+        active = (release <= t_max) & (k0 < n_intervals)
+        any_crossing, k = first_interval(k0, release, u_release)
+        any_crossing = any_crossing & active
         t_spike, next_release = _spike_in(method, fixed, k, any_crossing, release, u_release)
-        recorded = jnp.isfinite(t_spike) & (r < rounds)
-        new = (jnp.where(recorded, t_spike, jnp.inf), neurons.astype(jnp.int32),
-               jnp.broadcast_to(r, (size,)), k.astype(jnp.int32))
+        recorded = any_crossing & (spikes_of < rounds)
+        beyond = any_crossing & ~recorded  # one spike more than ``rounds``: overflow
+        new = (jnp.where(recorded, t_spike, jnp.inf), neurons.astype(jnp.int32), spikes_of, k.astype(jnp.int32))
         if merge:
             # Keep the ``capacity`` earliest spikes (time, then index), as the scan's full buffer.
             merged = [jnp.concatenate([old, fresh]) for old, fresh in
@@ -297,26 +317,30 @@ def simulate_multispike(
                 slot.at[target].set(value, mode="drop")
                 for slot, value in zip((slot_time, slot_idx, slot_round, slot_interval), new))
         count = count + jnp.sum(recorded, dtype=jnp.int32)
-        pending = pending | ((r == rounds) & jnp.any(any_crossing))
-        return (r + 1, next_release, jnp.broadcast_to(u_reset, (size,)), count, slot_time, slot_idx,
+        pending = pending | jnp.any(beyond)
+        release = jnp.where(recorded, next_release, jnp.where(beyond, jnp.inf, release))
+        u_release = jnp.where(recorded, u_reset, u_release)
+        k0 = jnp.where(any_crossing, k, k0 + block)
+        return (spikes_of + recorded.astype(jnp.int32), release, k0, u_release, count, slot_time, slot_idx,
                 slot_round, slot_interval, pending)
 
     search_start = jax.lax.stop_gradient((
-        jnp.zeros((), jnp.int32), release0, u_release0, jnp.zeros((), jnp.int32),
+        jnp.zeros((size,), jnp.int32), release0, jnp.zeros((size,), jnp.int32), u_release0,
+        jnp.zeros((), jnp.int32),
         jnp.full((capacity,), jnp.inf, dtype), jnp.full((capacity,), size, jnp.int32),
         jnp.zeros((capacity,), jnp.int32), jnp.zeros((capacity,), jnp.int32), jnp.zeros((), bool),
     ))
-    # Appending keeps the first ``capacity`` spikes found, round by round; they are the earliest
-    # in time only if no spike was dropped. A sample whose buffer overflowed searches again,
-    # keeping the earliest spikes of each round's merge: that loop runs no iteration at all
-    # (also under vmap) unless some sample overflowed.
+    # Appending keeps the first ``capacity`` spikes found; they are the earliest in time only if
+    # no spike was dropped. A sample whose buffer overflowed searches again, keeping the earliest
+    # spikes at every merge: that loop runs no iteration at all (also under vmap) unless some
+    # sample overflowed.
     searched = jax.lax.while_loop(search_cond, functools.partial(search_body, merge=False), search_start)
-    dropped = searched[3] > capacity
+    dropped = searched[4] > capacity
     again = jax.lax.while_loop(
         lambda carry: dropped & search_cond(carry), functools.partial(search_body, merge=True), search_start
     )
     searched = jax.tree_util.tree_map(lambda a, b: jnp.where(dropped, b, a), searched, again)
-    _, _, _, count, slot_time, slot_idx, slot_round, slot_interval, pending = searched
+    _, _, _, _, count, slot_time, slot_idx, slot_round, slot_interval, pending = searched
     # The spike times carry the replay's derivative (see ``_slot_times``).
     slot_time = _slot_times(method, rounds, tables, release0, u_release0, slot_round, slot_idx,
                             slot_interval, slot_time)

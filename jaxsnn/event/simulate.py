@@ -28,11 +28,11 @@ from ``inputs + capacity`` steps over all neurons to ``inputs`` cheap steps, and
 work is one vectorised call.
 
 ``algorithm="multispike"`` (``jaxsnn.event.multispike``) extends this to feed-forward layers
-whose neurons spike several times: rounds (at most a static bound, stopping when no neuron
-spiked), each giving every neuron its next spike from the closed-form membrane after its
-previous reset (``u(t) = u_free(t) + (u_a - u_free(a)) exp(-(t - a)/tau_mem)`` after a release
-at ``a``). ``"auto"`` chooses between it and the scan
-per call by the rule of ``jaxsnn.event.plan.choose_feedforward``.
+whose neurons spike several times: every neuron searches windows of consecutive intervals from
+its last release, all neurons and the intervals of a window at once, with the closed-form
+membrane after the reset (``u(t) = u_free(t) + (u_a - u_free(a)) exp(-(t - a)/tau_mem)`` after
+a release at ``a``); its next spike is its earliest crossing. ``"auto"`` chooses between it and
+the scan per call by the rule of ``jaxsnn.event.plan.choose_feedforward``.
 
 ``simulate`` is the public boundary: it validates its arguments (``validate_inputs``),
 resolves the static choices (``jaxsnn.event.plan.resolve_plan``) and calls
@@ -56,7 +56,15 @@ from jaxsnn.event.dynamics import acting_inputs, evolve, rest_state
 from jaxsnn.event.kernels import next_crossing
 from jaxsnn.event.neuron import LIFParameters, LIFState, check_parameter_shapes, validate_parameters
 from jaxsnn.event.multispike import simulate_multispike
-from jaxsnn.event.plan import ALGORITHMS, Plan, choose_feedforward, multispike_rounds, resolve_algorithm, resolve_plan
+from jaxsnn.event.plan import (
+    ALGORITHMS,
+    Plan,
+    choose_feedforward,
+    multispike_block,
+    multispike_rounds,
+    resolve_algorithm,
+    resolve_plan,
+)
 from jaxsnn.spikes import Spikes
 
 __all__ = [
@@ -264,8 +272,8 @@ def simulate(
         initial_state: state at ``t = 0`` (default: rest), e.g. a previous ``final_state``.
         algorithm: ``"auto"`` (default), ``"scan"`` (event by event, any layer),
             ``"parallel"`` (all inter-input intervals at once; needs ``t_ref >= t_max`` and no
-            recurrence) or ``"multispike"`` (rounds of the all-intervals search, one spike per
-            neuron per round; no recurrence). All are exact and agree to rounding; ``"auto"``
+            recurrence) or ``"multispike"`` (each neuron searches windows of intervals from its
+            last release; no recurrence). All are exact and agree to rounding; ``"auto"``
             picks ``"parallel"`` where it applies, the scan for recurrent layers and otherwise
             ``"multispike"`` or the scan by ``jaxsnn.event.plan.choose_feedforward``; see the
             module docstring.
@@ -338,7 +346,9 @@ def simulate_planned(
         )
     if algorithm == "multispike":
         rounds = multispike_rounds(plan.spike_bound, capacity)
-        return simulate_multispike(weight, input_spikes, neuron, t_max, initial_state, rounds=rounds, **static)
+        block = multispike_block(input_spikes.time.shape[0], capacity, weight.shape[1])
+        return simulate_multispike(weight, input_spikes, neuron, t_max, initial_state, rounds=rounds, block=block,
+                                   **static)
     if algorithm == "parallel":
         return _simulate_parallel(weight, input_spikes, neuron, t_max, initial_state, **static)
     return _simulate_scan(weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, **static)

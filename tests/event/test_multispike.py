@@ -23,6 +23,7 @@ from jaxsnn.event.plan import (
     MULTISPIKE_COST_FACTOR,
     MULTISPIKE_MIN_WORK,
     choose_feedforward,
+    multispike_block,
     multispike_rounds,
     resolve_plan,
     spike_bound,
@@ -134,6 +135,49 @@ def test_multispike_streams_from_an_initial_state(x64):
     np.testing.assert_allclose(np.asarray(results[0].spikes.time), np.asarray(results[1].spikes.time), atol=1e-15)
     for a, b in zip(results[0].final_state, results[1].final_state):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-12)
+
+
+def test_every_window_of_the_search_gives_the_same_result(x64):
+    """The search's window (``block``: 1 interval, a few, all of them) changes only its speed.
+
+    Spikes (bitwise), final state, overflow and the analytic gradient are equal for every block,
+    on a layer that fits its buffer (several spikes per neuron, some in one inter-input interval,
+    from a charged, partly refractory state) and on one that overflows it (the merge pass).
+    """
+    from jaxsnn.event.multispike import simulate_multispike
+
+    kernel = "quadratic"
+    neuron = LIFParameters(tau_syn=TAU_SYN, tau_mem=2 * TAU_SYN, v_reset=-0.1, t_ref=0.05 * TAU_SYN)
+    neuron = LIFParameters(*[jnp.asarray(v, jnp.float64) for v in neuron])
+    weight = jnp.asarray(np.random.default_rng(11).uniform(2.0, 6.0, (N_IN, SIZE)))
+    spikes = jaxsnn.Spikes(jnp.asarray(_KNOWN_SPIKES.time), jnp.asarray(_KNOWN_SPIKES.idx))
+    state = LIFState(v=jnp.linspace(-0.5, 0.9, SIZE), current=jnp.linspace(0.0, 3.0, SIZE),
+                     refractory_until=jnp.asarray([-jnp.inf, 5e-3, -1e-3, 2 * T_MAX, 1e-3]))
+    n_intervals = SLOTS + 1
+    t_max = jnp.asarray(T_MAX)
+
+    def forward(weight, capacity, block):
+        return simulate_multispike(weight, spikes, neuron, t_max, state, capacity=capacity, rounds=capacity,
+                                   method=kernel, block=block)
+
+    for capacity, overflows in ((16 * SIZE, False), (6, True)):
+        results = {block: forward(weight, capacity, block) for block in (1, 3, n_intervals)}
+        reference = results[n_intervals]
+        assert bool(reference.overflow) == overflows
+        scan = run(weight, spikes, neuron, state, kernel=kernel, capacity=capacity, algorithm="scan")
+        np.testing.assert_array_equal(np.asarray(reference.spikes.idx), np.asarray(scan.spikes.idx))
+        np.testing.assert_allclose(np.asarray(reference.spikes.time), np.asarray(scan.spikes.time), atol=1e-15)
+        n = int(reference.spikes.count())
+        times, idx = np.asarray(reference.spikes.time[:n]), np.asarray(reference.spikes.idx[:n])
+        interval = np.searchsorted(np.asarray(spikes.time), times, side="left")
+        assert len(set(zip(idx, interval))) < n  # some neuron spiked twice between two inputs
+        grads = {block: jax.grad(lambda w, b=block: _objective(*forward(w, capacity, b).spikes))(weight)
+                 for block in (1, n_intervals)}
+        assert float(jnp.max(jnp.abs(grads[n_intervals]))) > 0
+        for block, result in results.items():
+            for got, want in zip(jax.tree_util.tree_leaves(result), jax.tree_util.tree_leaves(reference)):
+                np.testing.assert_array_equal(np.asarray(got), np.asarray(want), err_msg=f"block {block}")
+        np.testing.assert_allclose(np.asarray(grads[1]), np.asarray(grads[n_intervals]), rtol=1e-12)
 
 
 def _gradient_case(ratio=1.5):
@@ -267,17 +311,18 @@ def test_auto_choice_rule():
     assert plan.algorithm == "feedforward" and plan.spike_bound == 9
     assert resolve_plan(multi, T_MAX, algorithm="scan").algorithm == "scan"
     assert resolve_plan(LIFParameters(), T_MAX, algorithm="multispike").algorithm == "multispike"
-    # rounds * (slots + 1) <= factor * (slots + capacity),
-    # rounds = min(bound or capacity, 2 ceil(capacity / size) + 1)
-    assert MULTISPIKE_COST_FACTOR == 4  # the boundary cases below are for this factor
-    assert choose_feedforward(0, 100, 522, 128) == "multispike"  # 11 x 101 <= 4 x 622 (Randman hidden)
-    assert choose_feedforward(0, 522, 59, 10) == "scan"  # 13 x 523 > 4 x 581 (Randman output)
-    assert choose_feedforward(0, 100, 522, 8) == "scan"  # 133 rounds expected
-    assert choose_feedforward(9, 100, 522, 100) == "multispike"  # the refractory bound: 9 rounds
-    # 8 neurons, 1024 slots: 3 rounds expected for capacity 8 (3 x 1025 <= 4 x 1032),
-    # 5 for capacity 16 (5 x 1025 > 4 x 1040)
-    assert choose_feedforward(0, 1024, 8, 8) == "multispike"
-    assert choose_feedforward(0, 1024, 16, 8) == "scan"
+    # slots + 1 + spikes x block <= factor x (slots + capacity), spikes = min(bound or capacity,
+    # ceil(capacity / size)), block = ceil((slots + 1) / (ceil(capacity / size) + 1))
+    assert MULTISPIKE_COST_FACTOR == 1  # the boundary cases below are for this factor
+    assert multispike_block(100, 522, 128) == 17 and multispike_block(522, 59, 10) == 75
+    assert multispike_block(100, 0, 128) == 101 and multispike_block(0, 40, 2) == 1
+    assert choose_feedforward(0, 100, 522, 128) == "multispike"  # 101 + 5 x 17 <= 622 (Randman hidden)
+    assert choose_feedforward(0, 522, 59, 10) == "scan"  # 523 + 6 x 75 > 581 (Randman output)
+    assert choose_feedforward(9, 100, 522, 100) == "multispike"  # 101 + 6 x 15 <= 622
+    # 8 neurons, 1024 slots, capacity 1161: 1025 + 146 x 7 <= 2185; capacity 1160: 1025 + 145 x 8 > 2184
+    assert choose_feedforward(0, 1024, 1161, 8) == "multispike"
+    assert choose_feedforward(0, 1024, 1160, 8) == "scan"
+    assert choose_feedforward(2, 1024, 1160, 8) == "multispike"  # the refractory bound: 1025 + 2 x 8
     # neurons x slots below MULTISPIKE_MIN_WORK: the scan (its boundary counts for multispike)
     assert choose_feedforward(9, 100, 500, MULTISPIKE_MIN_WORK // 100 + 1) == "multispike"
     assert choose_feedforward(9, 64, 500, MULTISPIKE_MIN_WORK // 64) == "multispike"
@@ -285,9 +330,9 @@ def test_auto_choice_rule():
 
 
 @pytest.mark.parametrize("algorithm,neuron,capacity,min_work,expected", [
-    ("auto", LIFParameters(t_ref=TAU_SYN), 4 * SIZE, 0, True),       # 9 rounds x 13 <= 4 x 32
+    ("auto", LIFParameters(t_ref=TAU_SYN), 4 * SIZE, 0, True),       # 13 + 4 x 3 <= 12 + 20
     ("auto", LIFParameters(t_ref=TAU_SYN), 4 * SIZE, None, False),   # 5 x 12 < MULTISPIKE_MIN_WORK
-    ("auto", LIFParameters(t_ref=0.0), 8 * SIZE, 0, False),          # 17 rounds expected: 17 x 13 > 4 x 52
+    ("auto", LIFParameters(t_ref=0.0), 8, 0, False),                 # 13 + 2 x 5 > 12 + 8
     ("scan", LIFParameters(t_ref=TAU_SYN), 4 * SIZE, 0, False),
     ("multispike", LIFParameters(t_ref=0.0), 8 * SIZE, None, True),
 ])
