@@ -143,8 +143,8 @@ def main() -> None:
     neuron = LIFParameters(tau_syn=TAU_SYN, tau_mem=TAU_MEM, t_ref=T_REF)
     plan = resolve_plan(neuron, T_MAX)
     auto_choice = {
-        "hidden": choose_feedforward(plan.spike_bound, inputs.time.shape[1], HIDDEN_CAPACITY, N_HIDDEN),
-        "output": choose_feedforward(plan.spike_bound, HIDDEN_CAPACITY, OUT_CAPACITY, N_OUT),
+        "hidden": choose_feedforward(plan.spike_bound, inputs.time.shape[1], HIDDEN_CAPACITY, N_HIDDEN, plan.kernel),
+        "output": choose_feedforward(plan.spike_bound, HIDDEN_CAPACITY, OUT_CAPACITY, N_OUT, plan.kernel),
     }
     record = dict(
         benchmark="multispike_forward",

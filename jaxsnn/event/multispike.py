@@ -74,9 +74,20 @@ def _crossing_exists(method, u0, current0, theta, tau_mem, tau_syn, horizon):
     """Whether ``u`` reaches ``theta`` within ``[0, horizon]`` (no derivative; see module docstring).
 
     For ``"root"`` this is the solver's own existence test (immediate crossing, or a maximum
-    bracket whose upper end is at or above ``theta``), without the iteration; the analytic
-    kernels are cheap enough to be called as they are, so the test is exactly theirs.
+    bracket whose upper end is at or above ``theta``), without the iteration. For
+    ``"quadratic"`` it is the same maximum test in ``x = exp(-s / tau_mem)``, where the membrane
+    is a parabola: no logarithm or square root (it halved the search's time on the Randman
+    layers); it can differ from the kernel only by rounding at the interval end, which the
+    search allows for. ``"lambertw"`` calls its kernel.
     """
+    if method == "quadratic":
+        # tau_mem = 2 tau_syn: with x = exp(-s / tau_mem), u = c x - I0 x^2, c = u0 + I0, a
+        # parabola in x on [x_end, 1]; it reaches theta at x_end or at its vertex x = c / (2 I0).
+        x_end = jnp.exp(-jnp.maximum(horizon, 0.0) / tau_mem)
+        c = u0 + current0
+        at_end = c * x_end - current0 * x_end * x_end >= theta
+        at_vertex = (current0 > 0) & (c >= 2.0 * current0 * x_end) & (c <= 2.0 * current0) & (c * c >= 4.0 * current0 * theta)
+        return (horizon >= 0) & ((u0 >= theta) | at_end | at_vertex)
     if method != "root":
         return jnp.isfinite(next_crossing(u0, current0, theta, tau_mem, tau_syn, horizon, method))
     immediate = (u0 >= theta) & (horizon >= 0)
@@ -287,8 +298,11 @@ def simulate_multispike(
         _, u0, current0, horizon = _interval_starts(fixed, k, release, u_release)
         horizon = jnp.where(inside, horizon, -1.0)
         exists = _crossing_exists(method, u0, current0, theta_fixed, fixed.p.tau_mem, fixed.p.tau_syn, horizon)
-        first = jnp.argmax(exists, axis=0)
-        return jnp.any(exists, axis=0), jnp.take_along_axis(k, first[None], axis=0)[0].astype(jnp.int32)
+        # One reduction over the window (argmax); whether it found anything is read back at that
+        # place, so the window is evaluated once, not once per reduction.
+        first = jnp.argmax(exists, axis=0)[None]
+        found = jnp.take_along_axis(exists, first, axis=0)[0]
+        return found, jnp.take_along_axis(k, first, axis=0)[0].astype(jnp.int32)
 
     def search_cond(carry):
         _, release, k0, *_ = carry
@@ -300,8 +314,9 @@ def simulate_multispike(
         any_crossing, k = first_interval(k0, release, u_release)
         any_crossing = any_crossing & active
         t_spike, next_release = _spike_in(method, fixed, k, any_crossing, release, u_release)
-        recorded = any_crossing & (spikes_of < rounds)
-        beyond = any_crossing & ~recorded  # one spike more than ``rounds``: overflow
+        spiked = jnp.isfinite(t_spike)
+        recorded = spiked & (spikes_of < rounds)
+        beyond = spiked & ~recorded  # one spike more than ``rounds``: overflow
         new = (jnp.where(recorded, t_spike, jnp.inf), neurons.astype(jnp.int32), spikes_of, k.astype(jnp.int32))
         if merge:
             # Keep the ``capacity`` earliest spikes (time, then index), as the scan's full buffer.
@@ -320,7 +335,11 @@ def simulate_multispike(
         pending = pending | jnp.any(beyond)
         release = jnp.where(recorded, next_release, jnp.where(beyond, jnp.inf, release))
         u_release = jnp.where(recorded, u_reset, u_release)
-        k0 = jnp.where(any_crossing, k, k0 + block)
+        # After a spike the next window starts at its interval. Where the window test saw a
+        # crossing that the kernel, solving it, places just past the interval end (rounding at
+        # an input time), the search moves on to the next interval, which starts at or above
+        # threshold if the crossing is real: so the loop always advances.
+        k0 = jnp.where(spiked, k, jnp.where(any_crossing, k + 1, k0 + block))
         return (spikes_of + recorded.astype(jnp.int32), release, k0, u_release, count, slot_time, slot_idx,
                 slot_round, slot_interval, pending)
 

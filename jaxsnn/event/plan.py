@@ -67,16 +67,19 @@ __all__ = [
 ALGORITHMS = ("auto", "scan", "parallel", "multispike")
 
 #: How many interval evaluations of the multi-spike search (per neuron, vectorised over a window
-#: of intervals) cost as much as one sequential step of the scan, in ``choose_feedforward``'s
-#: rule. Each scan step solves every neuron's next crossing and pays a fixed sequential overhead;
-#: the search evaluates a closed-form crossing test per (interval, neuron).
-MULTISPIKE_COST_FACTOR = 1
+#: of intervals) cost as much as one sequential step of the scan, per next-spike kernel, in
+#: ``choose_feedforward``'s rule. Each scan step solves every neuron's next crossing and pays a
+#: fixed sequential overhead; the search evaluates a crossing test per (interval, neuron): for
+#: ``"quadratic"`` a few multiplications (``jaxsnn.event.multispike``), for the others the
+#: kernel's own test, about twice as costly.
+MULTISPIKE_COST_FACTOR = {"quadratic": 2, "lambertw": 1, "root": 1}
 
 #: Smallest ``neurons x input slots`` for which ``choose_feedforward`` considers the multi-spike
 #: algorithm. Below it both algorithms run in a few milliseconds at most, and the scan compiles
 #: in about half the time (measured: the emulator's test file, small layers, 24 s vs 44 s).
-#: The benchmark hidden layers (100 input slots x 125-500 neurons) are above it.
-MULTISPIKE_MIN_WORK = 8192
+#: The benchmark layers are above it: hidden (100 input slots x 125-500 neurons) and output
+#: (522 slots x 10 neurons: 7.9 ms against 10.7 ms for the scan, batch 32).
+MULTISPIKE_MIN_WORK = 4096
 
 #: Valid values of the ``backward`` option (EventProp backward pass). ``"parallel"`` asks for the
 #: closed form; ``resolve_backward`` resolves it to ``"parallel"`` (one spike per neuron) or
@@ -282,25 +285,27 @@ def multispike_block(n_slots: int, capacity: int, size: int) -> int:
     return max(1, min(intervals, -(-intervals // (expected_spikes(capacity, size) + 1))))
 
 
-def choose_feedforward(bound: int, n_slots: int, capacity: int, size: int) -> str:
+def choose_feedforward(bound: int, n_slots: int, capacity: int, size: int, kernel: str = "root") -> str:
     """The automatic choice for a feed-forward layer whose neurons may spike several times.
 
     Rule: ``"multispike"`` when ``size * n_slots >= MULTISPIKE_MIN_WORK`` and
-    ``n_slots + 1 + spikes * block <= MULTISPIKE_COST_FACTOR * (n_slots + capacity)``, else
+    ``n_slots + 1 + spikes * block <= MULTISPIKE_COST_FACTOR[kernel] * (n_slots + capacity)``, else
     ``"scan"``, with ``block = multispike_block(n_slots, capacity, size)`` and
     ``spikes = min(multispike_rounds(bound, capacity), expected_spikes(capacity, size))``. Per
     neuron the multi-spike search evaluates about the left-hand side in intervals (vectorised,
     ``block`` at a time); the scan takes ``n_slots + capacity`` sequential steps. Both are linear
     in neurons, exact and give the same spikes, so the rule only affects speed. Measured (2 CPU
-    cores, float32, batch 32, time-coded Randman, t_ref 0): hidden layer 100 -> 128 (186 against
-    622): multispike 16.1 ms, scan 33.3 ms; output layer 522 -> 10 (973 against 581):
-    multispike 12.1 ms, scan 10.6 ms.
+    cores, float32, batch 32, time-coded Randman, t_ref 0, ``"quadratic"``): hidden layer
+    100 -> 128 (186 against 622): multispike 11.8 ms, scan 34.1 ms; output layer 522 -> 10 (973
+    against 2 x 581): multispike 8.7 ms, scan 10.7 ms. With the kernels' own test (as for
+    ``"lambertw"`` and ``"root"``) the output layer took 12.6 ms against 11.1 ms for the scan.
 
     Args:
         bound: ``Plan.spike_bound`` (0: none).
         n_slots: input buffer capacity (static shape).
         capacity: output buffer capacity.
         size: number of neurons of the layer.
+        kernel: the next-spike kernel (``Plan.kernel``).
 
     Returns:
         ``"multispike"`` or ``"scan"``.
@@ -309,7 +314,7 @@ def choose_feedforward(bound: int, n_slots: int, capacity: int, size: int) -> st
         return "scan"
     spikes = min(multispike_rounds(bound, capacity), expected_spikes(capacity, size))
     evaluations = int(n_slots) + 1 + spikes * multispike_block(n_slots, capacity, size)
-    cheaper = evaluations <= MULTISPIKE_COST_FACTOR * (int(n_slots) + int(capacity))
+    cheaper = evaluations <= MULTISPIKE_COST_FACTOR.get(kernel, 1) * (int(n_slots) + int(capacity))
     return "multispike" if cheaper else "scan"
 
 

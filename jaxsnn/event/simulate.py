@@ -342,7 +342,7 @@ def simulate_planned(
     if algorithm == "feedforward":
         # Resolved here, where the buffer shapes are known (see ``choose_feedforward``).
         algorithm = "scan" if recurrent_weight is not None else choose_feedforward(
-            plan.spike_bound, input_spikes.time.shape[0], capacity, weight.shape[1]
+            plan.spike_bound, input_spikes.time.shape[0], capacity, weight.shape[1], plan.kernel
         )
     if algorithm == "multispike":
         rounds = multispike_rounds(plan.spike_bound, capacity)

@@ -180,6 +180,43 @@ def test_every_window_of_the_search_gives_the_same_result(x64):
         np.testing.assert_allclose(np.asarray(grads[1]), np.asarray(grads[n_intervals]), rtol=1e-12)
 
 
+def test_window_test_of_the_quadratic_kernel_agrees_with_the_kernel(x64):
+    """The search's crossing test for ``tau_mem = 2 tau_syn`` (no logarithm) says what the kernel says."""
+    from jaxsnn.event.kernels import next_crossing
+    from jaxsnn.event.multispike import _crossing_exists
+
+    rng = np.random.default_rng(2)
+    n = 20000
+    u0 = rng.uniform(-1.0, 1.2, n)
+    current0 = rng.uniform(-2.0, 4.0, n)
+    horizon = rng.uniform(-0.2, 1.5, n) * TAU_SYN
+    tau_mem, tau_syn = 2 * TAU_SYN, TAU_SYN
+    kernel = np.isfinite(np.asarray(next_crossing(u0, current0, 1.0, tau_mem, tau_syn, horizon, "quadratic")))
+    window = np.asarray(_crossing_exists("quadratic", jnp.asarray(u0), jnp.asarray(current0), 1.0, tau_mem,
+                                         tau_syn, jnp.asarray(horizon)))
+    assert 0.1 * n < kernel.sum() < 0.9 * n  # both answers drawn often
+    np.testing.assert_array_equal(window, kernel)
+
+
+def test_search_advances_where_the_window_test_and_the_kernel_disagree(monkeypatch):
+    """A window test that sees a crossing the kernel does not find (at worst: everywhere) only slows
+    the search down: it moves on interval by interval and the spikes stay the scan's."""
+    from jaxsnn.event import multispike
+
+    monkeypatch.setattr(multispike, "_crossing_exists", lambda method, u0, current0, theta, tau_mem, tau_syn,
+                        horizon: horizon >= 0)
+    neuron = LIFParameters(tau_syn=TAU_SYN, tau_mem=2 * TAU_SYN, v_reset=-0.1, t_ref=0.05 * TAU_SYN)
+    weight = jnp.asarray(np.random.default_rng(4).uniform(0.5, 4.0, (N_IN, SIZE)), jnp.float32)
+    spikes = jaxsnn.Spikes(jnp.asarray(_KNOWN_SPIKES.time, jnp.float32), jnp.asarray(_KNOWN_SPIKES.idx))
+    capacity = 7 * SIZE + 1  # a shape no other test compiles: the patched test is traced
+    scan = simulate(weight, spikes, neuron, capacity=capacity, t_max=T_MAX, algorithm="scan")
+    multi = simulate(weight, spikes, neuron, capacity=capacity, t_max=T_MAX, algorithm="multispike")
+    assert int(scan.spikes.count()) > SIZE and not bool(scan.overflow)
+    np.testing.assert_array_equal(np.asarray(multi.spikes.idx), np.asarray(scan.spikes.idx))
+    np.testing.assert_allclose(np.asarray(multi.spikes.time), np.asarray(scan.spikes.time), rtol=1e-6)
+    assert bool(multi.overflow) == bool(scan.overflow)
+
+
 def _gradient_case(ratio=1.5):
     rng = np.random.default_rng(5)
     neuron = LIFParameters(tau_syn=TAU_SYN, tau_mem=ratio * TAU_SYN, v_th=1.0, v_reset=-0.2, t_ref=0.3 * TAU_SYN)
@@ -313,11 +350,18 @@ def test_auto_choice_rule():
     assert resolve_plan(LIFParameters(), T_MAX, algorithm="multispike").algorithm == "multispike"
     # slots + 1 + spikes x block <= factor x (slots + capacity), spikes = min(bound or capacity,
     # ceil(capacity / size)), block = ceil((slots + 1) / (ceil(capacity / size) + 1))
-    assert MULTISPIKE_COST_FACTOR == 1  # the boundary cases below are for this factor
+    assert MULTISPIKE_COST_FACTOR["root"] == 1  # the boundary cases below are for this factor
+    assert MULTISPIKE_COST_FACTOR["quadratic"] == 2  # its cheaper window test
     assert multispike_block(100, 522, 128) == 17 and multispike_block(522, 59, 10) == 75
     assert multispike_block(100, 0, 128) == 101 and multispike_block(0, 40, 2) == 1
     assert choose_feedforward(0, 100, 522, 128) == "multispike"  # 101 + 5 x 17 <= 622 (Randman hidden)
     assert choose_feedforward(0, 522, 59, 10) == "scan"  # 523 + 6 x 75 > 581 (Randman output)
+    assert choose_feedforward(0, 522, 59, 10, "quadratic") == "multispike"  # 973 <= 2 x 581
+    # the search evaluates at most ~2 x (slots + 1) intervals, so with factor 2 the quadratic
+    # kernel takes it wherever the layer is large enough
+    assert choose_feedforward(0, 522, 1, 10, "quadratic") == "multispike"  # 523 + 262 <= 2 x 523
+    assert choose_feedforward(0, 522, 1, 10) == "scan"
+    assert MULTISPIKE_MIN_WORK == 4096
     assert choose_feedforward(9, 100, 522, 100) == "multispike"  # 101 + 6 x 15 <= 622
     # 8 neurons, 1024 slots, capacity 1161: 1025 + 146 x 7 <= 2185; capacity 1160: 1025 + 145 x 8 > 2184
     assert choose_feedforward(0, 1024, 1161, 8) == "multispike"
@@ -332,7 +376,8 @@ def test_auto_choice_rule():
 @pytest.mark.parametrize("algorithm,neuron,capacity,min_work,expected", [
     ("auto", LIFParameters(t_ref=TAU_SYN), 4 * SIZE, 0, True),       # 13 + 4 x 3 <= 12 + 20
     ("auto", LIFParameters(t_ref=TAU_SYN), 4 * SIZE, None, False),   # 5 x 12 < MULTISPIKE_MIN_WORK
-    ("auto", LIFParameters(t_ref=0.0), 8, 0, False),                 # 13 + 2 x 5 > 12 + 8
+    ("auto", LIFParameters(t_ref=0.0, tau_mem=7.5e-3), 8, 0, False),  # root: 13 + 2 x 5 > 12 + 8
+    ("auto", LIFParameters(t_ref=0.0), 8, 0, True),                  # quadratic: 23 <= 2 x 20
     ("scan", LIFParameters(t_ref=TAU_SYN), 4 * SIZE, 0, False),
     ("multispike", LIFParameters(t_ref=0.0), 8 * SIZE, None, True),
 ])
