@@ -266,3 +266,25 @@ def test_validate_concrete_buffer_captured_inside_jit():
 
     with pytest.raises(ValueError, match="not sorted"):
         uses_bad(1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_time_order_is_a_stable_lexsort(dtype):
+    """Time, then tie, then position; ties, negative times, -0.0 and +inf included; jit and vmap;
+    and the lexsort fallback where the composite key would not fit."""
+    rng = np.random.default_rng(7)
+    n = 400
+    times = rng.choice(np.asarray([-2.5, -1.0, -0.0, 0.0, 1e-3, 1.0, 7.0, np.inf]), (3, n))
+    times[:, :100] = rng.normal(size=(3, 100))  # distinct values too
+    times = times.astype(dtype)
+    tie = rng.integers(0, 4, (3, n)).astype(np.int32)
+    with jax.enable_x64(dtype == np.float64):
+        got = jax.jit(jax.vmap(lambda t, k: S.time_order(t, k, 4)))(jnp.asarray(times), jnp.asarray(tie))
+        for row in range(3):
+            np.testing.assert_array_equal(np.asarray(got[row]), np.lexsort((tie[row], times[row])))
+        # no tie key: time, then position
+        np.testing.assert_array_equal(np.asarray(S.time_order(jnp.asarray(times[0]))),
+                                      np.argsort(times[0], kind="stable"))
+        # a tie bound too large for one integer key: the lexsort itself
+        big = S.time_order(jnp.asarray(times[1]), jnp.asarray(tie[1]), 2**40)
+        np.testing.assert_array_equal(np.asarray(big), np.lexsort((tie[1], times[1])))

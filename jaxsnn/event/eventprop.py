@@ -271,7 +271,7 @@ def eventprop_gradients(
                                        current_after=ref_current, beyond=ref_time >= t_max))
     events = jax.tree_util.tree_map(lambda *fields: jnp.concatenate(fields), *groups)
     events = events._replace(time=jnp.where(events.active, events.time, t_max))
-    order = jnp.lexsort((events.kind, events.time))
+    order = spikes_lib.time_order(events.time, events.kind, 3)
     events = jax.tree_util.tree_map(lambda field: field[order], events)
 
     s_time, s_kind, s_index, s_active, s_ct, s_before, s_after, s_beyond = events

@@ -365,7 +365,7 @@ def simulate_multispike(
                             slot_interval, slot_time)
 
     # The buffer: time order, index order on ties (as the scan); padding (inf, size) sorts last.
-    order = jnp.lexsort((slot_idx, slot_time))
+    order = spikes_lib.time_order(slot_time, slot_idx, size + 1)
     out_time = slot_time[order]
     valid = jnp.isfinite(out_time)
     out_idx = jnp.where(valid, slot_idx[order], spikes_lib.PAD_IDX)

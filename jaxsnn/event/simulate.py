@@ -451,8 +451,7 @@ def _simulate_scan(
     final = evolve(state, t, t_max, neuron)
     final = final._replace(refractory_until=final.refractory_until - t_max)
     # Emission order is time order; ties across steps (rounding) are put in index order.
-    by_idx = jnp.argsort(jnp.where(out_idx >= 0, out_idx, size), stable=True)
-    by_time = by_idx[jnp.argsort(out_time[by_idx], stable=True)]
+    by_time = spikes_lib.time_order(out_time, jnp.where(out_idx >= 0, out_idx, size), size + 1)
     out = Spikes(out_time[by_time], out_idx[by_time])
     return SimulationResult(spikes=out, final_state=final, overflow=overflow)
 
@@ -489,7 +488,7 @@ def _simulate_parallel(
     crossings = _next_crossings(starts, t_start, t_end, neuron, method)
     first = jnp.min(crossings, axis=0)
     spiked = jnp.isfinite(first)
-    order = jnp.argsort(first, stable=True)  # time order, index order on ties
+    order = spikes_lib.time_order(first)  # time order, index order on ties
     if capacity > size:
         order = jnp.concatenate([order, jnp.zeros((capacity - size,), order.dtype)])
         slot_valid = jnp.arange(capacity) < size
