@@ -128,12 +128,15 @@ def _at_release(tables: _Tables, release):
     return live, a, holder, u_free_a, current_a
 
 
-def _interval_starts(tables: _Tables, k, release, u_release):
-    """Start time, state and horizon of interval(s) ``k`` (any shape broadcasting to neurons)."""
+def _interval_starts(tables: _Tables, k, release, u_release, at=None):
+    """Start time, state and horizon of interval(s) ``k`` (any shape broadcasting to neurons).
+
+    ``at``: ``_at_release(tables, release)`` where the caller has it already.
+    """
     size = tables.u_free.shape[1]
     neurons = jnp.arange(size)
     p = tables.p
-    live, a, holder, u_free_a, current_a = _at_release(tables, release)
+    live, a, holder, u_free_a, current_a = _at_release(tables, release) if at is None else at
     own = k == holder
     later = k > holder
     lag = jnp.where(later, tables.t_start[k] - a, 0.0)
@@ -145,10 +148,10 @@ def _interval_starts(tables: _Tables, k, release, u_release):
     return s0, u0, current0, horizon
 
 
-def _spike_in(method, tables: _Tables, k, any_crossing, release, u_release):
+def _spike_in(method, tables: _Tables, k, any_crossing, release, u_release, at=None):
     """The crossing in interval ``k`` of each neuron: its spike time and next release."""
     p = tables.p
-    s0, u0, current0, horizon = _interval_starts(tables, k, release, u_release)
+    s0, u0, current0, horizon = _interval_starts(tables, k, release, u_release, at)
     s = next_crossing(u0, current0, p.v_th - p.v_leak, p.tau_mem, p.tau_syn, horizon, method)
     spiked = any_crossing & jnp.isfinite(s)
     t_spike = jnp.where(spiked, s0 + jnp.where(spiked, s, 0.0), jnp.inf)
@@ -249,7 +252,8 @@ def simulate_multispike(
     times, rows = acting_inputs(weight, input_spikes, t_max)
     state = rest_state(size, p, dtype) if initial_state is None else initial_state
 
-    # The never-reset trajectory u_free, I just after every input (one cheap scan).
+    # The never-reset trajectory u_free, I just after every input (one cheap scan; an associative
+    # scan over the inputs was slower on CPU).
     free = LIFState(state.v, state.current, jnp.full((size,), -jnp.inf, dtype))
 
     def step(carry, item):
@@ -290,12 +294,12 @@ def simulate_multispike(
     theta_fixed = jax.lax.stop_gradient(theta)
     window = jnp.arange(block)[:, None]
 
-    def first_interval(k0, release, u_release):
+    def first_interval(k0, release, u_release, at):
         """Each neuron's earliest interval with a crossing in ``[k0, k0 + block)`` after its release."""
         k = k0[None, :] + window
         inside = k < n_intervals
         k = jnp.minimum(k, n_intervals - 1)
-        _, u0, current0, horizon = _interval_starts(fixed, k, release, u_release)
+        _, u0, current0, horizon = _interval_starts(fixed, k, release, u_release, at)
         horizon = jnp.where(inside, horizon, -1.0)
         exists = _crossing_exists(method, u0, current0, theta_fixed, fixed.p.tau_mem, fixed.p.tau_syn, horizon)
         # One reduction over the window (argmax); whether it found anything is read back at that
@@ -311,9 +315,10 @@ def simulate_multispike(
     def search_body(carry, merge):
         spikes_of, release, k0, u_release, count, slot_time, slot_idx, slot_round, slot_interval, pending = carry
         active = (release <= t_max) & (k0 < n_intervals)
-        any_crossing, k = first_interval(k0, release, u_release)
+        at = _at_release(fixed, release)  # once per iteration, for the window and the spike
+        any_crossing, k = first_interval(k0, release, u_release, at)
         any_crossing = any_crossing & active
-        t_spike, next_release = _spike_in(method, fixed, k, any_crossing, release, u_release)
+        t_spike, next_release = _spike_in(method, fixed, k, any_crossing, release, u_release, at)
         spiked = jnp.isfinite(t_spike)
         recorded = spiked & (spikes_of < rounds)
         beyond = spiked & ~recorded  # one spike more than ``rounds``: overflow
