@@ -140,7 +140,8 @@ def test_multispike_streams_from_an_initial_state(x64):
 def test_every_window_of_the_search_gives_the_same_result(x64):
     """The search's window (``block``: 1 interval, a few, all of them) changes only its speed.
 
-    Spikes (bitwise), final state, overflow and the analytic gradient are equal for every block,
+    Spikes (indices exactly, times to 1e-14), final state, overflow and the analytic gradient
+    are equal for every block,
     on a layer that fits its buffer (several spikes per neuron, some in one inter-input interval,
     from a charged, partly refractory state) and on one that overflows it (the merge pass).
     """
@@ -175,8 +176,13 @@ def test_every_window_of_the_search_gives_the_same_result(x64):
                  for block in (1, n_intervals)}
         assert float(jnp.max(jnp.abs(grads[n_intervals]))) > 0
         for block, result in results.items():
-            for got, want in zip(jax.tree_util.tree_leaves(result), jax.tree_util.tree_leaves(reference)):
-                np.testing.assert_array_equal(np.asarray(got), np.asarray(want), err_msg=f"block {block}")
+            np.testing.assert_array_equal(np.asarray(result.spikes.idx), np.asarray(reference.spikes.idx))
+            assert bool(result.overflow) == bool(reference.overflow)
+            # the same arithmetic, fused differently per block shape: equal to the last bits
+            for got, want in zip(jax.tree_util.tree_leaves((result.spikes.time, result.final_state)),
+                                 jax.tree_util.tree_leaves((reference.spikes.time, reference.final_state))):
+                np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-14, atol=1e-17,
+                                           err_msg=f"block {block}")
         np.testing.assert_allclose(np.asarray(grads[1]), np.asarray(grads[n_intervals]), rtol=1e-12)
 
 
