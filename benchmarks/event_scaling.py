@@ -127,6 +127,8 @@ def run_point(cfg: Dict[str, Any], labels: List[str], args, timeout: float) -> D
             continue
         res = runner.run_worker(f"event:{lib}", "event_multi", wcfg, timeout)
         res["npz"] = wcfg["out"]
+        if label == FILED:
+            res["source"] = f"git worktree of {FILED_COMMIT} (its jaxsnn package and worker)"
         info = res.get("info", {})
         if caps is None and "capacity_hidden" in info:
             caps = {"capacity_hidden": info["capacity_hidden"],
