@@ -66,6 +66,9 @@ FULL = {
     "batch": [1, 16, 256],
     "sweep_batch": 16,
     "iterations": 5,
+    # calls of a few milliseconds are timed for at least this long (up to 200 calls): five
+    # samples of a 1-3 ms call gave medians 1.6x apart between runs
+    "min_seconds": 1.0,
     "max_seconds": 20.0,
     "timeout": 300.0,
 }
@@ -242,7 +245,7 @@ def main() -> int:
     sizes = TINY if args.tiny else FULL
     libs = [JAXSNN] if args.only_jaxsnn else [JAXSNN, UPSTREAM]
     base = dict(n_samples=0, modes=list(MODES), iterations=min(args.iterations, sizes["iterations"]),
-                warmup=1, max_seconds=sizes["max_seconds"])
+                warmup=2, max_seconds=sizes["max_seconds"], min_seconds=sizes.get("min_seconds"))
     timeout = min(args.timeout, sizes["timeout"])
     result = ec.header("event_scaling", args)
     result["neuron"] = ec.harness.MULTI_DEFAULTS

@@ -65,6 +65,8 @@ def time_call(
     iterations: int = 10,
     warmup: int = 2,
     max_seconds: Optional[float] = None,
+    min_seconds: Optional[float] = None,
+    max_iterations: int = 200,
 ) -> Dict[str, Any]:
     """Time ``fn`` the way a user would experience it.
 
@@ -78,6 +80,10 @@ def time_call(
         iterations: number of timed calls (at least 1).
         warmup: number of calls before timing starts, including the first one (at least 1).
         max_seconds: optional budget: stop timing early (but after at least 3 timed calls).
+        min_seconds: optional floor: after ``iterations`` calls, go on timing until this much
+            time was timed (at most ``max_iterations`` calls), so that millisecond calls get
+            enough samples for a stable median.
+        max_iterations: cap of the calls added for ``min_seconds``.
 
     Returns:
         dict with ``first_call_s``, ``median_s``, ``min_s``, ``max_s``, ``mean_s``,
@@ -97,6 +103,12 @@ def time_call(
         times.append(time.perf_counter() - t0)
         if max_seconds is not None and i >= 2 and time.perf_counter() - budget_start > max_seconds:
             break
+    else:
+        while (min_seconds is not None and len(times) < max_iterations
+               and time.perf_counter() - budget_start < min_seconds):
+            t0 = time.perf_counter()
+            out = block(fn())
+            times.append(time.perf_counter() - t0)
     return {
         "first_call_s": first,
         "median_s": statistics.median(times),
@@ -265,6 +277,7 @@ def run_worker(build: Callable[[str, Dict[str, Any]], Dict[str, Any]], argv=None
                     iterations=cfg.get("iterations", 10),
                     warmup=cfg.get("warmup", 2),
                     max_seconds=cfg.get("max_seconds"),
+                    min_seconds=cfg.get("min_seconds"),
                 )
                 timing.pop("result")
                 result["modes"][mode] = timing

@@ -509,3 +509,19 @@ def test_event_table_for_the_readme(tmp_path):
     assert text.startswith("before\n") and text.endswith("after\n") and "old" not in text and block in text
     with pytest.raises(ValueError, match="no <!-- event-benchmarks:start -->"):
         event_table.replace_block("no markers here", block)
+
+
+def test_time_call_times_short_calls_for_min_seconds():
+    """``min_seconds`` adds timed calls after ``iterations`` until that much time was timed,
+    capped by ``max_iterations``; without it exactly ``iterations`` calls are timed."""
+    import time as _time
+
+    def nap():
+        _time.sleep(0.002)
+
+    plain = harness.time_call(nap, lambda out: out, iterations=3, warmup=1)
+    assert plain["iterations"] == 3
+    floor = harness.time_call(nap, lambda out: out, iterations=3, warmup=1, min_seconds=0.05)
+    assert 10 <= floor["iterations"] <= 26 and sum(floor["times_s"]) >= 0.05
+    capped = harness.time_call(nap, lambda out: out, iterations=3, warmup=1, min_seconds=10.0, max_iterations=7)
+    assert capped["iterations"] == 7
