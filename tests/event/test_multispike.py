@@ -140,8 +140,8 @@ def test_multispike_streams_from_an_initial_state(x64):
 def test_every_window_of_the_search_gives_the_same_result(x64):
     """The search's window (``block``: 1 interval, a few, all of them) changes only its speed.
 
-    Spikes (indices exactly, times to 1e-14), final state, overflow and the analytic gradient
-    are equal for every block,
+    Spikes (indices exactly, times to 1e-14), final state and overflow are equal for every block,
+    and so is the analytic gradient of the layer that fits its buffer,
     on a layer that fits its buffer (several spikes per neuron, some in one inter-input interval,
     from a charged, partly refractory state) and on one that overflows it (the merge pass).
     """
@@ -172,9 +172,11 @@ def test_every_window_of_the_search_gives_the_same_result(x64):
         times, idx = np.asarray(reference.spikes.time[:n]), np.asarray(reference.spikes.idx[:n])
         interval = np.searchsorted(np.asarray(spikes.time), times, side="left")
         assert len(set(zip(idx, interval))) < n  # some neuron spiked twice between two inputs
-        grads = {block: jax.grad(lambda w, b=block: _objective(*forward(w, capacity, b).spikes))(weight)
-                 for block in (1, n_intervals)}
-        assert float(jnp.max(jnp.abs(grads[n_intervals]))) > 0
+        if not overflows:  # the replay does not depend on the block: one gradient check is enough
+            grads = {block: jax.grad(lambda w, b=block: _objective(*forward(w, capacity, b).spikes))(weight)
+                     for block in (1, n_intervals)}
+            assert float(jnp.max(jnp.abs(grads[n_intervals]))) > 0
+            np.testing.assert_allclose(np.asarray(grads[1]), np.asarray(grads[n_intervals]), rtol=1e-12)
         for block, result in results.items():
             np.testing.assert_array_equal(np.asarray(result.spikes.idx), np.asarray(reference.spikes.idx))
             assert bool(result.overflow) == bool(reference.overflow)
@@ -183,7 +185,6 @@ def test_every_window_of_the_search_gives_the_same_result(x64):
                                  jax.tree_util.tree_leaves((reference.spikes.time, reference.final_state))):
                 np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-14, atol=1e-17,
                                            err_msg=f"block {block}")
-        np.testing.assert_allclose(np.asarray(grads[1]), np.asarray(grads[n_intervals]), rtol=1e-12)
 
 
 def test_window_test_of_the_quadratic_kernel_agrees_with_the_kernel(x64):

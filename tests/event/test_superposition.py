@@ -63,17 +63,25 @@ def test_current_table_under_vmap_and_in_float32():
 
 def test_currents_at_picks_the_table_between_the_limits(x64, monkeypatch):
     used = []
-    original = superposition.currents_table
 
-    def spy(*args):
-        used.append("table")
-        return original(*args)
+    def spy(name):
+        original = getattr(superposition, name)
 
-    monkeypatch.setattr(superposition, "currents_table", spy)
+        def wrapped(*args):
+            used.append(name)
+            return original(*args)
+
+        monkeypatch.setattr(superposition, name, wrapped)
+
+    spy("currents_table")
+    spy("currents_scan")
     monkeypatch.setattr(superposition, "DENSE_CURRENT_LIMIT", 16)
     args = _problem(5, n_in=12, k_out=9)
-    np.testing.assert_allclose(currents_at(*args), currents_dense(*args), rtol=1e-12, atol=1e-14)
-    assert used == ["table"]
+    dense = jax.jit(currents_dense)(*args)
+    # Jitted (the choice is made while tracing; eagerly every operation compiles on its own),
+    # through a new function each time so that the second call traces again.
+    np.testing.assert_allclose(jax.jit(lambda *a: currents_at(*a))(*args), dense, rtol=1e-12, atol=1e-14)
+    assert used == ["currents_table"]
     monkeypatch.setattr(superposition, "TABLE_CURRENT_LIMIT", 8)
-    np.testing.assert_allclose(currents_at(*args), currents_dense(*args), rtol=1e-12, atol=1e-14)
-    assert used == ["table"]  # the scan above both limits
+    np.testing.assert_allclose(jax.jit(lambda *a: currents_at(*a))(*args), dense, rtol=1e-12, atol=1e-14)
+    assert used == ["currents_table", "currents_scan"]  # the scan above both limits
