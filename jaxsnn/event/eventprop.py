@@ -520,10 +520,15 @@ def parallel_eventprop_gradients(
     def adjoint(t):
         """``(lambda_v, lambda_I)`` at times ``t`` (broadcast against the neurons), closed form."""
         inside = (t >= start) & jnp.where(spiked, t < end, t <= end)
-        lam_v = jnp.where(inside, anchor * jnp.exp(-jnp.maximum(end - t, 0.0) / p.tau_mem), 0.0)
         clipped = jnp.clip(t, start, end)
-        lam_i = (lam_i_final * jnp.exp(-jnp.maximum(t_max - t, 0.0) / p.tau_syn)
-                 + anchor * psp_kernel(end - clipped, p.tau_mem, p.tau_syn) * jnp.exp(-(clipped - t) / p.tau_syn))
+        remaining = end - clipped  # end - t where lambda_v lives
+        lam_v = jnp.where(inside, anchor * jnp.exp(-remaining / p.tau_mem), 0.0)
+        from_segment = anchor * psp_kernel(remaining, p.tau_mem, p.tau_syn)
+        if initial_state is not None:
+            # before a_n the segment's contribution decays back from a_n (after e_n it is K(0) = 0;
+            # the clamp keeps exp from overflowing there)
+            from_segment = from_segment * jnp.exp(-jnp.maximum(clipped - t, 0.0) / p.tau_syn)
+        lam_i = lam_i_final * jnp.exp(-jnp.maximum(t_max - t, 0.0) / p.tau_syn) + from_segment
         return lam_v, lam_i
 
     lam_v_in, lam_i_in = adjoint(t_in[:, None])

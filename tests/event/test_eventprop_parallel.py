@@ -406,3 +406,22 @@ def test_gradient_uses_the_closed_form_of_feed_forward_layers_unless_asked(monke
     calls.clear()
     jax.make_jaxpr(jax.grad(layer_loss))(params)
     assert calls == ["parallel_eventprop_gradients"]
+
+
+def test_long_window_input_long_after_a_spike_has_a_finite_gradient():
+    """float32, window of 200 tau_syn: an input 180 tau_syn after a neuron's spike must not turn
+    its weight gradient into NaN (a decay factor evaluated past the spike overflowed once)."""
+    neuron = LIFParameters(tau_syn=TAU_SYN, tau_mem=2 * TAU_SYN, t_ref=2.0)
+    weight = jnp.asarray([[5.0, 0.5]], jnp.float32)
+    inputs = Spikes(jnp.asarray([1e-3, 0.9], jnp.float32), jnp.asarray([0, 0], jnp.int32))
+
+    def loss(weight, backward):
+        result = simulate_eventprop(weight, inputs, neuron, capacity=2, t_max=1.0, backward=backward)
+        spiked = result.spikes.idx >= 0
+        return jnp.sum(jnp.where(spiked, result.spikes.time, 0.0)) + jnp.sum(result.final_state.v)
+
+    assert int(simulate_eventprop(weight, inputs, neuron, capacity=2, t_max=1.0).spikes.count()) == 1
+    closed, scan = (jax.jit(jax.grad(loss), static_argnums=1)(weight, b) for b in ("parallel", "scan"))
+    assert np.all(np.isfinite(np.asarray(closed))), closed
+    assert float(jnp.abs(closed[0, 0])) > 0
+    np.testing.assert_allclose(np.asarray(closed), np.asarray(scan), rtol=1e-5)
