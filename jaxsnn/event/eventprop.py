@@ -80,7 +80,7 @@ from jaxsnn import spikes as spikes_lib
 from jaxsnn.event.dynamics import psp_kernel
 from jaxsnn.event.neuron import LIFParameters, LIFState, per_neuron
 from jaxsnn.event.plan import Plan, choose_backward, resolve_plan, resolve_refractory
-from jaxsnn.event.simulate import SimulationResult, simulate_planned, validate_inputs
+from jaxsnn.event.simulate import SimulationResult, parallel_with_spike_currents, simulate_planned, validate_inputs
 from jaxsnn.event.superposition import Sources, currents_at, state_at
 from jaxsnn.spikes import Spikes
 
@@ -389,6 +389,16 @@ def _boundaries(initial_state, final_state_cotangent, size, dtype, t_max):
     return initial_current, released, start, lam_v_final, lam_i_final
 
 
+def _decay_to_end(t: jax.Array, t_max: jax.Array, neuron: LIFParameters, p: LIFParameters) -> jax.Array:
+    """``exp(-(t_max - t)/tau_syn)`` at times ``t`` (..., 1 or size), clamped at ``t >= t_max``.
+
+    With one ``tau_syn`` for the layer it is one exponential per time, not per (time, neuron).
+    """
+    if jnp.ndim(neuron.tau_syn) == 0:
+        return jnp.exp(-jnp.maximum(t_max - t, 0.0) / p.tau_syn[0])
+    return jnp.exp(-jnp.maximum(t_max - t, 0.0) / p.tau_syn)
+
+
 def _input_event_gradients(rows, in_idx, in_active, lam_v_in, lam_i_in, p, n_inputs):
     """``dL/dt_i`` and ``dL/dW`` from the adjoint at every input event (inactive rows are zero).
 
@@ -413,6 +423,7 @@ def parallel_eventprop_gradients(
     *,
     initial_state: Optional[LIFState] = None,
     final_state_cotangent: Optional[Tuple[jax.Array, jax.Array]] = None,
+    current_before_spike: Optional[jax.Array] = None,
 ) -> AdjointGradients:
     """EventProp backward pass in closed form for a feed-forward layer whose neurons spike at most once.
 
@@ -470,6 +481,9 @@ def parallel_eventprop_gradients(
         output_time_cotangent: ``(output capacity,)`` ``dL/dt_k`` (padding ignored, NaN included).
         initial_state: optional ``LIFState`` at ``t = 0`` (default: rest).
         final_state_cotangent: optional ``(dL/dv, dL/dI)`` at ``t_max``.
+        current_before_spike: optional ``(size,)`` ``I_n(t_n-)`` of the neurons that spiked, as
+            the forward pass found it (``jaxsnn.event.simulate.parallel_with_spike_currents``);
+            default: summed here over the input events (the same value up to rounding).
 
     Returns:
         ``AdjointGradients`` (``recurrent_weight`` is ``None``).
@@ -514,7 +528,11 @@ def parallel_eventprop_gradients(
 
     # The adjoint jump at each spike: Lambda_n = -c_n / vdot_n(t_n-) (silent: lambda_v at T).
     slope_floor = MIN_SLOPE_FRACTION * (p.v_th - p.v_reset) / p.tau_mem
-    slope_before = jnp.maximum((current(end, False) - (p.v_th - p.v_leak)) / p.tau_mem, slope_floor)
+    if current_before_spike is None:
+        current_before_spike = current(end, False)
+    else:
+        current_before_spike = jnp.broadcast_to(jnp.asarray(current_before_spike, dtype), (size,))
+    slope_before = jnp.maximum((current_before_spike - (p.v_th - p.v_leak)) / p.tau_mem, slope_floor)
     anchor = jnp.where(spiked, -spike_cotangent / slope_before, lam_v_final)
 
     def adjoint(t):
@@ -528,7 +546,7 @@ def parallel_eventprop_gradients(
             # before a_n the segment's contribution decays back from a_n (after e_n it is K(0) = 0;
             # the clamp keeps exp from overflowing there)
             from_segment = from_segment * jnp.exp(-jnp.maximum(clipped - t, 0.0) / p.tau_syn)
-        lam_i = lam_i_final * jnp.exp(-jnp.maximum(t_max - t, 0.0) / p.tau_syn) + from_segment
+        lam_i = lam_i_final * _decay_to_end(t, t_max, neuron, p) + from_segment
         return lam_v, lam_i
 
     lam_v_in, lam_i_in = adjoint(t_in[:, None])
@@ -748,7 +766,7 @@ def multispike_eventprop_gradients(
             + jnp.exp(-jnp.maximum(release - t, 0.0) / p.tau_syn) * next_suffix[k],
             jnp.exp(-jnp.maximum(seg_a - t, 0.0) / p.tau_syn) * suffix[k],
         )
-        lam_i = lam_i_final * jnp.exp(-jnp.maximum(t_max - t, 0.0) / p.tau_syn) + later
+        lam_i = lam_i_final * _decay_to_end(t, t_max, neuron, p) + later
         return lam_v, lam_i
 
     # Every input event: the spikes of each neuron at or before it (a spike precedes an input
@@ -835,8 +853,16 @@ def _eventprop_core(plan, capacity, weight, input_spikes, neuron, t_max, recurre
 
 
 def _eventprop_fwd(plan, capacity, weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, external):
-    result = _forward(plan, capacity, weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, external)
-    residuals = (weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, external, result.spikes)
+    spike_current = None
+    if plan.algorithm == "parallel" and external is None and recurrent_weight is None:
+        # the closed-form backward then needs I(t_n-), which this forward has at hand
+        result, spike_current = parallel_with_spike_currents(
+            plan, weight, input_spikes, neuron, capacity=capacity, t_max=t_max, initial_state=initial_state)
+    else:
+        result = _forward(plan, capacity, weight, input_spikes, neuron, t_max, recurrent_weight, initial_state,
+                          external)
+    residuals = (weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, external, result.spikes,
+                 spike_current)
     return result, residuals
 
 
@@ -844,7 +870,7 @@ def _eventprop_fwd(plan, capacity, weight, input_spikes, neuron, t_max, recurren
 def _adjoint(plan, residuals, result_cotangent):
     """The layer's adjoint gradients as one compiled program (an eager ``jax.grad`` would
     otherwise compile and run the backward pass operation by operation)."""
-    weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, external, out_spikes = residuals
+    weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, external, out_spikes, spike_current = residuals
     final_ct = result_cotangent.final_state
     closed_form = {"parallel": parallel_eventprop_gradients, "multispike": multispike_eventprop_gradients}
     backward = plan.backward
@@ -855,9 +881,10 @@ def _adjoint(plan, residuals, result_cotangent):
         # Feed-forward: the closed-form adjoint (no event scan). Injected spikes may break the
         # rules the closed forms rely on (one spike per neuron; no spike while refractory), so
         # they always take the scan.
+        extra = {} if backward != "parallel" or spike_current is None else {"current_before_spike": spike_current}
         grads = closed_form[backward](
             weight, input_spikes, out_spikes, neuron, t_max, result_cotangent.spikes.time,
-            initial_state=initial_state, final_state_cotangent=(final_ct.v, final_ct.current),
+            initial_state=initial_state, final_state_cotangent=(final_ct.v, final_ct.current), **extra,
         )
     else:
         grads = eventprop_gradients(
@@ -870,7 +897,7 @@ def _adjoint(plan, residuals, result_cotangent):
 
 def _eventprop_bwd(plan, capacity, residuals, result_cotangent):
     del capacity
-    weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, external, _ = residuals
+    weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, external, _, _ = residuals
     grads = _adjoint(plan, residuals, result_cotangent)
     input_ct = Spikes(
         grads.input_times.astype(input_spikes.time.dtype), _zero_cotangent(input_spikes.idx)

@@ -425,3 +425,49 @@ def test_long_window_input_long_after_a_spike_has_a_finite_gradient():
     assert np.all(np.isfinite(np.asarray(closed))), closed
     assert float(jnp.abs(closed[0, 0])) > 0
     np.testing.assert_allclose(np.asarray(closed), np.asarray(scan), rtol=1e-5)
+
+
+def test_forward_spike_currents_equal_the_backwards_own_sum(x64):
+    """The parallel forward's I(t_n-) (handed to the closed form) equals the sum over the inputs."""
+    from jaxsnn.event.simulate import parallel_with_spike_currents
+
+    rng = np.random.default_rng(5)
+    neuron = LIFParameters(tau_syn=rng.uniform(3e-3, 6e-3, SIZE), tau_mem=rng.uniform(4e-3, 1.2e-2, SIZE),
+                           t_ref=1.0)
+    weight = rng.uniform(-1.0, 6.0, (N_IN, SIZE))
+    weight[:, -1] = -1.0  # one neuron stays silent
+    weight = jnp.asarray(weight)
+    inputs = spikes_lib.from_lists(np.sort(rng.uniform(0, 0.8 * T_MAX, K_IN - 2)), rng.integers(0, N_IN, K_IN - 2),
+                                   capacity=K_IN, dtype=jnp.float64)
+    state = LIFState(v=jnp.zeros(SIZE), current=jnp.asarray(rng.uniform(0, 2, SIZE)),
+                     refractory_until=jnp.full(SIZE, -jnp.inf))
+    plan = resolve_plan(neuron, T_MAX)
+    assert plan.algorithm == "parallel"
+    result, current = parallel_with_spike_currents(plan, weight, inputs, neuron, capacity=SIZE, t_max=T_MAX,
+                                                   initial_state=state)
+    spiked = np.zeros(SIZE, bool)
+    idx = np.asarray(result.spikes.idx)
+    spiked[idx[idx >= 0]] = True
+    assert 2 <= spiked.sum() < SIZE, "the comparison needs spiking and silent neurons"
+    assert np.all(np.asarray(current)[~spiked] == 0)
+    # The backward's own sum, through its default path, against the forward's values.
+    cotangent = jnp.asarray(rng.normal(size=SIZE))
+    args = (weight, inputs, result.spikes, neuron, T_MAX, cotangent)
+    summed = parallel_eventprop_gradients(*args, initial_state=state)
+    handed = parallel_eventprop_gradients(*args, initial_state=state, current_before_spike=current)
+    for name in ("weight", "input_times", "initial_v", "initial_current"):
+        assert np.any(np.asarray(getattr(summed, name)) != 0), name
+    for name, got, expected in zip(summed._fields, handed, summed):
+        if expected is not None:
+            np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-11, atol=1e-14, err_msg=name)
+    # And the slope they imply is the one of a real crossing (the current is above threshold drive).
+    assert np.all(np.asarray(current)[spiked] > float(neuron.v_th - neuron.v_leak) - 1e-9)
+
+
+def test_spike_currents_need_the_parallel_plan():
+    from jaxsnn.event.simulate import parallel_with_spike_currents
+
+    plan = resolve_plan(LIFParameters(t_ref=0.0), T_MAX)
+    with pytest.raises(ValueError, match="plan.algorithm == 'parallel'"):
+        parallel_with_spike_currents(plan, jnp.ones((N_IN, SIZE)), spikes_lib.empty(K_IN), LIFParameters(t_ref=0.0),
+                                     capacity=SIZE, t_max=T_MAX)
