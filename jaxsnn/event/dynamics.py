@@ -105,7 +105,7 @@ def psp_kernel(s: jax.Array, tau_mem: Any, tau_syn: Any) -> jax.Array:
     # with the slower time constant) changes no derivative. Selected with `where` rather than
     # abs/maximum, whose derivatives at tau_mem == tau_syn would not be those of K. The choice
     # depends on the time constants only, so the slower one is picked before the one `exp`
-    # (selecting between two evaluated exponentials doubled the cost of this hot function).
+    # (a `where` between two exponentials evaluates both).
     rate_gap = 1.0 / tau_mem - 1.0 / tau_syn
     slow_syn = rate_gap > 0  # tau_mem < tau_syn
     x = s * rate_gap
