@@ -854,7 +854,7 @@ def _eventprop_core(plan, capacity, weight, input_spikes, neuron, t_max, recurre
 
 def _eventprop_fwd(plan, capacity, weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, external):
     spike_current = None
-    if plan.algorithm == "parallel" and external is None and recurrent_weight is None:
+    if plan.algorithm == "parallel" and plan.backward != "scan" and external is None and recurrent_weight is None:
         # the closed-form backward then needs I(t_n-), which this forward has at hand
         result, spike_current = parallel_with_spike_currents(
             plan, weight, input_spikes, neuron, capacity=capacity, t_max=t_max, initial_state=initial_state)
