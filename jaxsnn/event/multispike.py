@@ -114,6 +114,21 @@ class _Tables(NamedTuple):
     t_max: jax.Array
 
 
+class _Search(NamedTuple):
+    """The search's loop state: per neuron, then the output slots, then the overflow flag."""
+
+    spikes_of: jax.Array
+    release: jax.Array
+    k0: jax.Array
+    u_release: jax.Array
+    count: jax.Array
+    slot_time: jax.Array
+    slot_idx: jax.Array
+    slot_round: jax.Array
+    slot_interval: jax.Array
+    pending: jax.Array
+
+
 def _at_release(tables: _Tables, release):
     """Interval holding each neuron's release, the free membrane and the current there."""
     n_intervals, size = tables.u_free.shape
@@ -345,10 +360,10 @@ def simulate_multispike(
         # an input time), the search moves on to the next interval, which starts at or above
         # threshold if the crossing is real: so the loop always advances.
         k0 = jnp.where(spiked, k, jnp.where(any_crossing, k + 1, k0 + block))
-        return (spikes_of + recorded.astype(jnp.int32), release, k0, u_release, count, slot_time, slot_idx,
-                slot_round, slot_interval, pending)
+        return _Search(spikes_of + recorded.astype(jnp.int32), release, k0, u_release, count, slot_time, slot_idx,
+                       slot_round, slot_interval, pending)
 
-    search_start = jax.lax.stop_gradient((
+    search_start = jax.lax.stop_gradient(_Search(
         jnp.zeros((size,), jnp.int32), release0, jnp.zeros((size,), jnp.int32), u_release0,
         jnp.zeros((), jnp.int32),
         jnp.full((capacity,), jnp.inf, dtype), jnp.full((capacity,), size, jnp.int32),
@@ -358,11 +373,27 @@ def simulate_multispike(
     # no spike was dropped. A sample whose buffer overflowed searches again, keeping the earliest
     # spikes at every merge: that loop runs no iteration at all (also under vmap) unless some
     # sample overflowed.
-    searched = jax.lax.while_loop(search_cond, functools.partial(search_body, merge=False), search_start)
-    dropped = searched[4] > capacity
-    again = jax.lax.while_loop(
-        lambda carry: dropped & search_cond(carry), functools.partial(search_body, merge=True), search_start
-    )
+    # Every iteration moves each active neuron's window on by at least one interval or records
+    # one of its (at most ``rounds``) spikes, or ends it: so the loop ends within this many
+    # iterations. The bound only guards against a defect (a loop that stopped advancing would
+    # otherwise never return); a search cut short by it sets ``overflow``.
+    max_iterations = n_intervals + rounds + 1
+
+    def bounded_search(keep_going, merge):
+        def cond(state):
+            iteration, carry = state
+            return (iteration < max_iterations) & keep_going(carry)
+
+        def body(state):
+            iteration, carry = state
+            return iteration + 1, search_body(carry, merge)
+
+        _, carry = jax.lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), search_start))
+        return carry._replace(pending=carry.pending | keep_going(carry))
+
+    searched = bounded_search(search_cond, merge=False)
+    dropped = searched.count > capacity
+    again = bounded_search(lambda carry: dropped & search_cond(carry), merge=True)
     searched = jax.tree_util.tree_map(lambda a, b: jnp.where(dropped, b, a), searched, again)
     _, _, _, _, count, slot_time, slot_idx, slot_round, slot_interval, pending = searched
     # The spike times carry the replay's derivative (see ``_slot_times``).
