@@ -158,6 +158,25 @@ def sort(spikes: Spikes) -> Spikes:
     )
 
 
+def stable_order(key: jax.Array, bound: int) -> jax.Array:
+    """``jnp.argsort(key, stable=True)`` for ``(n,)`` integer keys in ``[0, bound)``.
+
+    Sorts the one composite key ``key * n + position`` where it fits the key's integer type: a
+    single integer operand, which XLA sorts on CPU several times faster than a (key, index) pair.
+
+    Args:
+        key: ``(n,)`` integers in ``[0, bound)``.
+        bound: bound of ``key``.
+
+    Returns:
+        ``(n,)`` int32 indices.
+    """
+    n = key.shape[0]
+    if int(bound) * n >= np.iinfo(key.dtype).max:
+        return jnp.argsort(key, stable=True).astype(jnp.int32)
+    return (jnp.sort(key * n + jnp.arange(n, dtype=key.dtype)) % n).astype(jnp.int32)
+
+
 def time_order(time: jax.Array, tie: Optional[jax.Array] = None, tie_bound: int = 1) -> jax.Array:
     """The permutation that sorts by ``time``, then ``tie``, then position (a stable lexsort).
 
@@ -184,8 +203,7 @@ def time_order(time: jax.Array, tie: Optional[jax.Array] = None, tie_bound: int 
     # Negative floats order backwards as integers: flip their magnitude bits.
     key = jnp.where(bits < 0, bits ^ jnp.asarray(np.iinfo(int_type).max, int_type), bits)
     rank = jnp.searchsorted(jnp.sort(key), key, side="left").astype(int_type)
-    composite = (rank * int(tie_bound) + tie.astype(int_type)) * n + jnp.arange(n, dtype=int_type)
-    return (jnp.sort(composite) % n).astype(jnp.int32)
+    return stable_order(rank * int(tie_bound) + tie.astype(int_type), n * max(int(tie_bound), 1))
 
 
 def merge(first: Spikes, second: Spikes, capacity: Optional[int] = None) -> Spikes:

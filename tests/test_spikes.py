@@ -288,3 +288,15 @@ def test_time_order_is_a_stable_lexsort(dtype):
         # a tie bound too large for one integer key: the lexsort itself
         big = S.time_order(jnp.asarray(times[1]), jnp.asarray(tie[1]), 2**40)
         np.testing.assert_array_equal(np.asarray(big), np.lexsort((tie[1], times[1])))
+
+
+def test_stable_order_is_a_stable_argsort():
+    """Integer keys with many ties: equal to a stable argsort, under jit, and through the
+    argsort fallback where the composite key would not fit in int32."""
+    rng = np.random.default_rng(3)
+    key = rng.integers(0, 7, 500).astype(np.int32)
+    want = np.argsort(key, kind="stable")
+    got = jax.jit(S.stable_order, static_argnums=1)(jnp.asarray(key), 7)
+    assert got.dtype == jnp.int32
+    np.testing.assert_array_equal(np.asarray(got), want)
+    np.testing.assert_array_equal(np.asarray(S.stable_order(jnp.asarray(key), 2**30)), want)
