@@ -77,7 +77,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsnn import spikes as spikes_lib
-from jaxsnn.event.dynamics import psp_kernel
+from jaxsnn.event.dynamics import membrane_decay_and_kernel, psp_kernel
 from jaxsnn.event.neuron import LIFParameters, LIFState, per_neuron
 from jaxsnn.event.plan import Plan, choose_backward, resolve_plan, resolve_refractory
 from jaxsnn.event.simulate import SimulationResult, parallel_with_spike_currents, simulate_planned, validate_inputs
@@ -540,8 +540,9 @@ def parallel_eventprop_gradients(
         inside = (t >= start) & jnp.where(spiked, t < end, t <= end)
         clipped = jnp.clip(t, start, end)
         remaining = end - clipped  # end - t where lambda_v lives
-        lam_v = jnp.where(inside, anchor * jnp.exp(-remaining / p.tau_mem), 0.0)
-        from_segment = anchor * psp_kernel(remaining, p.tau_mem, p.tau_syn)
+        decay_mem, kernel = membrane_decay_and_kernel(remaining, p.tau_mem, p.tau_syn)
+        lam_v = jnp.where(inside, anchor * decay_mem, 0.0)
+        from_segment = anchor * kernel
         if initial_state is not None:
             # before a_n the segment's contribution decays back from a_n (after e_n it is K(0) = 0;
             # the clamp keeps exp from overflowing there)
@@ -747,13 +748,13 @@ def multispike_eventprop_gradients(
         k = first + count
         end, seg_a, release, anchor_k = seg_end[k], seg_start[k], seg_release[k], anchor[k]
         inside = t >= seg_a
-        lam_v = jnp.where(inside, anchor_k * jnp.exp(-jnp.maximum(end - t, 0.0) / p.tau_mem), 0.0)
-        later = jnp.where(
-            inside,
-            anchor_k * psp_kernel(jnp.maximum(end - t, 0.0), p.tau_mem, p.tau_syn)
-            + jnp.exp(-jnp.maximum(release - t, 0.0) / p.tau_syn) * next_suffix[k],
-            jnp.exp(-jnp.maximum(seg_a - t, 0.0) / p.tau_syn) * suffix[k],
-        )
+        decay_mem, kernel = membrane_decay_and_kernel(jnp.maximum(end - t, 0.0), p.tau_mem, p.tau_syn)
+        lam_v = jnp.where(inside, anchor_k * decay_mem, 0.0)
+        # The later segments, seen from a_k (inside) or from a_{k-1} (before it): one exp.
+        seen_from = jnp.where(inside, release, seg_a)
+        suffix_k = jnp.where(inside, next_suffix[k], suffix[k])
+        later = (jnp.where(inside, anchor_k * kernel, 0.0)
+                 + jnp.exp(-jnp.maximum(seen_from - t, 0.0) / p.tau_syn) * suffix_k)
         lam_i = lam_i_final * _decay_to_end(t, t_max, neuron, p) + later
         return lam_v, lam_i
 

@@ -16,7 +16,7 @@ from jaxsnn.event import (
     psp_peak,
     resolve_kernel,
 )
-from jaxsnn.event.dynamics import expm1_ratio, log1p_ratio, rest_state
+from jaxsnn.event.dynamics import expm1_ratio, log1p_ratio, membrane_decay_and_kernel, rest_state
 from jaxsnn.event.neuron import LIFState
 from jaxsnn.testing.reference import free_evolution, simulate_event
 
@@ -234,6 +234,33 @@ def test_psp_kernel_matches_reference(x64, ratio):
     # dK/ds = (exp(-s/tau_syn) - K) / tau_mem, by autodiff (the membrane slope of a unit PSP).
     slope = np.asarray(_psp_slope(jnp.asarray(s), tau_mem, TAU_SYN))
     np.testing.assert_allclose(slope, (np.exp(-s / TAU_SYN) - want) / tau_mem, rtol=1e-9, atol=1e-9 / tau_mem)
+
+
+@pytest.mark.parametrize("ratio", PSP_RATIOS)
+def test_membrane_decay_and_kernel_match_the_reference(x64, ratio):
+    """The adjoints' pair ``(exp(-s/tau_mem), K(s))``: the reference membrane (rtol 1e-13) and
+    ``psp_kernel`` to a few ulp (rtol 2e-15), any ratio, from s = 0 to 1e4 tau (no overflow);
+    under ``jit`` and ``vmap`` over per-neuron time constants."""
+    tau_mem = ratio * TAU_SYN
+    s = np.concatenate([[0.0, 1e-12, 1e-9], np.geomspace(1e-7, 1e-3, 20), np.linspace(1e-4, 0.1, 40)])
+    decay, kernel = jax.jit(membrane_decay_and_kernel)(jnp.asarray(s), tau_mem, TAU_SYN)
+    want = np.array([free_evolution(t, 0.0, 1.0, tau_mem, TAU_SYN, 0.0)[0] for t in s])
+    np.testing.assert_allclose(np.asarray(kernel), want, rtol=1e-13, atol=1e-300)
+    np.testing.assert_allclose(np.asarray(kernel), np.asarray(_psp(jnp.asarray(s), tau_mem, TAU_SYN)),
+                               rtol=2e-15, atol=1e-300)
+    # (XLA may round -s / tau_mem as s * (-1 / tau_mem): a few ulp of the argument)
+    np.testing.assert_allclose(np.asarray(decay), np.exp(-s / tau_mem), rtol=1e-13, atol=0)
+    assert float(kernel[0]) == 0.0 and np.all(np.asarray(kernel[1:]) > 0)
+    long = jnp.asarray([1e2, 1e4]) * TAU_SYN
+    decay_long, kernel_long = membrane_decay_and_kernel(long, tau_mem, TAU_SYN)
+    assert np.all(np.isfinite(np.asarray(decay_long))) and np.all(np.isfinite(np.asarray(kernel_long)))
+    np.testing.assert_allclose(np.asarray(kernel_long), np.asarray(_psp(long, tau_mem, TAU_SYN)), rtol=2e-15,
+                               atol=1e-300)
+    taus = jnp.asarray([[0.5, 1.0], [1.0, 1.0], [2.0, 1.0]]) * TAU_SYN
+    batched = jax.jit(jax.vmap(membrane_decay_and_kernel, in_axes=(None, 0, 0)))(jnp.asarray(s), taus[:, 0], taus[:, 1])
+    for k in range(3):
+        np.testing.assert_allclose(np.asarray(batched[1][k]), np.asarray(_psp(jnp.asarray(s), taus[k, 0], taus[k, 1])),
+                                   rtol=2e-15, atol=1e-300)
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
