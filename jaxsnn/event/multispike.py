@@ -18,7 +18,9 @@ form, and so is the next threshold crossing inside each interval (the next-spike
 The search walks every neuron forward from its release through windows of ``block``
 consecutive intervals, all neurons at once; each iteration:
 
-1. ``u_free(a)`` and ``I(a)`` by evolving from the last input before ``a``;
+1. ``u_free(a)`` and ``I(a)`` by evolving from the last input before ``a``, once per release:
+   that input is found in the window that reaches ``a`` (no binary search), and the values
+   are carried while the neuron's windows move on;
 2. for every interval of the neuron's window the start state (the release itself for the
    interval that holds ``a``, the formula above for the later ones) and whether the membrane
    reaches ``v_th`` in it: for the root solver the closed-form bracket test (the value at the
@@ -70,7 +72,7 @@ from jaxsnn.spikes import Spikes
 __all__ = ["simulate_multispike"]
 
 
-def _crossing_exists(method, u0, current0, theta, tau_mem, tau_syn, horizon):
+def _crossing_exists(method, u0, current0, theta, tau_mem, tau_syn, horizon, x_end=None):
     """Whether ``u`` reaches ``theta`` within ``[0, horizon]`` (no derivative; see module docstring).
 
     For ``"root"`` this is the solver's own existence test (immediate crossing, or a maximum
@@ -78,12 +80,14 @@ def _crossing_exists(method, u0, current0, theta, tau_mem, tau_syn, horizon):
     ``"quadratic"`` it is the same maximum test in ``x = exp(-s / tau_mem)``, where the membrane
     is a parabola: no logarithm or square root (it halved the search's time on the Randman
     layers); it can differ from the kernel only by rounding at the interval end, which the
-    search allows for. ``"lambertw"`` calls its kernel.
+    search allows for. ``"lambertw"`` calls its kernel. ``x_end``: ``exp(-horizon / tau_mem)``
+    where the caller has it (``"quadratic"`` only).
     """
     if method == "quadratic":
         # tau_mem = 2 tau_syn: with x = exp(-s / tau_mem), u = c x - I0 x^2, c = u0 + I0, a
         # parabola in x on [x_end, 1]; it reaches theta at x_end or at its vertex x = c / (2 I0).
-        x_end = jnp.exp(-jnp.maximum(horizon, 0.0) / tau_mem)
+        if x_end is None:
+            x_end = jnp.exp(-jnp.maximum(horizon, 0.0) / tau_mem)
         c = u0 + current0
         at_end = c * x_end - current0 * x_end * x_end >= theta
         at_vertex = (current0 > 0) & (c >= 2.0 * current0 * x_end) & (c <= 2.0 * current0) & (c * c >= 4.0 * current0 * theta)
@@ -115,7 +119,9 @@ class _Tables(NamedTuple):
 
 
 class _Search(NamedTuple):
-    """The search's loop state: per neuron, then the output slots, then the overflow flag."""
+    """The search's loop state: per neuron, then the output slots, the overflow flag, and per
+    neuron the interval holding its release with the free membrane and current there (valid once
+    a window has reached the release)."""
 
     spikes_of: jax.Array
     release: jax.Array
@@ -127,6 +133,9 @@ class _Search(NamedTuple):
     slot_round: jax.Array
     slot_interval: jax.Array
     pending: jax.Array
+    holder: jax.Array
+    u_free_a: jax.Array
+    current_a: jax.Array
 
 
 def _at_release(tables: _Tables, release):
@@ -307,34 +316,136 @@ def simulate_multispike(
     # iteration are appended to slots of the output buffer, so the buffer costs O(capacity).
     fixed = jax.lax.stop_gradient(tables)
     theta_fixed = jax.lax.stop_gradient(theta)
-    window = jnp.arange(block)[:, None]
+    p_fixed = fixed.p
+    # Each iteration reads a window of ``block`` intervals per neuron from the tables. Layout:
+    # with long windows (``block >= size``) each neuron's window is a contiguous slice of
+    # neuron-major tables padded by ``block + 1`` intervals (one slice gather per table and
+    # neuron; the window axis is the minor one): on the Randman output layer (522 -> 10) this
+    # took the search from 5.2 to 2.9 ms. With short windows over many neurons the tables stay
+    # interval-major, read with clamped indices, and the element gathers fuse into the test
+    # (neurons are the minor axis). Intervals past the end are masked out; both layouts give the
+    # same values, the layout only affects speed.
+    pad = block + 1
+    neuron_major = block >= size
+    window_axis = 1 if neuron_major else 0
+    starts_padded = jnp.concatenate([fixed.t_start, jnp.full((pad,), jnp.inf, dtype)])
+    ends_padded = jnp.concatenate([fixed.t_end, jnp.full((pad,), jnp.inf, dtype)])
+    window_tables = [fixed.u_free, fixed.current_free]
+    if neuron_major and method == "quadratic":
+        # exp(-(interval length) / tau_mem): the quadratic test's x at the end of an interval
+        # entered at its start (all but the one holding the release), once per (interval, neuron);
+        # the interval-major layout evaluates it inside the fused test instead.
+        window_tables.append(jnp.exp(-(fixed.t_end - fixed.t_start)[:, None] / p_fixed.tau_mem[None, :]))
+    if neuron_major:
+        tables_padded = [jnp.concatenate([table.T, jnp.zeros((size, pad), dtype)], axis=1) for table in window_tables]
+    else:  # read with clamped indices (no copy); entries past the end are masked out
+        tables_padded = window_tables
+    offsets = jnp.arange(block, dtype=jnp.int32)
 
-    def first_interval(k0, release, u_release, at):
-        """Each neuron's earliest interval with a crossing in ``[k0, k0 + block)`` after its release."""
-        k = k0[None, :] + window
-        inside = k < n_intervals
-        k = jnp.minimum(k, n_intervals - 1)
-        _, u0, current0, horizon = _interval_starts(fixed, k, release, u_release, at)
-        horizon = jnp.where(inside, horizon, -1.0)
-        exists = _crossing_exists(method, u0, current0, theta_fixed, fixed.p.tau_mem, fixed.p.tau_syn, horizon)
+    def expand(x):
+        """A per-neuron value against the window."""
+        return x[:, None] if neuron_major else x[None, :]
+
+    def window_of(k0):
+        """Each neuron's window from ``k0``: starts (block + 1 of them), ends and the tables."""
+        if neuron_major:
+            def rows(table, length=block):
+                return jax.vmap(lambda row, k: jax.lax.dynamic_slice_in_dim(row, k, length))(table, k0)
+
+            starts = jax.vmap(lambda k: jax.lax.dynamic_slice_in_dim(starts_padded, k, block + 1))(k0)
+            ends = jax.vmap(lambda k: jax.lax.dynamic_slice_in_dim(ends_padded, k, block))(k0)
+            return (starts, ends, *(rows(table) for table in tables_padded))
+        k = jnp.minimum(k0[None, :] + jnp.arange(block + 1)[:, None], n_intervals)  # t_start[n_intervals] = inf
+        in_table = jnp.minimum(k[:block], n_intervals - 1)
+        return (starts_padded[k], ends_padded[k[:block]], *(table[in_table, neurons] for table in tables_padded))
+
+    def along_window(values, index, k0, table=None):
+        """``values`` (a window) at window position ``index``, per neuron.
+
+        Interval-major windows are read from their table (``starts``, ``ends`` or an index into
+        ``tables_padded``) instead, so that the window itself is only ever read by the fused test.
+        """
+        if neuron_major:
+            return jnp.take_along_axis(values, jnp.expand_dims(index, window_axis), axis=window_axis).squeeze(window_axis)
+        k = k0 + index
+        if table == "starts":
+            return starts_padded[k]
+        if table == "ends":
+            return ends_padded[k]
+        return tables_padded[table][jnp.minimum(k, n_intervals - 1), neurons]
+
+    def window_at(k0, a, live, holder, u_free_a, current_a, u_release):
+        """The earliest interval with a crossing in each neuron's window ``[k0, k0 + block)`` after its release ``a``.
+
+        The interval holding ``a`` (``searchsorted`` in ``t_start``, side right) is found in the
+        window itself: inside it the state at ``a`` comes from the tables as in ``_at_release``;
+        a holder before the window was found in an earlier iteration of the same release (its
+        state is carried); a window that ends before ``a`` holds no interval after it.
+        """
+        k0c = jnp.minimum(k0, n_intervals)
+        starts, ends, u_free_w, current_w, *decay_w = window_of(k0c)
+        count = jnp.sum((starts <= expand(a)).astype(jnp.int32), axis=window_axis)
+        here = (count >= 1) & (count <= block)
+        at_holder = jnp.clip(count - 1, 0, block - 1)
+        starts = starts[:, :block] if neuron_major else starts[:block]
+        gap = a - along_window(starts, at_holder, k0c, "starts")
+        u_free_h, current_h = along_window(u_free_w, at_holder, k0c, 0), along_window(current_w, at_holder, k0c, 1)
+        u_free_a = jnp.where(here, free_membrane(gap, u_free_h, current_h, p_fixed.tau_mem, p_fixed.tau_syn), u_free_a)
+        current_a = jnp.where(here, current_h * jnp.exp(-gap / p_fixed.tau_syn), current_a)
+        beyond = n_intervals + block  # a release after the window: no interval of it counts
+        holder = jnp.where(here, k0c + count - 1, jnp.where(count == 0, holder, beyond)).astype(jnp.int32)
+        live_window = live & (k0 < n_intervals)
+
+        def starts_of(k, starts_k, ends_k, u_free_k, current_k, per_neuron):
+            """Start time, state and horizon of intervals ``k`` (as ``_interval_starts``)."""
+            spread = (lambda x: x) if per_neuron else expand
+            h = spread(holder)
+            own, later = k == h, k > h
+            lag = jnp.where(later, starts_k - spread(a), 0.0)
+            u_k = u_free_k + spread(u_release - u_free_a) * jnp.exp(-lag / spread(p_fixed.tau_mem))
+            u0 = jnp.where(own, spread(u_release), u_k)
+            current0 = jnp.where(own, spread(current_a), current_k)
+            s0 = jnp.where(own, spread(a), starts_k)
+            horizon = jnp.where(spread(live_window) & (k < n_intervals) & (k >= h), ends_k - s0, -1.0)
+            return own, s0, u0, current0, horizon
+
+        k = expand(k0c) + jnp.expand_dims(offsets, 1 - window_axis)
+        own, _, u0, current0, horizon = starts_of(k, starts, ends, u_free_w, current_w, per_neuron=False)
+        if decay_w:
+            end_own = jnp.exp(-jnp.maximum(along_window(ends, at_holder, k0c, "ends") - a, 0.0) / p_fixed.tau_mem)
+            x_end = jnp.where(own, expand(end_own), decay_w[0])
+        else:
+            x_end = None
+        exists = _crossing_exists(method, u0, current0, expand(theta_fixed), expand(p_fixed.tau_mem),
+                                  expand(p_fixed.tau_syn), horizon, x_end)
         # One reduction over the window (argmax); whether it found anything is read back at that
-        # place, so the window is evaluated once, not once per reduction.
-        first = jnp.argmax(exists, axis=0)[None]
-        found = jnp.take_along_axis(exists, first, axis=0)[0]
-        return found, jnp.take_along_axis(k, first, axis=0)[0].astype(jnp.int32)
+        # place, and the chosen interval's start state is recomputed for it alone, so the window
+        # is evaluated once and never stored.
+        first = jnp.argmax(exists, axis=window_axis)
+        found = jnp.take_along_axis(exists, jnp.expand_dims(first, window_axis), axis=window_axis).squeeze(window_axis)
+        k_first = k0c + first.astype(jnp.int32)
+        _, s0, u0, current0, horizon = starts_of(
+            k_first, *(along_window(values, first, k0c, table) for values, table in
+                       ((starts, "starts"), (ends, "ends"), (u_free_w, 0), (current_w, 1))),
+            per_neuron=True)
+        return found, k_first, (s0, u0, current0, horizon), holder, u_free_a, current_a
 
     def search_cond(carry):
-        _, release, k0, *_ = carry
-        return jnp.any((release <= t_max) & (k0 < n_intervals))
+        return jnp.any((carry.release <= t_max) & (carry.k0 < n_intervals))
 
     def search_body(carry, merge):
-        spikes_of, release, k0, u_release, count, slot_time, slot_idx, slot_round, slot_interval, pending = carry
+        (spikes_of, release, k0, u_release, count, slot_time, slot_idx, slot_round, slot_interval, pending,
+         holder, u_free_a, current_a) = carry
         active = (release <= t_max) & (k0 < n_intervals)
-        at = _at_release(fixed, release)  # once per iteration, for the window and the spike
-        any_crossing, k = first_interval(k0, release, u_release, at)
+        live = release <= t_max
+        a = jnp.where(live, release, 0.0)
+        any_crossing, k, (s0, u0, current0, horizon), holder, u_free_a, current_a = window_at(
+            k0, a, live, holder, u_free_a, current_a, u_release)
         any_crossing = any_crossing & active
-        t_spike, next_release = _spike_in(method, fixed, k, any_crossing, release, u_release, at)
-        spiked = jnp.isfinite(t_spike)
+        s = next_crossing(u0, current0, theta_fixed, p_fixed.tau_mem, p_fixed.tau_syn, horizon, method)
+        spiked = any_crossing & jnp.isfinite(s)
+        t_spike = jnp.where(spiked, s0 + jnp.where(spiked, s, 0.0), jnp.inf)
+        next_release = jnp.where(spiked, t_spike + p_fixed.t_ref, jnp.inf)
         recorded = spiked & (spikes_of < rounds)
         beyond = spiked & ~recorded  # one spike more than ``rounds``: overflow
         new = (jnp.where(recorded, t_spike, jnp.inf), neurons.astype(jnp.int32), spikes_of, k.astype(jnp.int32))
@@ -361,13 +472,14 @@ def simulate_multispike(
         # threshold if the crossing is real: so the loop always advances.
         k0 = jnp.where(spiked, k, jnp.where(any_crossing, k + 1, k0 + block))
         return _Search(spikes_of + recorded.astype(jnp.int32), release, k0, u_release, count, slot_time, slot_idx,
-                       slot_round, slot_interval, pending)
+                       slot_round, slot_interval, pending, holder, u_free_a, current_a)
 
     search_start = jax.lax.stop_gradient(_Search(
         jnp.zeros((size,), jnp.int32), release0, jnp.zeros((size,), jnp.int32), u_release0,
         jnp.zeros((), jnp.int32),
         jnp.full((capacity,), jnp.inf, dtype), jnp.full((capacity,), size, jnp.int32),
         jnp.zeros((capacity,), jnp.int32), jnp.zeros((capacity,), jnp.int32), jnp.zeros((), bool),
+        jnp.zeros((size,), jnp.int32), jnp.zeros((size,), dtype), jnp.zeros((size,), dtype),
     ))
     # Appending keeps the first ``capacity`` spikes found; they are the earliest in time only if
     # no spike was dropped. A sample whose buffer overflowed searches again, keeping the earliest
@@ -395,7 +507,7 @@ def simulate_multispike(
     dropped = searched.count > capacity
     again = bounded_search(lambda carry: dropped & search_cond(carry), merge=True)
     searched = jax.tree_util.tree_map(lambda a, b: jnp.where(dropped, b, a), searched, again)
-    _, _, _, _, count, slot_time, slot_idx, slot_round, slot_interval, pending = searched
+    _, _, _, _, count, slot_time, slot_idx, slot_round, slot_interval, pending = searched[:10]
     # The spike times carry the replay's derivative (see ``_slot_times``).
     slot_time = _slot_times(method, rounds, tables, release0, u_release0, slot_round, slot_idx,
                             slot_interval, slot_time)

@@ -211,7 +211,7 @@ def test_search_advances_where_the_window_test_and_the_kernel_disagree(monkeypat
     from jaxsnn.event import multispike
 
     monkeypatch.setattr(multispike, "_crossing_exists", lambda method, u0, current0, theta, tau_mem, tau_syn,
-                        horizon: horizon >= 0)
+                        horizon, x_end=None: horizon >= 0)
     neuron = LIFParameters(tau_syn=TAU_SYN, tau_mem=2 * TAU_SYN, v_reset=-0.1, t_ref=0.05 * TAU_SYN)
     weight = jnp.asarray(np.random.default_rng(4).uniform(0.5, 4.0, (N_IN, SIZE)), jnp.float32)
     spikes = jaxsnn.Spikes(jnp.asarray(_KNOWN_SPIKES.time, jnp.float32), jnp.asarray(_KNOWN_SPIKES.idx))
