@@ -152,34 +152,49 @@ def _at_release(tables: _Tables, release):
     return live, a, holder, u_free_a, current_a
 
 
-def _interval_starts(tables: _Tables, k, release, u_release, at=None):
-    """Start time, state and horizon of interval(s) ``k`` (any shape broadcasting to neurons).
+def _start_state(k, holder, live, a, u_release, u_free_a, current_a, t_start_k, t_end_k, u_free_k, current_k,
+                 tau_mem):
+    """Start time, state and horizon of interval(s) ``k``, given each neuron's release.
 
-    ``at``: ``_at_release(tables, release)`` where the caller has it already.
+    ``holder`` is the interval holding the release ``a`` (state ``u_release``; free membrane
+    ``u_free_a`` and current ``current_a`` there); ``*_k`` are the tables at ``k``; ``live`` masks
+    intervals that cannot hold a spike (horizon -1). All arguments broadcast together.
+
+    Returns:
+        ``(own, s0, u0, current0, horizon)``; ``own`` is where ``k`` holds the release.
     """
-    size = tables.u_free.shape[1]
-    neurons = jnp.arange(size)
-    p = tables.p
-    live, a, holder, u_free_a, current_a = _at_release(tables, release) if at is None else at
     own = k == holder
     later = k > holder
-    lag = jnp.where(later, tables.t_start[k] - a, 0.0)
-    u_k = tables.u_free[k, neurons] + (u_release - u_free_a) * jnp.exp(-lag / p.tau_mem)
+    lag = jnp.where(later, t_start_k - a, 0.0)
+    u_k = u_free_k + (u_release - u_free_a) * jnp.exp(-lag / tau_mem)
     u0 = jnp.where(own, u_release, u_k)
-    current0 = jnp.where(own, current_a, tables.current_free[k, neurons])
-    s0 = jnp.where(own, a, tables.t_start[k])
-    horizon = jnp.where(live & (k >= holder), tables.t_end[k] - s0, -1.0)
+    current0 = jnp.where(own, current_a, current_k)
+    s0 = jnp.where(own, a, t_start_k)
+    horizon = jnp.where(live & (k >= holder), t_end_k - s0, -1.0)
+    return own, s0, u0, current0, horizon
+
+
+def _interval_starts(tables: _Tables, k, release, u_release):
+    """Start time, state and horizon of interval(s) ``k`` (any shape broadcasting to neurons)."""
+    neurons = jnp.arange(tables.u_free.shape[1])
+    live, a, holder, u_free_a, current_a = _at_release(tables, release)
+    _, s0, u0, current0, horizon = _start_state(
+        k, holder, live, a, u_release, u_free_a, current_a, tables.t_start[k], tables.t_end[k],
+        tables.u_free[k, neurons], tables.current_free[k, neurons], tables.p.tau_mem)
     return s0, u0, current0, horizon
 
 
-def _spike_in(method, tables: _Tables, k, any_crossing, release, u_release, at=None):
-    """The crossing in interval ``k`` of each neuron: its spike time and next release."""
-    p = tables.p
-    s0, u0, current0, horizon = _interval_starts(tables, k, release, u_release, at)
+def _next_spike(method, p: LIFParameters, any_crossing, s0, u0, current0, horizon):
+    """The crossing from each interval start (where ``any_crossing``): spike time and next release."""
     s = next_crossing(u0, current0, p.v_th - p.v_leak, p.tau_mem, p.tau_syn, horizon, method)
     spiked = any_crossing & jnp.isfinite(s)
     t_spike = jnp.where(spiked, s0 + jnp.where(spiked, s, 0.0), jnp.inf)
     return t_spike, jnp.where(spiked, t_spike + p.t_ref, jnp.inf)
+
+
+def _spike_in(method, tables: _Tables, k, any_crossing, release, u_release):
+    """The crossing in interval ``k`` of each neuron: its spike time and next release."""
+    return _next_spike(method, tables.p, any_crossing, *_interval_starts(tables, k, release, u_release))
 
 
 def _replay(method, tables: _Tables, release0, u_release0, intervals, found):
@@ -397,17 +412,11 @@ def simulate_multispike(
         live_window = live & (k0 < n_intervals)
 
         def starts_of(k, starts_k, ends_k, u_free_k, current_k, per_neuron):
-            """Start time, state and horizon of intervals ``k`` (as ``_interval_starts``)."""
+            """``_start_state`` of intervals ``k``: the window, or one interval per neuron."""
             spread = (lambda x: x) if per_neuron else expand
-            h = spread(holder)
-            own, later = k == h, k > h
-            lag = jnp.where(later, starts_k - spread(a), 0.0)
-            u_k = u_free_k + spread(u_release - u_free_a) * jnp.exp(-lag / spread(p_fixed.tau_mem))
-            u0 = jnp.where(own, spread(u_release), u_k)
-            current0 = jnp.where(own, spread(current_a), current_k)
-            s0 = jnp.where(own, spread(a), starts_k)
-            horizon = jnp.where(spread(live_window) & (k < n_intervals) & (k >= h), ends_k - s0, -1.0)
-            return own, s0, u0, current0, horizon
+            live_k = spread(live_window) & (k < n_intervals)
+            return _start_state(k, spread(holder), live_k, spread(a), spread(u_release), spread(u_free_a),
+                                spread(current_a), starts_k, ends_k, u_free_k, current_k, spread(p_fixed.tau_mem))
 
         k = expand(k0c) + jnp.expand_dims(offsets, 1 - window_axis)
         own, _, u0, current0, horizon = starts_of(k, starts, ends, u_free_w, current_w, per_neuron=False)
@@ -442,10 +451,8 @@ def simulate_multispike(
         any_crossing, k, (s0, u0, current0, horizon), holder, u_free_a, current_a = window_at(
             k0, a, live, holder, u_free_a, current_a, u_release)
         any_crossing = any_crossing & active
-        s = next_crossing(u0, current0, theta_fixed, p_fixed.tau_mem, p_fixed.tau_syn, horizon, method)
-        spiked = any_crossing & jnp.isfinite(s)
-        t_spike = jnp.where(spiked, s0 + jnp.where(spiked, s, 0.0), jnp.inf)
-        next_release = jnp.where(spiked, t_spike + p_fixed.t_ref, jnp.inf)
+        t_spike, next_release = _next_spike(method, p_fixed, any_crossing, s0, u0, current0, horizon)
+        spiked = jnp.isfinite(t_spike)
         recorded = spiked & (spikes_of < rounds)
         beyond = spiked & ~recorded  # one spike more than ``rounds``: overflow
         new = (jnp.where(recorded, t_spike, jnp.inf), neurons.astype(jnp.int32), spikes_of, k.astype(jnp.int32))
