@@ -295,10 +295,23 @@ def simulate_multispike(
     # scan over the inputs was slower on CPU).
     free = LIFState(state.v, state.current, jnp.full((size,), -jnp.inf, dtype))
 
+    # evolve's arithmetic without its refractory branch (the free trajectory has none). With one
+    # pair of time constants for the layer the decays over a gap are the same for every neuron,
+    # so they are computed once per input, not once per (input, neuron).
+    if jnp.ndim(neuron.tau_mem) == 0 and jnp.ndim(neuron.tau_syn) == 0:
+        tau_mem, tau_syn = (jnp.asarray(tau, dtype) for tau in (neuron.tau_mem, neuron.tau_syn))
+    else:
+        tau_mem, tau_syn = p.tau_mem, p.tau_syn
+
+    def advance(free, t, t_input):
+        gap = t_input - t
+        u_end = free_membrane(gap, free.v - p.v_leak, free.current, tau_mem, tau_syn)
+        return free._replace(v=p.v_leak + u_end, current=free.current * jnp.exp(-gap / tau_syn))
+
     def step(carry, item):
         free, t = carry
         t_input, row = item
-        free = evolve(free, t, t_input, p)
+        free = advance(free, t, t_input)
         free = free._replace(current=free.current + row)
         return (free, t_input), (free.v, free.current)
 
