@@ -137,6 +137,28 @@ def test_multispike_streams_from_an_initial_state(x64):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-12)
 
 
+def test_multispike_per_neuron_time_constants_equal_the_scan(x64):
+    """Per-neuron constants (time constants, threshold, leak, t_ref): the free trajectory decays per
+    neuron then, and the spikes, final state and overflow are the scan's (times to 1e-12 tau_syn)."""
+    rng = np.random.default_rng(12)
+    neuron = LIFParameters(tau_syn=rng.uniform(3e-3, 6e-3, SIZE), tau_mem=rng.uniform(4e-3, 1.2e-2, SIZE),
+                           v_th=rng.uniform(0.8, 1.3, SIZE), v_leak=rng.uniform(-0.2, 0.2, SIZE), v_reset=-0.3,
+                           t_ref=rng.uniform(0.0, 2e-3, SIZE))
+    weight = jnp.asarray(rng.uniform(0.0, 6.0, (N_IN, SIZE)))
+    spikes = jaxsnn.Spikes(jnp.asarray(_KNOWN_SPIKES.time), jnp.asarray(_KNOWN_SPIKES.idx))
+    results = [run(weight, spikes, neuron, None, kernel="root", capacity=16 * SIZE, algorithm=a)
+               for a in ("scan", "multispike")]
+    n = int(results[0].spikes.count())
+    counts = np.bincount(np.asarray(results[0].spikes.idx[:n]), minlength=SIZE)
+    assert counts.max() >= 3 and not bool(results[0].overflow), counts
+    assert bool(results[1].overflow) == bool(results[0].overflow)
+    np.testing.assert_array_equal(np.asarray(results[1].spikes.idx), np.asarray(results[0].spikes.idx))
+    np.testing.assert_allclose(np.asarray(results[1].spikes.time), np.asarray(results[0].spikes.time),
+                               rtol=0, atol=1e-12 * TAU_SYN)
+    for got, want in zip(results[1].final_state, results[0].final_state):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-11, atol=1e-12)
+
+
 def test_every_window_of_the_search_gives_the_same_result(x64):
     """The search's window (``block``: 1 interval, a few, all of them) changes only its speed.
 
