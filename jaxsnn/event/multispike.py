@@ -387,7 +387,7 @@ def simulate_multispike(
         in_table = jnp.minimum(k[:block], n_intervals - 1)
         return (starts_padded[k], ends_padded[k[:block]], *(table[in_table, neurons] for table in tables_padded))
 
-    def along_window(values, index, k0, table=None):
+    def along_window(values, index, k0, table):
         """``values`` (a window) at window position ``index``, per neuron.
 
         Interval-major windows are read from their table (``starts``, ``ends`` or an index into
@@ -527,7 +527,9 @@ def simulate_multispike(
     dropped = searched.count > capacity
     again = bounded_search(lambda carry: dropped & search_cond(carry), merge=True)
     searched = jax.tree_util.tree_map(lambda a, b: jnp.where(dropped, b, a), searched, again)
-    _, _, _, _, count, slot_time, slot_idx, slot_round, slot_interval, pending = searched[:10]
+    count, slot_time, slot_idx, slot_round, slot_interval, pending = (
+        searched.count, searched.slot_time, searched.slot_idx, searched.slot_round, searched.slot_interval,
+        searched.pending)
     # The spike times carry the replay's derivative (see ``_slot_times``).
     slot_time = _slot_times(method, rounds, tables, release0, u_release0, slot_round, slot_idx,
                             slot_interval, slot_time)

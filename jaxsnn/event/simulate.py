@@ -403,8 +403,7 @@ def _simulate_scan(
     *,
     capacity: int,
     method: str,
-    with_current: bool = False,
-):
+) -> SimulationResult:
     dtype = weight.dtype
     size = weight.shape[1]
     in_time = input_spikes.time
