@@ -375,12 +375,8 @@ def simulate_planned(
     weight, input_spikes, neuron, t_max, recurrent_weight, initial_state = _one_dtype(
         weight, input_spikes, neuron, t_max, recurrent_weight, initial_state)
     static = dict(capacity=int(capacity), method=plan.kernel)
-    algorithm = plan.algorithm
-    if algorithm == "feedforward":
-        # Resolved here, where the buffer shapes are known (see ``choose_feedforward``).
-        algorithm = "scan" if recurrent_weight is not None else choose_feedforward(
-            plan.spike_bound, input_spikes.time.shape[0], capacity, weight.shape[1], plan.kernel
-        )
+    algorithm = shaped_algorithm(plan, input_spikes.time.shape[0], capacity, weight.shape[1],
+                                 recurrent_weight is not None)
     if algorithm == "multispike":
         rounds = multispike_rounds(plan.spike_bound, capacity)
         block = multispike_block(input_spikes.time.shape[0], capacity, weight.shape[1])
@@ -389,6 +385,55 @@ def simulate_planned(
     if algorithm == "parallel":
         return _simulate_parallel(weight, input_spikes, neuron, t_max, initial_state, **static)
     return _simulate_scan(weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, **static)
+
+
+def shaped_algorithm(plan: Plan, n_inputs: int, capacity: int, size: int, recurrent: bool) -> str:
+    """The forward algorithm ``simulate_planned`` runs for these buffer shapes.
+
+    ``plan.algorithm`` itself, except ``"feedforward"``, which is resolved here, where the shapes
+    are known (``jaxsnn.event.plan.choose_feedforward``; a recurrent layer takes the scan).
+    """
+    if plan.algorithm != "feedforward":
+        return plan.algorithm
+    if recurrent:
+        return "scan"
+    return choose_feedforward(plan.spike_bound, n_inputs, capacity, size, plan.kernel)
+
+
+def multispike_with_current_table(
+    plan: Plan,
+    weight: jax.Array,
+    input_spikes: Spikes,
+    neuron: LIFParameters,
+    *,
+    capacity: int,
+    t_max: Any,
+    initial_state: Optional[LIFState] = None,
+) -> Tuple[SimulationResult, jax.Array]:
+    """``simulate_planned`` for a feed-forward layer whose algorithm is ``"multispike"``, with the
+    free synaptic current after every input.
+
+    The EventProp closed form (``multispike_eventprop_gradients``'s ``current_table``) needs the
+    current at every spike and release; the multi-spike search has tabulated it, which saves the
+    backward pass a sum over (input events x neurons).
+
+    Args:
+        plan: a resolved plan whose algorithm is, for these shapes, ``"multispike"``.
+        weight, input_spikes, neuron, capacity, t_max, initial_state: as for ``simulate`` (valid).
+
+    Returns:
+        ``(SimulationResult, table)``: ``table`` is ``(n_inputs + 1, size)``, row 0 the initial
+        current and row ``k`` the current just after input ``k - 1``.
+    """
+    algorithm = shaped_algorithm(plan, input_spikes.time.shape[0], capacity, weight.shape[1], False)
+    if algorithm != "multispike":
+        raise ValueError(f"multispike_with_current_table needs the 'multispike' algorithm, got {algorithm!r}")
+    weight, input_spikes, neuron, t_max, _, initial_state = _one_dtype(
+        weight, input_spikes, neuron, t_max, None, initial_state)
+    rounds = multispike_rounds(plan.spike_bound, capacity)
+    block = multispike_block(input_spikes.time.shape[0], capacity, weight.shape[1])
+    return simulate_multispike(weight, input_spikes, neuron, t_max, initial_state, capacity=int(capacity),
+                               method=plan.kernel, rounds=rounds, block=block, with_current_table=True)
 
 
 # Jitted so eager calls compile once per shape; inside a caller's jit it is simply inlined.

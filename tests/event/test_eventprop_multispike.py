@@ -183,3 +183,61 @@ def test_layer_gradient_under_vmap_and_jit_equals_the_scan_layer(x64):
     for got, expected in zip(jax.tree_util.tree_leaves(grads["parallel"]), jax.tree_util.tree_leaves(grads["scan"])):
         _assert_close(got, expected, "weight")
         assert np.any(np.asarray(expected) != 0)
+
+
+def test_multispike_forward_hands_its_current_table_to_the_closed_form(x64, monkeypatch):
+    """With the multi-spike forward the backward reads the currents from the forward's table.
+
+    The gradients must equal the scan's (forward and backward, rtol 1e-10), and the table must be
+    what the forward actually handed over (a spy counts the calls), with refractory periods and
+    an initial state, so that the currents at releases are read too.
+    """
+    import jaxsnn.event.eventprop as eventprop_module
+    from jaxsnn.event.multispike import simulate_multispike
+
+    calls = []
+    original = eventprop_module.multispike_with_current_table
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(eventprop_module, "multispike_with_current_table", spy)
+    rng = np.random.default_rng(3)
+    neuron = LIFParameters(tau_syn=TAU_SYN, tau_mem=2 * TAU_SYN, v_reset=-0.2, t_ref=1e-3)
+    weight = jnp.asarray(rng.uniform(0.0, 6.0, (N_IN, SIZE)))
+    inputs = spikes_lib.from_lists(np.sort(rng.uniform(0, 0.02, 10)), rng.integers(0, N_IN, 10), capacity=K_IN,
+                                   dtype=jnp.float64)
+    initial_state = LIFState(v=jnp.full((SIZE,), 0.3), current=jnp.linspace(-0.5, 1.5, SIZE),
+                             refractory_until=jnp.asarray([0.0, 2e-3, 0.0, 7e-3, 0.0]))
+    coefficients = jnp.asarray(rng.uniform(0.2, 1.0, 48 + 2 * SIZE))
+
+    def grads(algorithm, backward):
+        def loss(weight, times, initial_state):
+            result = simulate_eventprop(weight, Spikes(times, inputs.idx), neuron, capacity=48, t_max=T_MAX,
+                                        initial_state=initial_state, algorithm=algorithm, backward=backward)
+            return _loss(result, coefficients), result.spikes
+
+        return jax.jit(jax.grad(loss, argnums=(0, 1, 2), has_aux=True))(weight, inputs.time, initial_state)
+
+    (expected, expected_spikes), before = grads("scan", "scan"), len(calls)
+    (got, got_spikes), after = grads("multispike", "parallel"), len(calls)
+    assert before == 0 and after == 1, "the multi-spike forward must hand its current table over"
+    idx = np.asarray(got_spikes.idx)
+    assert np.max(np.bincount(idx[idx >= 0])) >= 3, "the network must spike several times per neuron"
+    np.testing.assert_array_equal(idx, expected_spikes.idx)
+    for name, got_leaf, expected_leaf in zip(("weight", "input times", "initial state"), got, expected):
+        for leaf_got, leaf_expected in zip(jax.tree_util.tree_leaves(got_leaf), jax.tree_util.tree_leaves(expected_leaf)):
+            _assert_close(leaf_got, leaf_expected, name)
+    assert np.any(np.asarray(got[0]) != 0)
+
+    # The closed form itself, with and without the table: the same gradients.
+    result, table = simulate_multispike(weight, inputs, neuron, jnp.asarray(T_MAX), initial_state, capacity=48,
+                                        rounds=48, method="quadratic", with_current_table=True)
+    assert table.shape == (K_IN + 1, SIZE)
+    cotangent = jnp.asarray(rng.normal(size=48))
+    args = (weight, inputs, result.spikes, neuron, T_MAX, cotangent)
+    plain = jax.jit(multispike_eventprop_gradients)(*args, initial_state=initial_state)
+    tabled = jax.jit(multispike_eventprop_gradients)(*args, initial_state=initial_state, current_table=table)
+    for name in ("weight", "input_times", "initial_v", "initial_current", "initial_refractory_until", "output_times"):
+        _assert_close(getattr(tabled, name), getattr(plain, name), name)
