@@ -43,9 +43,9 @@ block from the shapes so that a neuron evaluates about twice its intervals at mo
 by ``jaxsnn.event.plan.multispike_rounds`` (the output capacity, or fewer when ``t_ref`` bounds
 the spikes per neuron); a neuron that would spike once more, or more spikes in all than
 ``capacity``, sets ``overflow``, as for the scan. Work: about ``2 x (inputs + 1) x neurons``
-cheap elementwise evaluations plus one solver call per spike, in ``intervals / block +
-spikes per neuron`` sequential iterations instead of the scan's ``inputs + capacity`` steps
-over all neurons.
+cheap elementwise evaluations plus one solver call per spike, in about ``intervals / block +
+spikes per neuron`` sequential iterations (a few more where neurons wait for the shared window)
+instead of the scan's ``inputs + capacity`` steps over all neurons.
 
 Gradients. The search (step 2) is a discrete choice and carries no derivative; it records each
 spike's interval and its rank among the neuron's spikes (its "round"). A replay then
