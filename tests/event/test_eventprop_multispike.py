@@ -241,3 +241,20 @@ def test_multispike_forward_hands_its_current_table_to_the_closed_form(x64, monk
     tabled = jax.jit(multispike_eventprop_gradients)(*args, initial_state=initial_state, current_table=table)
     for name in ("weight", "input_times", "initial_v", "initial_current", "initial_refractory_until", "output_times"):
         _assert_close(getattr(tabled, name), getattr(plain, name), name)
+
+
+def test_current_table_needs_the_multispike_algorithm():
+    """``multispike_with_current_table`` refuses a plan whose algorithm is not the multi-spike search."""
+    from jaxsnn.event.plan import resolve_plan
+    from jaxsnn.event.simulate import multispike_with_current_table
+
+    neuron = LIFParameters(t_ref=0.0)
+    for algorithm, t_ref in (("scan", 0.0), ("parallel", 2 * T_MAX)):  # parallel: one spike per neuron
+        plan = resolve_plan(neuron._replace(t_ref=t_ref), T_MAX, algorithm=algorithm)
+        with pytest.raises(ValueError, match="needs the 'multispike' algorithm, got '" + algorithm):
+            multispike_with_current_table(plan, jnp.ones((N_IN, SIZE)), spikes_lib.empty(K_IN),
+                                          neuron._replace(t_ref=t_ref), capacity=SIZE, t_max=T_MAX)
+    plan = resolve_plan(neuron, T_MAX, algorithm="multispike")
+    result, table = multispike_with_current_table(plan, jnp.ones((N_IN, SIZE)), spikes_lib.empty(K_IN), neuron,
+                                                  capacity=SIZE, t_max=T_MAX)
+    assert table.shape == (K_IN + 1, SIZE) and int(result.spikes.count()) == 0
