@@ -300,19 +300,19 @@ def simulate_multispike(
     times, rows = acting_inputs(weight, input_spikes, t_max)
     state = rest_state(size, p, dtype) if initial_state is None else initial_state
 
-    # The never-reset trajectory u_free, I just after every input (one cheap scan; an associative
-    # scan over the inputs was slower on CPU): evolve's arithmetic without its refractory branch
-    # (the free trajectory has none), relative to v_leak, with the
-    # decays over every gap between inputs computed before the scan, all at once: the scan step
-    # is then two multiply-adds per neuron (it halved the scan on the Randman output layer, 522
+    # The never-reset trajectory u_free (relative to v_leak) and I just after every input: one
+    # cheap scan (an associative scan over the inputs was slower on CPU) with evolve's
+    # arithmetic minus its refractory branch, which the free trajectory never takes. The decays
+    # over every gap between inputs are computed before the scan, all at once, so a scan step
+    # is two multiply-adds per neuron (it halved the scan on the Randman output layer, 522
     # inputs -> 10 neurons, where the per-step overhead dominates). With one pair of time
     # constants for the layer the decays are the same for every neuron: one per input.
+    gap = jnp.diff(times, prepend=jnp.zeros((1,), dtype))
     if jnp.ndim(neuron.tau_mem) == 0 and jnp.ndim(neuron.tau_syn) == 0:
         tau_mem, tau_syn = (jnp.asarray(tau, dtype) for tau in (neuron.tau_mem, neuron.tau_syn))
-        gap = jnp.diff(times, prepend=jnp.zeros((1,), dtype))
     else:
         tau_mem, tau_syn = p.tau_mem, p.tau_syn
-        gap = jnp.diff(times, prepend=jnp.zeros((1,), dtype))[:, None]
+        gap = gap[:, None]
     decays = (jnp.exp(-gap / tau_mem), psp_kernel(gap, tau_mem, tau_syn), jnp.exp(-gap / tau_syn))
 
     def step(carry, item):

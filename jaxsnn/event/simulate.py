@@ -378,10 +378,8 @@ def simulate_planned(
     algorithm = shaped_algorithm(plan, input_spikes.time.shape[0], capacity, weight.shape[1],
                                  recurrent_weight is not None)
     if algorithm == "multispike":
-        rounds = multispike_rounds(plan.spike_bound, capacity)
-        block = multispike_block(input_spikes.time.shape[0], capacity, weight.shape[1])
-        return simulate_multispike(weight, input_spikes, neuron, t_max, initial_state, rounds=rounds, block=block,
-                                   **static)
+        return _simulate_multispike_planned(plan, weight, input_spikes, neuron, t_max, initial_state,
+                                            capacity=int(capacity))
     if algorithm == "parallel":
         return _simulate_parallel(weight, input_spikes, neuron, t_max, initial_state, **static)
     return _simulate_scan(weight, input_spikes, neuron, t_max, recurrent_weight, initial_state, **static)
@@ -430,10 +428,17 @@ def multispike_with_current_table(
         raise ValueError(f"multispike_with_current_table needs the 'multispike' algorithm, got {algorithm!r}")
     weight, input_spikes, neuron, t_max, _, initial_state = _one_dtype(
         weight, input_spikes, neuron, t_max, None, initial_state)
+    return _simulate_multispike_planned(plan, weight, input_spikes, neuron, t_max, initial_state,
+                                        capacity=int(capacity), with_current_table=True)
+
+
+def _simulate_multispike_planned(plan, weight, input_spikes, neuron, t_max, initial_state, *, capacity,
+                                 with_current_table=False):
+    """``simulate_multispike`` with the plan's kernel and the rounds and block for these shapes."""
     rounds = multispike_rounds(plan.spike_bound, capacity)
     block = multispike_block(input_spikes.time.shape[0], capacity, weight.shape[1])
-    return simulate_multispike(weight, input_spikes, neuron, t_max, initial_state, capacity=int(capacity),
-                               method=plan.kernel, rounds=rounds, block=block, with_current_table=True)
+    return simulate_multispike(weight, input_spikes, neuron, t_max, initial_state, capacity=capacity,
+                               method=plan.kernel, rounds=rounds, block=block, with_current_table=with_current_table)
 
 
 # Jitted so eager calls compile once per shape; inside a caller's jit it is simply inlined.
