@@ -522,6 +522,10 @@ def test_time_call_times_short_calls_for_min_seconds():
     plain = harness.time_call(nap, lambda out: out, iterations=3, warmup=1)
     assert plain["iterations"] == 3
     floor = harness.time_call(nap, lambda out: out, iterations=3, warmup=1, min_seconds=0.05)
-    assert 10 <= floor["iterations"] <= 26 and sum(floor["times_s"]) >= 0.05
+    assert 10 <= floor["iterations"] <= 26
+    # times_s is rounded to the microsecond, so sums are compared with that slack.
+    slack = 5e-7 * floor["iterations"]
+    assert sum(floor["times_s"]) >= 0.05 - slack, "stopped before 0.05 s of calls were timed"
+    assert sum(floor["times_s"][:-1]) < 0.05 + slack, "went on timing after the floor was reached"
     capped = harness.time_call(nap, lambda out: out, iterations=3, warmup=1, min_seconds=10.0, max_iterations=7)
     assert capped["iterations"] == 7
